@@ -1,0 +1,78 @@
+"""The application factory: one aiohttp Application per server."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from deepaas.api import debug, docs, health, models, train, versions
+from deepaas.api.errors import error_middleware
+from deepaas.api.keys import (
+    DEBUG_CAPTURE,
+    EXECUTORS,
+    SETTINGS,
+    SPEC_CACHE,
+    TRAININGS,
+    ApiSettings,
+)
+from deepaas.model.execution import Executor
+
+
+def create_app(
+    executors: dict[str, Executor],
+    *,
+    settings: ApiSettings | None = None,
+    trainings: Any = None,
+    debug_capture: debug.DebugCapture | None = None,
+    manage_executors: bool = True,
+) -> web.Application:
+    """Build the DEEPaaS V2 API over already-configured executors.
+
+    With ``manage_executors`` the application starts the executors (loading
+    and warming every model) when it starts, and stops them, with their
+    worker processes, when it shuts down.
+    """
+    settings = settings or ApiSettings()
+    max_size = settings.client_max_size or sys.maxsize
+    app = web.Application(middlewares=[error_middleware], client_max_size=max_size)
+    app[SETTINGS] = settings
+    app[EXECUTORS] = executors
+    app[SPEC_CACHE] = {}
+    app["deepaas_base_path_str"] = settings.base_path
+    if trainings is not None:
+        app[TRAININGS] = trainings
+    if settings.debug_endpoint and debug_capture is not None:
+        app[DEBUG_CAPTURE] = debug_capture
+
+    versions.setup(app)
+    models.setup(app)
+    train.setup(app)
+    docs.setup(app, with_ui=settings.doc_endpoint)
+    debug.setup(app)
+    health.setup(app)
+
+    if manage_executors:
+        app.cleanup_ctx.append(_run_executors)
+    return app
+
+
+async def _run_executors(app: web.Application) -> AsyncIterator[None]:
+    executors = app[EXECUTORS]
+    started: list[Executor] = []
+    try:
+        for executor in executors.values():
+            await executor.start()
+            started.append(executor)
+        trainings = app.get(TRAININGS)
+        if trainings is not None and hasattr(trainings, "start"):
+            await trainings.start()
+        yield
+    finally:
+        trainings = app.get(TRAININGS)
+        if trainings is not None and hasattr(trainings, "close"):
+            await trainings.close()
+        for executor in started:
+            await executor.stop()

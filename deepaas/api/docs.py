@@ -1,0 +1,83 @@
+"""The API descriptions and the Swagger UI, served from packaged assets."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import swagger_ui_bundle
+from aiohttp import web
+
+from deepaas.api import openapi
+from deepaas.api.keys import EXECUTORS, SETTINGS, SPEC_CACHE
+from deepaas.api.routing import add_route, url
+
+SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+
+_INDEX = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{title}</title>
+  <link rel="stylesheet" href="{static}/swagger-ui.css">
+  <link rel="icon" type="image/png" href="{static}/favicon-32x32.png">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{static}/swagger-ui-bundle.js"></script>
+  <script src="{static}/swagger-ui-standalone-preset.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: {spec_url},
+      dom_id: "#swagger-ui",
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+      layout: "StandaloneLayout",
+      validatorUrl: null
+    }});
+  </script>
+</body>
+</html>
+"""
+
+
+def _document(request: web.Request, version: int) -> dict[str, object]:
+    cache = request.app[SPEC_CACHE]
+    key = f"v{version}"
+    if key not in cache:
+        descriptions = [ex.description for ex in request.app[EXECUTORS].values()]
+        cache[key] = openapi.build_document(
+            descriptions, version=version, base_path=request.app[SETTINGS].base_path
+        )
+    return cache[key]
+
+
+async def swagger_json(request: web.Request) -> web.Response:
+    return web.json_response(_document(request, 2))
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(_document(request, 3))
+
+
+async def swagger_ui(request: web.Request) -> web.Response:
+    page = _INDEX.format(
+        title=html.escape(openapi.TITLE),
+        static=url(request, "/api/static"),
+        spec_url=json.dumps(url(request, "/swagger.json")),
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+async def redirect_to_ui(request: web.Request) -> web.Response:
+    raise web.HTTPFound(url(request, "/api"))
+
+
+def setup(app: web.Application, *, with_ui: bool) -> None:
+    add_route(app, "GET", "/swagger.json", swagger_json)
+    add_route(app, "GET", "/openapi.json", openapi_json)
+    if with_ui:
+        add_route(app, "GET", "/api", swagger_ui)
+        add_route(app, "GET", "/ui", redirect_to_ui)
+        base = app.get("deepaas_base_path_str", "")
+        app.router.add_static(f"{base}/api/static", SWAGGER_UI_DIR)

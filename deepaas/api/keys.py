@@ -1,0 +1,40 @@
+"""Typed keys under which the application keeps its state."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from aiohttp import web
+
+from deepaas.model.execution import Executor
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSettings:
+    """The options that shape the API, validated where they enter."""
+
+    predict_endpoint: bool = True
+    train_endpoint: bool = True
+    debug_endpoint: bool = False
+    doc_endpoint: bool = True
+    base_path: str = ""
+    client_max_size: int = 0
+    upload_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        path = self.base_path.strip()
+        if path and not path.startswith("/"):
+            path = "/" + path
+        object.__setattr__(self, "base_path", path.rstrip("/"))
+        if self.client_max_size < 0:
+            raise ValueError(
+                f"--client-max-size must be >= 0 (got {self.client_max_size})"
+            )
+
+
+SETTINGS = web.AppKey("deepaas_settings", ApiSettings)
+EXECUTORS = web.AppKey("deepaas_executors", dict[str, Executor])
+TRAININGS = web.AppKey("deepaas_trainings", Any)
+DEBUG_CAPTURE = web.AppKey("deepaas_debug_capture", Any)
+SPEC_CACHE = web.AppKey("deepaas_spec_cache", dict[str, Any])

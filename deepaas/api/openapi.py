@@ -1,0 +1,328 @@
+"""The API descriptions: Swagger 2.0 at /swagger.json, OpenAPI 3.1 beside it.
+
+Existing clients (a graphical front-end among them) read ``/swagger.json``
+as Swagger 2.0, so that document keeps the DEEPaaS shape: one path per
+served model, every argument a parameter with ``in``/``type``/``default``,
+``produces`` from the model's ``accept`` choices and the response schema as
+``definitions.ModelPredictionResponse``.  The same content is served as
+OpenAPI 3.1 at ``/openapi.json`` for newer tooling.  Both are assembled with
+apispec from the workers' model descriptions.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from apispec import APISpec
+
+from deepaas import __version__
+from deepaas.model.description import RESPONSE_SCHEMA_NAME, ModelDescription
+
+TITLE = "DEEPaaS API"
+DESCRIPTION = (
+    "Machine-learning models served with deepaas through the DEEPaaS V2 API."
+)
+
+_TRAINING_PROPERTIES: dict[str, Any] = {
+    "uuid": {"type": "string", "description": "Identifier of the training"},
+    "date": {"type": "string", "description": "When it was submitted"},
+    "args": {"type": "object", "description": "Arguments it was started with"},
+    "status": {
+        "type": "string",
+        "enum": ["queued", "running", "done", "error", "cancelled"],
+    },
+    "message": {"type": "string", "description": "Why it failed"},
+    "result": {"type": "object", "description": "output, finish_date, duration"},
+    "links": {"type": "array", "items": {"type": "object"}},
+}
+
+
+def _rename_refs(value: Any, mapping: dict[str, str], prefix: str) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key == "$ref" and isinstance(item, str):
+                head, _, tail = item.rpartition("/")
+                out[key] = f"{head}/{mapping.get(tail, tail)}"
+            else:
+                out[key] = _rename_refs(item, mapping, prefix)
+        return out
+    if isinstance(value, list):
+        return [_rename_refs(item, mapping, prefix) for item in value]
+    return value
+
+
+def _response_schemas(
+    descriptions: Iterable[ModelDescription], version: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """All models' response schemas, renamed apart; and each model's ref name."""
+    schemas: dict[str, Any] = {}
+    refs: dict[str, str] = {}
+    for desc in descriptions:
+        own = desc.response_definitions_v2 if version == 2 else desc.response_schemas_v3
+        if not own:
+            continue
+        mapping = {
+            name: name if not schemas else f"{desc.name}_{name}" for name in own
+        }
+        for name, schema in own.items():
+            schemas[mapping[name]] = _rename_refs(copy.deepcopy(schema), mapping, "")
+        refs[desc.name] = mapping[RESPONSE_SCHEMA_NAME]
+    return schemas, refs
+
+
+def _json(schema_ref: str | dict[str, Any], version: int) -> dict[str, Any]:
+    schema = (
+        {"$ref": schema_ref} if isinstance(schema_ref, str) else schema_ref
+    )
+    if version == 2:
+        return {"schema": schema}
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str, version: int) -> str:
+    return f"#/definitions/{name}" if version == 2 else f"#/components/schemas/{name}"
+
+
+def _error_responses(version: int, *codes: int) -> dict[int, Any]:
+    texts = {
+        400: "Malformed request",
+        402: "Endpoint disabled on this server",
+        404: "No such model or training",
+        406: "None of the accepted media types is offered",
+        413: "Request body too large",
+        422: "Invalid arguments: {argument: [messages]}",
+        500: "The model failed",
+        501: "The model does not implement this method",
+        503: "Busy or no worker available; retry after Retry-After seconds",
+        504: "The model did not answer in time",
+    }
+    error = _json(_ref("Error", version), version)
+    return {code: {"description": texts[code], **error} for code in codes}
+
+
+def _predict_operation(
+    desc: ModelDescription, response_ref: str | None, version: int
+) -> dict[str, Any]:
+    produces = desc.accept or ["application/json"]
+    op: dict[str, Any] = {
+        "tags": [desc.name],
+        "summary": "Make a prediction given the input data",
+        "operationId": f"predict_{desc.name}",
+        "responses": {
+            200: {"description": "The prediction"},
+            **_error_responses(version, 400, 402, 406, 413, 422, 500, 501, 503, 504),
+        },
+    }
+    ok = _ref(response_ref or "Prediction", version)
+    if version == 2:
+        op["parameters"] = copy.deepcopy(desc.predict.parameters_v2)
+        op["consumes"] = ["multipart/form-data", "application/x-www-form-urlencoded"]
+        op["produces"] = produces
+        if produces == ["application/json"] or "application/json" in produces:
+            op["responses"][200]["schema"] = {"$ref": ok}
+    else:
+        op["parameters"] = copy.deepcopy(desc.predict.parameters_v3)
+        body = _request_body(desc.predict.body_schema_v3, desc.predict.file_arguments)
+        if body:
+            op["requestBody"] = body
+        content: dict[str, Any] = {}
+        for media in produces:
+            content[media] = (
+                {"schema": {"$ref": ok}}
+                if media == "application/json"
+                else {"schema": {"type": "string", "format": "binary"}}
+            )
+        op["responses"][200]["content"] = content
+    return op
+
+
+def _request_body(schema: dict[str, Any], file_arguments: list[str]) -> dict[str, Any]:
+    if not schema:
+        return {}
+    content = {"multipart/form-data": {"schema": schema}}
+    json_schema = copy.deepcopy(schema)
+    for name in file_arguments:
+        json_schema["properties"].pop(name, None)
+        if name in json_schema.get("required", []):
+            json_schema["required"].remove(name)
+    if not json_schema.get("required"):
+        json_schema.pop("required", None)
+    if json_schema["properties"]:
+        content["application/json"] = {"schema": json_schema}
+        if not file_arguments:
+            content["application/x-www-form-urlencoded"] = {"schema": json_schema}
+    return {"content": content}
+
+
+def _train_operations(desc: ModelDescription, version: int) -> dict[str, Any]:
+    training = _json(_ref("Training", version), version)
+    start: dict[str, Any] = {
+        "tags": [desc.name],
+        "summary": "Start a training; it runs in its own process",
+        "operationId": f"train_{desc.name}",
+        "responses": {
+            200: {"description": "The training, queued or running", **training},
+            **_error_responses(version, 400, 402, 413, 422, 501),
+        },
+    }
+    if version == 2:
+        start["parameters"] = copy.deepcopy(desc.train.parameters_v2)
+        start["consumes"] = ["multipart/form-data", "application/x-www-form-urlencoded"]
+    else:
+        start["parameters"] = copy.deepcopy(desc.train.parameters_v3)
+        body = _request_body(desc.train.body_schema_v3, desc.train.file_arguments)
+        if body:
+            start["requestBody"] = body
+    listing_schema = {"type": "array", "items": {"$ref": _ref("Training", version)}}
+    listing = {
+        "tags": [desc.name],
+        "summary": "List the trainings of this model",
+        "operationId": f"list_trainings_{desc.name}",
+        "responses": {
+            200: {"description": "Trainings", **_json(listing_schema, version)},
+            **_error_responses(version, 402),
+        },
+    }
+    return {"post": start, "get": listing}
+
+
+def _uuid_param(version: int) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": "uuid", "in": "path", "required": True,
+                             "description": "The training's uuid"}
+    if version == 2:
+        param["type"] = "string"
+    else:
+        param["schema"] = {"type": "string"}
+    return param
+
+
+def _training_item_operations(desc: ModelDescription, version: int) -> dict[str, Any]:
+    training = _json(_ref("Training", version), version)
+    return {
+        "parameters": [_uuid_param(version)],
+        "get": {
+            "tags": [desc.name],
+            "summary": "Status and result of a training",
+            "operationId": f"get_training_{desc.name}",
+            "responses": {200: {"description": "The training", **training},
+                          **_error_responses(version, 400, 402, 404)},
+        },
+        "delete": {
+            "tags": [desc.name],
+            "summary": "Cancel a running training (its processes stop), or forget "
+            "a finished one with its logs",
+            "operationId": f"delete_training_{desc.name}",
+            "responses": {200: {"description": "The training", **training},
+                          **_error_responses(version, 400, 402, 404)},
+        },
+    }
+
+
+def _training_logs_operation(desc: ModelDescription, version: int) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [_uuid_param(version)]
+    for name, text in (
+        ("offset", "Return the log from this byte offset on (to follow it)"),
+        ("tail", "Return only the last N lines"),
+    ):
+        param: dict[str, Any] = {"name": name, "in": "query", "required": False,
+                                 "description": text}
+        if version == 2:
+            param["type"] = "integer"
+            param["minimum"] = 0
+        else:
+            param["schema"] = {"type": "integer", "minimum": 0}
+        params.append(param)
+    text_body: dict[str, Any] = (
+        {"schema": {"type": "string"}} if version == 2
+        else {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    )
+    op: dict[str, Any] = {
+        "tags": [desc.name],
+        "summary": "The training's output and log (stdout, stderr, logging). The "
+        "X-Log-Offset header gives the offset to ask for next.",
+        "operationId": f"training_logs_{desc.name}",
+        "responses": {200: {"description": "Log text", **text_body},
+                      **_error_responses(version, 400, 402, 404)},
+    }
+    if version == 2:
+        op["produces"] = ["text/plain"]
+    return {"parameters": params, "get": op}
+
+
+def _simple_get(summary: str, op_id: str, version: int, tag: str = "deepaas"
+                ) -> dict[str, Any]:
+    return {
+        "get": {
+            "tags": [tag],
+            "summary": summary,
+            "operationId": op_id,
+            "responses": {200: {"description": summary, **_json({"type": "object"},
+                                                                  version)}},
+        }
+    }
+
+
+def build_document(
+    descriptions: Iterable[ModelDescription], *, version: int, base_path: str = ""
+) -> dict[str, Any]:
+    """The API description, ``version`` 2 (Swagger) or 3 (OpenAPI 3.1)."""
+    descriptions = list(descriptions)
+    options: dict[str, Any] = {"info": {"description": DESCRIPTION}}
+    if version == 2:
+        options["basePath"] = base_path or "/"
+        openapi_version = "2.0"
+    else:
+        if base_path:
+            options["servers"] = [{"url": base_path}]
+        openapi_version = "3.1.0"
+    spec = APISpec(TITLE, __version__, openapi_version, **options)
+    schemas, refs = _response_schemas(descriptions, version)
+    for name, schema in schemas.items():
+        spec.components.schema(name, component=schema)
+    spec.components.schema("Error", component={
+        "type": "object", "properties": {"message": {"type": "string"}}})
+    spec.components.schema("Prediction", component={
+        "type": "object",
+        "properties": {"status": {"type": "string"}, "predictions": {}},
+    })
+    spec.components.schema(
+        "Training", component={"type": "object", "properties": _TRAINING_PROPERTIES}
+    )
+
+    spec.path("/", operations=_simple_get("API versions", "versions", version))
+    spec.path("/v2/", operations=_simple_get("The V2 API", "v2", version))
+    spec.path("/v2/models/", operations=_simple_get(
+        "Served models with their metadata", "models", version))
+    spec.path("/health", operations=_simple_get(
+        "Liveness: the server answers", "health", version))
+    spec.path("/ready", operations=_simple_get(
+        "Readiness: every worker is warm (503 otherwise)", "ready", version))
+    for desc in descriptions:
+        prefix = f"/v2/models/{desc.name}"
+        spec.path(f"{prefix}/", operations=_simple_get(
+            "The model's metadata", f"model_{desc.name}", version, desc.name))
+        spec.path(
+            f"{prefix}/predict/",
+            operations={"post": _predict_operation(desc, refs.get(desc.name), version)},
+        )
+        spec.path(f"{prefix}/train/", operations=_train_operations(desc, version))
+        for suffix, operations in (
+            ("train/{uuid}", _training_item_operations(desc, version)),
+            ("train/{uuid}/logs", _training_logs_operation(desc, version)),
+        ):
+            parameters = operations.pop("parameters")
+            spec.path(f"{prefix}/{suffix}", operations=operations,
+                      parameters=parameters)
+    document = spec.to_dict()
+    return _stringify_status_codes(document)
+
+
+def _stringify_status_codes(document: dict[str, Any]) -> dict[str, Any]:
+    for path in document.get("paths", {}).values():
+        for op in path.values():
+            if isinstance(op, dict) and "responses" in op:
+                op["responses"] = {str(k): v for k, v in op["responses"].items()}
+    return document

@@ -1,0 +1,156 @@
+"""Reading call arguments from a request: query, forms, JSON and uploads.
+
+Uploaded files are streamed to temporary files (never held in memory) and
+handed to the model as :class:`~deepaas.model.files.UploadedFile`; the
+caller removes them after the call with :func:`remove_uploads`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from deepaas.model.files import UploadedFile
+from deepaas.model.wrapper import RawArguments
+
+CHUNK = 256 * 1024
+JSON_TYPES = ("application/json",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+MULTIPART_TYPE = "multipart/form-data"
+
+
+def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit,
+        actual_size=limit + 1,
+        text=f"the request body is larger than --client-max-size ({limit} bytes)",
+    )
+
+
+def remove_uploads(raw: RawArguments) -> None:
+    """Delete the temporary copies of every uploaded file."""
+    for upload in raw.uploads():
+        upload.remove()
+
+
+async def read_arguments(
+    request: web.Request, *, max_size: int, upload_dir: str | None
+) -> RawArguments:
+    """Collect the raw arguments of a predict or train call."""
+    raw = RawArguments(pairs=list(request.query.items()))
+    if not request.body_exists:
+        return raw
+    content_type = request.content_type
+    try:
+        if content_type == MULTIPART_TYPE:
+            await _read_multipart(request, raw, max_size, upload_dir)
+        elif content_type == FORM_TYPE:
+            form = await request.post()
+            raw.pairs.extend((k, v) for k, v in form.items() if isinstance(v, str))
+        elif content_type in JSON_TYPES or content_type.endswith("+json"):
+            raw.json_body = await _read_json(request)
+        elif content_type in ("", "application/octet-stream"):
+            if await request.read():
+                raise web.HTTPUnsupportedMediaType(
+                    text="send arguments as a query string, a form, multipart "
+                    "form-data or a JSON object"
+                )
+        else:
+            raise web.HTTPUnsupportedMediaType(
+                text=f"unsupported request body type {content_type!r}; send "
+                "multipart/form-data, application/x-www-form-urlencoded or "
+                "application/json"
+            )
+    except BaseException:
+        remove_uploads(raw)
+        raise
+    return raw
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    body = await request.read()
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(text=f"the request body is not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        raise web.HTTPBadRequest(
+            text="the JSON body must be an object mapping argument names to values"
+        )
+    return value
+
+
+async def _read_multipart(
+    request: web.Request, raw: RawArguments, max_size: int, upload_dir: str | None
+) -> None:
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:
+        raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}")
+    total = 0
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError, KeyError) as exc:
+            raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}")
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise web.HTTPBadRequest(text="nested multipart bodies are not supported")
+        name = part.name
+        if not name:
+            raise web.HTTPBadRequest(text="a multipart part has no field name")
+        if part.filename is not None:
+            upload, total = await _save_upload(part, name, total, max_size, upload_dir)
+            raw.pairs.append((name, upload))
+        else:
+            chunks = []
+            while chunk := await part.read_chunk(CHUNK):
+                total += len(chunk)
+                if max_size and total > max_size:
+                    raise _too_large(max_size)
+                chunks.append(chunk)
+            data = part.decode(b"".join(chunks))
+            charset = part.get_charset(default="utf-8")
+            try:
+                raw.pairs.append((name, data.decode(charset)))
+            except (UnicodeDecodeError, LookupError):
+                raise web.HTTPBadRequest(
+                    text=f"form field {name!r} is not valid {charset} text"
+                )
+
+
+async def _save_upload(
+    part: BodyPartReader, name: str, total: int, max_size: int, upload_dir: str | None
+) -> tuple[UploadedFile, int]:
+    fd, path = tempfile.mkstemp(prefix="deepaas-upload-", dir=upload_dir)
+    upload = UploadedFile(
+        name=name,
+        filename=path,
+        content_type=part.headers.get("Content-Type", "application/octet-stream"),
+        original_filename=part.filename or "",
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await part.read_chunk(CHUNK):
+                total += len(chunk)
+                if max_size and total > max_size:
+                    raise _too_large(max_size)
+                out.write(part.decode(chunk) if _encoded(part) else chunk)
+    except BaseException:
+        upload.remove()
+        raise
+    return upload, total
+
+
+def _encoded(part: BodyPartReader) -> bool:
+    return bool(part.headers.get("Content-Transfer-Encoding", "").strip()) and (
+        part.headers.get("Content-Transfer-Encoding", "").lower()
+        not in ("binary", "8bit", "7bit")
+    )

@@ -1,0 +1,1 @@
+"""Console scripts: each ``main(argv=None) -> int`` is a plain function."""

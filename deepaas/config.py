@@ -1,0 +1,259 @@
+"""Options of deepaas, read with oslo.config from the command line and files.
+
+Every option is both a command-line flag and a ``[DEFAULT]`` entry of a
+config file.  Nothing is registered at import time: :func:`build_config`
+makes a fresh :class:`oslo_config.cfg.ConfigOpts` per run, so tests and
+embedding applications never share global state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+from deepaas import __version__
+
+MODEL_ENV_VAR = "DEEPAAS_V2_MODEL"
+
+_server_opts = [
+    cfg.StrOpt(
+        "listen-ip",
+        default="127.0.0.1",
+        help="IP address the API listens on. Use 0.0.0.0 to listen on every "
+        "interface.",
+    ),
+    cfg.PortOpt("listen-port", default=5000, help="TCP port the API listens on."),
+    cfg.MultiStrOpt(
+        "model-name",
+        default=[],
+        sample_default="<DEEPAAS_V2_MODEL, or the only installed model>",
+        help="Name of the model to serve, as registered in the entry-point group "
+        "'deepaas.v2.model'. Repeat the option to serve several models at once. "
+        "Default: the environment variable DEEPAAS_V2_MODEL (several names may "
+        "be separated by commas), else the only installed model, else the "
+        "built-in demo model.",
+    ),
+    cfg.IntOpt(
+        "workers",
+        default=1,
+        min=0,
+        help="Worker processes per model that run predictions. 0 runs the model "
+        "inside the API process (threads), which suits light or thread-safe "
+        "models; N >= 1 runs N spawned processes, each warmed once.",
+    ),
+    cfg.BoolOpt(
+        "warm",
+        default=True,
+        help="Call the model's warm() once in every worker before serving.",
+    ),
+    cfg.BoolOpt(
+        "predict-endpoint", default=True, help="Serve the predict endpoint."
+    ),
+    cfg.BoolOpt("train-endpoint", default=True, help="Serve the train endpoints."),
+    cfg.BoolOpt(
+        "debug-endpoint",
+        default=False,
+        help="Serve /debug/ with the captured standard output, standard error "
+        "and log of the server.",
+    ),
+    cfg.BoolOpt(
+        "doc-endpoint",
+        default=True,
+        help="Serve the Swagger UI at /api (the API descriptions are always "
+        "served).",
+    ),
+    cfg.IntOpt(
+        "client-max-size",
+        default=0,
+        min=0,
+        help="Largest request body accepted, in bytes; 0 means no limit. "
+        "Uploads are streamed to disk, so large files do not fill memory.",
+    ),
+    cfg.StrOpt(
+        "base-path",
+        default="",
+        help="Serve everything under this path prefix, e.g. /deepaas behind a "
+        "reverse proxy.",
+    ),
+    cfg.FloatOpt(
+        "shutdown-timeout",
+        default=30.0,
+        min=0,
+        help="Seconds that in-flight requests get to finish after SIGINT or "
+        "SIGTERM before the server stops.",
+    ),
+]
+
+_logging_opts = [
+    cfg.BoolOpt(
+        "debug",
+        default=False,
+        help="Log at DEBUG level and show tracebacks in the log.",
+    ),
+    cfg.StrOpt(
+        "log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        ignore_case=True,
+        help="Level of the server log (overridden by --debug).",
+    ),
+    cfg.StrOpt("log-file", help="Write the log to this file instead of stderr."),
+]
+
+_training_opts = [
+    cfg.StrOpt(
+        "state-dir",
+        sample_default="$XDG_STATE_HOME/deepaas (~/.local/state/deepaas)",
+        help="Directory of the training store (an SQLite database) and of "
+        "the trainings' logs and files; created on first use.",
+    ),
+    cfg.IntOpt(
+        "max-concurrent-trainings",
+        default=1,
+        min=1,
+        help="Trainings that may run at once; further ones wait in order with "
+        "status 'queued'.",
+    ),
+    cfg.FloatOpt(
+        "train-timeout",
+        default=0,
+        min=0,
+        help="Seconds after which a running training is stopped and marked as "
+        "an error; 0 means no limit.",
+    ),
+    cfg.FloatOpt(
+        "train-cancel-grace",
+        default=10.0,
+        min=0,
+        help="Seconds a cancelled training gets to stop after SIGTERM before it "
+        "and its children are killed.",
+    ),
+    cfg.IntOpt(
+        "keep-trainings",
+        default=0,
+        min=0,
+        help="Keep at most this many finished trainings per model (the newest); "
+        "0 keeps all.",
+    ),
+    cfg.FloatOpt(
+        "keep-trainings-days",
+        default=0,
+        min=0,
+        help="Forget finished trainings older than this many days; 0 keeps all.",
+    ),
+]
+
+_execution_opts = [
+    cfg.StrOpt(
+        "gpus",
+        default="auto",
+        help="GPUs the workers may use: 'auto' (every visible GPU), 'none', or "
+        "a comma-separated list of indices among the visible ones, e.g. 0,2.",
+    ),
+    cfg.IntOpt(
+        "workers-per-gpu",
+        default=1,
+        min=1,
+        help="Prediction workers placed on each GPU for models that use one.",
+    ),
+    cfg.IntOpt(
+        "max-queue",
+        default=0,
+        min=0,
+        help="Predictions that may wait for a free worker; beyond it the API "
+        "answers 503 with Retry-After. 0 means 64 per worker.",
+    ),
+    cfg.FloatOpt(
+        "predict-timeout",
+        default=0,
+        min=0,
+        help="Seconds a prediction may take before it is answered with 504 and "
+        "its worker is restarted; 0 means no limit.",
+    ),
+]
+
+
+def _all_opts() -> list[cfg.Opt]:
+    return [*_server_opts, *_logging_opts, *_training_opts, *_execution_opts]
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Options per group, for ``oslo-config-generator`` (entry point)."""
+    return [("DEFAULT", _all_opts())]
+
+
+def _bool_flag_names() -> set[str]:
+    return {opt.dest.replace("_", "-") for opt in _all_opts() if opt.type.__class__
+            is cfg.types.Boolean}
+
+
+_TRUE_WORDS = {"true", "yes", "on", "1"}
+_FALSE_WORDS = {"false", "no", "off", "0"}
+
+
+def _normalize_bool_flags(argv: Sequence[str]) -> list[str]:
+    """Accept ``--flag false`` and ``--flag=true`` for boolean options.
+
+    oslo.config spells booleans ``--flag``/``--noflag``; users of the existing
+    tool write ``--predict-endpoint false``, so both spellings work.
+    """
+    names = _bool_flag_names()
+    result: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, sep, value = arg.partition("=")
+        if name.startswith("--") and name[2:] in names:
+            flag = name[2:]
+            if not sep and i + 1 < len(args):
+                word = args[i + 1].lower()
+                if word in _TRUE_WORDS | _FALSE_WORDS:
+                    value, sep = word, "="
+                    i += 1
+            if sep:
+                word = value.lower()
+                if word in _TRUE_WORDS:
+                    result.append(f"--{flag}")
+                elif word in _FALSE_WORDS:
+                    result.append(f"--no{flag}")
+                else:
+                    raise cfg.Error(
+                        f"--{flag} takes true or false (got {value!r})"
+                    )
+            else:
+                result.append(arg)
+        else:
+            result.append(arg)
+        i += 1
+    return result
+
+
+def build_config(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "deepaas-run",
+    description: str | None = None,
+    extra_cli_opts: Sequence[cfg.Opt] = (),
+    environ: dict[str, str] | None = None,
+) -> cfg.ConfigOpts:
+    """Parse ``argv`` (and any ``--config-file``) into a new ConfigOpts."""
+    env = os.environ if environ is None else environ
+    conf = cfg.ConfigOpts()
+    conf.register_cli_opts(_all_opts())
+    conf.register_cli_opts(list(extra_cli_opts))
+    conf(
+        args=_normalize_bool_flags(argv or []),
+        project="deepaas",
+        prog=prog,
+        version=__version__,
+        description=description,
+        default_config_files=[],
+        default_config_dirs=[],
+    )
+    if not conf.model_name and env.get(MODEL_ENV_VAR):
+        names = [n.strip() for n in env[MODEL_ENV_VAR].split(",") if n.strip()]
+        conf.set_override("model_name", names)
+    return conf

@@ -1,0 +1,123 @@
+"""The domain errors of deepaas.
+
+Each carries the HTTP status it maps to, so that the API turns them into
+answers in one place (``deepaas.api.errors``) and the console scripts into a
+one-line message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DeepaasError(Exception):
+    """Base of every error deepaas raises on purpose."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON body an API client receives for this error."""
+        return {"message": self.message}
+
+
+class ModelNotFound(DeepaasError):
+    """The requested model is not installed (or not served)."""
+
+    status = 404
+
+
+class MultipleModelsFound(DeepaasError):
+    """Several models are installed and none was chosen."""
+
+    status = 500
+
+
+class ModelLoadError(DeepaasError):
+    """A model's entry point could not be imported or instantiated."""
+
+    status = 500
+
+
+class ModelError(DeepaasError):
+    """The model's own code raised while it ran."""
+
+    status = 500
+
+    def __init__(self, message: str, *, traceback: str = "") -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+class MethodNotImplemented(DeepaasError):
+    """The model does not provide the called method (e.g. no ``train``)."""
+
+    status = 501
+
+
+class ArgumentsInvalid(DeepaasError):
+    """The arguments of a call do not validate against the model's fields.
+
+    ``errors`` is the flat ``{"<arg>": ["<message>", ...]}`` mapping that the
+    contract answers with status 422.
+    """
+
+    status = 422
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(f"invalid arguments: {errors}")
+        self.errors = errors
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.errors)
+
+
+class ResponseInvalid(DeepaasError):
+    """The model's answer does not match its declared response schema."""
+
+    status = 500
+
+
+class NotAcceptable(DeepaasError):
+    """None of the media types the client accepts is one the model offers."""
+
+    status = 406
+
+
+class QueueFull(DeepaasError):
+    """Too many predictions are waiting for a worker."""
+
+    status = 503
+
+
+class WorkerCrashed(DeepaasError):
+    """The worker process running a call died before it answered."""
+
+    status = 503
+
+
+class CallTimeout(DeepaasError):
+    """A call took longer than its configured limit."""
+
+    status = 504
+
+
+class EndpointDisabled(DeepaasError):
+    """The endpoint was switched off by configuration (402, as DEEPaaS did)."""
+
+    status = 402
+
+
+class TrainingNotFound(DeepaasError):
+    """No training with that uuid exists for that model."""
+
+    status = 404
+
+
+class DeviceUnavailable(DeepaasError):
+    """The model requires a GPU and none is visible or allowed."""
+
+    status = 500

@@ -1,0 +1,178 @@
+"""Where model calls run: the Executor interface and the in-process executor.
+
+The HTTP layer talks to one :class:`Executor` per served model and never to
+the model itself.  Two implementations exist:
+
+* :class:`InProcessExecutor` (``--workers 0``): the model lives in the API
+  process; synchronous calls run in a thread pool, coroutine models run on
+  the event loop.  No process hop, no pickling: the fastest path for light
+  or thread-safe models.
+* :class:`deepaas.model.workers.ProcessPool` (``--workers N``): N spawned
+  processes, each importing and warming the model once; the API process
+  stays small and a crashing model cannot take the server down.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import inspect
+import json
+from typing import Any
+
+from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
+from deepaas.model.description import ModelDescription
+from deepaas.model.files import UploadedFile
+from deepaas.model.loading import ModelSpec, load_model
+from deepaas.model.wrapper import (
+    ModelWrapper,
+    PredictOutcome,
+    RawArguments,
+    model_error,
+    to_json_bytes,
+)
+
+
+class Executor(abc.ABC):
+    """Runs one model's calls; see the module docstring for the choices."""
+
+    spec: ModelSpec
+    description: ModelDescription
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Load and warm the model; raise a DeepaasError when it cannot."""
+
+    @abc.abstractmethod
+    async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
+        """Validate the arguments, call ``predict`` and return the answer."""
+
+    @abc.abstractmethod
+    async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
+        """Validate training arguments; answer them as JSON-able values."""
+
+    @abc.abstractmethod
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Release the model (and its processes)."""
+
+    @abc.abstractmethod
+    def status(self) -> dict[str, Any]:
+        """Worker counts for ``/ready``: ``{"workers": n, "ready": k, ...}``."""
+
+    @property
+    def ready(self) -> bool:
+        state = self.status()
+        return state["ready"] > 0 and state["ready"] == state["workers"]
+
+
+def jsonable_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as recorded: uploads by name/type/original filename."""
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if isinstance(value, UploadedFile):
+            out[key] = value.to_json()
+        else:
+            out[key] = json.loads(to_json_bytes(value))
+    return out
+
+
+class InProcessExecutor(Executor):
+    """Runs the model inside the API process (``--workers 0``)."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        threads: int = 4,
+        warm: bool = True,
+        max_queue: int = 0,
+        call_timeout: float = 0,
+        model: Any = None,
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1 (got {threads})")
+        self.spec = spec
+        self._threads = threads
+        self._warm = warm
+        self._max_in_flight = threads + (max_queue or 64 * threads)
+        self._call_timeout = call_timeout
+        self._model = model
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._in_flight = 0
+        self._wrapper: ModelWrapper | None = None
+        self._async_predict = False
+
+    @property
+    def wrapper(self) -> ModelWrapper:
+        if self._wrapper is None:
+            raise RuntimeError("the executor is not started")
+        return self._wrapper
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self._threads, thread_name_prefix=f"deepaas-{self.spec.name}"
+        )
+
+        def load() -> ModelWrapper:
+            model = self._model if self._model is not None else load_model(self.spec)
+            wrapper = ModelWrapper(self.spec.name, model)
+            if self._warm:
+                wrapper.warm()
+            return wrapper
+
+        self._wrapper = await loop.run_in_executor(self._pool, load)
+        self.description = self._wrapper.describe()
+        predict = getattr(self._wrapper.model, "predict", None)
+        self._async_predict = inspect.iscoroutinefunction(predict)
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        if self._in_flight >= self._max_in_flight:
+            raise QueueFull(
+                f"model {self.spec.name!r} has {self._in_flight} predictions in "
+                "progress; retry later"
+            )
+        self._in_flight += 1
+        try:
+            if self._call_timeout:
+                return await asyncio.wait_for(func(*args), self._call_timeout)
+            return await func(*args)
+        except asyncio.TimeoutError:
+            raise CallTimeout(
+                f"model {self.spec.name!r} did not answer within "
+                f"{self._call_timeout:g} s (--predict-timeout)"
+            ) from None
+        finally:
+            self._in_flight -= 1
+
+    async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
+        return await self._run(self._predict, raw, accept)
+
+    async def _predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
+        wrapper = self.wrapper
+        if not self._async_predict:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._pool, wrapper.run_predict, raw, accept
+            )
+        kwargs = wrapper.parse_predict_args(raw, accept)
+        try:
+            result = await wrapper.model.predict(**kwargs)
+        except DeepaasError:
+            raise
+        except Exception as exc:
+            raise model_error(exc) from exc
+        return wrapper.finish_predict(result, kwargs.get("accept", accept))
+
+    async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
+        return jsonable_arguments(self.wrapper.parse_train_args(raw))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def status(self) -> dict[str, Any]:
+        ready = 1 if self._wrapper is not None else 0
+        return {"mode": "in-process", "workers": 1, "ready": ready, "restarts": 0}
