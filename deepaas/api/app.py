@@ -41,7 +41,6 @@ def create_app(
     app[SETTINGS] = settings
     app[EXECUTORS] = executors
     app[SPEC_CACHE] = {}
-    app["deepaas_base_path_str"] = settings.base_path
     if trainings is not None:
         app[TRAININGS] = trainings
     if settings.debug_endpoint and debug_capture is not None:

@@ -79,5 +79,5 @@ def setup(app: web.Application, *, with_ui: bool) -> None:
     if with_ui:
         add_route(app, "GET", "/api", swagger_ui)
         add_route(app, "GET", "/ui", redirect_to_ui)
-        base = app.get("deepaas_base_path_str", "")
+        base = app[SETTINGS].base_path
         app.router.add_static(f"{base}/api/static", SWAGGER_UI_DIR)

@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from deepaas.api.keys import SETTINGS
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -13,7 +15,7 @@ def add_route(
     app: web.Application, method: str, path: str, handler: Handler, *, name: str = ""
 ) -> None:
     """Register ``path`` and its twin with (or without) the trailing slash."""
-    base = app.get("deepaas_base_path_str", "")
+    base = app[SETTINGS].base_path
     full = f"{base}{path}" if path != "/" or not base else base + "/"
     twin = full.rstrip("/") if full.endswith("/") else full + "/"
     app.router.add_route(method, full, handler, name=name or None)
@@ -23,6 +25,4 @@ def add_route(
 
 def url(request: web.Request, path: str) -> str:
     """A path as clients must use it, with the configured base path."""
-    from deepaas.api.keys import SETTINGS
-
     return f"{request.app[SETTINGS].base_path}{path}"

@@ -1,0 +1,85 @@
+"""Shared fixtures: fake models registered under real entry points."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deepaas.model.loading import MODEL_NAMESPACE, ModelSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: name -> entry-point value of every fake model in tests/fake_models.
+FAKE_MODELS = {
+    "old-style": "tests.fake_models.old_style",
+    "new-style": "tests.fake_models.new_style:Model",
+    "echo": "tests.fake_models.misc:echo",
+    "failing": "tests.fake_models.misc:Failing",
+    "images": "tests.fake_models.misc:Images",
+    "predict-only": "tests.fake_models.misc:PredictOnly",
+    "crashing": "tests.fake_models.misc:Crashing",
+    "broken": "tests.fake_models.broken",
+}
+
+
+def write_distribution(
+    directory: Path, entry_points: dict[str, str], *, group: str = MODEL_NAMESPACE,
+    name: str = "deepaas_test_models",
+) -> Path:
+    """Register entry points as an installed distribution in ``directory``."""
+    dist = directory / f"{name}-0.0.1.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n"
+    )
+    lines = [f"[{group}]"] + [f"{k} = {v}" for k, v in entry_points.items()]
+    (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+@pytest.fixture
+def installed_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The fake models installed as entry points (for this test only).
+
+    Worker processes inherit ``sys.path``; subprocesses get PYTHONPATH from
+    :func:`subprocess_env`.
+    """
+    site = tmp_path_factory.mktemp("site")
+    write_distribution(site, FAKE_MODELS)
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        importlib.invalidate_caches()
+
+
+def spec(name: str) -> ModelSpec:
+    """The spec of a fake model, as loading would make it."""
+    return ModelSpec(name, FAKE_MODELS[name], MODEL_NAMESPACE)
+
+
+def subprocess_env(*extra_paths: Path, **overrides: str) -> dict[str, str]:
+    """Environment for a deepaas console script run as a real subprocess."""
+    env = dict(os.environ)
+    paths = [str(p) for p in extra_paths] + [str(ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.pop("DEEPAAS_V2_MODEL", None)
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the demo model's weights and training state out of $HOME."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("DEEPAAS_DEMO_DIR", str(tmp_path / "demo"))
+    monkeypatch.delenv("DEEPAAS_V2_MODEL", raising=False)
