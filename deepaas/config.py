@@ -28,7 +28,6 @@ _server_opts = [
     cfg.MultiStrOpt(
         "model-name",
         default=[],
-        sample_default="<DEEPAAS_V2_MODEL, or the only installed model>",
         help="Name of the model to serve, as registered in the entry-point group "
         "'deepaas.v2.model'. Repeat the option to serve several models at once. "
         "Default: the environment variable DEEPAAS_V2_MODEL (several names may "
