@@ -10,14 +10,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import RawArguments
 
 CHUNK = 256 * 1024
+# What aiohttp's multipart reader raises on a body that breaks the format
+# (e.g. InvalidHeader for a garbled part header).
+_MALFORMED = (ValueError, AssertionError, KeyError, HttpProcessingError)
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
@@ -49,7 +54,10 @@ async def read_arguments(
         if content_type == MULTIPART_TYPE:
             await _read_multipart(request, raw, max_size, upload_dir)
         elif content_type == FORM_TYPE:
-            form = await request.post()
+            try:
+                form = await request.post()
+            except (ValueError, LookupError) as exc:  # bad encoding or charset
+                raise web.HTTPBadRequest(text=f"malformed form body: {exc}") from None
             raw.pairs.extend((k, v) for k, v in form.items() if isinstance(v, str))
         elif content_type in JSON_TYPES or content_type.endswith("+json"):
             raw.json_body = await _read_json(request)
@@ -91,13 +99,13 @@ async def _read_multipart(
 ) -> None:
     try:
         reader = await request.multipart()
-    except (ValueError, AssertionError, KeyError) as exc:
+    except _MALFORMED as exc:
         raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}")
     total = 0
     while True:
         try:
             part = await reader.next()
-        except (ValueError, AssertionError, KeyError) as exc:
+        except _MALFORMED as exc:
             raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}")
         if part is None:
             break
@@ -116,7 +124,7 @@ async def _read_multipart(
                 if max_size and total > max_size:
                     raise _too_large(max_size)
                 chunks.append(chunk)
-            data = part.decode(b"".join(chunks))
+            data = _decode(part, b"".join(chunks))
             charset = part.get_charset(default="utf-8")
             try:
                 raw.pairs.append((name, data.decode(charset)))
@@ -142,11 +150,21 @@ async def _save_upload(
                 total += len(chunk)
                 if max_size and total > max_size:
                     raise _too_large(max_size)
-                out.write(part.decode(chunk) if _encoded(part) else chunk)
+                out.write(_decode(part, chunk) if _encoded(part) else chunk)
     except BaseException:
         upload.remove()
         raise
     return upload, total
+
+
+def _decode(part: BodyPartReader, data: bytes) -> bytes:
+    """Undo the part's transfer and content encodings; 400 when they are bad."""
+    try:
+        return part.decode(data)
+    except (ValueError, LookupError, RuntimeError, zlib.error) as exc:
+        raise web.HTTPBadRequest(
+            text=f"multipart part {part.name!r} cannot be decoded: {exc}"
+        ) from None
 
 
 def _encoded(part: BodyPartReader) -> bool:
