@@ -10,6 +10,7 @@ API descriptions from this alone.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,9 +88,10 @@ def describe_method(
         if is_file_field(field):
             desc.file_arguments.append(name)
             param2["type"] = "file"
-        param2.setdefault("type", "string")
         if param2.get("default", 0) is None:
             del param2["default"]
+        if "type" not in param2:
+            _untyped_parameter(param2)
         desc.parameters_v2.append(param2)
         if location == "formData":
             prop = conv3.field2property(field)
@@ -107,6 +109,27 @@ def describe_method(
         if body_required:
             desc.body_schema_v3["required"] = body_required
     return desc
+
+
+def _untyped_parameter(param: dict[str, Any]) -> None:
+    """Give a ``fields.Raw``/``fields.Field`` argument the type Swagger 2 needs.
+
+    The type follows the default, so that the default stays valid for it.
+    """
+    default = param.get("default")
+    if isinstance(default, bool):
+        param["type"] = "boolean"
+    elif isinstance(default, int):
+        param["type"] = "integer"
+    elif isinstance(default, float):
+        param["type"] = "number"
+    elif isinstance(default, list):
+        param["type"] = "array"
+        param["items"] = {"type": "string"}
+    else:
+        param["type"] = "string"
+        if "default" in param and not isinstance(default, str):
+            param["default"] = json.dumps(default)
 
 
 def describe_response_schema(schema: Any) -> tuple[dict[str, Any], dict[str, Any]]:
