@@ -8,7 +8,11 @@ from aiohttp import web
 
 from deepaas.api.keys import EXECUTORS, SETTINGS
 from deepaas.api.negotiation import choose_media_type
-from deepaas.api.request_args import read_arguments, remove_uploads
+from deepaas.api.request_args import (
+    add_header_arguments,
+    read_arguments,
+    remove_uploads,
+)
 from deepaas.api.routing import add_route, url
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented, ModelNotFound
 from deepaas.model.execution import Executor
@@ -61,6 +65,7 @@ async def predict(request: web.Request) -> web.Response:
     raw = await read_arguments(
         request, max_size=settings.client_max_size, upload_dir=settings.upload_dir
     )
+    add_header_arguments(request, raw, desc.predict.parameters_v2)
     try:
         accept = choose_media_type(request, raw, desc.accept)
         outcome = await executor.predict(raw, accept)

@@ -42,6 +42,22 @@ def remove_uploads(raw: RawArguments) -> None:
         upload.remove()
 
 
+def add_header_arguments(
+    request: web.Request, raw: RawArguments, parameters: list[dict[str, Any]]
+) -> None:
+    """Take arguments documented ``in: header`` from the request's headers.
+
+    A value sent in the query, form or JSON body wins; ``accept`` is left to
+    content negotiation.
+    """
+    given = {key for key, _ in raw.pairs} | set(raw.json_body or {})
+    for param in parameters:
+        name = param.get("name", "")
+        if (param.get("in") == "header" and name.lower() != "accept"
+                and name not in given and name in request.headers):
+            raw.pairs.append((name, request.headers[name]))
+
+
 async def read_arguments(
     request: web.Request, *, max_size: int, upload_dir: str | None
 ) -> RawArguments:
