@@ -69,6 +69,19 @@ async def swagger_ui(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+async def static_asset(request: web.Request) -> web.FileResponse:
+    """A Swagger UI file; a missing one is a JSON 404 like every error.
+
+    (aiohttp's own static route finds a missing file only while sending, too
+    late for the error middleware, and answers an empty body.)
+    """
+    name = request.match_info["filename"]
+    path = SWAGGER_UI_DIR / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound(text=f"no Swagger UI asset named {name!r}")
+    return web.FileResponse(path)
+
+
 async def redirect_to_ui(request: web.Request) -> web.Response:
     raise web.HTTPFound(url(request, "/api"))
 
@@ -80,4 +93,4 @@ def setup(app: web.Application, *, with_ui: bool) -> None:
         add_route(app, "GET", "/api", swagger_ui)
         add_route(app, "GET", "/ui", redirect_to_ui)
         base = app[SETTINGS].base_path
-        app.router.add_static(f"{base}/api/static", SWAGGER_UI_DIR)
+        app.router.add_get(f"{base}/api/static/{{filename}}", static_asset)
