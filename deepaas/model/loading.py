@@ -128,15 +128,19 @@ def load_models(specs: Sequence[ModelSpec]) -> dict[str, Any]:
         def on_failure(_manager: Any, entry: Any, exc: BaseException) -> None:
             failures[entry.name] = _reason(exc)
 
+        def on_missing(missing: Any) -> None:
+            # stevedore also reports a plugin that failed to import as
+            # missing: keep the import error, which says why.
+            for name in missing:
+                failures.setdefault(name, "not installed")
+
         manager = stevedore.NamedExtensionManager(
             namespace,
             names=names,
             invoke_on_load=False,
             on_load_failure_callback=on_failure,
             name_order=True,
-            on_missing_entrypoints_callback=lambda missing: failures.update(
-                {n: "not installed" for n in missing}
-            ),
+            on_missing_entrypoints_callback=on_missing,
         )
         for extension in manager.extensions:
             loaded[extension.name] = extension.plugin
