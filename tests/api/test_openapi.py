@@ -1,0 +1,155 @@
+"""/swagger.json (OpenAPI 2.0, what existing clients read) and /openapi.json."""
+
+import pytest
+from openapi_spec_validator import (
+    OpenAPIV2SpecValidator,
+    OpenAPIV31SpecValidator,
+    validate,
+)
+
+from deepaas.api import create_app
+from deepaas.model.executors import build_executors
+from deepaas.model.loading import DEMO_MODEL_NAME, available_models
+
+
+@pytest.fixture
+async def swagger(make_client):
+    client = await make_client("old-style", "new-style", "images", "types")
+    resp = await client.get("/swagger.json")
+    assert resp.status == 200
+    assert resp.content_type == "application/json"
+    return await resp.json()
+
+
+def params(document, model):
+    op = document["paths"][f"/v2/models/{model}/predict/"]["post"]
+    return {p["name"]: p for p in op["parameters"]}
+
+
+@pytest.mark.parametrize("path", ["/swagger.json", "/swagger.json/"])
+async def test_swagger_json_is_a_valid_openapi_2_document(make_client, path):
+    client = await make_client("old-style", "new-style", "images", "types", "echo",
+                               "dict-schema", "no-predict", "predict-only")
+    document = await (await client.get(path)).json()
+    assert document["swagger"] == "2.0"
+    validate(document, cls=OpenAPIV2SpecValidator)
+
+
+async def test_openapi_json_is_a_valid_openapi_3_1_document(make_client):
+    client = await make_client("old-style", "new-style", "images", "types", "echo",
+                               "dict-schema", "no-predict", "predict-only")
+    document = await (await client.get("/openapi.json")).json()
+    assert document["openapi"] == "3.1.0"
+    validate(document, cls=OpenAPIV31SpecValidator)
+    body = document["paths"]["/v2/models/old-style/predict/"]["post"]["requestBody"]
+    form = body["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["data"] == {
+        "type": "string", "format": "binary", "description": "image"}
+    assert form["required"] == ["data"]
+    schemas = document["components"]["schemas"]
+    assert schemas["ModelPredictionResponse"]["required"] == ["label", "score"]
+
+
+async def test_every_contract_path_is_described(swagger):
+    paths = set(swagger["paths"])
+    assert {"/", "/v2/", "/v2/models/"} <= paths
+    for model in ("old-style", "new-style", "images", "types"):
+        assert f"/v2/models/{model}/" in paths
+        assert "post" in swagger["paths"][f"/v2/models/{model}/predict/"]
+        train = swagger["paths"][f"/v2/models/{model}/train/"]
+        assert {"get", "post"} <= set(train)
+        assert {"get", "delete"} <= set(
+            swagger["paths"][f"/v2/models/{model}/train/{{uuid}}"])
+
+
+async def test_old_style_file_and_keyword_arguments(swagger):
+    got = params(swagger, "old-style")
+    assert got["data"] == {"name": "data", "in": "formData", "type": "file",
+                           "required": True, "description": "image"}
+    assert got["mode"]["in"] == "query"
+    assert got["mode"]["type"] == "string"
+    assert got["mode"]["default"] == "fast"
+    assert got["mode"]["enum"] == ["fast", "slow"]
+    assert got["mode"]["required"] is False
+    assert got["mode"]["description"] == "mode"
+    assert (got["n"]["type"], got["n"]["minimum"], got["n"]["maximum"]) == (
+        "integer", 1, 10)
+    assert got["n"]["default"] == 3
+    assert got["probs"]["type"] == "array"
+    assert got["probs"]["items"] == {"type": "number"}
+    assert got["probs"]["default"] == [0.1]
+    consumes = swagger["paths"]["/v2/models/old-style/predict/"]["post"]["consumes"]
+    assert "multipart/form-data" in consumes
+
+
+async def test_new_style_metadata_arguments(swagger):
+    got = params(swagger, "new-style")
+    assert got["text"] == {"name": "text", "in": "query", "type": "string",
+                           "required": True, "description": "input"}
+    assert got["score"]["type"] == "number"
+    assert (got["score"]["minimum"], got["score"]["maximum"]) == (0, 1)
+    assert got["score"]["default"] == 0.5
+    assert got["score"]["description"] == "a score"
+    assert got["bad"]["type"] == "boolean"
+    assert got["bad"]["default"] is False
+
+
+async def test_header_and_enum_arguments(swagger):
+    got = params(swagger, "types")
+    assert got["token"]["in"] == "header"
+    assert got["token"]["description"] == "sent as a header"
+    assert got["s"]["enum"] == ["a", "b"]
+    assert got["i"]["required"] is True
+    assert "default" not in got["i"]
+
+
+async def test_produces_lists_the_accept_choices(swagger):
+    images = swagger["paths"]["/v2/models/images/predict/"]["post"]
+    assert images["produces"] == ["image/png", "application/json", "text/plain"]
+    new = swagger["paths"]["/v2/models/new-style/predict/"]["post"]
+    assert new["produces"] == ["application/json"]
+
+
+async def test_response_schema_is_model_prediction_response(swagger):
+    definition = swagger["definitions"]["ModelPredictionResponse"]
+    assert definition["type"] == "object"
+    assert set(definition["properties"]) == {"label", "score"}
+    assert definition["properties"]["score"] == {"type": "number"}
+    ok = swagger["paths"]["/v2/models/new-style/predict/"]["post"]["responses"]["200"]
+    assert ok["schema"] == {"$ref": "#/definitions/ModelPredictionResponse"}
+
+
+async def test_dict_schema_is_named_model_prediction_response(make_client):
+    client = await make_client("dict-schema")
+    document = await (await client.get("/swagger.json")).json()
+    validate(document, cls=OpenAPIV2SpecValidator)
+    assert document["definitions"]["ModelPredictionResponse"]["properties"] == {
+        "answer": {"type": "integer"}}
+
+
+async def test_two_models_with_schemas_keep_both(make_client):
+    client = await make_client("new-style", "dict-schema")
+    document = await (await client.get("/swagger.json")).json()
+    validate(document, cls=OpenAPIV2SpecValidator)
+    refs = {
+        model: document["paths"][f"/v2/models/{model}/predict/"]["post"][
+            "responses"]["200"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        for model in ("new-style", "dict-schema")
+    }
+    assert refs["new-style"] != refs["dict-schema"]
+    assert set(document["definitions"][refs["new-style"]]["properties"]) == {
+        "label", "score"}
+    assert set(document["definitions"][refs["dict-schema"]]["properties"]) == {
+        "answer"}
+
+
+async def test_the_demo_model_document_is_valid(aiohttp_client):
+    demo = available_models()[DEMO_MODEL_NAME]
+    client = await aiohttp_client(create_app(build_executors([demo], workers=0)))
+    document = await (await client.get("/swagger.json")).json()
+    validate(document, cls=OpenAPIV2SpecValidator)
+    got = params(document, "deepaas-demo")
+    assert got["data"]["type"] == "file"
+    assert got["data"]["in"] == "formData"
+    validate(await (await client.get("/openapi.json")).json(),
+             cls=OpenAPIV31SpecValidator)

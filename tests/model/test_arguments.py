@@ -1,0 +1,87 @@
+"""Reading argument fields in both idioms: files, locations, choices, parsing."""
+
+import pytest
+from marshmallow import fields, validate
+from webargs import fields as wfields
+
+from deepaas.exceptions import ArgumentsInvalid
+from deepaas.model.arguments import (
+    accept_choices,
+    build_schema,
+    field_location,
+    is_file_field,
+    parse_arguments,
+)
+from deepaas.model.files import UploadedFile
+from tests.fake_models import new_style, old_style
+
+
+@pytest.mark.parametrize("field, expected", [
+    (wfields.Field(type="file", location="form"), True),
+    (fields.Field(metadata={"type": "file"}), True),
+    (fields.Str(metadata={"type": "file"}), True),
+    (fields.Raw(location="form"), True),
+    (fields.Raw(metadata={"location": "files"}), True),
+    (fields.Raw(), False),
+    (fields.Str(location="form"), False),
+    (fields.Str(), False),
+])
+def test_file_fields_in_both_idioms(field, expected):
+    assert is_file_field(field) is expected
+
+
+@pytest.mark.parametrize("field, location", [
+    (wfields.Field(type="file", location="form"), "formData"),
+    (fields.Str(), "query"),
+    (fields.Str(location="form"), "formData"),
+    (fields.Str(metadata={"location": "json"}), "formData"),
+    (fields.Str(location="headers"), "header"),
+])
+def test_documented_location(field, location):
+    assert field_location(field) == location
+
+
+def test_accept_choices_from_one_of_or_the_default():
+    assert accept_choices({"accept": fields.Str(
+        validate=validate.OneOf(["text/csv", "application/json"]))}) == [
+        "text/csv", "application/json"]
+    assert accept_choices({"accept": fields.Str(load_default="image/png")}) == [
+        "image/png"]
+    assert accept_choices({"other": fields.Str()}) == []
+
+
+def test_old_idiom_defaults_and_conversion():
+    schema = build_schema(old_style.get_predict_args(), "Old")
+    upload = UploadedFile("data", "/tmp/x")
+    got = parse_arguments(schema, [("data", upload), ("n", "4"),
+                                   ("probs", "0.5"), ("probs", "0.7")])
+    assert got == {"data": upload, "mode": "fast", "n": 4, "probs": [0.5, 0.7]}
+
+
+def test_new_idiom_defaults_and_json_precedence():
+    schema = build_schema(new_style.Model().get_predict_args(), "New")
+    got = parse_arguments(schema, [("text", "query"), ("score", "0.1")],
+                          {"text": "json"})
+    assert got == {"text": "json", "score": 0.1, "bad": False}
+
+
+def test_unknown_arguments_are_dropped():
+    schema = build_schema({"a": fields.Int()}, "A")
+    assert parse_arguments(schema, [("a", "1"), ("b", "2")]) == {"a": 1}
+
+
+def test_errors_are_flat_and_files_must_be_uploads():
+    schema = build_schema(old_style.get_predict_args(), "Old")
+    with pytest.raises(ArgumentsInvalid) as info:
+        parse_arguments(schema, [("data", "a string"), ("mode", "other")])
+    errors = info.value.to_json()
+    assert set(errors) == {"data", "mode"}
+    assert errors["mode"] == ["Must be one of: fast, slow."]
+    assert errors["data"] == ["Not a valid file: send it as a multipart file part."]
+
+
+def test_list_from_a_json_body():
+    schema = build_schema({"xs": fields.List(fields.Float(), load_default=[0.1])},
+                          "L")
+    assert parse_arguments(schema, [], {"xs": [1, 2]}) == {"xs": [1.0, 2.0]}
+    assert parse_arguments(schema, []) == {"xs": [0.1]}
