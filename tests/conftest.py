@@ -24,6 +24,13 @@ FAKE_MODELS = {
     "predict-only": "tests.fake_models.misc:PredictOnly",
     "crashing": "tests.fake_models.misc:Crashing",
     "broken": "tests.fake_models.broken",
+    "upload-raises": "tests.fake_models.extra:UploadRaises",
+    "no-predict": "tests.fake_models.extra:NoPredict",
+    "metadata-links": "tests.fake_models.extra:MetadataLinks",
+    "dict-schema": "tests.fake_models.extra:DictSchema",
+    "bad-init": "tests.fake_models.extra:BadInit",
+    "types": "tests.fake_models.extra:Types",
+    "async": "tests.fake_models.extra:AsyncModel",
 }
 
 
