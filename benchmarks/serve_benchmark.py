@@ -1,0 +1,463 @@
+"""Serving benchmark: deepaas against the existing DEEPaaS 2.6.0 and a bare floor.
+
+For each benchmark model (echo, small MLP, wide MLP, 100 KB upload) it starts
+on loopback, side by side:
+
+* ``deepaas-2.6``: the existing DEEPaaS 2.6.0 from PyPI, in its own venv,
+  with its defaults (``--workers 1``);
+* ``ours*``: deepaas from this checkout with the settings that suit the
+  model (see ``CASES``);
+* ``floor``: a bare aiohttp handler doing the same work in-process
+  (``_floor_server.py``);
+
+drives each with ``wrk`` (or an aiohttp client when wrk is missing) at
+concurrency 1, 16 and 64, cells interleaved round-robin and repeated, and
+prints throughput, p50/p99 latency and server memory, with ratios to DEEPaaS
+2.6.0 and to the floor, then the targets of issue 5 as PASS/FAIL.
+
+    .venv/bin/python benchmarks/serve_benchmark.py            # full run
+    .venv/bin/python benchmarks/serve_benchmark.py --quick    # smoke run
+
+See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _bench_env import MODELS, BenchEnv, prepare  # noqa: E402
+from _bench_servers import Server, ServerSet, free_port  # noqa: E402
+
+JSON_TYPE = "application/json"
+BOUNDARY = "deepaasbenchboundary7MA4YWxkTrZu0gW"
+UPLOAD_SIZE = 100 * 1024
+DEEPAAS = "deepaas-2.6"
+FLOOR = "floor"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One server of a case: who serves which entry point, with what flags."""
+
+    label: str
+    kind: str  # deepaas | ours | floor
+    entry: str
+    flags: tuple[str, ...] = ()
+    settings: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A benchmark model, its request body and the servers compared on it."""
+
+    key: str
+    upload: bool
+    variants: tuple[Variant, ...]
+    check: Callable[[Any], bool]
+
+
+def _deepaas(entry: str) -> Variant:
+    return Variant(DEEPAAS, "deepaas", entry, settings="defaults (--workers 1)")
+
+
+def _floor(entry: str) -> Variant:
+    return Variant(FLOOR, "floor", entry, settings="bare aiohttp, model on the loop")
+
+
+CASES = {
+    "echo": Case(
+        "echo", False,
+        (_deepaas("bench_echo"),
+         Variant("ours", "ours", "bench_echo", ("--workers", "0"), "--workers 0"),
+         _floor("bench_echo")),
+        lambda p: p == "hello, benchmark",
+    ),
+    "small_mlp": Case(
+        "small_mlp", False,
+        (_deepaas("bench_small_mlp"),
+         Variant("ours", "ours", "bench_small_mlp", ("--workers", "0"),
+                 "--workers 0 (in-process threads)"),
+         Variant("ours-w1", "ours", "bench_small_mlp", ("--workers", "1"),
+                 "--workers 1 (one process)"),
+         _floor("bench_small_mlp")),
+        lambda p: isinstance(p, list) and len(p) == 10,
+    ),
+    "wide_mlp": Case(
+        "wide_mlp", False,
+        (_deepaas("bench_wide_mlp"),
+         Variant("ours", "ours", "bench_wide_mlp",
+                 ("--workers", "1", "--max-queue", "256"),
+                 "--workers 1, predict only"),
+         Variant("ours-batched", "ours", "bench_wide_mlp_batched",
+                 ("--workers", "1", "--max-queue", "256"),
+                 "--workers 1, predict_batch (max 32, 5 ms)"),
+         _floor("bench_wide_mlp")),
+        lambda p: isinstance(p, list) and len(p) == 10,
+    ),
+    "upload": Case(
+        "upload", True,
+        (_deepaas("bench_upload"),
+         Variant("ours", "ours", "bench_upload", ("--workers", "0"), "--workers 0"),
+         _floor("bench_upload")),
+        lambda p: isinstance(p, dict) and p.get("size") == UPLOAD_SIZE,
+    ),
+}
+
+
+# -- request bodies ----------------------------------------------------------
+
+
+def write_body(case: Case, work: Path) -> tuple[Path, str]:
+    """The one request body every server of ``case`` receives."""
+    rng = random.Random(0)
+    path = work / "bodies" / f"{case.key}.body"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if case.upload:
+        head = (
+            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+            "filename=\"blob.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        path.write_bytes(head + rng.randbytes(UPLOAD_SIZE) + f"\r\n--{BOUNDARY}--\r\n"
+                         .encode())
+        return path, f"multipart/form-data; boundary={BOUNDARY}"
+    if case.key == "echo":
+        body: dict[str, Any] = {"message": "hello, benchmark"}
+    else:
+        body = {"data": [round(rng.random(), 4) for _ in range(784)]}
+    path.write_text(json.dumps(body))
+    return path, JSON_TYPE
+
+
+# -- servers -----------------------------------------------------------------
+
+
+def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
+    port = free_port()
+    tmp = env.work / "tmp" / f"{case.key}-{variant.label}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    server_env = {k: v for k, v in os.environ.items() if k != "DEEPAAS_V2_MODEL"}
+    server_env.update(PYTHONPATH=str(env.site), TMPDIR=str(tmp),
+                      OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    common = ["--listen-ip", "127.0.0.1", "--listen-port", str(port),
+              "--model-name", variant.entry]
+    predict_path = f"/v2/models/{variant.entry}/predict/"
+    if variant.kind == "deepaas":
+        command = [*env.deepaas_command(), *common, *variant.flags]
+        ready = "/v2/models/"
+    elif variant.kind == "ours":
+        command = [*env.ours_command(), *common, "--log-level", "WARNING",
+                   "--shutdown-timeout", "2", *variant.flags]
+        ready = "/ready"
+    else:
+        command = [str(env.ours_python), str(HERE / "_floor_server.py"),
+                   "--port", str(port), "--model", MODELS[variant.entry]]
+        ready = "/health"
+        predict_path = "/predict/upload" if case.upload else "/predict/json"
+    return Server(
+        label=variant.label, settings=variant.settings, command=command,
+        env=server_env, port=port, ready_path=ready, predict_path=predict_path,
+        log=env.work / "logs" / f"{case.key}-{variant.label}.log",
+    )
+
+
+# -- load --------------------------------------------------------------------
+
+
+def loadgen_command(kind: str, url: str, body: Path, ctype: str, concurrency: int,
+                    duration: int) -> list[str]:
+    if kind == "wrk":
+        return ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "30s",
+                "-s", str(HERE / "wrk_post.lua"), url, "--", str(body), ctype]
+    return [sys.executable, str(HERE / "_loadgen.py"), url, str(body), ctype,
+            "--concurrency", str(concurrency), "--duration", str(duration)]
+
+
+def run_cell(server: Server, loadgen: str, body: Path, ctype: str,
+             concurrency: int, duration: int) -> dict[str, Any]:
+    """Drive one server for ``duration`` seconds; sample its memory meanwhile."""
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            peak[0] = max(peak[0], server.memory_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        done = subprocess.run(
+            loadgen_command(loadgen, server.url, body, ctype, concurrency, duration),
+            capture_output=True, text=True, timeout=duration + 90,
+        )
+    finally:
+        stop.set()
+        sampler.join()
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"load generator failed on {server.label}: "
+                           f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1].split(" ", 1)[1])
+    result["ok_rps"] = (result["requests"] - result["errors"]) / result["duration_s"]
+    result["rss_mb"] = max(peak[0], server.memory_mb())
+    result["pss_mb"] = server.memory_mb(pss=True)
+    return result
+
+
+def sanity_check(server: Server, case: Case, body: Path, ctype: str) -> Any:
+    status, answer = server.post(body.read_bytes(), ctype)
+    if status != 200 or not isinstance(answer, dict):
+        raise RuntimeError(f"{case.key} on {server.label}: HTTP {status}: {answer}")
+    if not case.check(answer.get("predictions")):
+        raise RuntimeError(f"{case.key} on {server.label}: unexpected answer {answer}")
+    return answer["predictions"]
+
+
+def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
+             results: list[dict[str, Any]]) -> None:
+    variants = [v for v in case.variants
+                if not (v.kind == "deepaas" and env.deepaas_venv is None)]
+    body, ctype = write_body(case, env.work)
+    servers = [build_server(v, case, env) for v in variants]
+    print(f"\n== {case.key}: starting {', '.join(s.label for s in servers)}",
+          flush=True)
+    with ServerSet(servers, env.work):
+        answers = {s.label: sanity_check(s, case, body, ctype) for s in servers}
+        if len({json.dumps(a) for a in answers.values()}) > 1:
+            print(f"  warning: the servers answer differently: {answers}")
+        for server in servers:  # warm-up, discarded
+            run_cell(server, args.loadgen, body, ctype, 16, args.warmup)
+        for rep in range(args.repeats):
+            for concurrency in args.concurrency:
+                shift = rep % len(servers)
+                for server in servers[shift:] + servers[:shift]:
+                    cell = run_cell(server, args.loadgen, body, ctype, concurrency,
+                                    args.duration)
+                    cell.update(case=case.key, server=server.label,
+                                settings=server.settings, concurrency=concurrency,
+                                repeat=rep)
+                    results.append(cell)
+                    print(f"  {server.label:>13} c{concurrency:<3} rep{rep} "
+                          f"{cell['ok_rps']:9.1f} req/s  p50 {cell['p50_ms']:8.2f} ms"
+                          f"  p99 {cell['p99_ms']:8.2f} ms  errors {cell['errors']}"
+                          f"  RSS {cell['rss_mb']:.0f} MB", flush=True)
+                    time.sleep(0.3)
+
+
+# -- report ------------------------------------------------------------------
+
+
+def aggregate(results: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict]:
+    """Per (case, server, concurrency): means over repeats, memory maxima."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for cell in results:
+        key = (cell["case"], cell["server"], cell["concurrency"])
+        groups.setdefault(key, []).append(cell)
+    table = {}
+    for key, cells in groups.items():
+        n = len(cells)
+        rps = [c["ok_rps"] for c in cells]
+        table[key] = {
+            "settings": cells[0]["settings"],
+            "rps": sum(rps) / n,
+            "spread": (max(rps) - min(rps)) / max(1e-9, sum(rps) / n),
+            "p50_ms": sum(c["p50_ms"] for c in cells) / n,
+            "p99_ms": sum(c["p99_ms"] for c in cells) / n,
+            "errors": sum(c["errors"] for c in cells),
+            "rss_mb": max(c["rss_mb"] for c in cells),
+            "pss_mb": max(c["pss_mb"] for c in cells),
+        }
+    return table
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def print_table(table: dict[tuple[str, str, int], dict]) -> None:
+    cases = list(dict.fromkeys(k[0] for k in table))
+    for case in cases:
+        print(f"\n### {case}\n")
+        print("| conc | server | settings | req/s | p50 ms | p99 ms | errors | "
+              "RSS MB | PSS MB | vs DEEPaaS 2.6 | vs floor |")
+        print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        servers = list(dict.fromkeys(k[1] for k in table if k[0] == case))
+        concurrencies = sorted({k[2] for k in table if k[0] == case})
+        for conc in concurrencies:
+            base = table.get((case, DEEPAAS, conc), {}).get("rps")
+            floor = table.get((case, FLOOR, conc), {}).get("rps")
+            for server in servers:
+                row = table.get((case, server, conc))
+                if row is None:
+                    continue
+                print(f"| {conc} | {server} | {row['settings']} | {row['rps']:.0f} "
+                      f"(±{row['spread'] * 50:.0f}%) | {row['p50_ms']:.2f} | "
+                      f"{row['p99_ms']:.2f} | {row['errors']} | {row['rss_mb']:.0f} | "
+                      f"{row['pss_mb']:.0f} | {_ratio(row['rps'], base)} | "
+                      f"{_ratio(row['rps'], floor)} |")
+
+
+def target_checks(table: dict[tuple[str, str, int], dict]) -> list[tuple[str, str]]:
+    """The targets of issue 5, as (verdict, explanation)."""
+
+    def get(case: str, server: str, conc: int, key: str) -> float | None:
+        row = table.get((case, server, conc))
+        return None if row is None else row[key]
+
+    def verdict(label: str, value: float | None, limit: float | None,
+                ok: Callable[[float, float], bool], how: str) -> tuple[str, str]:
+        if value is None or limit is None:
+            return "SKIP", f"{label}: not measured"
+        return ("PASS" if ok(value, limit) else "FAIL"), f"{label}: {how}"
+
+    checks = []
+    rps = {k: get(*k, "rps") for k in [
+        ("echo", "ours", 16), ("echo", DEEPAAS, 16), ("echo", FLOOR, 16),
+        ("small_mlp", "ours", 16), ("small_mlp", DEEPAAS, 16),
+        ("small_mlp", FLOOR, 16), ("wide_mlp", "ours", 64),
+        ("wide_mlp", "ours-batched", 64)]}
+    for case, times, share in (("echo", 10, 0.5), ("small_mlp", 3, 0.7)):
+        ours, old, floor = (rps[(case, s, 16)] for s in ("ours", DEEPAAS, FLOOR))
+        checks.append(verdict(
+            f"{case} c16 >= {times}x DEEPaaS 2.6", ours, old,
+            lambda a, b, t=times: a >= t * b,
+            f"{ours or 0:.0f} vs {old or 0:.0f} req/s = {_ratio(ours, old)}"))
+        checks.append(verdict(
+            f"{case} c16 >= {share:.0%} of floor", ours, floor,
+            lambda a, b, s=share: a >= s * b,
+            f"{ours or 0:.0f} vs {floor or 0:.0f} req/s = "
+            f"{(ours or 0) / (floor or 1):.0%}"))
+    batched = rps[("wide_mlp", "ours-batched", 64)]
+    plain = rps[("wide_mlp", "ours", 64)]
+    checks.append(verdict(
+        "wide_mlp c64 batched >= 3x our unbatched", batched, plain,
+        lambda a, b: a >= 3 * b,
+        f"{batched or 0:.0f} vs {plain or 0:.0f} req/s = {_ratio(batched, plain)}"))
+    p99, old_p99 = (get("wide_mlp", s, 64, "p99_ms") for s in ("ours-batched", DEEPAAS))
+    checks.append(verdict(
+        "wide_mlp c64 batched p99 < DEEPaaS 2.6 p99", p99, old_p99,
+        lambda a, b: a < b, f"{p99 or 0:.1f} vs {old_p99 or 0:.1f} ms"))
+    rss = get("small_mlp", "ours-w1", 16, "rss_mb")
+    floor_rss = get("small_mlp", FLOOR, 16, "rss_mb")
+    checks.append(verdict(
+        "small_mlp one-worker server RSS <= 1.3x floor", rss, floor_rss,
+        lambda a, b: a <= 1.3 * b,
+        f"{rss or 0:.0f} vs {floor_rss or 0:.0f} MB = {_ratio(rss, floor_rss)}"))
+    return checks
+
+
+# -- command line ------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark deepaas against DEEPaaS 2.6.0 and a bare aiohttp "
+        "floor, on loopback."
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 s cells, one repeat, 1 s warm-up")
+    parser.add_argument("--only", default=",".join(CASES),
+                        help=f"comma-separated cases (default: {','.join(CASES)})")
+    parser.add_argument("--duration", type=int, help="seconds per cell (default 6)")
+    parser.add_argument("--repeats", type=int, help="rounds over all cells (default 2)")
+    parser.add_argument("--warmup", type=int, help="warm-up seconds per server")
+    parser.add_argument("--concurrency", default="1,16,64",
+                        help="comma-separated concurrencies (default 1,16,64)")
+    parser.add_argument("--skip-deepaas", action="store_true",
+                        help="do not install or run DEEPaaS 2.6.0 (no package index)")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "aiohttp"),
+                        default="auto", help="load generator (default: wrk if found)")
+    parser.add_argument("--work-dir", type=Path, default=HERE / ".work",
+                        help="venvs, logs and results (default benchmarks/.work)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    args.duration = args.duration or (2 if args.quick else 6)
+    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.warmup = args.warmup or (1 if args.quick else 2)
+    if min(args.duration, args.repeats, args.warmup) < 1:
+        parser.error("--duration, --repeats and --warmup must be >= 1")
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if not args.concurrency or min(args.concurrency) < 1:
+        parser.error("--concurrency takes positive integers, e.g. 1,16,64")
+    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = [c for c in args.only if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose among {', '.join(CASES)}")
+    if args.loadgen == "auto":
+        args.loadgen = "wrk" if shutil.which("wrk") else "aiohttp"
+    elif args.loadgen == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is missing (apt-get install wrk); use --loadgen aiohttp")
+    return args
+
+
+def _describe_machine(args: argparse.Namespace, torch_version: str) -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"torch {torch_version}, deepaas at {commit or '?'}; load generator "
+            f"{args.loadgen} on the same cores; {args.duration} s cells x "
+            f"{args.repeats} repeats, interleaved")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds through every ServerSet
+
+    signal.signal(signal.SIGTERM, on_term)
+    env = prepare(args.work_dir.resolve(), with_deepaas=not args.skip_deepaas)
+    torch_version = subprocess.run(
+        [str(env.ours_python), "-c", "import torch; print(torch.__version__)"],
+        capture_output=True, text=True).stdout.strip()
+    header = _describe_machine(args, torch_version)
+    print(header, flush=True)
+    results: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for key in args.only:
+        run_case(CASES[key], env, args, results)
+    table = aggregate(results)
+    print(f"\n## Results ({header}; {time.monotonic() - started:.0f} s)")
+    print("req/s: successful requests per second, mean over repeats (± half the "
+          "spread); p50/p99: mean over repeats; RSS/PSS: server process tree, max.")
+    print_table(table)
+    checks = target_checks(table)
+    print("\n## Targets (issue 5)\n")
+    for verdict, text in checks:
+        print(f"- {verdict}  {text}")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.json or env.work / "results" / f"serve-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"header": header, "cells": results,
+                               "checks": checks}, indent=1))
+    print(f"\nraw results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
