@@ -31,6 +31,8 @@ FAKE_MODELS = {
     "bad-init": "tests.fake_models.extra:BadInit",
     "types": "tests.fake_models.extra:Types",
     "async": "tests.fake_models.extra:AsyncModel",
+    "trainer": "tests.fake_models.trainers:Trainer",
+    "unserializable": "tests.fake_models.trainers:Unserializable",
 }
 
 

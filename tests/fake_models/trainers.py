@@ -1,0 +1,87 @@
+"""Models whose train() sleeps, fails, logs, starts children or ignores SIGTERM.
+
+``record`` names a directory where each call writes ``<pid>.start`` and
+``<pid>.end`` (the time, so that tests can check how many ran at once) and
+``child.pid`` when it starts a child process.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from marshmallow import fields
+
+LOG = logging.getLogger("fake.trainer")
+
+
+def _write(directory, name, text):
+    path = Path(directory) / name
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+class Trainer:
+    def get_metadata(self):
+        return {"name": "trainer", "description": "trains by sleeping"}
+
+    def get_train_args(self):
+        return {
+            "seconds": fields.Float(load_default=0.0),
+            "fail": fields.Bool(load_default=False),
+            "child": fields.Bool(load_default=False),
+            "stubborn": fields.Bool(load_default=False),
+            "talk": fields.Bool(load_default=False),
+            "record": fields.Str(load_default=""),
+            "data": fields.Field(required=False, metadata={"type": "file"}),
+        }
+
+    def predict(self, **kwargs):
+        return {"ok": True}
+
+    def train(self, seconds, fail, child, stubborn, talk, record, data=None):
+        pid = os.getpid()
+        if record:
+            _write(record, f"{pid}.start", repr(time.time()))
+        if stubborn:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if child:
+            # A stubborn child ignores SIGTERM too (the setting is inherited).
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(120)"]
+            )
+            _write(record, "child.pid", str(proc.pid))
+        if talk:
+            print("to stdout from print")
+            os.write(2, b"to stderr from the file descriptor\n")
+            LOG.warning("to the log from logging")
+            subprocess.run(["echo", "from a child process"], check=True)
+            print("env", os.environ.get("DEEPAAS_TRAINING_UUID"),
+                  os.environ.get("FAKE_TRAINING_ENV", "-"))
+        if fail:
+            raise ValueError("the training diverged")
+        time.sleep(seconds)
+        result = {"pid": pid, "seconds": seconds}
+        if data is not None:
+            with open(data.filename, "rb") as handle:
+                result["data"] = {
+                    "content": handle.read().decode(),
+                    "path": data.filename,
+                    "name": data.name,
+                    "original_filename": data.original_filename,
+                }
+        if record:
+            _write(record, f"{pid}.end", repr(time.time()))
+        return result
+
+
+class Unserializable:
+    def predict(self, **kwargs):
+        return {}
+
+    def train(self, **kwargs):
+        return {"value": object()}
