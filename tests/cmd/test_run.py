@@ -1,0 +1,265 @@
+"""deepaas-run as a user starts it: a real process on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import subprocess_env
+
+SERVING = re.compile(r"serving (?P<models>.+) on (?P<url>http://127\.0\.0\.1:\d+)")
+
+
+def children(pid: int) -> set[int]:
+    """Live (non-zombie) processes whose parent is ``pid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Server:
+    """A ``deepaas-run`` subprocess; ``url`` is where it serves."""
+
+    def __init__(self, *args: str, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._err = open(log, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0", *args],
+            stdout=subprocess.PIPE, stderr=self._err, env=env, text=True,
+        )
+        self.output: list[str] = []
+        self._served = threading.Event()
+        self.url = ""
+        self.models = ""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            match = SERVING.search(line)
+            if match and not self.url:
+                self.url, self.models = match["url"], match["models"]
+                self._served.set()
+        self._served.set()
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        assert self._served.wait(timeout), "deepaas-run did not start in time"
+        assert self.url, f"deepaas-run exited: {self.stderr()}"
+
+    def stderr(self) -> str:
+        self._err.flush()
+        return self.log.read_text(errors="replace")
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._err.close()
+
+
+@pytest.fixture
+def start(tmp_path):
+    servers: list[Server] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Server:
+        server = Server(*args, env=env or subprocess_env(),
+                        log=tmp_path / f"stderr-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0", *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_fresh_install_serves_the_demo_and_stops_on_sigterm(start, tmp_path):
+    server = start(env=subprocess_env(DEEPAAS_DEMO_DIR=str(tmp_path / "demo")))
+    server.wait_serving()
+    assert server.models == "deepaas-demo"
+    printed = "".join(server.output)
+    assert f"{server.url}/v2/" in printed
+    assert f"{server.url}/swagger.json" in printed
+    assert f"{server.url}/api" in printed
+
+    assert server.get("/v2/models/")[1]["models"][0]["name"] == "deepaas-demo"
+    status, body = server.post("/v2/models/deepaas-demo/predict/",
+                               {"sample": [5.0, 3.4, 1.5, 0.2]})
+    assert status == 200
+    assert body["predictions"][0]["label"] == "setosa"
+
+    workers = children(server.process.pid)
+    assert workers  # the worker process (and multiprocessing's helper)
+    assert server.stop(signal.SIGTERM) == 0
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    assert "stopped" in server.stderr()
+
+
+@pytest.mark.slow
+def test_sigint_stops_two_workers_cleanly(start, installed_models):
+    server = start("--model-name", "crashing", "--workers", "2",
+                   env=subprocess_env(installed_models))
+    server.wait_serving()
+    pids = {server.post("/v2/models/crashing/predict/", {})[1]["predictions"]["pid"]
+            for _ in range(4)}
+    assert pids <= children(server.process.pid)
+    assert server.stop(signal.SIGINT) == 0
+    time.sleep(0.5)
+    assert not any(alive(pid) for pid in pids)
+
+
+@pytest.mark.slow
+def test_sigterm_lets_a_request_in_progress_finish(start, installed_models):
+    server = start("--model-name", "crashing",
+                   env=subprocess_env(installed_models))
+    server.wait_serving()
+    answers = []
+    slow = threading.Thread(target=lambda: answers.append(server.post(
+        "/v2/models/crashing/predict/", {"how": "sleep", "seconds": 1.5})))
+    slow.start()
+    time.sleep(0.5)
+    assert server.stop(signal.SIGTERM) == 0
+    slow.join(10)
+    assert answers and answers[0][0] == 200
+
+
+def test_serves_several_named_models_and_the_options(start, installed_models):
+    server = start("--model-name", "echo", "--model-name", "new-style",
+                   "--workers", "0", "--predict-endpoint", "false",
+                   "--base-path", "/deepaas", "--debug-endpoint",
+                   env=subprocess_env(installed_models))
+    server.wait_serving()
+    assert f"{server.url}/deepaas/v2/" in "".join(server.output)
+    status, body = server.get("/deepaas/v2/models/")
+    assert [m["name"] for m in body["models"]] == ["echo", "new-style"]
+    status, body = server.post("/deepaas/v2/models/echo/predict/", {})
+    assert status == 402
+    with urllib.request.urlopen(server.url + "/deepaas/debug/", timeout=10) as resp:
+        assert resp.status == 200
+        assert "loading echo, new-style" in resp.read().decode()
+    assert server.stop() == 0
+
+
+def test_unknown_model_is_a_one_line_error(installed_models):
+    result = run("--model-name", "nope", env=subprocess_env(installed_models))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith("deepaas-run: error:")]
+    assert len(errors) == 1
+    assert "'nope' is not installed" in errors[0]
+    assert "echo" in errors[0]  # lists what is installed
+    assert "Traceback" not in result.stderr
+    assert "serving" not in result.stdout
+
+
+def test_several_installed_models_without_a_name(installed_models):
+    result = run(env=subprocess_env(installed_models))
+    assert result.returncode != 0
+    assert "several models are installed" in result.stderr
+    assert "old-style" in result.stderr
+
+
+def test_broken_model_by_name_says_why(installed_models):
+    result = run("--model-name", "broken", "--workers", "0",
+                 env=subprocess_env(installed_models))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("deepaas-run: error:")
+    assert "this_module_does_not_exist" in last
+    assert "Traceback" in result.stderr  # logged with its traceback
+
+
+def test_environment_variable_chooses_the_model(start, installed_models):
+    server = start("--workers", "0",
+                   env=subprocess_env(installed_models, DEEPAAS_V2_MODEL="echo"))
+    server.wait_serving()
+    assert server.models == "echo"
+    assert server.post("/v2/models/echo/predict/", {"value": "env"}) == (
+        200, {"status": "OK", "predictions": "env"})
+    assert server.stop() == 0
+
+
+def test_bad_option_is_a_usage_error():
+    result = run("--workers", "lots", env=subprocess_env())
+    assert result.returncode != 0
+    assert "--workers" in result.stderr and "lots" in result.stderr
+
+
+def test_help_lists_the_options():
+    result = subprocess.run([sys.executable, "-m", "deepaas.cmd.run", "--help"],
+                            env=subprocess_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    for option in ("--listen-ip", "--listen-port", "--model-name", "--workers",
+                   "--client-max-size", "--base-path", "--config-file"):
+        assert option in result.stdout
+
+
+def test_main_is_callable_directly(capsys):
+    from deepaas.cmd.run import main
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        assert main(["--model-name", "nope", "--listen-port", "0"]) == 1
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+    assert "deepaas-run: error: model 'nope'" in capsys.readouterr().err
