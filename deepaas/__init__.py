@@ -2,4 +2,6 @@
 
 __version__ = "3.0.0.dev0"
 
-__all__ = ["__version__"]
+from deepaas.model.worker_device import device, torch_device  # noqa: E402
+
+__all__ = ["__version__", "device", "torch_device"]

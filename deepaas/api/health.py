@@ -1,11 +1,15 @@
 """GET /health (the process answers) and GET /ready (every worker is warm).
 
-Both suit Kubernetes probes: /health is a liveness probe, /ready a
-readiness probe that answers 503 while workers warm up or when none is
-alive.
+Both suit Kubernetes probes: /health is a liveness probe (200 whenever the
+server answers at all), /ready a readiness probe that answers 503 while
+workers warm up, after a crash until the replacement is warm, and when no
+worker of some model is alive.  Both bodies carry each model's worker
+counts, so that the same probes help a human see why.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 
@@ -13,20 +17,34 @@ from deepaas.api.keys import EXECUTORS
 from deepaas.api.routing import add_route
 
 
+def _models(request: web.Request) -> dict[str, dict[str, Any]]:
+    return {name: ex.status() for name, ex in request.app[EXECUTORS].items()}
+
+
+def readiness(models: dict[str, dict[str, Any]]) -> str:
+    """``ready``, ``warming``, ``degraded`` (some workers down) or ``not ready``."""
+    if not models:
+        return "not ready"
+    if all(0 < s["ready"] == s["workers"] for s in models.values()):
+        return "ready"
+    if any(s["ready"] == 0 for s in models.values()):
+        if any(s.get("warming") for s in models.values()):
+            return "warming"
+        return "not ready"
+    return "degraded"
+
+
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive"})
+    return web.json_response({"status": "alive", "models": _models(request)})
 
 
 async def ready(request: web.Request) -> web.Response:
-    models = {name: ex.status() for name, ex in request.app[EXECUTORS].items()}
-    ok = bool(models) and all(
-        state["ready"] > 0 and state["ready"] == state["workers"]
-        for state in models.values()
-    )
-    any_alive = all(state["ready"] > 0 for state in models.values())
-    status = "ready" if ok else ("degraded" if any_alive and models else "not ready")
+    models = _models(request)
+    status = readiness(models)
     return web.json_response(
-        {"status": status, "models": models}, status=200 if ok else 503
+        {"status": status, "models": models},
+        status=200 if status == "ready" else 503,
+        headers=None if status == "ready" else {"Retry-After": "1"},
     )
 
 

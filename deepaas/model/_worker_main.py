@@ -1,33 +1,61 @@
-"""The body of a spawned worker process: load, warm, then answer calls.
+"""The body of spawned processes: a serving worker, and the start-up probe.
 
-The worker sets its environment (e.g. ``CUDA_VISIBLE_DEVICES``) before it
+A worker sets its environment (e.g. ``CUDA_VISIBLE_DEVICES``) before it
 imports the model, so device bindings hold for frameworks that read them at
-import.  It exits when the API process says ``stop`` or goes away (the pipe
-reaches end-of-file), so no worker outlives its server.
+import.  It exits when the API process says ``stop`` or goes away (end of
+file on its socket, or, on Linux, the parent's death signal), so no worker
+outlives its server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
 import os
 import signal
+import socket
+import sys
 import traceback
-from multiprocessing.connection import Connection
+from collections.abc import Sequence
 from typing import Any
 
-from deepaas.exceptions import DeepaasError
-from deepaas.model._wire import error_to_wire
+from deepaas.exceptions import DeepaasError, ModelLoadError
+from deepaas.model._wire import BlockingChannel, error_from_wire, error_to_wire
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the API process dies (even SIGKILL)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _start_error(exc: BaseException) -> tuple[Any, str]:
+    error = exc if isinstance(exc, DeepaasError) else ModelLoadError(
+        f"{type(exc).__name__}: {exc}"
+    )
+    return error_to_wire(error), "".join(traceback.format_exception(exc))
 
 
 def run_worker(
-    conn: Connection,
+    sock: socket.socket,
     spec: Any,
     warm: bool,
     env: dict[str, str],
     log_level: int,
 ) -> None:
-    """Serve calls on ``conn`` until told to stop."""
+    """Serve calls on ``sock`` until told to stop."""
     os.environ.update(env)
+    _die_with_parent()
     # Ctrl-C reaches the whole process group; the API process decides when
     # workers stop, so they ignore it and finish the call in hand.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -35,6 +63,7 @@ def run_worker(
         level=log_level,
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+    channel = BlockingChannel(sock)
     from deepaas.model.execution import jsonable_arguments
     from deepaas.model.loading import load_model
     from deepaas.model.wrapper import ModelWrapper, model_error
@@ -45,16 +74,13 @@ def run_worker(
             wrapper.warm()
         description = wrapper.describe()
     except BaseException as exc:  # report every start-up failure to the parent
-        message = exc.message if isinstance(exc, DeepaasError) else (
-            f"{type(exc).__name__}: {exc}"
-        )
-        conn.send(("failed", message, "".join(traceback.format_exception(exc))))
+        channel.send(("failed", *_start_error(exc)))
         return
-    conn.send(("ready", description, os.getpid()))
+    channel.send(("ready", description, os.getpid()))
 
     while True:
         try:
-            message = conn.recv()
+            message = channel.recv()
         except (EOFError, OSError):
             return
         kind = message[0]
@@ -80,8 +106,79 @@ def run_worker(
         except BaseException as exc:
             reply = ("error", call_id, error_to_wire(model_error(exc)))
         try:
-            conn.send(reply)
+            channel.send(reply)
+        except (OSError, ValueError):
+            return
         except Exception as exc:  # an answer that cannot be pickled
-            conn.send(
-                ("error", call_id, error_to_wire(model_error(exc)))
-            )
+            channel.send(("error", call_id, error_to_wire(model_error(exc))))
+
+
+# -- the start-up probe -----------------------------------------------------------
+
+
+def probe_model(sock: socket.socket, spec: Any) -> None:
+    """Import a model (GPUs hidden, no warm) and report what it declares."""
+    # The probe only reads declarations: it must never touch a GPU.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    _die_with_parent()
+    channel = BlockingChannel(sock)
+    from deepaas.model.devices import read_execution, read_need
+    from deepaas.model.loading import load_model
+    from deepaas.model.wrapper import ModelWrapper
+
+    try:
+        wrapper = ModelWrapper(spec.name, load_model(spec))
+        resources = wrapper.resources()
+        read_need(spec.name, resources)
+        facts = {
+            "resources": resources,
+            "execution": read_execution(
+                spec.name, getattr(wrapper.model, "deepaas_execution", None)
+            ),
+            "trains": wrapper.has("train"),
+        }
+    except BaseException as exc:
+        channel.send(("failed", *_start_error(exc)))
+        return
+    channel.send(("probe", facts))
+
+
+def _probe_one(spec: Any, timeout: float) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    parent, child = socket.socketpair()
+    process = context.Process(
+        target=probe_model, args=(child, spec), daemon=True,
+        name=f"deepaas-probe-{spec.name}",
+    )
+    process.start()
+    child.close()
+    parent.settimeout(timeout)
+    try:
+        message = BlockingChannel(parent).recv()
+    except (EOFError, OSError) as exc:
+        process.join(1)
+        raise ModelLoadError(
+            f"model {spec.name!r}: describing it failed ({exc}); exit code "
+            f"{process.exitcode}"
+        ) from None
+    finally:
+        parent.close()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    if message[0] == "failed":
+        raise error_from_wire(message[1])
+    facts: dict[str, Any] = message[1]
+    return facts
+
+
+async def probe_models(
+    specs: Sequence[Any], *, timeout: float = 600.0
+) -> dict[str, dict[str, Any]]:
+    """Describe every model in its own spawned process, all at once."""
+    loop = asyncio.get_running_loop()
+    results = await asyncio.gather(
+        *(loop.run_in_executor(None, _probe_one, spec, timeout) for spec in specs)
+    )
+    return {spec.name: facts for spec, facts in zip(specs, results, strict=True)}

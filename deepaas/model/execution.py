@@ -3,10 +3,11 @@
 The HTTP layer talks to one :class:`Executor` per served model and never to
 the model itself.  Two implementations exist:
 
-* :class:`InProcessExecutor` (``--workers 0``): the model lives in the API
-  process; synchronous calls run in a thread pool, coroutine models run on
-  the event loop.  No process hop, no pickling: the fastest path for light
-  or thread-safe models.
+* :class:`InProcessExecutor` (``--workers 0``, or a model declaring
+  ``deepaas_execution = "thread"`` or ``"async"``): the model lives in the
+  API process; synchronous calls run in a thread pool, coroutine models (and
+  ``"async"`` ones) run on the event loop.  No process hop, no pickling: the
+  fastest path for light or thread-safe models.
 * :class:`deepaas.model.workers.ProcessPool` (``--workers N``): N spawned
   processes, each importing and warming the model once; the API process
   stays small and a crashing model cannot take the server down.
@@ -22,6 +23,7 @@ import json
 from typing import Any
 
 from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
+from deepaas.model.batching import Batcher
 from deepaas.model.description import ModelDescription
 from deepaas.model.files import UploadedFile
 from deepaas.model.loading import ModelSpec, load_model
@@ -78,7 +80,15 @@ def jsonable_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class InProcessExecutor(Executor):
-    """Runs the model inside the API process (``--workers 0``)."""
+    """Runs the model inside the API process (``--workers 0``, or a model
+    that declares ``deepaas_execution = "thread"`` or ``"async"``).
+
+    ``"thread"`` (the default here) runs synchronous calls in a thread pool
+    of ``threads`` threads: the model must be thread-safe.  ``"async"``
+    awaits a coroutine ``predict`` on the event loop and calls a plain one
+    right there, without a thread hop: for models whose calls take
+    microseconds and never block.
+    """
 
     def __init__(
         self,
@@ -89,25 +99,36 @@ class InProcessExecutor(Executor):
         max_queue: int = 0,
         call_timeout: float = 0,
         model: Any = None,
+        mode: str | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1 (got {threads})")
+        if mode not in (None, "thread", "async"):
+            raise ValueError(f"mode must be 'thread' or 'async' (got {mode!r})")
         self.spec = spec
         self._threads = threads
         self._warm = warm
-        self._max_in_flight = threads + (max_queue or 64 * threads)
+        self._max_queue = max_queue or 64 * threads
+        self._max_in_flight = threads + self._max_queue
         self._call_timeout = call_timeout
         self._model = model
+        self._mode = mode
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._in_flight = 0
         self._wrapper: ModelWrapper | None = None
         self._async_predict = False
+        self._inline = False
+        self._batcher: Batcher | None = None
 
     @property
     def wrapper(self) -> ModelWrapper:
         if self._wrapper is None:
             raise RuntimeError("the executor is not started")
         return self._wrapper
+
+    @property
+    def mode(self) -> str:
+        return self._mode or "thread"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -124,14 +145,27 @@ class InProcessExecutor(Executor):
 
         self._wrapper = await loop.run_in_executor(self._pool, load)
         self.description = self._wrapper.describe()
-        predict = getattr(self._wrapper.model, "predict", None)
+        model = self._wrapper.model
+        if self._mode is None:
+            declared = getattr(model, "deepaas_execution", None)
+            self._mode = "async" if declared == "async" else "thread"
+        predict = getattr(model, "predict", None)
         self._async_predict = inspect.iscoroutinefunction(predict)
+        self._inline = self._mode == "async" and not self._async_predict
+        batching = self.description.batching
+        if batching:
+            self._batcher = Batcher(
+                self.spec.name, self._predict_batch,
+                max_batch_size=batching["max_batch_size"],
+                batch_timeout=batching["batch_timeout"],
+                concurrency=self._threads, max_queue=self._max_queue,
+            )
 
     async def _run(self, func: Any, *args: Any) -> Any:
         if self._in_flight >= self._max_in_flight:
             raise QueueFull(
                 f"model {self.spec.name!r} has {self._in_flight} predictions in "
-                "progress; retry later"
+                "progress; retry later (--max-queue)"
             )
         self._in_flight += 1
         try:
@@ -139,6 +173,8 @@ class InProcessExecutor(Executor):
                 return await asyncio.wait_for(func(*args), self._call_timeout)
             return await func(*args)
         except asyncio.TimeoutError:
+            # A thread cannot be stopped: the call goes on in the background,
+            # the client is answered now.
             raise CallTimeout(
                 f"model {self.spec.name!r} did not answer within "
                 f"{self._call_timeout:g} s (--predict-timeout)"
@@ -147,6 +183,11 @@ class InProcessExecutor(Executor):
             self._in_flight -= 1
 
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
+        if self._batcher is not None:
+            return await self._run(self._batcher.submit, raw, accept)
+        if self._inline:
+            # No await between here and the answer: nothing to bound or queue.
+            return self.wrapper.run_predict(raw, accept)
         return await self._run(self._predict, raw, accept)
 
     async def _predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
@@ -165,14 +206,31 @@ class InProcessExecutor(Executor):
             raise model_error(exc) from exc
         return wrapper.finish_predict(result, kwargs.get("accept", accept))
 
+    async def _predict_batch(self, requests: list[Any]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, self.wrapper.run_predict_batch, requests
+        )
+
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
         return jsonable_arguments(self.wrapper.parse_train_args(raw))
 
     async def stop(self, timeout: float = 10.0) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
     def status(self) -> dict[str, Any]:
         ready = 1 if self._wrapper is not None else 0
-        return {"mode": "in-process", "workers": 1, "ready": ready, "restarts": 0}
+        return {
+            "mode": f"in-process ({self.mode})",
+            "workers": 1,
+            "ready": ready,
+            "warming": 1 - ready,
+            "busy": self._in_flight,
+            "queued": max(0, self._in_flight - self._threads),
+            "restarts": 0,
+        }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from deepaas.model.devices import DevicePlan
 from deepaas.model.execution import Executor, InProcessExecutor
 from deepaas.model.loading import ModelSpec
 from deepaas.model.workers import ProcessPool
@@ -17,22 +18,32 @@ def build_executors(
     warm: bool = True,
     max_queue: int = 0,
     predict_timeout: float = 0,
-    worker_envs: dict[str, list[dict[str, str]]] | None = None,
+    worker_envs: Mapping[str, list[dict[str, str]]] | None = None,
+    modes: Mapping[str, str] | None = None,
     log_level: int = logging.INFO,
 ) -> dict[str, Executor]:
-    """One executor per model: in-process for ``workers == 0``, else processes.
+    """One executor per model: in the API process or in worker processes.
 
+    A model runs in-process when ``workers == 0`` or when its mode (from
+    ``modes``, or the ``DevicePlan`` given as ``worker_envs``) is
+    ``"thread"`` or ``"async"``; otherwise in a :class:`ProcessPool`.
     ``worker_envs`` gives, per model, each worker's extra environment (the
     device plan: ``CUDA_VISIBLE_DEVICES``); its length overrides ``workers``.
     """
     if workers < 0:
         raise ValueError(f"--workers must be >= 0 (got {workers})")
+    if predict_timeout < 0:
+        raise ValueError(f"--predict-timeout must be >= 0 (got {predict_timeout})")
+    if modes is None and isinstance(worker_envs, DevicePlan):
+        modes = worker_envs.modes
     executors: dict[str, Executor] = {}
     for spec in specs:
         envs = (worker_envs or {}).get(spec.name)
-        if workers == 0 and not envs:
+        mode = (modes or {}).get(spec.name, "process")
+        if workers == 0 or mode in ("thread", "async"):
             executors[spec.name] = InProcessExecutor(
-                spec, warm=warm, max_queue=max_queue, call_timeout=predict_timeout
+                spec, warm=warm, max_queue=max_queue, call_timeout=predict_timeout,
+                mode=None if workers == 0 and mode == "process" else mode,
             )
         else:
             size = len(envs) if envs else workers

@@ -1,21 +1,22 @@
 """ProcessPool: spawned worker processes that run one model's calls.
 
-Design (see docs/architecture.md):
+Design (docs/engine.md tells the whole story):
 
 * Each worker is a ``spawn`` process (safe for CUDA and TensorFlow) with its
   own environment, e.g. ``CUDA_VISIBLE_DEVICES`` chosen by
   :mod:`deepaas.model.devices`.  It imports and warms the model once.
-* The API process talks to each worker over a duplex pipe watched by the
-  event loop (``add_reader``): no helper thread per call, no result polling.
+* The API process talks to each worker over a Unix socket pair read by an
+  asyncio protocol: no helper thread per call, no polling, several answers
+  per wake-up under load.
 * A call goes to an idle worker; when none is idle it waits in a bounded
   queue (``max_queue``), beyond which :class:`QueueFull` (503) answers.
 * A worker that dies (segfault, ``os._exit``, killed for memory) closes its
-  pipe: its in-flight call fails at once with :class:`WorkerCrashed`, and the
-  worker is restarted and re-warmed with exponential backoff while the
-  others keep answering.  A call that exceeds ``call_timeout`` answers
-  :class:`CallTimeout` and its worker is killed and restarted.
-* Models that offer ``predict_batch`` get concurrent requests grouped into
-  batches (up to ``max_batch_size``, waiting at most ``batch_timeout``).
+  socket: its in-flight call fails with :class:`WorkerCrashed` naming the
+  cause, and the worker is restarted and re-warmed with exponential backoff
+  while the others keep answering.  A call that exceeds ``call_timeout``
+  answers :class:`CallTimeout` and its worker is killed and restarted.
+* Models that offer ``predict_batch`` get a :class:`~deepaas.model.batching.
+  Batcher` in front of the pool.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,28 +40,35 @@ from deepaas.exceptions import (
     QueueFull,
     WorkerCrashed,
 )
-from deepaas.model._wire import error_from_wire, is_wire_error
+from deepaas.model._wire import MessageReader, error_from_wire
 from deepaas.model._worker_main import run_worker
+from deepaas.model.batching import Batcher
 from deepaas.model.execution import Executor
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
 LOG = logging.getLogger(__name__)
 
+FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 30.0
+#: A worker healthy this long starts its backoff afresh after a crash.
+HEALTHY_AFTER = 60.0
 
 
 def describe_exit(exitcode: int | None) -> str:
     """Say how a process ended, in words a user understands."""
     if exitcode is None:
-        return "it stopped answering"
+        return "it closed its connection and stopped answering"
     if exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        hint = " (often: killed for using too much memory)" if name == "SIGKILL" else ""
-        return f"it was killed by {name}{hint}"
+        hints = {
+            "SIGKILL": " (often: killed for using too much memory)",
+            "SIGSEGV": " (a segmentation fault in native code)",
+        }
+        return f"it was killed by {name}{hints.get(name, '')}"
     return f"it exited with code {exitcode}"
 
 
@@ -70,13 +79,14 @@ class _Worker:
         self.index = index
         self.env = env
         self.process: Any = None
-        self.conn: Any = None
+        self.channel: MessageReader | None = None
         self.state = "stopped"  # starting | idle | busy | dead | stopped
         self.call: asyncio.Future[Any] | None = None
-        self.ready: asyncio.Future[Any] | None = None
+        self.ready: asyncio.Future[None] | None = None
         self.failures = 0
         self.ready_since = 0.0
         self.restarts = 0
+        self.timed_out = False
 
     @property
     def pid(self) -> int | None:
@@ -103,6 +113,8 @@ class ProcessPool(Executor):
         envs = list(worker_envs or [{} for _ in range(size)])
         if len(envs) != size:
             raise ValueError(f"worker_envs needs {size} entries (got {len(envs)})")
+        if call_timeout < 0:
+            raise ValueError(f"--predict-timeout must be >= 0 (got {call_timeout})")
         self.spec = spec
         self._warm = warm
         self._max_queue = max_queue or 64 * size
@@ -115,37 +127,62 @@ class ProcessPool(Executor):
         self._call_ids = itertools.count(1)
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
-        self._restart_tasks: set[asyncio.Task[None]] = set()
-        self._batcher: _Batcher | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._batcher: Batcher | None = None
+        self._last_error = ""
 
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.gather(*(self._spawn(w) for w in self._workers))
+        self._stopping = False
         try:
-            await asyncio.gather(*(self._await_ready(w) for w in self._workers))
+            for worker in self._workers:
+                await self._spawn(worker)
+            outcomes = await asyncio.gather(
+                *(self._await_ready(w) for w in self._workers), return_exceptions=True
+            )
         except BaseException:
             await self.stop(timeout=2)
             raise
-        if self.description.batching:
-            self._batcher = _Batcher(self, **self.description.batching)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            await self.stop(timeout=2)
+            raise errors[0]
+        batching = self.description.batching
+        if batching:
+            self._batcher = Batcher(
+                self.spec.name, self._call_batch,
+                max_batch_size=batching["max_batch_size"],
+                batch_timeout=batching["batch_timeout"],
+                concurrency=len(self._workers), max_queue=self._max_queue,
+            )
 
     async def _spawn(self, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()
-        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        parent_sock, child_sock = socket.socketpair()
         process = self._context.Process(
             target=run_worker,
-            args=(child_conn, self.spec, self._warm, worker.env, self._log_level),
+            args=(child_sock, self.spec, self._warm, worker.env, self._log_level),
             name=f"deepaas-worker-{self.spec.name}-{worker.index}",
             daemon=True,
         )
         worker.state = "starting"
+        worker.timed_out = False
         worker.ready = loop.create_future()
-        await loop.run_in_executor(None, process.start)
-        child_conn.close()
+        # Started from the event-loop thread: the worker's parent-death
+        # signal is tied to the thread that started it.
+        try:
+            process.start()
+        finally:
+            child_sock.close()
         worker.process = process
-        worker.conn = parent_conn
-        loop.add_reader(parent_conn.fileno(), self._on_readable, worker)
+        _, worker.channel = await loop.connect_accepted_socket(
+            lambda: MessageReader(
+                lambda message: self._on_message(worker, message),
+                lambda: self._on_closed(worker, process),
+            ),
+            sock=parent_sock,
+        )
         LOG.debug("model %r: worker %d started (pid %d)", self.spec.name,
                   worker.index, process.pid)
 
@@ -161,72 +198,43 @@ class ProcessPool(Executor):
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
-        for task in list(self._restart_tasks):
+        for task in list(self._tasks):
             task.cancel()
         if self._batcher is not None:
             self._batcher.close()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(WorkerCrashed("the server is shutting down"))
-        self._waiters.clear()
+            self._batcher = None
+        shutting_down = WorkerCrashed("the server is shutting down")
+        self._fail_waiters(shutting_down)
         for worker in self._workers:
-            if worker.conn is not None and worker.state in ("idle", "busy", "starting"):
-                try:
-                    worker.conn.send(("stop",))
-                except OSError:
-                    pass
+            if worker.channel is not None:
+                worker.channel.send(("stop",))
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             process = worker.process
-            if process is None:
-                continue
-            remaining = max(0.0, deadline - time.monotonic())
-            await loop.run_in_executor(None, process.join, remaining)
-            if process.is_alive():
-                process.kill()
-                await loop.run_in_executor(None, process.join, 5)
-            self._detach(worker)
+            if process is not None:
+                remaining = max(0.0, deadline - time.monotonic())
+                await loop.run_in_executor(None, process.join, remaining)
+                if process.is_alive():
+                    process.kill()
+                    await loop.run_in_executor(None, process.join, 5)
+            if worker.channel is not None:
+                worker.channel.close()
+                worker.channel = None
+            call, worker.call = worker.call, None
+            if call is not None and not call.done():
+                call.set_exception(shutting_down)
+            if worker.ready is not None and not worker.ready.done():
+                worker.ready.set_exception(ModelLoadError("the server is stopping"))
+                worker.ready.exception()  # retrieved: nobody else awaits it
             worker.state = "stopped"
-
-    def _detach(self, worker: _Worker) -> None:
-        if worker.conn is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-            except (OSError, ValueError, RuntimeError):
-                pass
-            worker.conn.close()
-            worker.conn = None
+        self._idle.clear()
 
     # -- messages from workers ---------------------------------------------
 
-    def _on_readable(self, worker: _Worker) -> None:
-        try:
-            while worker.conn is not None and worker.conn.poll():
-                self._on_message(worker, worker.conn.recv())
-        except (EOFError, OSError):
-            self._on_death(worker)
-
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        if kind == "ready":
-            self.description = message[1]
-            worker.state = "idle"
-            worker.ready_since = time.monotonic()
-            if worker.ready is not None and not worker.ready.done():
-                worker.ready.set_result(None)
-            LOG.info(
-                "model %r: worker %d ready (pid %d)", self.spec.name, worker.index,
-                message[2],
-            )
-            self._release(worker)
-        elif kind == "failed":
-            LOG.error("model %r: worker %d failed to start:\n%s", self.spec.name,
-                      worker.index, message[2])
-            error = ModelLoadError(f"model {self.spec.name!r}: {message[1]}")
-            if worker.ready is not None and not worker.ready.done():
-                worker.ready.set_exception(error)
-        elif kind in ("result", "error"):
+        if kind in ("result", "error"):
             call, worker.call = worker.call, None
             if call is not None and not call.done():
                 if kind == "error":
@@ -235,81 +243,127 @@ class ProcessPool(Executor):
                     call.set_result(message[2])
             if worker.state == "busy":
                 self._release(worker)
+        elif kind == "ready":
+            self.description = message[1]
+            worker.ready_since = time.monotonic()
+            LOG.info("model %r: worker %d ready (pid %d)", self.spec.name,
+                     worker.index, message[2])
+            if worker.ready is not None and not worker.ready.done():
+                worker.ready.set_result(None)
+            self._release(worker)
+        elif kind == "failed":
+            error = error_from_wire(message[1])
+            LOG.error("model %r: worker %d failed to start: %s\n%s", self.spec.name,
+                      worker.index, error.message, message[2])
+            self._last_error = error.message
+            if worker.ready is not None and not worker.ready.done():
+                worker.ready.set_exception(error)
 
-    def _on_death(self, worker: _Worker) -> None:
-        if worker.state in ("dead", "stopped"):
+    def _on_closed(self, worker: _Worker, process: Any) -> None:
+        """The worker's socket reached end of file: it died or is dying."""
+        if worker.process is not process or worker.state in ("dead", "stopped"):
             return
         was_ready = worker.state in ("idle", "busy")
         worker.state = "dead"
-        self._detach(worker)
+        worker.channel = None
         if worker in self._idle:
             self._idle.remove(worker)
-        process = worker.process
-        if process is not None:
-            process.join(timeout=1)
-        how = describe_exit(process.exitcode if process is not None else None)
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._after_death(worker, process, was_ready)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_death(
+        self, worker: _Worker, process: Any, was_ready: bool
+    ) -> None:
+        # The exit status tells the user why; it is there within
+        # milliseconds of the socket closing.
+        for _ in range(100):
+            if process.exitcode is not None:
+                break
+            await asyncio.sleep(0.01)
+        if process.exitcode is None:
+            process.kill()
+        how = describe_exit(process.exitcode)
+        if worker.timed_out:
+            how = f"it exceeded --predict-timeout ({self._call_timeout:g} s)"
+        self._last_error = f"worker {worker.index} (pid {process.pid}) died: {how}"
         call, worker.call = worker.call, None
         if call is not None and not call.done():
-            call.set_exception(
-                WorkerCrashed(
-                    f"the worker process of model {self.spec.name!r} died while "
-                    f"answering: {how}; it is being restarted"
-                )
-            )
+            call.set_exception(WorkerCrashed(
+                f"the worker process of model {self.spec.name!r} died while "
+                f"answering: {how}; it is being restarted"
+            ))
         if worker.ready is not None and not worker.ready.done():
-            worker.ready.set_exception(
-                ModelLoadError(
-                    f"model {self.spec.name!r}: worker {worker.index} died while "
-                    f"loading: {how}"
-                )
-            )
-        if self._stopping:
+            # Whoever is starting this worker (start() or _restart) handles it.
+            worker.ready.set_exception(ModelLoadError(
+                f"model {self.spec.name!r}: worker {worker.index} died while "
+                f"loading: {how}"
+            ))
+        if self._stopping or not was_ready:
             return
         LOG.error("model %r: worker %d (pid %s) died: %s", self.spec.name,
-                  worker.index, worker.pid, how)
-        if was_ready and time.monotonic() - worker.ready_since > 60:
+                  worker.index, process.pid, how)
+        if time.monotonic() - worker.ready_since > HEALTHY_AFTER:
             worker.failures = 0
         worker.failures += 1
-        if was_ready or worker.restarts:
-            task = asyncio.get_running_loop().create_task(self._restart(worker))
-            self._restart_tasks.add(task)
-            task.add_done_callback(self._restart_tasks.discard)
-        self._fail_waiters_if_hopeless()
+        await self._restart(worker)
 
     async def _restart(self, worker: _Worker) -> None:
-        delay = min(MAX_BACKOFF, 0.25 * 2 ** (worker.failures - 1))
-        LOG.info("model %r: restarting worker %d in %.2f s", self.spec.name,
-                 worker.index, delay)
-        await asyncio.sleep(delay)
-        if self._stopping:
-            return
-        worker.restarts += 1
-        await self._spawn(worker)
-        try:
-            await self._await_ready(worker)
-        except DeepaasError as exc:
-            LOG.error("model %r: worker %d restart failed: %s", self.spec.name,
-                      worker.index, exc)
-            if worker.state != "dead":
-                self._kill(worker)
+        """Re-spawn and re-warm a worker, backing off while it keeps failing."""
+        while not self._stopping:
+            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (worker.failures - 1))
+            LOG.info("model %r: restarting worker %d in %.2f s", self.spec.name,
+                     worker.index, delay)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            worker.restarts += 1
+            try:
+                await self._spawn(worker)
+                await self._await_ready(worker)
+                return
+            except (DeepaasError, OSError) as exc:
+                message = getattr(exc, "message", str(exc))
+                LOG.error("model %r: worker %d restart failed: %s", self.spec.name,
+                          worker.index, message)
+                self._last_error = message
+                if worker.state == "starting":
+                    worker.state = "dead"
+                    if worker.channel is not None:
+                        worker.channel.close()
+                        worker.channel = None
+                    self._kill(worker)
+                worker.failures += 1
+                if not any(w.state in ("idle", "busy") for w in self._workers):
+                    self._fail_waiters(WorkerCrashed(
+                        f"no worker of model {self.spec.name!r} is running "
+                        f"({message}); retrying"
+                    ))
 
     def _kill(self, worker: _Worker) -> None:
-        """Kill a stuck worker; its death is handled like any crash."""
+        """Kill a worker; its death is handled like any crash."""
         if worker.process is not None and worker.process.is_alive():
             worker.process.kill()
+
+    def _fail_waiters(self, error: DeepaasError) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
 
     def _fail_waiters_if_hopeless(self) -> None:
         """Never let a waiter hang when no worker is alive or coming back."""
         if any(w.state in ("idle", "busy", "starting") for w in self._workers):
             return
-        if self._restart_tasks:
+        if any(not t.done() for t in self._tasks):
             return
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(
-                    WorkerCrashed(f"no worker of model {self.spec.name!r} is alive")
-                )
-        self._waiters.clear()
+        self._fail_waiters(
+            WorkerCrashed(f"no worker of model {self.spec.name!r} is alive")
+        )
 
     # -- dispatching calls --------------------------------------------------
 
@@ -333,7 +387,7 @@ class ProcessPool(Executor):
         if len(self._waiters) >= self._max_queue:
             raise QueueFull(
                 f"model {self.spec.name!r}: {len(self._waiters)} requests are already "
-                "waiting for a worker; retry later"
+                "waiting for a worker; retry later (--max-queue)"
             )
         waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -353,31 +407,45 @@ class ProcessPool(Executor):
         loop = asyncio.get_running_loop()
         call: asyncio.Future[Any] = loop.create_future()
         worker.call = call
-        try:
-            worker.conn.send((kind, next(self._call_ids), *payload))
-        except (OSError, AttributeError):
-            self._on_death(worker)
-        try:
-            if self._call_timeout:
-                return await asyncio.wait_for(asyncio.shield(call), self._call_timeout)
-            return await call
-        except asyncio.TimeoutError:
-            LOG.error(
-                "model %r: worker %d exceeded --predict-timeout (%g s); restarting it",
-                self.spec.name, worker.index, self._call_timeout,
-            )
+        channel = worker.channel
+        if channel is None or not channel.send((kind, next(self._call_ids), *payload)):
             worker.call = None
-            self._kill(worker)
-            raise CallTimeout(
-                f"model {self.spec.name!r} did not answer within "
-                f"{self._call_timeout:g} s (--predict-timeout); its worker is being "
-                "restarted"
-            ) from None
+            raise WorkerCrashed(
+                f"the worker process of model {self.spec.name!r} is gone; "
+                "it is being restarted"
+            )
+        timer = None
+        if self._call_timeout:
+            timer = loop.call_later(self._call_timeout, self._on_timeout, worker, call)
+        try:
+            return await call
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _on_timeout(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
+        if call.done() or worker.call is not call:
+            return
+        LOG.error("model %r: worker %d exceeded --predict-timeout (%g s); "
+                  "restarting it", self.spec.name, worker.index, self._call_timeout)
+        worker.call = None
+        worker.timed_out = True
+        call.set_exception(CallTimeout(
+            f"model {self.spec.name!r} did not answer within "
+            f"{self._call_timeout:g} s (--predict-timeout); its worker is being "
+            "restarted"
+        ))
+        self._kill(worker)
+
+    async def _call_batch(self, requests: list[Any]) -> list[Any]:
+        result: list[Any] = await self.call("predict_batch", requests)
+        return result
 
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         if self._batcher is not None:
             return await self._batcher.submit(raw, accept)
-        return await self.call("predict", raw, accept)
+        outcome: PredictOutcome = await self.call("predict", raw, accept)
+        return outcome
 
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
         result: dict[str, Any] = await self.call("validate_train", raw)
@@ -385,92 +453,25 @@ class ProcessPool(Executor):
 
     def status(self) -> dict[str, Any]:
         states = [w.state for w in self._workers]
-        return {
+        queued = len(self._waiters)
+        if self._batcher is not None:
+            queued += self._batcher.queued
+        state: dict[str, Any] = {
             "mode": "processes",
             "workers": len(self._workers),
             "ready": sum(s in ("idle", "busy") for s in states),
+            "warming": states.count("starting"),
             "busy": states.count("busy"),
-            "queued": len(self._waiters),
+            "queued": queued,
             "restarts": sum(w.restarts for w in self._workers),
-            "pids": [w.pid for w in self._workers],
         }
+        if self._last_error:
+            state["last_error"] = self._last_error
+        return state
 
     def worker_pids(self) -> list[int | None]:
         """Process ids of the workers (for tests and diagnostics)."""
         return [w.pid for w in self._workers]
-
-
-class _Batcher:
-    """Groups concurrent predictions into ``predict_batch`` calls."""
-
-    def __init__(
-        self, pool: ProcessPool, *, max_batch_size: int, batch_timeout: float
-    ) -> None:
-        self._pool = pool
-        self._max = max(1, max_batch_size)
-        self._timeout = max(0.0, batch_timeout)
-        self._queue: asyncio.Queue[
-            tuple[RawArguments, str | None, asyncio.Future[PredictOutcome]]
-        ] = asyncio.Queue()
-        self._tasks = [
-            asyncio.get_running_loop().create_task(self._dispatch())
-            for _ in range(len(pool._workers))
-        ]
-
-    async def submit(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
-        if self._queue.qsize() >= self._pool._max_queue:
-            raise QueueFull(
-                f"model {self._pool.spec.name!r}: {self._queue.qsize()} requests are "
-                "waiting for a batch; retry later"
-            )
-        future: asyncio.Future[PredictOutcome] = (
-            asyncio.get_running_loop().create_future()
-        )
-        await self._queue.put((raw, accept, future))
-        return await future
-
-    async def _dispatch(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            deadline = time.monotonic() + self._timeout
-            while len(batch) < self._max:
-                remaining = deadline - time.monotonic()
-                try:
-                    if remaining <= 0:
-                        batch.append(self._queue.get_nowait())
-                    else:
-                        batch.append(
-                            await asyncio.wait_for(self._queue.get(), remaining)
-                        )
-                except (asyncio.QueueEmpty, asyncio.TimeoutError):
-                    break
-            live = [item for item in batch if not item[2].done()]
-            if not live:
-                continue
-            try:
-                results = await self._pool.call(
-                    "predict_batch", [(raw, accept) for raw, accept, _ in live]
-                )
-            except DeepaasError as exc:
-                for _, _, future in live:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), result in zip(live, results, strict=True):
-                if future.done():
-                    continue
-                if is_wire_error(result):
-                    future.set_exception(error_from_wire(result))
-                else:
-                    future.set_result(result)
-
-    def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        while not self._queue.empty():
-            _, _, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_exception(WorkerCrashed("the server is shutting down"))
 
 
 def default_worker_count() -> int:

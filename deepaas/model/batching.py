@@ -1,0 +1,135 @@
+"""Dynamic batching: concurrent predictions grouped into ``predict_batch`` calls.
+
+A model opts in by defining ``predict_batch(list_of_kwargs) -> list`` (one
+answer per request, in order; an exception instance in the list fails only
+that request) and may set ``max_batch_size`` (default 8) and
+``batch_timeout`` (seconds, default 0.01).  A batch leaves as soon as it is
+full, or ``batch_timeout`` after its first request arrived.  Every caller
+receives its own answer or its own error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from deepaas.exceptions import DeepaasError, QueueFull, WorkerCrashed
+from deepaas.model._wire import error_from_wire, is_wire_error
+from deepaas.model.wrapper import PredictOutcome, RawArguments
+
+Request = tuple[RawArguments, "str | None"]
+RunBatch = Callable[[list[Request]], Awaitable[list[Any]]]
+_Item = tuple[RawArguments, "str | None", "asyncio.Future[PredictOutcome]"]
+
+
+class Batcher:
+    """Collects requests and hands them to ``run_batch`` in groups.
+
+    ``concurrency`` batches may be in progress at once (one per worker), so
+    a pool of N workers runs N batches side by side.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int = 8,
+        batch_timeout: float = 0.01,
+        concurrency: int = 1,
+        max_queue: int = 64,
+    ) -> None:
+        self._name = name
+        self._run_batch = run_batch
+        self._max = max(1, int(max_batch_size))
+        self._timeout = max(0.0, float(batch_timeout))
+        self._max_queue = max_queue
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._dispatch()) for _ in range(concurrency)]
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
+        """Queue one request and wait for its own answer."""
+        if self._queue.qsize() >= self._max_queue:
+            raise QueueFull(
+                f"model {self._name!r}: {self._queue.qsize()} requests are waiting "
+                "for a batch; retry later"
+            )
+        future: asyncio.Future[PredictOutcome] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait((raw, accept, future))
+        return await future
+
+    async def _collect(self) -> list[_Item]:
+        batch = [await self._queue.get()]
+        deadline = time.monotonic() + self._timeout
+        while len(batch) < self._max:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _dispatch(self) -> None:
+        while True:
+            batch = await self._collect()
+            live = [item for item in batch if not item[2].done()]
+            if not live:
+                continue
+            try:
+                results = await self._run_batch([(raw, acc) for raw, acc, _ in live])
+                if len(results) != len(live):
+                    raise DeepaasError(
+                        f"model {self._name!r}: a batch of {len(live)} requests got "
+                        f"{len(results)} answers"
+                    )
+            except DeepaasError as exc:
+                self._fail(live, exc)
+                continue
+            except asyncio.CancelledError:
+                for _, _, future in live:
+                    if not future.done():
+                        future.set_exception(
+                            WorkerCrashed("the server is shutting down")
+                        )
+                raise
+            except Exception as exc:  # never let one batch stop the batcher
+                self._fail(live, DeepaasError(f"model {self._name!r}: {exc}"))
+                continue
+            for (_, _, future), result in zip(live, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, DeepaasError):
+                    future.set_exception(result)
+                elif is_wire_error(result):
+                    future.set_exception(error_from_wire(result))
+                else:
+                    future.set_result(result)
+
+    @staticmethod
+    def _fail(items: list[_Item], exc: DeepaasError) -> None:
+        for _, _, future in items:
+            if not future.done():
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        """Stop batching; requests still queued fail with 503."""
+        for task in self._tasks:
+            task.cancel()
+        while not self._queue.empty():
+            _, _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(WorkerCrashed("the server is shutting down"))
