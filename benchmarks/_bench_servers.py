@@ -54,6 +54,30 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its descendants."""
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy since boot (from /proc/stat)."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
 def _status_kb(pid: int, path: str, key: str) -> int:
     try:
         with open(f"/proc/{pid}/{path}") as handle:
@@ -132,6 +156,9 @@ class Server:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.process.pid) if self.process else 0.0
 
     def memory_mb(self, *, pss: bool = False) -> float:
         return tree_memory_mb(self.process.pid, pss=pss) if self.process else 0.0

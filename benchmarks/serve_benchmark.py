@@ -44,7 +44,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _bench_env import MODELS, BenchEnv, prepare  # noqa: E402
-from _bench_servers import Server, ServerSet, free_port  # noqa: E402
+from _bench_servers import (  # noqa: E402
+    Server,
+    ServerSet,
+    free_port,
+    machine_busy_seconds,
+)
 
 JSON_TYPE = "application/json"
 BOUNDARY = "deepaasbenchboundary7MA4YWxkTrZu0gW"
@@ -190,6 +195,11 @@ def loadgen_command(kind: str, url: str, body: Path, ctype: str, concurrency: in
             "--concurrency", str(concurrency), "--duration", str(duration)]
 
 
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def run_cell(server: Server, loadgen: str, body: Path, ctype: str,
              concurrency: int, duration: int) -> dict[str, Any]:
     """Drive one server for ``duration`` seconds; sample its memory meanwhile."""
@@ -201,6 +211,8 @@ def run_cell(server: Server, loadgen: str, body: Path, ctype: str,
             peak[0] = max(peak[0], server.memory_mb())
 
     sampler = threading.Thread(target=sample, daemon=True)
+    busy0, server0, own0 = machine_busy_seconds(), server.cpu_seconds(), _own_cpu()
+    start = time.monotonic()
     sampler.start()
     try:
         done = subprocess.run(
@@ -210,12 +222,19 @@ def run_cell(server: Server, loadgen: str, body: Path, ctype: str,
     finally:
         stop.set()
         sampler.join()
+    elapsed = time.monotonic() - start
+    server_cpu = server.cpu_seconds() - server0
+    own_cpu = _own_cpu() - own0  # this script and the load generator
+    other_cpu = machine_busy_seconds() - busy0 - server_cpu - own_cpu
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"load generator failed on {server.label}: "
                            f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(lines[-1].split(" ", 1)[1])
     result["ok_rps"] = (result["requests"] - result["errors"]) / result["duration_s"]
+    result["server_cores"] = server_cpu / elapsed
+    result["loadgen_cores"] = own_cpu / elapsed
+    result["other_cores"] = max(0.0, other_cpu / elapsed)
     result["rss_mb"] = max(peak[0], server.memory_mb())
     result["pss_mb"] = server.memory_mb(pss=True)
     return result
@@ -231,7 +250,7 @@ def sanity_check(server: Server, case: Case, body: Path, ctype: str) -> Any:
 
 
 def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
-             results: list[dict[str, Any]]) -> None:
+             results: list[dict[str, Any]], failures: list[str]) -> None:
     variants = [v for v in case.variants
                 if not (v.kind == "deepaas" and env.deepaas_venv is None)]
     body, ctype = write_body(case, env.work)
@@ -239,7 +258,14 @@ def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
     print(f"\n== {case.key}: starting {', '.join(s.label for s in servers)}",
           flush=True)
     with ServerSet(servers, env.work):
-        answers = {s.label: sanity_check(s, case, body, ctype) for s in servers}
+        answers = {}
+        for server in list(servers):
+            try:
+                answers[server.label] = sanity_check(server, case, body, ctype)
+            except RuntimeError as exc:  # measure the others, report this one
+                print(f"  FAILED, not measured: {exc}", flush=True)
+                failures.append(f"{case.key} on {server.label}: {exc}")
+                servers.remove(server)
         if len({json.dumps(a) for a in answers.values()}) > 1:
             print(f"  warning: the servers answer differently: {answers}")
         for server in servers:  # warm-up, discarded
@@ -257,7 +283,10 @@ def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
                     print(f"  {server.label:>13} c{concurrency:<3} rep{rep} "
                           f"{cell['ok_rps']:9.1f} req/s  p50 {cell['p50_ms']:8.2f} ms"
                           f"  p99 {cell['p99_ms']:8.2f} ms  errors {cell['errors']}"
-                          f"  RSS {cell['rss_mb']:.0f} MB", flush=True)
+                          f"  RSS {cell['rss_mb']:.0f} MB  CPU server "
+                          f"{cell['server_cores']:.2f} loadgen "
+                          f"{cell['loadgen_cores']:.2f} other "
+                          f"{cell['other_cores']:.2f}", flush=True)
                     time.sleep(0.3)
 
 
@@ -283,6 +312,8 @@ def aggregate(results: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict]
             "errors": sum(c["errors"] for c in cells),
             "rss_mb": max(c["rss_mb"] for c in cells),
             "pss_mb": max(c["pss_mb"] for c in cells),
+            "server_cores": sum(c["server_cores"] for c in cells) / n,
+            "other_cores": max(c["other_cores"] for c in cells),
         }
     return table
 
@@ -296,8 +327,8 @@ def print_table(table: dict[tuple[str, str, int], dict]) -> None:
     for case in cases:
         print(f"\n### {case}\n")
         print("| conc | server | settings | req/s | p50 ms | p99 ms | errors | "
-              "RSS MB | PSS MB | vs DEEPaaS 2.6 | vs floor |")
-        print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "RSS MB | PSS MB | server CPU | other CPU | vs DEEPaaS 2.6 | vs floor |")
+        print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         servers = list(dict.fromkeys(k[1] for k in table if k[0] == case))
         concurrencies = sorted({k[2] for k in table if k[0] == case})
         for conc in concurrencies:
@@ -310,7 +341,8 @@ def print_table(table: dict[tuple[str, str, int], dict]) -> None:
                 print(f"| {conc} | {server} | {row['settings']} | {row['rps']:.0f} "
                       f"(±{row['spread'] * 50:.0f}%) | {row['p50_ms']:.2f} | "
                       f"{row['p99_ms']:.2f} | {row['errors']} | {row['rss_mb']:.0f} | "
-                      f"{row['pss_mb']:.0f} | {_ratio(row['rps'], base)} | "
+                      f"{row['pss_mb']:.0f} | {row['server_cores']:.2f} | "
+                      f"{row['other_cores']:.2f} | {_ratio(row['rps'], base)} | "
                       f"{_ratio(row['rps'], floor)} |")
 
 
@@ -438,25 +470,34 @@ def main(argv: list[str] | None = None) -> int:
     header = _describe_machine(args, torch_version)
     print(header, flush=True)
     results: list[dict[str, Any]] = []
+    failures: list[str] = []
     started = time.monotonic()
     for key in args.only:
-        run_case(CASES[key], env, args, results)
+        run_case(CASES[key], env, args, results, failures)
     table = aggregate(results)
     print(f"\n## Results ({header}; {time.monotonic() - started:.0f} s)")
     print("req/s: successful requests per second, mean over repeats (± half the "
-          "spread); p50/p99: mean over repeats; RSS/PSS: server process tree, max.")
+          "spread); p50/p99: mean over repeats; RSS/PSS: server process tree, max; "
+          "server CPU: cores the server tree used; other CPU: cores used by "
+          "processes outside the benchmark (max).")
     print_table(table)
+    busiest = max((row["other_cores"] for row in table.values()), default=0.0)
+    if busiest > 0.2:
+        print(f"\nwarning: other processes used up to {busiest:.2f} cores during "
+              "some cells (column 'other CPU'); those numbers are perturbed")
     checks = target_checks(table)
     print("\n## Targets (issue 5)\n")
     for verdict, text in checks:
         print(f"- {verdict}  {text}")
+    for failure in failures:
+        print(f"- ERROR {failure}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.json or env.work / "results" / f"serve-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"header": header, "cells": results,
-                               "checks": checks}, indent=1))
+                               "checks": checks, "failures": failures}, indent=1))
     print(f"\nraw results: {out}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
