@@ -21,7 +21,9 @@ def json_error(status: int, body: dict[str, object], **headers: str) -> web.Resp
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
     """Map domain errors to their status and everything else to a JSON 500."""
     try:
         return await handler(request)

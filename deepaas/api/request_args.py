@@ -102,7 +102,9 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(text=f"the request body is not valid JSON: {exc}")
+        raise web.HTTPBadRequest(
+            text=f"the request body is not valid JSON: {exc}"
+        ) from None
     if not isinstance(value, dict):
         raise web.HTTPBadRequest(
             text="the JSON body must be an object mapping argument names to values"
@@ -116,13 +118,15 @@ async def _read_multipart(
     try:
         reader = await request.multipart()
     except _MALFORMED as exc:
-        raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}")
+        raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}") from None
     total = 0
     while True:
         try:
             part = await reader.next()
         except _MALFORMED as exc:
-            raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}")
+            raise web.HTTPBadRequest(
+                text=f"malformed multipart body: {exc}"
+            ) from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader):
@@ -147,7 +151,7 @@ async def _read_multipart(
             except (UnicodeDecodeError, LookupError):
                 raise web.HTTPBadRequest(
                     text=f"form field {name!r} is not valid {charset} text"
-                )
+                ) from None
 
 
 async def _save_upload(

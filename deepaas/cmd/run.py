@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug_capture = DebugCapture()
     if debug_capture is not None:
         debug_capture.install()
-    level = setup_logging(level=conf.log_level, debug=conf.debug, log_file=conf.log_file)
+    level = setup_logging(
+        level=conf.log_level, debug=conf.debug, log_file=conf.log_file
+    )
     try:
         return asyncio.run(_serve(conf, level, debug_capture))
     except DeepaasError as exc:
@@ -88,9 +90,10 @@ async def _serve(conf: cfg.ConfigOpts, level: int,
     app = create_app(
         executors, settings=settings, trainings=trainings, debug_capture=debug_capture
     )
+    access_log = None if level > logging.DEBUG else logging.getLogger("aiohttp.access")
     runner = web.AppRunner(
         app, handle_signals=False, shutdown_timeout=conf.shutdown_timeout,
-        access_log=None if level > logging.DEBUG else logging.getLogger("aiohttp.access"),
+        access_log=access_log,
     )
     LOG.info("loading %s with %s", ", ".join(s.name for s in specs),
              "the model in this process" if conf.workers == 0

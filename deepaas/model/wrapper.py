@@ -244,7 +244,9 @@ class ModelWrapper:
         return ModelDescription(
             name=self.name,
             metadata=self.metadata(),
-            predict=describe_method(self._predict_fields, available=self.has("predict")),
+            predict=describe_method(
+                self._predict_fields, available=self.has("predict")
+            ),
             train=describe_method(self._train_fields, available=self.has("train")),
             accept=list(self.accept),
             response_definitions_v2=v2,
@@ -270,7 +272,9 @@ class ModelWrapper:
     ) -> dict[str, Any]:
         """Validate predict arguments; ``accept`` is the negotiated media type."""
         if not self.has("predict"):
-            raise MethodNotImplemented(f"model {self.name!r} does not implement predict")
+            raise MethodNotImplemented(
+                f"model {self.name!r} does not implement predict"
+            )
         pairs = list(raw.pairs)
         if accept is not None and "accept" in self.predict_schema.fields:
             pairs = [(k, v) for k, v in pairs if k != "accept"]
@@ -340,7 +344,9 @@ class ModelWrapper:
                 f"model {self.name!r} returned a value that is not JSON: {exc}"
             ) from None
 
-    def run_predict(self, raw: RawArguments, accept: str | None = None) -> PredictOutcome:
+    def run_predict(
+        self, raw: RawArguments, accept: str | None = None
+    ) -> PredictOutcome:
         """Parse, call ``predict`` and finish the answer, all in this thread."""
         kwargs = self.parse_predict_args(raw, accept)
         chosen = kwargs.get("accept", accept)
