@@ -1,9 +1,129 @@
-"""Training endpoints (filled in by the training service work)."""
+"""The training endpoints: start, list, inspect, cancel or forget, follow logs.
+
+Handlers resolve the model and the training service, then hand over to
+:class:`deepaas.training.TrainingService`; errors are domain exceptions that
+the error middleware answers as JSON.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+
+from deepaas.api.keys import SETTINGS, TRAININGS
+from deepaas.api.models import get_executor
+from deepaas.api.request_args import read_arguments, remove_uploads
+from deepaas.api.routing import add_route, url
+from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
+from deepaas.model.execution import Executor
+from deepaas.training import (
+    InvalidTrainingRequest,
+    Training,
+    TrainingService,
+    TrainingsNotConfigured,
+)
+
+LOG_OFFSET_HEADER = "X-Log-Offset"
+STATUS_HEADER = "X-Training-Status"
+
+
+def _resolve(request: web.Request) -> tuple[Executor, TrainingService]:
+    """The model's executor and the training service, or the reason why not."""
+    executor = get_executor(request)
+    if not request.app[SETTINGS].train_endpoint:
+        raise EndpointDisabled(
+            "the train endpoint is disabled on this server (--train-endpoint false)"
+        )
+    service = request.app.get(TRAININGS)
+    if service is None:
+        raise TrainingsNotConfigured(
+            "trainings are not configured on this server"
+        )
+    desc = executor.description
+    if not desc.train.available:
+        raise MethodNotImplemented(f"model {desc.name!r} does not implement train")
+    return executor, service
+
+
+def training_json(request: web.Request, training: Training) -> dict[str, Any]:
+    """A training as answered: the contract's keys plus ``model`` and links."""
+    body = training.to_json()
+    href = url(request, f"/v2/models/{training.model}/train/{training.uuid}")
+    body["links"] = [
+        {"rel": "self", "href": href},
+        {"rel": "logs", "type": "text/plain", "href": f"{href}/logs"},
+    ]
+    return body
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise InvalidTrainingRequest(
+            f"?{name}= must be a whole number >= 0 (got {value!r})"
+        )
+    return number
+
+
+async def start_training(request: web.Request) -> web.Response:
+    executor, service = _resolve(request)
+    settings = request.app[SETTINGS]
+    raw = await read_arguments(
+        request, max_size=settings.client_max_size, upload_dir=settings.upload_dir
+    )
+    try:
+        args = await executor.validate_train(raw)
+        training = await service.submit(executor.spec, raw, args)
+    finally:
+        remove_uploads(raw)
+    return web.json_response(training_json(request, training))
+
+
+async def list_trainings(request: web.Request) -> web.Response:
+    executor, service = _resolve(request)
+    trainings = service.list(executor.spec.name)
+    return web.json_response([training_json(request, t) for t in trainings])
+
+
+async def get_training(request: web.Request) -> web.Response:
+    executor, service = _resolve(request)
+    training = service.get(executor.spec.name, request.match_info["uuid"])
+    return web.json_response(training_json(request, training))
+
+
+async def delete_training(request: web.Request) -> web.Response:
+    executor, service = _resolve(request)
+    training = await service.delete(executor.spec.name, request.match_info["uuid"])
+    return web.json_response(training_json(request, training))
+
+
+async def training_logs(request: web.Request) -> web.Response:
+    executor, service = _resolve(request)
+    training, text, next_offset = service.read_log(
+        executor.spec.name,
+        request.match_info["uuid"],
+        offset=_query_int(request, "offset"),
+        tail=_query_int(request, "tail"),
+    )
+    return web.Response(
+        body=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={LOG_OFFSET_HEADER: str(next_offset), STATUS_HEADER: training.status},
+    )
 
 
 def setup(app: web.Application) -> None:
     """Register the training routes."""
+    add_route(app, "POST", "/v2/models/{name}/train/", start_training)
+    add_route(app, "GET", "/v2/models/{name}/train/", list_trainings)
+    add_route(app, "GET", "/v2/models/{name}/train/{uuid}", get_training)
+    add_route(app, "DELETE", "/v2/models/{name}/train/{uuid}", delete_training)
+    add_route(app, "GET", "/v2/models/{name}/train/{uuid}/logs", training_logs)

@@ -1,10 +1,45 @@
-"""Training jobs (being written)."""
+"""Durable, cancellable, observable trainings (see docs/trainings.md).
 
-from __future__ import annotations
+Nothing here imports aiohttp: :mod:`deepaas.api.train` is the HTTP face of
+the :class:`TrainingService`.
+"""
 
-from typing import Any
+from deepaas.training.errors import (
+    InvalidTrainingRequest,
+    StateDirUnusable,
+    TrainingBusy,
+    TrainingsNotConfigured,
+)
+from deepaas.training.service import (
+    TrainingService,
+    default_state_dir,
+    parse_uuid,
+    training_service_from_config,
+)
+from deepaas.training.store import (
+    CANCELLED,
+    DONE,
+    ERROR,
+    QUEUED,
+    RUNNING,
+    Training,
+    TrainingStore,
+)
 
-
-def training_service_from_config(specs: Any, executors: Any, conf: Any,
-                                 envs: Any) -> Any:
-    return None
+__all__ = [
+    "CANCELLED",
+    "DONE",
+    "ERROR",
+    "QUEUED",
+    "RUNNING",
+    "InvalidTrainingRequest",
+    "StateDirUnusable",
+    "Training",
+    "TrainingBusy",
+    "TrainingService",
+    "TrainingStore",
+    "TrainingsNotConfigured",
+    "default_state_dir",
+    "parse_uuid",
+    "training_service_from_config",
+]

@@ -1,0 +1,39 @@
+"""The training service's own domain errors (each maps to its HTTP status).
+
+:class:`deepaas.exceptions.TrainingNotFound` (404) covers unknown trainings;
+these cover what only trainings can get wrong.
+"""
+
+from __future__ import annotations
+
+from deepaas.exceptions import DeepaasError, MethodNotImplemented
+
+
+class InvalidTrainingRequest(DeepaasError):
+    """A malformed training uuid or log query (400)."""
+
+    status = 400
+
+
+class TrainingBusy(DeepaasError):
+    """The training is run by another server sharing the state directory (409)."""
+
+    status = 409
+
+
+class TrainingsNotConfigured(MethodNotImplemented):
+    """The server was built without a training service (501)."""
+
+
+class StateDirUnusable(DeepaasError):
+    """The state directory cannot be created, written or locked."""
+
+    status = 500
+
+
+__all__ = [
+    "InvalidTrainingRequest",
+    "StateDirUnusable",
+    "TrainingBusy",
+    "TrainingsNotConfigured",
+]

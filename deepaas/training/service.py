@@ -1,0 +1,591 @@
+"""TrainingService: queue, run, cancel, watch and remember trainings.
+
+A training is a record in the :class:`~deepaas.training.store.TrainingStore`
+plus, while it runs, one spawned process in a session of its own
+(:mod:`deepaas.training._child`).  The service keeps at most
+``max_concurrent`` of them running; the others wait in submission order
+with status ``queued``.  Everything a training leaves on disk lives in its
+job directory ``<state_dir>/trainings/<uuid>/``: ``training.log``, the
+copied ``uploads/`` (removed when it ends) and ``outcome.json``.
+
+Several servers may share one state directory.  Each runs only the
+trainings submitted to it, and holds a lock (see
+:mod:`deepaas.training._processes`) that tells the others whether it is
+alive: the unfinished trainings of a server that is gone are marked as
+interrupted, never left ``running`` forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import time
+import uuid as uuid_mod
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from deepaas.exceptions import TrainingNotFound
+from deepaas.model.files import UploadedFile
+from deepaas.model.loading import ModelSpec
+from deepaas.model.workers import describe_exit
+from deepaas.model.wrapper import RawArguments
+from deepaas.training import _processes
+from deepaas.training._child import ChildJob, run_training
+from deepaas.training.errors import (
+    InvalidTrainingRequest,
+    StateDirUnusable,
+    TrainingBusy,
+)
+from deepaas.training.logs import read_log
+from deepaas.training.store import (
+    CANCELLED,
+    DATABASE_NAME,
+    DONE,
+    ERROR,
+    QUEUED,
+    RUNNING,
+    UNFINISHED,
+    Training,
+    TrainingStore,
+)
+
+LOG = logging.getLogger(__name__)
+
+JOBS_DIR = "trainings"
+SERVERS_DIR = "servers"
+LOG_NAME = "training.log"
+OUTCOME_NAME = "outcome.json"
+UPLOADS_DIR = "uploads"
+
+#: Key of a model's training environment in the device plan's ``envs``.
+TRAINING_ENV_PREFIX = "__training__:"
+
+INTERRUPTED_BY_RESTART = (
+    "interrupted by a server restart: the server that ran this training "
+    "stopped before it finished"
+)
+INTERRUPTED_BY_SHUTDOWN = (
+    "interrupted: the server shut down before this training finished"
+)
+CANCELLED_MESSAGE = "cancelled by a DELETE request"
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/deepaas``, else ``~/.local/state/deepaas``."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "deepaas"
+
+
+def parse_uuid(value: str) -> str:
+    """A training uuid in its canonical form (32 hex digits), or a 400."""
+    try:
+        return uuid_mod.UUID(value.strip()).hex
+    except ValueError:
+        raise InvalidTrainingRequest(
+            f"{value!r} is not a training uuid: expected 32 hexadecimal digits, "
+            "as answered by POST .../train/"
+        ) from None
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """The service's handle on a queued or running training."""
+
+    uuid: str
+    spec: ModelSpec
+    raw: RawArguments
+    job_dir: Path
+    finished: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    process: Any = None
+    alive_end: Connection | None = None
+    stop_reason: str | None = None
+    kill_deadline: float | None = None
+    task: asyncio.Task[None] | None = None
+    killer: asyncio.Task[None] | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.job_dir / LOG_NAME
+
+
+class TrainingService:
+    """Runs trainings in their own processes and records them durably.
+
+    Example (what ``deepaas-run`` does through
+    :func:`training_service_from_config`)::
+
+        service = TrainingService("/var/lib/deepaas", max_concurrent=2)
+        await service.start()
+        training = await service.submit(spec, raw, args)
+        ...
+        await service.close()
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        *,
+        max_concurrent: int = 1,
+        timeout: float = 0.0,
+        cancel_grace: float = 10.0,
+        keep: int = 0,
+        keep_days: float = 0.0,
+        training_envs: Mapping[str, Mapping[str, str]] | None = None,
+        log_level: int = logging.INFO,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(
+                f"--max-concurrent-trainings must be >= 1 (got {max_concurrent})"
+            )
+        for option, value in (("--train-timeout", timeout),
+                              ("--train-cancel-grace", cancel_grace),
+                              ("--keep-trainings", keep),
+                              ("--keep-trainings-days", keep_days)):
+            if value < 0:
+                raise ValueError(f"{option} must be >= 0 (got {value})")
+        self.state_dir = Path(state_dir).expanduser().absolute()
+        self.max_concurrent = max_concurrent
+        self.timeout = timeout
+        self.cancel_grace = cancel_grace
+        self.keep = keep
+        self.keep_days = keep_days
+        self.training_envs = {k: dict(v) for k, v in (training_envs or {}).items()}
+        self.log_level = log_level
+        self.store = TrainingStore(self.state_dir / DATABASE_NAME)
+        self.server_id = uuid_mod.uuid4().hex
+        self._lock = _processes.ServerLock(self.state_dir / SERVERS_DIR, self.server_id)
+        self._context = multiprocessing.get_context("spawn")
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._running: dict[str, _Job] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._started = False
+        self._closing = False
+
+    # -- life cycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, claim this server's lock, settle earlier trainings."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            (self.state_dir / JOBS_DIR).mkdir(exist_ok=True)
+            self.store.create()
+            self._lock.acquire()
+        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            raise StateDirUnusable(
+                f"cannot use the state directory {str(self.state_dir)!r} "
+                f"(--state-dir): {exc}"
+            ) from exc
+        self._started = True
+        interrupted = self.reconcile()
+        if interrupted:
+            LOG.warning("%d training(s) of a stopped server marked as interrupted",
+                        len(interrupted))
+        self._prune()
+        LOG.info("trainings: state in %s, at most %d at once", self.state_dir,
+                 self.max_concurrent)
+
+    async def close(self) -> None:
+        """Stop every training of this server and release the state directory."""
+        if not self._started or self._closing:
+            return
+        self._closing = True
+        while self._queue:
+            job = self._queue.popleft()
+            self._finish(job, ERROR, None, INTERRUPTED_BY_SHUTDOWN)
+        running = list(self._running.values())
+        for job in running:
+            self._request_stop(job, "shutdown")
+        await asyncio.gather(*(job.finished.wait() for job in running))
+        self._lock.release()
+        self._started = False
+
+    # -- the API's operations ---------------------------------------------
+
+    async def submit(
+        self, spec: ModelSpec, raw: RawArguments, args: dict[str, Any]
+    ) -> Training:
+        """Record a training of ``spec`` and queue it; answer its record.
+
+        ``args`` are the validated arguments as JSON (what is recorded);
+        ``raw`` the arguments as received, whose uploads are moved into the
+        training's own directory so that they outlive the request.
+        """
+        self._check_started()
+        training_id = uuid_mod.uuid4().hex
+        job_dir = self.state_dir / JOBS_DIR / training_id
+        job_dir.mkdir(parents=True)
+        try:
+            job_raw = await asyncio.to_thread(
+                _move_uploads, raw, job_dir / UPLOADS_DIR
+            )
+            self.store.insert(Training(
+                uuid=training_id,
+                model=spec.name,
+                status=QUEUED,
+                args=args,
+                submitted_at=time.time(),
+                job_dir=str(job_dir.relative_to(self.state_dir)),
+                owner=self.server_id,
+                owner_host=os.uname().nodename,
+                owner_pid=os.getpid(),
+            ))
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        job = _Job(training_id, spec, job_raw, job_dir)
+        self._jobs[training_id] = job
+        self._queue.append(job)
+        LOG.info("training %s of model %r submitted", training_id, spec.name)
+        self._schedule()
+        return self._record(spec.name, training_id)
+
+    def list(self, model: str) -> list[Training]:
+        """Every recorded training of ``model``, oldest first."""
+        self._check_started()
+        self.reconcile()
+        return self.store.list(model)
+
+    def get(self, model: str, training_id: str) -> Training:
+        """One training of ``model``; 400 for a malformed uuid, 404 if unknown."""
+        self._check_started()
+        self.reconcile()
+        return self._record(model, parse_uuid(training_id))
+
+    async def delete(self, model: str, training_id: str) -> Training:
+        """Cancel an unfinished training, or forget a finished one and its logs.
+
+        Cancelling answers once the training's processes are gone.
+        """
+        training = self.get(model, training_id)
+        job = self._jobs.get(training.uuid)
+        if job is not None:
+            if job in self._queue:
+                self._queue.remove(job)
+                self._finish(job, CANCELLED, None,
+                             CANCELLED_MESSAGE + " before it started")
+            else:
+                self._request_stop(job, "cancel")
+                await job.finished.wait()
+            return self._record(model, training.uuid)
+        if not training.finished:
+            raise TrainingBusy(
+                f"training {training.uuid} is run by another server "
+                f"(pid {training.owner_pid} on {training.owner_host!r}) that "
+                "shares this state directory; cancel it there"
+            )
+        if self.store.delete(training.uuid):
+            shutil.rmtree(self.state_dir / training.job_dir, ignore_errors=True)
+            LOG.info("training %s of model %r forgotten", training.uuid, model)
+        return training
+
+    def read_log(
+        self, model: str, training_id: str, *, offset: int | None = None,
+        tail: int | None = None,
+    ) -> tuple[Training, bytes, int]:
+        """The training and a part of its log, with the offset to read next."""
+        training = self.get(model, training_id)
+        path = self.state_dir / training.job_dir / LOG_NAME
+        try:
+            data, next_offset = read_log(path, offset=offset, tail=tail)
+        except ValueError as exc:
+            raise InvalidTrainingRequest(str(exc)) from None
+        return training, data, next_offset
+
+    def reconcile(self) -> list[str]:
+        """Mark as interrupted the unfinished trainings whose server is gone."""
+        servers = self.state_dir / SERVERS_DIR
+        alive: dict[str, bool] = {}
+        interrupted = []
+        for training in self.store.unfinished():
+            owner = training.owner
+            if owner == self.server_id:
+                continue
+            if owner not in alive:
+                alive[owner] = _processes.server_alive(servers, owner)
+            if alive[owner]:
+                continue
+            job_dir = self.state_dir / training.job_dir
+            log_file = job_dir / LOG_NAME
+            # The log's last write is the best estimate of when it stopped.
+            try:
+                ended = log_file.stat().st_mtime
+            except OSError:
+                ended = time.time()
+            ended = max(ended, training.started_at or training.submitted_at)
+            if self.store.update(training.uuid, only_if=UNFINISHED, status=ERROR,
+                                 message=INTERRUPTED_BY_RESTART, finished_at=ended):
+                _append_log(log_file, INTERRUPTED_BY_RESTART)
+                shutil.rmtree(job_dir / UPLOADS_DIR, ignore_errors=True)
+                interrupted.append(training.uuid)
+        return interrupted
+
+    # -- running ------------------------------------------------------------
+
+    def _check_started(self) -> None:
+        if not self._started or self._closing:
+            raise StateDirUnusable("the training service is not running")
+
+    def _record(self, model: str, training_id: str) -> Training:
+        training = self.store.get(training_id)
+        if training is None or training.model != model:
+            raise TrainingNotFound(
+                f"model {model!r} has no training {training_id!r}"
+            )
+        return training
+
+    def _schedule(self) -> None:
+        while (self._queue and len(self._running) < self.max_concurrent
+               and not self._closing):
+            job = self._queue.popleft()
+            self._running[job.uuid] = job
+            self.store.update(job.uuid, only_if=(QUEUED,), status=RUNNING,
+                              started_at=time.time())
+            job.task = asyncio.create_task(self._run(job),
+                                           name=f"deepaas-training-{job.uuid}")
+
+    async def _run(self, job: _Job) -> None:
+        try:
+            status, output, message = await self._execute(job)
+        except Exception as exc:
+            LOG.exception("training %s could not be run", job.uuid)
+            status, output, message = (
+                ERROR, None, f"the training could not be run: {exc}"
+            )
+        finally:
+            if job.killer is not None:
+                job.killer.cancel()
+        self._finish(job, status, output, message)
+
+    async def _execute(self, job: _Job) -> tuple[str, Any, str | None]:
+        if job.stop_reason is not None:
+            return self._outcome(job, None)
+        loop = asyncio.get_running_loop()
+        # The child watches the reading end: it sees end-of-file when this
+        # server dies, however it dies, and then stops the training.
+        watch_end, alive_end = self._context.Pipe(duplex=False)
+        child = ChildJob(
+            uuid=job.uuid,
+            spec=job.spec,
+            raw=job.raw,
+            job_dir=str(job.job_dir),
+            log_file=str(job.log_file),
+            outcome_file=str(job.job_dir / OUTCOME_NAME),
+            env=self.training_envs.get(job.spec.name, {}),
+            grace=self.cancel_grace,
+            log_level=self.log_level,
+        )
+        process = self._context.Process(
+            target=run_training, args=(child, watch_end),
+            name=f"deepaas-training-{job.uuid[:8]}",
+        )
+        try:
+            await loop.run_in_executor(None, process.start)
+        except BaseException:
+            alive_end.close()
+            raise
+        finally:
+            watch_end.close()
+        job.process = process
+        job.alive_end = alive_end
+        self.store.update(job.uuid, pid=process.pid)
+        LOG.info("training %s of model %r running in process %d", job.uuid,
+                 job.spec.name, process.pid)
+        timer = (loop.call_later(self.timeout, self._request_stop, job, "timeout")
+                 if self.timeout else None)
+        if job.stop_reason is not None:  # cancelled while the process started
+            self._signal_stop(job)
+        try:
+            await _wait_for_exit(process)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        # Whatever the model left behind goes too; the process itself is a
+        # zombie until joined, so its pid (the group id) cannot be reused.
+        deadline = job.kill_deadline or time.monotonic() + self.cancel_grace
+        if await _processes.stop_group(process.pid, deadline=deadline):
+            _append_log(job.log_file, "processes left behind were killed")
+        await loop.run_in_executor(None, process.join)
+        alive_end.close()
+        return self._outcome(job, process.exitcode)
+
+    def _outcome(self, job: _Job, exitcode: int | None) -> tuple[str, Any, str | None]:
+        outcome = _read_outcome(job.job_dir / OUTCOME_NAME)
+        if outcome is not None and outcome.get("status") == DONE:
+            return DONE, outcome.get("output"), None
+        if job.stop_reason == "cancel":
+            return CANCELLED, None, CANCELLED_MESSAGE
+        if job.stop_reason == "timeout":
+            return ERROR, None, (
+                f"stopped: it ran longer than --train-timeout ({self.timeout:g} s)"
+            )
+        if job.stop_reason == "shutdown":
+            return ERROR, None, INTERRUPTED_BY_SHUTDOWN
+        if outcome is not None:
+            return ERROR, None, str(outcome.get("message", "the training failed"))
+        return ERROR, None, (
+            f"the training process ended without a result: {describe_exit(exitcode)}"
+        )
+
+    def _request_stop(self, job: _Job, reason: str) -> None:
+        if job.stop_reason is not None:
+            return
+        job.stop_reason = reason
+        job.kill_deadline = time.monotonic() + self.cancel_grace
+        if job.process is not None:
+            self._signal_stop(job)
+
+    def _signal_stop(self, job: _Job) -> None:
+        _append_log(job.log_file, f"stopping ({job.stop_reason}): SIGTERM sent; "
+                    f"SIGKILL follows after {self.cancel_grace:g} s")
+        _processes.signal_group(job.process.pid, signal.SIGTERM)
+        job.killer = asyncio.create_task(self._kill_after_grace(job))
+
+    async def _kill_after_grace(self, job: _Job) -> None:
+        await asyncio.sleep(max(0.0, (job.kill_deadline or 0) - time.monotonic()))
+        if job.process is not None and job.process.is_alive():
+            _append_log(job.log_file, "did not stop in time: SIGKILL sent")
+            _processes.signal_group(job.process.pid, signal.SIGKILL)
+
+    def _finish(self, job: _Job, status: str, output: Any, message: str | None) -> None:
+        """Record how a training ended, free its slot and start the next one."""
+        try:
+            self.store.update(job.uuid, only_if=UNFINISHED, status=status,
+                              output=output, message=message,
+                              finished_at=time.time())
+            ending = f"training ended: {status}" + (f" ({message})" if message else "")
+            _append_log(job.log_file, ending)
+            LOG.info("training %s of model %r ended: %s%s", job.uuid, job.spec.name,
+                     status, f" ({message})" if message else "")
+        except Exception:
+            LOG.exception("training %s: recording its end failed", job.uuid)
+        finally:
+            shutil.rmtree(job.job_dir / UPLOADS_DIR, ignore_errors=True)
+            _remove(job.job_dir / OUTCOME_NAME)
+            self._running.pop(job.uuid, None)
+            self._jobs.pop(job.uuid, None)
+            job.finished.set()
+        if not self._closing:
+            self._prune()
+            self._schedule()
+
+    def _prune(self) -> None:
+        try:
+            removed = self.store.prune(keep=self.keep, keep_days=self.keep_days)
+        except sqlite3.Error:
+            LOG.exception("trainings: applying the retention failed")
+            return
+        for training in removed:
+            shutil.rmtree(self.state_dir / training.job_dir, ignore_errors=True)
+        if removed:
+            LOG.info("trainings: %d finished training(s) forgotten (retention)",
+                     len(removed))
+
+
+async def _wait_for_exit(process: Any) -> None:
+    """Wait without a thread until ``process`` exits.
+
+    A pidfd reports the exit even when a process the model forked still
+    holds the multiprocessing sentinel open; the sentinel is the fallback.
+    """
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+    try:
+        fd = os.pidfd_open(process.pid)
+        owned = True
+    except (AttributeError, OSError):
+        fd, owned = process.sentinel, False
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        if owned:
+            os.close(fd)
+
+
+def _move_uploads(raw: RawArguments, directory: Path) -> RawArguments:
+    """The same arguments, with every upload moved into ``directory``."""
+    pairs: list[tuple[str, Any]] = []
+    for index, (name, value) in enumerate(raw.pairs):
+        if isinstance(value, UploadedFile):
+            directory.mkdir(exist_ok=True)
+            base = os.path.basename(value.original_filename.replace("\\", "/"))
+            target = directory / f"{index}-{base.lstrip('.') or 'upload'}"
+            shutil.move(value.filename, target)
+            value = dataclasses.replace(value, filename=str(target))
+        pairs.append((name, value))
+    return RawArguments(pairs=pairs, json_body=raw.json_body)
+
+
+def _read_outcome(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _append_log(path: Path, message: str) -> None:
+    """Add a line of the server's to a training's log (appends never interleave)."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} INFO deepaas: {message}\n")
+    except OSError:
+        LOG.warning("could not write to the training log %s", path)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def training_service_from_config(
+    specs: Sequence[ModelSpec],
+    executors: Mapping[str, Any],
+    conf: Any,
+    envs: Mapping[str, Any] | None,
+) -> TrainingService | None:
+    """The training service ``deepaas-run`` serves, or None with trainings off.
+
+    ``envs`` may hold, under ``"__training__:<model>"``, the environment of
+    that model's training processes (e.g. ``CUDA_VISIBLE_DEVICES``).
+    """
+    if conf is None:
+        return TrainingService(default_state_dir())
+    if not conf.train_endpoint:
+        return None
+    training_envs: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        env = (envs or {}).get(TRAINING_ENV_PREFIX + spec.name)
+        if isinstance(env, list):
+            env = env[0] if env else None
+        if env:
+            training_envs[spec.name] = {str(k): str(v) for k, v in env.items()}
+    level = logging.DEBUG if conf.debug else getattr(
+        logging, str(conf.log_level).upper(), logging.INFO)
+    return TrainingService(
+        conf.state_dir or default_state_dir(),
+        max_concurrent=conf.max_concurrent_trainings,
+        timeout=conf.train_timeout,
+        cancel_grace=conf.train_cancel_grace,
+        keep=conf.keep_trainings,
+        keep_days=conf.keep_trainings_days,
+        training_envs=training_envs,
+        log_level=level,
+    )

@@ -1,0 +1,325 @@
+"""TrainingStore: the durable record of every training, in one SQLite file.
+
+The store lives in the state directory as ``trainings.sqlite``.  It is
+opened in WAL mode with a busy timeout, and every change is one short
+``BEGIN IMMEDIATE`` transaction, so a crash mid-write leaves the previous
+state intact and several ``deepaas-run`` processes may share one state
+directory.  A connection is opened per operation: SQLite makes that cheap,
+and it keeps the store safe to use from any thread or process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+ERROR = "error"
+CANCELLED = "cancelled"
+
+UNFINISHED = (QUEUED, RUNNING)
+FINISHED = (DONE, ERROR, CANCELLED)
+
+DATABASE_NAME = "trainings.sqlite"
+SCHEMA_VERSION = 1
+
+#: How DEEPaaS wrote dates (``str(datetime.now())``), kept for its clients.
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trainings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    args TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    output TEXT,
+    message TEXT,
+    job_dir TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    owner_host TEXT NOT NULL,
+    owner_pid INTEGER NOT NULL,
+    pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS trainings_by_model ON trainings (model, seq);
+CREATE INDEX IF NOT EXISTS trainings_by_status ON trainings (status);
+"""
+
+_COLUMNS = (
+    "uuid", "model", "status", "args", "submitted_at", "started_at",
+    "finished_at", "output", "message", "job_dir", "owner", "owner_host",
+    "owner_pid", "pid",
+)
+_UPDATABLE = {"status", "started_at", "finished_at", "output", "message", "pid"}
+
+
+def format_date(timestamp: float) -> str:
+    """A local date as DEEPaaS clients parse it: ``2024-05-01 12:00:00.000000``."""
+    return datetime.datetime.fromtimestamp(timestamp).strftime(DATE_FORMAT)
+
+
+@dataclasses.dataclass
+class Training:
+    """One training as recorded in the store.
+
+    ``job_dir`` is relative to the state directory (so that the directory
+    may move); it holds the training's log, its copied uploads and its
+    outcome.  ``owner`` identifies the server that runs (or ran) it.
+    """
+
+    uuid: str
+    model: str
+    status: str
+    args: dict[str, Any]
+    submitted_at: float
+    job_dir: str
+    owner: str
+    owner_host: str
+    owner_pid: int
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    message: str | None = None
+    pid: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds it ran (queue time excluded), once finished."""
+        if self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - (self.started_at or self.finished_at))
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's view: uuid, date, args, status, message, result."""
+        body: dict[str, Any] = {
+            "uuid": self.uuid,
+            "date": format_date(self.submitted_at),
+            "args": self.args,
+            "status": self.status,
+            "model": self.model,
+        }
+        if self.started_at is not None:
+            body["start_date"] = format_date(self.started_at)
+        if self.message is not None and self.status in (ERROR, CANCELLED):
+            body["message"] = self.message
+        if self.finished_at is not None:
+            finish_date = format_date(self.finished_at)
+            body["finish_date"] = finish_date
+            if self.status == DONE:
+                body["result"] = {
+                    "output": self.output,
+                    "finish_date": finish_date,
+                    "duration": str(datetime.timedelta(seconds=self.duration or 0.0)),
+                }
+        return body
+
+    def _row(self) -> tuple[Any, ...]:
+        values = dataclasses.asdict(self)
+        values["args"] = json.dumps(self.args)
+        values["output"] = None if self.output is None else json.dumps(self.output)
+        return tuple(values[column] for column in _COLUMNS)
+
+
+def _from_row(row: sqlite3.Row) -> Training:
+    values = {column: row[column] for column in _COLUMNS}
+    values["args"] = json.loads(values["args"])
+    if values["output"] is not None:
+        values["output"] = json.loads(values["output"])
+    return Training(**values)
+
+
+class TrainingStore:
+    """Reads and writes training records in ``<state_dir>/trainings.sqlite``."""
+
+    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+
+    def create(self) -> None:
+        """Create the database (and its folder) if needed; check its version."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            # WAL lets readers go on while one process writes, and survives a
+            # crash mid-write; the setting is stored in the file itself.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"the training store {str(self.path)!r} was written by a "
+                        f"newer deepaas (schema {version}); upgrade deepaas or "
+                        "use another --state-dir"
+                    )
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA synchronous=FULL")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, uuid: str) -> Training | None:
+        """The training ``uuid``, or None."""
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM trainings WHERE uuid = ?", (uuid,)
+            ).fetchone()
+        return None if row is None else _from_row(row)
+
+    def list(self, model: str | None = None) -> list[Training]:
+        """Trainings in submission order, of one model or of all."""
+        query = f"SELECT {', '.join(_COLUMNS)} FROM trainings"
+        params: tuple[Any, ...] = ()
+        if model is not None:
+            query += " WHERE model = ?"
+            params = (model,)
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY seq", params).fetchall()
+        return [_from_row(row) for row in rows]
+
+    def unfinished(self) -> list[Training]:
+        """Queued and running trainings of every server."""
+        marks = ", ".join("?" for _ in UNFINISHED)
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM trainings "
+                f"WHERE status IN ({marks}) ORDER BY seq",
+                UNFINISHED,
+            ).fetchall()
+        return [_from_row(row) for row in rows]
+
+    # -- writing -------------------------------------------------------------
+
+    def insert(self, training: Training) -> None:
+        """Record a new training."""
+        marks = ", ".join("?" for _ in _COLUMNS)
+        with self._transaction() as conn:
+            conn.execute(
+                f"INSERT INTO trainings ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                training._row(),
+            )
+
+    def update(
+        self, uuid: str, *, only_if: Iterable[str] = (), **changes: Any
+    ) -> bool:
+        """Change some fields; with ``only_if``, only from one of those statuses.
+
+        Answers whether the training was changed, so that two servers racing
+        to finish the same record cannot both win.
+        """
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)} of a training")
+        if "output" in changes and changes["output"] is not None:
+            changes["output"] = json.dumps(changes["output"])
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        query = f"UPDATE trainings SET {assignments} WHERE uuid = ?"
+        params: list[Any] = [*changes.values(), uuid]
+        statuses = tuple(only_if)
+        if statuses:
+            query += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params.extend(statuses)
+        with self._transaction() as conn:
+            return conn.execute(query, params).rowcount == 1
+
+    def delete(self, uuid: str, *, only_if: Iterable[str] = FINISHED) -> bool:
+        """Forget a training (by default only a finished one)."""
+        statuses = tuple(only_if)
+        marks = ", ".join("?" for _ in statuses)
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                f"DELETE FROM trainings WHERE uuid = ? AND status IN ({marks})",
+                (uuid, *statuses),
+            )
+            return cursor.rowcount == 1
+
+    def prune(self, *, keep: int = 0, keep_days: float = 0,
+              now: float | None = None) -> list[Training]:
+        """Forget finished trainings beyond the retention; answer those removed.
+
+        ``keep`` keeps the newest N finished trainings of each model;
+        ``keep_days`` forgets those that finished more than D days ago.
+        Zero switches either rule off.
+        """
+        if not keep and not keep_days:
+            return []
+        now = time.time() if now is None else now
+        marks = ", ".join("?" for _ in FINISHED)
+        doomed: dict[str, sqlite3.Row] = {}
+        with self._transaction() as conn:
+            columns = ", ".join(_COLUMNS)
+            if keep:
+                rows = conn.execute(
+                    f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER ("
+                    "PARTITION BY model ORDER BY finished_at DESC, seq DESC) AS rank "
+                    f"FROM trainings WHERE status IN ({marks})) WHERE rank > ?",
+                    (*FINISHED, keep),
+                ).fetchall()
+                doomed.update((row["uuid"], row) for row in rows)
+            if keep_days:
+                rows = conn.execute(
+                    f"SELECT {columns} FROM trainings WHERE status IN ({marks}) "
+                    "AND finished_at < ?",
+                    (*FINISHED, now - keep_days * 86400),
+                ).fetchall()
+                doomed.update((row["uuid"], row) for row in rows)
+            conn.executemany(
+                "DELETE FROM trainings WHERE uuid = ?", [(u,) for u in doomed]
+            )
+        return [_from_row(row) for row in doomed.values()]
+
+
+__all__ = [
+    "CANCELLED",
+    "DONE",
+    "ERROR",
+    "FINISHED",
+    "QUEUED",
+    "RUNNING",
+    "UNFINISHED",
+    "Training",
+    "TrainingStore",
+    "format_date",
+]
