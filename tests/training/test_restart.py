@@ -1,0 +1,112 @@
+"""A real deepaas-run killed with SIGKILL and started again on its state dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import subprocess_env
+
+TRAIN = "/v2/models/trainer/train/"
+
+
+def serve(state: Path, site: Path, output: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start deepaas-run; answer the process and its base URL."""
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
+             "--state-dir", str(state), "--model-name", "trainer",
+             "--workers", "0", "--train-cancel-grace", "2"],
+            env=subprocess_env(site), stdout=out, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        match = re.search(r"deepaas: serving .* on (http://\S+)", output.read_text())
+        if match:
+            return proc, match.group(1)
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"deepaas-run did not start:\n{output.read_text()}")
+        time.sleep(0.05)
+
+
+def call(method: str, url: str) -> Any:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST"
+                                     else None)
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        body = resp.read()
+    return json.loads(body) if resp.headers.get_content_type() == "application/json" \
+        else body.decode()
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_trainings_survive_a_killed_server(installed_models, tmp_path):
+    state = tmp_path / "state"
+    record = tmp_path / "record"
+    record.mkdir()
+    server, base = serve(state, installed_models, tmp_path / "first.out")
+    try:
+        quick = call("POST", f"{base}{TRAIN}?seconds=0")
+        wait_for(lambda: call("GET", f"{base}{TRAIN}{quick['uuid']}")["status"]
+                 == "done", "the quick training")
+        slow = call("POST", f"{base}{TRAIN}?seconds=120&child=true&record={record}")
+        child = int(wait_for(lambda: (record / "child.pid").exists()
+                             and (record / "child.pid").read_text(), "its child"))
+        (start_file,) = record.glob("*.start")
+        trainer = int(start_file.name.split(".")[0])
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+
+    # Left without its server, the training stops itself and its child.
+    wait_for(lambda: not running(trainer) and not running(child),
+             "the orphaned training to stop", timeout=20)
+
+    server, base = serve(state, installed_models, tmp_path / "second.out")
+    try:
+        listing = {t["uuid"]: t for t in call("GET", f"{base}{TRAIN}")}
+        assert listing[quick["uuid"]]["status"] == "done"
+        assert listing[quick["uuid"]]["result"]["output"]["seconds"] == 0
+        interrupted = listing[slow["uuid"]]
+        assert interrupted["status"] == "error"
+        assert "interrupted by a server restart" in interrupted["message"]
+        logs = call("GET", f"{base}{TRAIN}{slow['uuid']}/logs")
+        assert "the server that started this training is gone" in logs
+        assert "interrupted by a server restart" in logs
+
+        again = call("POST", f"{base}{TRAIN}?seconds=0")
+        wait_for(lambda: call("GET", f"{base}{TRAIN}{again['uuid']}")["status"]
+                 == "done", "a training on the new server")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    assert not list((state / "servers").iterdir())
+    assert os.path.exists(state / "trainings.sqlite")
