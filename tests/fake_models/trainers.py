@@ -37,7 +37,7 @@ class Trainer:
             "stubborn": fields.Bool(load_default=False),
             "talk": fields.Bool(load_default=False),
             "record": fields.Str(load_default=""),
-            "data": fields.Field(required=False, metadata={"type": "file"}),
+            "data": fields.Raw(required=False, metadata={"type": "file"}),
         }
 
     def predict(self, **kwargs):
