@@ -37,6 +37,7 @@ FAKE_MODELS = {
     "metadata-gpu": "tests.fake_models.engine:MetadataGpu",
     "cpu-only": "tests.fake_models.engine:CpuOnly",
     "bad-resources": "tests.fake_models.engine:BadResources",
+    "fails-on-restart": "tests.fake_models.engine:FailsOnRestart",
     "upload-raises": "tests.fake_models.extra:UploadRaises",
     "no-predict": "tests.fake_models.extra:NoPredict",
     "metadata-links": "tests.fake_models.extra:MetadataLinks",
@@ -44,6 +45,7 @@ FAKE_MODELS = {
     "bad-init": "tests.fake_models.extra:BadInit",
     "types": "tests.fake_models.extra:Types",
     "async": "tests.fake_models.extra:AsyncModel",
+    "chatty": "tests.fake_models.extra:Chatty",
     "trainer": "tests.fake_models.trainers:Trainer",
     "unserializable": "tests.fake_models.trainers:Unserializable",
 }

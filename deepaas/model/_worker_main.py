@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from deepaas.exceptions import DeepaasError, ModelLoadError
+from deepaas.exceptions import DeepaasError, DeviceUnavailable, ModelLoadError
 from deepaas.model._wire import BlockingChannel, error_from_wire, error_to_wire
 
 _PR_SET_PDEATHSIG = 1
@@ -39,10 +39,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def _start_error(exc: BaseException) -> tuple[Any, str]:
-    error = exc if isinstance(exc, DeepaasError) else ModelLoadError(
-        f"{type(exc).__name__}: {exc}"
-    )
+def _start_error(name: str, exc: BaseException) -> tuple[Any, str]:
+    """A start-up failure as a load error naming the model (and why)."""
+    if isinstance(exc, (ModelLoadError, DeviceUnavailable)):
+        error: DeepaasError = exc
+    else:
+        reason = exc.message if isinstance(exc, DeepaasError) else (
+            f"{type(exc).__name__}: {exc}"
+        )
+        error = ModelLoadError(f"model {name!r} could not start: {reason}")
     return error_to_wire(error), "".join(traceback.format_exception(exc))
 
 
@@ -64,6 +69,7 @@ def run_worker(
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
     channel = BlockingChannel(sock)
+    from deepaas.model.batching import run_batch
     from deepaas.model.execution import jsonable_arguments
     from deepaas.model.loading import load_model
     from deepaas.model.wrapper import ModelWrapper, model_error
@@ -74,7 +80,7 @@ def run_worker(
             wrapper.warm()
         description = wrapper.describe()
     except BaseException as exc:  # report every start-up failure to the parent
-        channel.send(("failed", *_start_error(exc)))
+        channel.send(("failed", *_start_error(spec.name, exc)))
         return
     channel.send(("ready", description, os.getpid()))
 
@@ -94,7 +100,7 @@ def run_worker(
             elif kind == "predict_batch":
                 result = [
                     error_to_wire(o) if isinstance(o, DeepaasError) else o
-                    for o in wrapper.run_predict_batch(message[2])
+                    for o in run_batch(wrapper, message[2])
                 ]
             elif kind == "validate_train":
                 result = jsonable_arguments(wrapper.parse_train_args(message[2]))
@@ -138,7 +144,7 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
             "trains": wrapper.has("train"),
         }
     except BaseException as exc:
-        channel.send(("failed", *_start_error(exc)))
+        channel.send(("failed", *_start_error(spec.name, exc)))
         return
     channel.send(("probe", facts))
 

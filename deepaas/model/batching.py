@@ -15,13 +15,72 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from deepaas.exceptions import DeepaasError, QueueFull, WorkerCrashed
+from deepaas.exceptions import (
+    DeepaasError,
+    MethodNotImplemented,
+    QueueFull,
+    ResponseInvalid,
+    WorkerCrashed,
+)
 from deepaas.model._wire import error_from_wire, is_wire_error
-from deepaas.model.wrapper import PredictOutcome, RawArguments
+from deepaas.model.wrapper import (
+    ModelWrapper,
+    PredictOutcome,
+    RawArguments,
+    _resolve,
+    model_error,
+)
 
 Request = tuple[RawArguments, "str | None"]
 RunBatch = Callable[[list[Request]], Awaitable[list[Any]]]
 _Item = tuple[RawArguments, "str | None", "asyncio.Future[PredictOutcome]"]
+
+
+def run_batch(
+    wrapper: ModelWrapper, requests: list[Request]
+) -> list[PredictOutcome | DeepaasError]:
+    """Answer several requests with one ``predict_batch`` call (blocking).
+
+    Arguments that do not validate fail only their own request, and the
+    model sees only the valid ones; an exception instance in the list the
+    model returns fails only that request.
+    """
+    method = getattr(wrapper.model, "predict_batch", None)
+    if not callable(method):
+        raise MethodNotImplemented(
+            f"model {wrapper.name!r} does not implement predict_batch"
+        )
+    outcomes: list[PredictOutcome | DeepaasError | None] = [None] * len(requests)
+    valid: list[tuple[int, dict[str, Any], str | None]] = []
+    for index, (raw, accept) in enumerate(requests):
+        try:
+            kwargs = wrapper.parse_predict_args(raw, accept)
+        except DeepaasError as exc:
+            outcomes[index] = exc
+            continue
+        valid.append((index, kwargs, kwargs.get("accept", accept)))
+    if valid:
+        try:
+            results = _resolve(method([kwargs for _, kwargs, _ in valid]))
+            if not isinstance(results, (list, tuple)) or len(results) != len(valid):
+                raise ResponseInvalid(
+                    f"model {wrapper.name!r}: predict_batch must return a list with "
+                    f"one answer per request ({len(valid)})"
+                )
+        except DeepaasError as exc:
+            results = [exc] * len(valid)
+        except Exception as exc:
+            results = [model_error(exc)] * len(valid)
+        for (index, _, chosen), result in zip(valid, results, strict=True):
+            try:
+                if isinstance(result, DeepaasError):
+                    raise result
+                if isinstance(result, BaseException):
+                    raise model_error(result)
+                outcomes[index] = wrapper.finish_predict(result, chosen)
+            except DeepaasError as exc:
+                outcomes[index] = exc
+    return [o for o in outcomes if o is not None]
 
 
 class Batcher:

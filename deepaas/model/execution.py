@@ -23,7 +23,7 @@ import json
 from typing import Any
 
 from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
-from deepaas.model.batching import Batcher
+from deepaas.model.batching import Batcher, run_batch
 from deepaas.model.description import ModelDescription
 from deepaas.model.files import UploadedFile
 from deepaas.model.loading import ModelSpec, load_model
@@ -209,7 +209,7 @@ class InProcessExecutor(Executor):
     async def _predict_batch(self, requests: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, self.wrapper.run_predict_batch, requests
+            self._pool, run_batch, self.wrapper, requests
         )
 
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:

@@ -149,3 +149,12 @@ class CpuOnly(_Placed):
 
 class BadResources(_Placed):
     resources = {"gpus": "many"}
+
+
+class FailsOnRestart(Crashy):
+    """Starts once; later starts fail while the file DEEPAAS_TEST_FAIL_FILE exists."""
+
+    def warm(self):
+        marker = os.environ.get("DEEPAAS_TEST_FAIL_FILE", "")
+        if marker and os.path.exists(marker):
+            raise RuntimeError("the weights went missing")

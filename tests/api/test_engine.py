@@ -1,0 +1,193 @@
+"""The execution engine as a client sees it: crashes, timeouts, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import aiohttp
+import pytest
+
+from deepaas.api import create_app
+from deepaas.model.devices import DevicePlan
+from deepaas.model.executors import build_executors
+from tests.conftest import spec
+
+#: Every request in this module is bounded: a hang fails the test.
+TIMEOUT = aiohttp.ClientTimeout(total=20)
+
+
+async def post(client, model: str, **params: object):
+    resp = await client.post(
+        f"/v2/models/{model}/predict/", params={k: str(v) for k, v in params.items()},
+        timeout=TIMEOUT,
+    )
+    return resp, await resp.json()
+
+
+async def get(client, path: str):
+    resp = await client.get(path, timeout=TIMEOUT)
+    return resp, await resp.json()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("how", "cause"),
+    [("exit", "exited with code 3"), ("kill", "SIGKILL"), ("segfault", "SIGSEGV")],
+)
+async def test_a_crash_answers_503_and_the_next_request_succeeds(
+    make_client, how, cause
+):
+    client = await make_client("crashy", workers=1)
+    resp, body = await post(client, "crashy", how=how)
+    assert resp.status == 503
+    assert cause in body["message"] and "restarted" in body["message"]
+    assert resp.headers["Retry-After"] == "1"
+    started = time.monotonic()
+    resp, body = await post(client, "crashy")
+    assert resp.status == 200, body
+    assert time.monotonic() - started < 10
+
+
+async def test_predict_timeout_answers_504_and_recycles_the_worker(make_client):
+    client = await make_client("crashy", workers=1, predict_timeout=0.5)
+    _, before = await post(client, "crashy")
+    resp, body = await post(client, "crashy", how="sleep", seconds=60)
+    assert resp.status == 504
+    assert "--predict-timeout" in body["message"]
+    resp, after = await post(client, "crashy")
+    assert resp.status == 200
+    assert after["predictions"]["pid"] != before["predictions"]["pid"]
+
+
+async def test_a_full_queue_answers_503_with_retry_after(make_client):
+    client = await make_client("crashy", workers=1, max_queue=1)
+    busy = asyncio.ensure_future(post(client, "crashy", how="sleep", seconds=0.6))
+    await asyncio.sleep(0.2)
+    queued = asyncio.ensure_future(post(client, "crashy"))
+    await asyncio.sleep(0.1)
+    resp, body = await post(client, "crashy")
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "1"
+    assert "retry later" in body["message"]
+    assert (await busy)[0].status == 200 and (await queued)[0].status == 200
+
+
+async def test_no_worker_outlives_the_server(make_client):
+    client = await make_client("crashy", workers=2)
+    pids = set()
+    for _ in range(6):
+        _, body = await post(client, "crashy", how="sleep", seconds=0.05)
+        pids.add(body["predictions"]["pid"])
+    await client.close()
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not [p for p in pids if alive(p)]
+
+
+async def test_health_and_ready(make_client):
+    client = await make_client("crashy", "echo", workers=1)
+    resp, body = await get(client, "/health")
+    assert resp.status == 200 and body["status"] == "alive"
+    resp, body = await get(client, "/ready")
+    assert resp.status == 200, body
+    assert body["status"] == "ready"
+    assert body["models"]["crashy"]["ready"] == body["models"]["crashy"]["workers"]
+
+
+async def test_ready_is_503_while_warming(installed_models, aiohttp_client):
+    """An embedding application that starts its executors itself."""
+    executors = build_executors([spec("slow-warm")], workers=1)
+    client = await aiohttp_client(create_app(executors, manage_executors=False))
+    starting = asyncio.ensure_future(executors["slow-warm"].start())
+    try:
+        await asyncio.sleep(0.1)
+        resp, body = await get(client, "/ready")
+        assert resp.status == 503 and body["status"] == "warming"
+        resp, _ = await get(client, "/health")
+        assert resp.status == 200
+        await asyncio.wait_for(starting, 20)
+        resp, body = await get(client, "/ready")
+        assert resp.status == 200 and body["status"] == "ready"
+    finally:
+        await executors["slow-warm"].stop()
+
+
+async def test_ready_is_503_while_a_crashed_worker_rewarms(make_client):
+    client = await make_client("slow-warm", workers=1)
+    _, body = await post(client, "slow-warm")
+    os.kill(body["predictions"]["pid"], signal.SIGKILL)  # as the OOM killer does
+    deadline = time.monotonic() + 5
+    states = set()
+    while time.monotonic() < deadline:
+        resp, body = await get(client, "/ready")
+        states.add((resp.status, body["status"]))
+        if resp.status == 200 and len(states) > 1:
+            break
+        await asyncio.sleep(0.05)
+    # Between the crash and the end of the re-warm, /ready says so.
+    assert (503, "warming") in states
+    assert (200, "ready") in states
+    resp, _ = await post(client, "slow-warm")
+    assert resp.status == 200
+
+
+async def test_a_degraded_pool_is_not_ready_but_answers(make_client):
+    client = await make_client("slow-warm", workers=2)
+    pids = set()
+    while len(pids) < 2:
+        _, body = await post(client, "slow-warm")
+        pids.add(body["predictions"]["pid"])
+    os.kill(next(iter(pids)), signal.SIGKILL)
+    await asyncio.sleep(0.3)
+    resp, body = await get(client, "/ready")
+    assert resp.status == 503 and body["status"] == "degraded"
+    resp, _ = await post(client, "slow-warm")
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize("model", ["thread-echo", "async-echo"])
+async def test_declared_in_process_models_skip_the_process_hop(
+    installed_models, aiohttp_client, model
+):
+    plan = DevicePlan()
+    plan.modes = {model: model.split("-")[0]}
+    executors = build_executors([spec(model)], workers=2, worker_envs=plan)
+    client = await aiohttp_client(create_app(executors))
+    resp, body = await post(client, model, value="v")
+    assert resp.status == 200
+    assert body["predictions"] == {"value": "v", "pid": os.getpid()}
+    _, ready = await get(client, "/ready")
+    assert ready["models"][model]["mode"] == f"in-process ({model.split('-')[0]})"
+
+
+async def test_coroutine_models_run_concurrently_on_the_loop(make_client):
+    client = await make_client("async-sleeper", workers=0)
+    started = time.monotonic()
+    answers = await asyncio.gather(*(post(client, "async-sleeper") for _ in range(10)))
+    assert all(resp.status == 200 for resp, _ in answers)
+    assert time.monotonic() - started < 1.5  # 10 x 0.2 s, overlapped
+
+
+async def test_batching_through_the_api(make_client):
+    client = await make_client("batched", workers=1)
+    answers = await asyncio.gather(
+        *(post(client, "batched", value=f"v{i}") for i in range(4)),
+        post(client, "batched", value="boom"),
+    )
+    statuses = [resp.status for resp, _ in answers]
+    assert statuses == [200, 200, 200, 200, 500]
+    assert [body["predictions"]["value"] for _, body in answers[:4]] == [
+        f"v{i}" for i in range(4)
+    ]
+    assert "bad value 'boom'" in answers[4][1]["message"]
