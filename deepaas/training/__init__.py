@@ -4,18 +4,17 @@ Nothing here imports aiohttp: :mod:`deepaas.api.train` is the HTTP face of
 the :class:`TrainingService`.
 """
 
+from deepaas.training.config import (
+    default_state_dir,
+    training_service_from_config,
+)
 from deepaas.training.errors import (
     InvalidTrainingRequest,
     StateDirUnusable,
     TrainingBusy,
     TrainingsNotConfigured,
 )
-from deepaas.training.service import (
-    TrainingService,
-    default_state_dir,
-    parse_uuid,
-    training_service_from_config,
-)
+from deepaas.training.service import TrainingService, parse_uuid
 from deepaas.training.store import (
     CANCELLED,
     DONE,

@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 _POLL = 0.05
 
@@ -139,3 +140,25 @@ def server_alive(directory: Path, server_id: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+async def wait_for_exit(process: Any) -> None:
+    """Wait, without a thread, until the multiprocessing ``process`` exits.
+
+    A pidfd reports the exit even when a process the model forked still
+    holds the multiprocessing sentinel open; the sentinel is the fallback.
+    """
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+    try:
+        fd = os.pidfd_open(process.pid)
+        owned = True
+    except (AttributeError, OSError):
+        fd, owned = process.sentinel, False
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        if owned:
+            os.close(fd)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import datetime
-import json
 import logging
 import multiprocessing
 import os
@@ -30,18 +28,26 @@ import signal
 import sqlite3
 import time
 import uuid as uuid_mod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from deepaas.exceptions import TrainingNotFound
-from deepaas.model.files import UploadedFile
 from deepaas.model.loading import ModelSpec
 from deepaas.model.workers import describe_exit
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import _processes
 from deepaas.training._child import ChildJob, run_training
+from deepaas.training._jobdir import (
+    LOG_NAME,
+    OUTCOME_NAME,
+    UPLOADS_DIR,
+    append_log,
+    move_uploads,
+    read_outcome,
+    remove_file,
+)
 from deepaas.training.errors import (
     InvalidTrainingRequest,
     StateDirUnusable,
@@ -64,12 +70,6 @@ LOG = logging.getLogger(__name__)
 
 JOBS_DIR = "trainings"
 SERVERS_DIR = "servers"
-LOG_NAME = "training.log"
-OUTCOME_NAME = "outcome.json"
-UPLOADS_DIR = "uploads"
-
-#: Key of a model's training environment in the device plan's ``envs``.
-TRAINING_ENV_PREFIX = "__training__:"
 
 INTERRUPTED_BY_RESTART = (
     "interrupted by a server restart: the server that ran this training "
@@ -79,13 +79,6 @@ INTERRUPTED_BY_SHUTDOWN = (
     "interrupted: the server shut down before this training finished"
 )
 CANCELLED_MESSAGE = "cancelled by a DELETE request"
-
-
-def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_STATE_HOME/deepaas``, else ``~/.local/state/deepaas``."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "deepaas"
 
 
 def parse_uuid(value: str) -> str:
@@ -228,7 +221,7 @@ class TrainingService:
         job_dir.mkdir(parents=True)
         try:
             job_raw = await asyncio.to_thread(
-                _move_uploads, raw, job_dir / UPLOADS_DIR
+                move_uploads, raw, job_dir / UPLOADS_DIR
             )
             self.store.insert(Training(
                 uuid=training_id,
@@ -326,7 +319,7 @@ class TrainingService:
             ended = max(ended, training.started_at or training.submitted_at)
             if self.store.update(training.uuid, only_if=UNFINISHED, status=ERROR,
                                  message=INTERRUPTED_BY_RESTART, finished_at=ended):
-                _append_log(log_file, INTERRUPTED_BY_RESTART)
+                append_log(log_file, INTERRUPTED_BY_RESTART)
                 shutil.rmtree(job_dir / UPLOADS_DIR, ignore_errors=True)
                 interrupted.append(training.uuid)
         return interrupted
@@ -358,6 +351,12 @@ class TrainingService:
     async def _run(self, job: _Job) -> None:
         try:
             status, output, message = await self._execute(job)
+        except asyncio.CancelledError:
+            # The event loop is going away without close(): leave nothing behind.
+            if job.process is not None:
+                _processes.signal_group(job.process.pid, signal.SIGKILL)
+            self._finish(job, ERROR, None, INTERRUPTED_BY_SHUTDOWN)
+            raise
         except Exception as exc:
             LOG.exception("training %s could not be run", job.uuid)
             status, output, message = (
@@ -407,7 +406,7 @@ class TrainingService:
         if job.stop_reason is not None:  # cancelled while the process started
             self._signal_stop(job)
         try:
-            await _wait_for_exit(process)
+            await _processes.wait_for_exit(process)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -415,13 +414,13 @@ class TrainingService:
         # zombie until joined, so its pid (the group id) cannot be reused.
         deadline = job.kill_deadline or time.monotonic() + self.cancel_grace
         if await _processes.stop_group(process.pid, deadline=deadline):
-            _append_log(job.log_file, "processes left behind were killed")
+            append_log(job.log_file, "processes left behind were killed")
         await loop.run_in_executor(None, process.join)
         alive_end.close()
         return self._outcome(job, process.exitcode)
 
     def _outcome(self, job: _Job, exitcode: int | None) -> tuple[str, Any, str | None]:
-        outcome = _read_outcome(job.job_dir / OUTCOME_NAME)
+        outcome = read_outcome(job.job_dir / OUTCOME_NAME)
         if outcome is not None and outcome.get("status") == DONE:
             return DONE, outcome.get("output"), None
         if job.stop_reason == "cancel":
@@ -447,7 +446,7 @@ class TrainingService:
             self._signal_stop(job)
 
     def _signal_stop(self, job: _Job) -> None:
-        _append_log(job.log_file, f"stopping ({job.stop_reason}): SIGTERM sent; "
+        append_log(job.log_file, f"stopping ({job.stop_reason}): SIGTERM sent; "
                     f"SIGKILL follows after {self.cancel_grace:g} s")
         _processes.signal_group(job.process.pid, signal.SIGTERM)
         job.killer = asyncio.create_task(self._kill_after_grace(job))
@@ -455,7 +454,7 @@ class TrainingService:
     async def _kill_after_grace(self, job: _Job) -> None:
         await asyncio.sleep(max(0.0, (job.kill_deadline or 0) - time.monotonic()))
         if job.process is not None and job.process.is_alive():
-            _append_log(job.log_file, "did not stop in time: SIGKILL sent")
+            append_log(job.log_file, "did not stop in time: SIGKILL sent")
             _processes.signal_group(job.process.pid, signal.SIGKILL)
 
     def _finish(self, job: _Job, status: str, output: Any, message: str | None) -> None:
@@ -465,14 +464,14 @@ class TrainingService:
                               output=output, message=message,
                               finished_at=time.time())
             ending = f"training ended: {status}" + (f" ({message})" if message else "")
-            _append_log(job.log_file, ending)
+            append_log(job.log_file, ending)
             LOG.info("training %s of model %r ended: %s%s", job.uuid, job.spec.name,
                      status, f" ({message})" if message else "")
         except Exception:
             LOG.exception("training %s: recording its end failed", job.uuid)
         finally:
             shutil.rmtree(job.job_dir / UPLOADS_DIR, ignore_errors=True)
-            _remove(job.job_dir / OUTCOME_NAME)
+            remove_file(job.job_dir / OUTCOME_NAME)
             self._running.pop(job.uuid, None)
             self._jobs.pop(job.uuid, None)
             job.finished.set()
@@ -491,101 +490,3 @@ class TrainingService:
         if removed:
             LOG.info("trainings: %d finished training(s) forgotten (retention)",
                      len(removed))
-
-
-async def _wait_for_exit(process: Any) -> None:
-    """Wait without a thread until ``process`` exits.
-
-    A pidfd reports the exit even when a process the model forked still
-    holds the multiprocessing sentinel open; the sentinel is the fallback.
-    """
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-    try:
-        fd = os.pidfd_open(process.pid)
-        owned = True
-    except (AttributeError, OSError):
-        fd, owned = process.sentinel, False
-    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
-    try:
-        await exited
-    finally:
-        loop.remove_reader(fd)
-        if owned:
-            os.close(fd)
-
-
-def _move_uploads(raw: RawArguments, directory: Path) -> RawArguments:
-    """The same arguments, with every upload moved into ``directory``."""
-    pairs: list[tuple[str, Any]] = []
-    for index, (name, value) in enumerate(raw.pairs):
-        if isinstance(value, UploadedFile):
-            directory.mkdir(exist_ok=True)
-            base = os.path.basename(value.original_filename.replace("\\", "/"))
-            target = directory / f"{index}-{base.lstrip('.') or 'upload'}"
-            shutil.move(value.filename, target)
-            value = dataclasses.replace(value, filename=str(target))
-        pairs.append((name, value))
-    return RawArguments(pairs=pairs, json_body=raw.json_body)
-
-
-def _read_outcome(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _append_log(path: Path, message: str) -> None:
-    """Add a line of the server's to a training's log (appends never interleave)."""
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-    try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} INFO deepaas: {message}\n")
-    except OSError:
-        LOG.warning("could not write to the training log %s", path)
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-
-
-def training_service_from_config(
-    specs: Sequence[ModelSpec],
-    executors: Mapping[str, Any],
-    conf: Any,
-    envs: Mapping[str, Any] | None,
-) -> TrainingService | None:
-    """The training service ``deepaas-run`` serves, or None with trainings off.
-
-    ``envs`` may hold, under ``"__training__:<model>"``, the environment of
-    that model's training processes (e.g. ``CUDA_VISIBLE_DEVICES``).
-    """
-    if conf is None:
-        return TrainingService(default_state_dir())
-    if not conf.train_endpoint:
-        return None
-    training_envs: dict[str, dict[str, str]] = {}
-    for spec in specs:
-        env = (envs or {}).get(TRAINING_ENV_PREFIX + spec.name)
-        if isinstance(env, list):
-            env = env[0] if env else None
-        if env:
-            training_envs[spec.name] = {str(k): str(v) for k, v in env.items()}
-    level = logging.DEBUG if conf.debug else getattr(
-        logging, str(conf.log_level).upper(), logging.INFO)
-    return TrainingService(
-        conf.state_dir or default_state_dir(),
-        max_concurrent=conf.max_concurrent_trainings,
-        timeout=conf.train_timeout,
-        cancel_grace=conf.train_cancel_grace,
-        keep=conf.keep_trainings,
-        keep_days=conf.keep_trainings_days,
-        training_envs=training_envs,
-        log_level=level,
-    )

@@ -136,6 +136,15 @@ async def wait_until_model(client: Any, model: str, uuid: str) -> dict[str, Any]
     raise AssertionError(body)
 
 
+async def test_arguments_are_checked_in_worker_processes(make_client, tmp_path):
+    client = await make_client("trainer", workers=1, trainings=service(tmp_path))
+    bad = await client.post(TRAIN, params={"seconds": "soon"})
+    assert bad.status == 422
+    assert await bad.json() == {"seconds": ["Not a valid number."]}
+    started = await start(client, seconds=0)
+    await wait_until(client, started["uuid"], "done")
+
+
 async def test_links_carry_the_base_path(make_client, tmp_path):
     client = await make_client("trainer", trainings=service(tmp_path),
                                base_path="/deepaas")

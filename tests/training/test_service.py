@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ import pytest
 from deepaas.config import build_config
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import (
+    CANCELLED,
     ERROR,
     RUNNING,
     StateDirUnusable,
     Training,
+    TrainingBusy,
     TrainingService,
     default_state_dir,
     training_service_from_config,
@@ -121,3 +124,24 @@ async def test_only_trainings_of_stopped_servers_are_interrupted(tmp_path):
     finally:
         await newcomer.close()
         await live.close()
+
+
+async def test_a_training_run_by_another_server_is_cancelled_there(
+        installed_models, tmp_path):
+    state = tmp_path / "state"
+    runner = TrainingService(state, cancel_grace=1)
+    other = TrainingService(state)
+    await runner.start()
+    await other.start()
+    try:
+        training = await runner.submit(
+            spec("trainer"), RawArguments(pairs=[("seconds", "60")]), {"seconds": 60})
+        dashed = str(uuid.UUID(training.uuid))
+        assert other.get("trainer", dashed).status == RUNNING
+        with pytest.raises(TrainingBusy, match="another server"):
+            await other.delete("trainer", dashed)
+        assert (await runner.delete("trainer", dashed)).status == CANCELLED
+        assert other.get("trainer", training.uuid).status == CANCELLED
+    finally:
+        await other.close()
+        await runner.close()

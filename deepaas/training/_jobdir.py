@@ -1,0 +1,78 @@
+"""A training's own directory: its log, its copied uploads and its outcome.
+
+``<state_dir>/trainings/<uuid>/`` holds ``training.log`` (written by the
+training process and by the server, both appending), ``uploads/`` (the
+files the training was started with, removed when it ends) and
+``outcome.json`` (written by the training process, read and removed by the
+server once the process has exited).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from deepaas.model.files import UploadedFile
+from deepaas.model.wrapper import RawArguments
+
+LOG = logging.getLogger(__name__)
+
+LOG_NAME = "training.log"
+OUTCOME_NAME = "outcome.json"
+UPLOADS_DIR = "uploads"
+
+
+def move_uploads(raw: RawArguments, directory: Path) -> RawArguments:
+    """The same arguments, with every upload moved into ``directory``.
+
+    A copy keeps the client's file name (after an index, so that two uploads
+    never collide), since models often look at the extension.
+    """
+    pairs: list[tuple[str, Any]] = []
+    for index, (name, value) in enumerate(raw.pairs):
+        if isinstance(value, UploadedFile):
+            directory.mkdir(exist_ok=True)
+            base = os.path.basename(value.original_filename.replace("\\", "/"))
+            target = directory / f"{index}-{base.lstrip('.') or 'upload'}"
+            shutil.move(value.filename, target)
+            value = dataclasses.replace(value, filename=str(target))
+        pairs.append((name, value))
+    return RawArguments(pairs=pairs, json_body=raw.json_body)
+
+
+def read_outcome(path: Path) -> dict[str, Any] | None:
+    """The outcome a training process wrote, or None when it wrote none."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def append_log(path: Path, message: str) -> None:
+    """Add a line of the server's to a training's log.
+
+    Both writers open the log in append mode, so their lines never
+    overwrite each other.
+    """
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} INFO deepaas: {message}\n")
+    except OSError:
+        LOG.warning("could not write to the training log %s", path)
+
+
+def remove_file(path: Path) -> None:
+    """Delete a file; a missing one is not an error."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
