@@ -50,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = setup_logging(
         level=conf.log_level, debug=conf.debug, log_file=conf.log_file
     )
+    if debug_capture is not None and conf.log_file:
+        # setup_logging() replaced the root handlers; a log that goes to a
+        # file (not to the captured stderr) reaches /debug/ through this one.
+        logging.getLogger().addHandler(debug_capture)
     try:
         return asyncio.run(_serve(conf, level, debug_capture))
     except DeepaasError as exc:
