@@ -263,3 +263,56 @@ def test_main_is_callable_directly(capsys):
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
     assert "deepaas-run: error: model 'nope'" in capsys.readouterr().err
+
+
+def debug_text(server: Server, *needles: str) -> str:
+    """/debug/ once it shows every needle (output arrives through a pipe)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(server.url + "/debug/", timeout=10) as resp:
+            assert resp.status == 200
+            text = resp.read().decode()
+        if all(n in text for n in needles) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_debug_endpoint_shows_what_the_model_prints_and_logs(start, installed_models,
+                                                             workers):
+    server = start("--model-name", "chatty", "--workers", workers,
+                   "--debug-endpoint", env=subprocess_env(installed_models))
+    server.wait_serving()
+    assert server.post("/v2/models/chatty/predict/", {})[0] == 200
+    needles = ("[stdout] chatty: printed to stdout",
+               "[stderr] chatty: printed to stderr", "chatty: logged a warning")
+    text = debug_text(server, *needles)
+    for needle in needles:
+        assert needle in text
+    assert "deepaas: serving chatty" in text
+    # What is captured still reaches the terminal.
+    assert "chatty: printed to stderr" in server.stderr()
+    assert server.stop() == 0
+
+
+def test_debug_endpoint_shows_the_log_written_to_a_file(start, installed_models,
+                                                        tmp_path):
+    log_file = tmp_path / "deepaas.log"
+    server = start("--model-name", "chatty", "--workers", "0", "--debug-endpoint",
+                   "--log-file", str(log_file), env=subprocess_env(installed_models))
+    server.wait_serving()
+    server.post("/v2/models/chatty/predict/", {})
+    text = debug_text(server, "[log]", "chatty: logged a warning")
+    assert "[log]" in text and "chatty: logged a warning" in text
+    assert server.stop() == 0
+    assert "chatty: logged a warning" in log_file.read_text()
+
+
+def test_debug_endpoint_off_is_204(start, installed_models):
+    server = start("--model-name", "echo", "--workers", "0",
+                   env=subprocess_env(installed_models))
+    server.wait_serving()
+    with urllib.request.urlopen(server.url + "/debug/", timeout=10) as resp:
+        assert resp.status == 204
+    assert server.stop() == 0

@@ -83,3 +83,16 @@ class AsyncModel:
 
     async def predict(self, **kwargs):
         return "awaited"
+
+
+class Chatty:
+    """Prints and logs while it predicts, as models do."""
+
+    def predict(self, **kwargs):
+        import logging
+        import sys
+
+        print("chatty: printed to stdout")
+        print("chatty: printed to stderr", file=sys.stderr, flush=True)
+        logging.getLogger("chatty").warning("chatty: logged a warning")
+        return "said it"
