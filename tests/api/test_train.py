@@ -404,8 +404,10 @@ async def test_twenty_trainings_run_two_at_a_time(make_client, tmp_path):
 
 
 async def test_bad_input_answers_json_4xx_and_changes_nothing(make_client, tmp_path):
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
     svc = service(tmp_path)
-    client = await make_client("trainer", trainings=svc)
+    client = await make_client("trainer", trainings=svc, upload_dir=str(uploads))
     done = await start(client, talk=True)
     await wait_until(client, done["uuid"], "done")
     before = store_snapshot(svc.state_dir)
@@ -439,8 +441,14 @@ async def test_bad_input_answers_json_4xx_and_changes_nothing(make_client, tmp_p
         assert isinstance(body, dict) and body, body
     resp = await client.post(TRAIN, params={"seconds": "soon"})
     assert await resp.json() == {"seconds": ["Not a valid number."]}
+    form = aiohttp.FormData()
+    form.add_field("data", b"rows", filename="train.csv", content_type="text/csv")
+    form.add_field("seconds", "soon")
+    resp = await client.post(TRAIN, data=form)
+    assert resp.status == 422
 
     assert store_snapshot(svc.state_dir) == before
+    assert list(uploads.iterdir()) == []
 
 
 async def test_a_switched_off_endpoint_answers_402(make_client, tmp_path):
