@@ -1,0 +1,522 @@
+"""The batch engine: inputs in, one record per input out, resumable.
+
+A run reads what earlier runs recorded in the output folder, skips the
+inputs already done, starts the model (in this process with ``workers=0``,
+else in worker processes fed ahead by :class:`~deepaas.batch.pool.BatchPool`)
+and records every answer as soon as it arrives.  SIGTERM or SIGINT stop
+handing out inputs; the inputs in hand get ``term_grace`` seconds to finish,
+then the workers are stopped and every record written so far is flushed, so
+that rerunning the same command resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import mimetypes
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from deepaas.batch.calls import PredictCall
+from deepaas.batch.inputs import FileInputs, InputItem, Inputs
+from deepaas.batch.pool import BatchPool
+from deepaas.batch.progress import Progress, format_duration
+from deepaas.batch.results import (
+    OUTPUTS_DIR,
+    ResultsWriter,
+    error_record,
+    load_state,
+    ok_record,
+    output_name,
+    results_filename,
+    write_output_file,
+)
+from deepaas.batch.sharding import Shard
+from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
+from deepaas.model.description import ModelDescription
+from deepaas.model.files import UploadedFile
+from deepaas.model.loading import ModelSpec, load_model
+from deepaas.model.wrapper import (
+    ModelWrapper,
+    PredictOutcome,
+    RawArguments,
+    model_error,
+)
+
+LOG = logging.getLogger("deepaas.predict")
+
+
+class UsageError(ValueError):
+    """The command line does not fit the model or the inputs (exit status 2)."""
+
+
+class InputUnreadable(DeepaasError):
+    """An input that cannot be handed to the model (missing file, bad line)."""
+
+
+class _Abort(BaseException):
+    """A second SIGINT/SIGTERM: stop now, even inside a model call."""
+
+
+@dataclasses.dataclass
+class BatchOptions:
+    """How to run one batch task; validated by the command line."""
+
+    output_dir: Path
+    model: ModelSpec
+    fixed_args: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    file_arg: str | None = None
+    accept: str | None = None
+    workers: int = 1
+    worker_envs: list[dict[str, str]] | None = None
+    warm: bool = True
+    shard: Shard = dataclasses.field(default_factory=Shard)
+    retry_errors: bool = False
+    fail_fast: bool = False
+    progress_interval: float = 30.0
+    progress_bar: bool | None = None
+    term_grace: float = 20.0
+    log_level: int = logging.INFO
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a run did, for the final message and the exit status."""
+
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped_ok: int = 0
+    skipped_failed: int = 0
+    seconds: float = 0.0
+    signal_name: str | None = None
+    stopped_early: bool = False
+    results_file: str = ""
+
+    @property
+    def not_done(self) -> int:
+        return (
+            self.total - self.ok - self.failed - self.skipped_ok - self.skipped_failed
+        )
+
+    @property
+    def exit_code(self) -> int:
+        if self.signal_name:
+            return 128 + int(getattr(signal, self.signal_name, signal.SIGTERM))
+        if self.failed or self.skipped_failed or self.not_done:
+            return 1
+        return 0
+
+    def line(self) -> str:
+        parts = [f"{self.ok} ok", f"{self.failed} failed"]
+        if self.skipped_ok:
+            parts.append(f"{self.skipped_ok} skipped (done earlier)")
+        if self.skipped_failed:
+            parts.append(
+                f"{self.skipped_failed} skipped (failed earlier; use --retry-errors)"
+            )
+        if self.not_done:
+            parts.append(f"{self.not_done} not done")
+        text = (
+            f"{self.total} inputs: {', '.join(parts)} in "
+            f"{format_duration(self.seconds)}; results in {self.results_file}"
+        )
+        if self.signal_name:
+            text += f"; stopped by {self.signal_name}: rerun the same command to resume"
+        elif self.stopped_early:
+            text += "; stopped at the first failure (--fail-fast)"
+        return text
+
+
+def _content_type(path: str, cache: dict[str, str]) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    found = cache.get(ext)
+    if found is None:
+        found = mimetypes.guess_type(f"x{ext}")[0] or "application/octet-stream"
+        cache[ext] = found
+    return found
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip()
+    return media == "application/json" or media.endswith("+json")
+
+
+class BatchRun:
+    """One task of a batch: the inputs of one shard, recorded in one file."""
+
+    def __init__(self, options: BatchOptions, inputs: Inputs) -> None:
+        self.options = options
+        self.inputs = inputs
+        self.summary = Summary()
+        self._outputs = options.output_dir / OUTPUTS_DIR
+        self._types: dict[str, str] = {}
+        self._signal: int | None = None
+        self._writer: ResultsWriter | None = None
+        self._progress: Progress | None = None
+        self._fixed_pairs: list[tuple[str, Any]] = []
+        self._fixed_json: dict[str, Any] = {}
+        self._file_arg: str | None = None
+        self._file_args: set[str] = set()
+
+    # -- set-up -------------------------------------------------------------
+
+    def _plan(self, state: dict[str, bool]) -> int:
+        """Count this shard's inputs; return how many are left to do."""
+        summary = self.summary
+        for key in self.inputs.keys(self.options.shard):
+            summary.total += 1
+            done = state.get(key)
+            if done:
+                summary.skipped_ok += 1
+            elif done is False and not self.options.retry_errors:
+                summary.skipped_failed += 1
+        return summary.total - summary.skipped_ok - summary.skipped_failed
+
+    def _check_usage(self, description: ModelDescription) -> None:
+        """Match the command line to the model's arguments."""
+        predict = description.predict
+        if not predict.available:
+            raise UsageError(f"model {self.options.model.name!r} has no predict method")
+        known = set(predict.arguments)
+        types = {p["name"]: p.get("type") for p in predict.parameters_v2}
+        self._file_args = set(predict.file_arguments)
+        for name, value in self.options.fixed_args:
+            if name not in known:
+                raise UsageError(
+                    f"--arg {name}: model {self.options.model.name!r} has no such "
+                    "predict argument (it has: "
+                    f"{', '.join(predict.arguments) or 'none'})"
+                )
+            if name in self._file_args:
+                if not os.path.isfile(value):
+                    raise UsageError(f"--arg {name}: file {value!r} does not exist")
+                self._fixed_pairs.append((name, self._upload(name, value)))
+            elif types.get(name) in ("array", "object") and value[:1] in "[{":
+                try:
+                    self._fixed_json[name] = json.loads(value)
+                except ValueError:
+                    raise UsageError(
+                        f"--arg {name}: {value!r} is not valid JSON"
+                    ) from None
+            else:
+                self._fixed_pairs.append((name, value))
+        accept = self.options.accept
+        if accept and description.accept and accept not in description.accept:
+            raise UsageError(
+                f"--accept {accept!r}: model {self.options.model.name!r} answers "
+                f"{', '.join(description.accept)}"
+            )
+        if accept and not description.accept and not _is_json(accept):
+            raise UsageError(
+                f"--accept {accept!r}: model {self.options.model.name!r} offers no "
+                "choice of media type (it has no 'accept' argument)"
+            )
+        if not isinstance(self.inputs, FileInputs):
+            return
+        file_arg = self.options.file_arg
+        if file_arg is not None:
+            if file_arg not in self._file_args:
+                raise UsageError(
+                    f"--file-arg {file_arg}: not a file argument of model "
+                    f"{self.options.model.name!r} (its file arguments: "
+                    f"{', '.join(predict.file_arguments) or 'none'})"
+                )
+        elif len(predict.file_arguments) == 1:
+            file_arg = predict.file_arguments[0]
+        elif not predict.file_arguments:
+            raise UsageError(
+                f"model {self.options.model.name!r} takes no file argument; give "
+                "its arguments with --input-jsonl FILE instead of input files"
+            )
+        else:
+            raise UsageError(
+                f"model {self.options.model.name!r} has several file arguments "
+                f"({', '.join(predict.file_arguments)}); choose one with --file-arg"
+            )
+        if file_arg in dict(self.options.fixed_args):
+            raise UsageError(f"--arg {file_arg} is the input file argument itself")
+        self._file_arg = file_arg
+
+    def _upload(self, name: str, path: str) -> UploadedFile:
+        # The input is already on local disk: the model reads it in place
+        # (no copy), and deepaas never removes it.
+        return UploadedFile(
+            name=name,
+            filename=path,
+            content_type=_content_type(path, self._types),
+            original_filename=os.path.basename(path),
+        )
+
+    # -- one input ------------------------------------------------------------
+
+    def _fixed(self) -> RawArguments:
+        """The arguments every input shares (--arg)."""
+        return RawArguments(
+            pairs=list(self._fixed_pairs), json_body=dict(self._fixed_json) or None
+        )
+
+    def _request(self, item: InputItem) -> tuple[Any, ...]:
+        """What a worker needs for one input; raises for an unusable input.
+
+        ``("file", path, media type)`` for an input file, ``("args", raw
+        arguments)`` for a JSON Lines input.
+        """
+        if item.text is None:
+            path = item.path
+            assert path is not None
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise InputUnreadable(f"input file {path!r} is missing or unreadable")
+            return ("file", path, _content_type(path, self._types))
+        try:
+            line = json.loads(item.text)
+        except ValueError as exc:
+            raise InputUnreadable(
+                f"line {item.line} is not valid JSON: {exc}"
+            ) from None
+        if not isinstance(line, dict):
+            raise InputUnreadable(
+                f"line {item.line} is not a JSON object of predict arguments"
+            )
+        base = os.path.dirname(item.path or "")
+        for name in self._file_args & line.keys():
+            value = line[name]
+            if isinstance(value, str):
+                path = os.path.join(base, value)
+                if not os.path.isfile(path):
+                    raise InputUnreadable(f"{name}: file {value!r} does not exist")
+                line[name] = self._upload(name, path)
+        pairs = [(k, v) for k, v in self._fixed_pairs if k not in line]
+        return (
+            "args",
+            RawArguments(pairs=pairs, json_body={**self._fixed_json, **line}),
+        )
+
+    def _record(self, item: InputItem, outcome: Any, seconds: float) -> None:
+        """Write the record of one finished input."""
+        assert self._writer is not None and self._progress is not None
+        ok = isinstance(outcome, PredictOutcome)
+        if isinstance(outcome, PredictOutcome):
+            if _is_json(outcome.content_type):
+                line = ok_record(item.key, seconds, json_body=outcome.body)
+            else:
+                name = output_name(item, outcome.content_type)
+                write_output_file(self._outputs, name, outcome.body)
+                line = ok_record(
+                    item.key,
+                    seconds,
+                    output_file=f"{OUTPUTS_DIR}/{name}",
+                    content_type=outcome.content_type,
+                )
+            self.summary.ok += 1
+        else:
+            error = (
+                outcome if isinstance(outcome, DeepaasError) else model_error(outcome)
+            )
+            if isinstance(error, ArgumentsInvalid):
+                self._check_fixed_args(error)
+            details = error.errors if isinstance(error, ArgumentsInvalid) else None
+            trace = error.traceback if isinstance(error, ModelError) else None
+            line = error_record(
+                item.key,
+                seconds,
+                type(error).__name__,
+                error.message,
+                details=details,
+                traceback=trace,
+            )
+            self.summary.failed += 1
+            LOG.warning("input %s failed: %s", item.key, error.message)
+        self._writer.write(line)
+        self._progress.update(ok)
+
+    def _check_fixed_args(self, error: ArgumentsInvalid) -> None:
+        """A rejected --arg fails every input alike: that is a usage error."""
+        fixed = {name for name, _ in self.options.fixed_args}
+        for name, messages in error.errors.items():
+            if name in fixed:
+                text = (
+                    "; ".join(map(str, messages))
+                    if isinstance(messages, list)
+                    else str(messages)
+                )
+                raise UsageError(f"--arg {name}: {text}")
+
+    # -- the run -----------------------------------------------------------
+
+    def run(self) -> Summary:
+        """Process this shard's inputs; never raises for a failing input."""
+        options = self.options
+        started = time.monotonic()
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+        self._outputs.mkdir(exist_ok=True)
+        results_path = options.output_dir / results_filename(options.shard)
+        self.summary.results_file = str(results_path)
+        state = load_state(options.output_dir)
+        todo = self._plan(state)
+        LOG.info(
+            "%d inputs in shard %s: %d to do, %d done earlier, %d failed earlier%s",
+            self.summary.total,
+            options.shard,
+            todo,
+            self.summary.skipped_ok,
+            self.summary.skipped_failed,
+            "" if options.retry_errors else " (not retried without --retry-errors)",
+        )
+        if todo == 0:
+            self.summary.seconds = time.monotonic() - started
+            return self.summary
+        previous = {
+            s: signal.signal(s, self._on_signal)
+            for s in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            if options.workers == 0 and not options.worker_envs:
+                self._run_inline(state, todo)
+            else:
+                self._run_pool(state, todo)
+        except _Abort:
+            LOG.warning("stopped at once (second signal); records written so far kept")
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if self._progress is not None:
+                self._progress.close()
+            if self._writer is not None:
+                self._writer.close()
+        if self._signal is not None:
+            self.summary.signal_name = signal.Signals(self._signal).name
+        self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._signal is not None:
+            raise _Abort()
+        self._signal = signum
+        LOG.warning(
+            "%s received: finishing the inputs in hand, then stopping "
+            "(send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+
+    def _todo(self, state: dict[str, bool]) -> Iterator[InputItem]:
+        retry = self.options.retry_errors
+        for item in self.inputs.items(self.options.shard):
+            done = state.get(item.key)
+            if done or (done is False and not retry):
+                continue
+            yield item
+
+    def _open(self, todo: int) -> None:
+        options = self.options
+        self._writer = ResultsWriter(
+            options.output_dir / results_filename(options.shard)
+        )
+        self._progress = Progress(
+            todo, interval=options.progress_interval, bar=options.progress_bar
+        )
+
+    def _run_inline(self, state: dict[str, bool], todo: int) -> None:
+        """``--workers 0``: the model runs in this process, one input at a time."""
+        options = self.options
+        wrapper = ModelWrapper(options.model.name, load_model(options.model))
+        if options.warm:
+            wrapper.warm()
+        self._check_usage(wrapper.describe())
+        self._open(todo)
+        assert self._progress is not None
+        call = PredictCall(
+            wrapper, fixed=self._fixed(), file_arg=self._file_arg, accept=options.accept
+        )
+        clock = time.perf_counter
+        for item in self._todo(state):
+            if self._signal is not None:
+                break
+            begin = clock()
+            outcome: Any
+            try:
+                request = self._request(item)
+                if request[0] == "file":
+                    outcome = call.file(request[1], request[2])
+                else:
+                    outcome = call.raw(request[1])
+            except DeepaasError as exc:
+                outcome = exc
+            self._record(item, outcome, clock() - begin)
+            self._progress.tick()
+            if options.fail_fast and self.summary.failed:
+                self.summary.stopped_early = True
+                break
+
+    def _run_pool(self, state: dict[str, bool], todo: int) -> None:
+        """``--workers N``: N processes, each fed ahead."""
+        options = self.options
+        envs = options.worker_envs or [{} for _ in range(options.workers)]
+        pool = BatchPool(
+            options.model, envs=envs, warm=options.warm, log_level=options.log_level
+        )
+        description = pool.start()
+        try:
+            self._check_usage(description)
+            pool.setup(self._fixed(), self._file_arg, options.accept)
+            self._open(todo)
+            self._feed(pool, self._todo(state))
+        finally:
+            pool.stopping = True
+            pool.stop(grace=2.0)
+
+    def _feed(self, pool: BatchPool, items: Iterator[InputItem]) -> None:
+        assert self._progress is not None
+        options = self.options
+        exhausted = False
+        deadline: float | None = None
+        while True:
+            stopping = self._signal is not None or self.summary.stopped_early
+            if stopping and deadline is None:
+                deadline = time.monotonic() + (
+                    options.term_grace if self._signal is not None else 1e9
+                )
+            while not stopping and pool.has_room():
+                item = pool.requeued.popleft() if pool.requeued else None
+                if item is None:
+                    item = next(items, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                try:
+                    request = self._request(item)
+                except InputUnreadable as exc:
+                    self._record(item, exc, 0.0)
+                    continue
+                if not pool.submit(item, *request):
+                    pool.requeued.appendleft(item)
+                    break
+            if not pool.in_flight() and (exhausted or stopping) and not pool.requeued:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                LOG.warning(
+                    "%d input(s) in hand abandoned after %g s; they will be "
+                    "done on the next run",
+                    pool.in_flight(),
+                    options.term_grace,
+                )
+                return
+            if not pool.alive:
+                raise DeepaasError(
+                    f"every worker of model {options.model.name!r} died and could not "
+                    "be restarted; see the log above"
+                )
+            for item, outcome, seconds in pool.collect(0.5):
+                self._record(item, outcome, seconds)
+                if options.fail_fast and not isinstance(outcome, PredictOutcome):
+                    self.summary.stopped_early = True
+            self._progress.tick()
+
+
+__all__ = ["BatchOptions", "BatchRun", "InputUnreadable", "Summary", "UsageError"]

@@ -1,0 +1,413 @@
+"""deepaas-cli: call one method of a model from the shell.
+
+    deepaas-cli [--model-name NAME] get_metadata
+    deepaas-cli [--model-name NAME] warm
+    deepaas-cli [--model-name NAME] predict --ARG VALUE ... [--deepaas_method_output F]
+    deepaas-cli [--model-name NAME] train --ARG VALUE ... [--deepaas_method_output F]
+
+The options of ``predict`` and ``train`` are generated from the model's
+fields: their help, choices and defaults come from the field; values are
+converted and validated by the field itself, as the API does.  File
+arguments take a path (the model reads the file in place); list and dict
+arguments take a JSON or Python literal (``--probs '[0.1, 0.2]'``) or, for
+lists, the option repeated.  See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import json
+import logging
+import mimetypes
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+from marshmallow import fields, missing, validate
+
+from deepaas.config import MODEL_ENV_VAR
+from deepaas.exceptions import ArgumentsInvalid, DeepaasError
+from deepaas.log import setup_logging
+from deepaas.model.arguments import is_file_field
+from deepaas.model.files import UploadedFile
+from deepaas.model.loading import available_models, load_model, select_models
+from deepaas.model.wrapper import ModelWrapper, RawArguments, to_json_bytes
+
+PROG = "deepaas-cli"
+OUTPUT_OPTION = "--deepaas_method_output"
+METHODS = ("get_metadata", "warm", "predict", "train")
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help=f"the model to call (default: ${MODEL_ENV_VAR}, else the only "
+        "installed model, else the demo model)",
+    )
+    parser.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="a deepaas config file; its [DEFAULT] model-name applies unless "
+        "--model-name is given",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level on standard error (default WARNING)",
+    )
+
+
+# -- options generated from fields ---------------------------------------------
+
+
+def _choices(field: fields.Field) -> list[Any] | None:
+    for validator in getattr(field, "validators", []):
+        if isinstance(validator, validate.OneOf):
+            return list(validator.choices)
+    enum = field.metadata.get("enum")
+    return list(enum) if isinstance(enum, (list, tuple)) else None
+
+
+def _kind(field: fields.Field) -> str:
+    if is_file_field(field):
+        return "file"
+    if isinstance(field, fields.List):
+        return "list"
+    if isinstance(field, (fields.Dict, fields.Nested)):
+        return "dict"
+    if isinstance(field, fields.Boolean):
+        return "bool"
+    return "scalar"
+
+
+_METAVARS = {
+    fields.Integer: "INT",
+    fields.Float: "FLOAT",
+    fields.Number: "NUMBER",
+    fields.DateTime: "DATETIME",
+}
+
+
+def _metavar(field: fields.Field, kind: str) -> str:
+    if kind == "file":
+        return "PATH"
+    if kind == "list":
+        return "LIST"
+    if kind == "dict":
+        return "DICT"
+    if kind == "bool":
+        return "{true,false}"
+    for cls, name in _METAVARS.items():
+        if isinstance(field, cls):
+            return name
+    return "TEXT"
+
+
+def _help(field: fields.Field, kind: str) -> str:
+    meta = field.metadata
+    parts = [str(meta.get("description") or "")]
+    choices = _choices(field)
+    if choices:
+        parts.append(f"one of: {', '.join(map(str, choices))}")
+    if kind == "list":
+        parts.append("a JSON/Python list, or repeat the option")
+    elif kind == "dict":
+        parts.append("a JSON/Python dict")
+    elif kind == "file":
+        parts.append("path of a local file")
+    if field.required:
+        parts.append("required")
+    else:
+        default = field.load_default
+        if default is not None and default is not missing and not callable(default):
+            try:
+                parts.append(f"default: {json.dumps(default)}")
+            except (TypeError, ValueError):
+                parts.append(f"default: {default!r}")
+    text = "; ".join(p for p in parts if p)
+    return text.replace("%", "%%")
+
+
+def _add_field_options(
+    parser: argparse.ArgumentParser, arg_fields: Mapping[str, fields.Field]
+) -> dict[str, str]:
+    """One option per field; returns each argument's kind."""
+    kinds: dict[str, str] = {}
+    for name, field in arg_fields.items():
+        kind = _kind(field)
+        kinds[name] = kind
+        option: dict[str, Any] = {
+            "dest": f"field:{name}",
+            "metavar": _metavar(field, kind),
+            "help": _help(field, kind),
+            "default": None,
+        }
+        if kind == "list":
+            option["action"] = "append"
+        elif kind == "bool":
+            option.update(nargs="?", const="true")
+        else:
+            choices = _choices(field)
+            if choices and all(isinstance(c, str) for c in choices):
+                option["choices"] = choices
+                option["metavar"] = "{" + ",".join(choices) + "}"
+        if field.required:
+            option["required"] = True
+        parser.add_argument(f"--{name}", **option)
+    return kinds
+
+
+def _literal(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise UsageError(
+            f"argument --{name}: {text!r} is not a JSON or Python literal"
+        ) from None
+
+
+def _raw_arguments(values: dict[str, Any], kinds: Mapping[str, str]) -> RawArguments:
+    """Strings for the fields to convert; lists and dicts already decoded."""
+    pairs: list[tuple[str, Any]] = []
+    body: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        kind = kinds[name]
+        if kind == "file":
+            if not os.path.isfile(value):
+                raise UsageError(f"argument --{name}: file {value!r} does not exist")
+            pairs.append(
+                (
+                    name,
+                    UploadedFile(
+                        name=name,
+                        filename=os.path.abspath(value),
+                        content_type=mimetypes.guess_type(value)[0]
+                        or "application/octet-stream",
+                        original_filename=os.path.basename(value),
+                    ),
+                )
+            )
+        elif kind == "list":
+            if len(value) == 1 and value[0].lstrip()[:1] in "[(":
+                body[name] = list(_literal(name, value[0]))
+            else:
+                body[name] = list(value)
+        elif kind == "dict":
+            decoded = _literal(name, value)
+            if not isinstance(decoded, dict):
+                raise UsageError(f"argument --{name}: {value!r} is not a dict")
+            body[name] = decoded
+        else:
+            pairs.append((name, value))
+    return RawArguments(pairs=pairs, json_body=body or None)
+
+
+def _fields_of(wrapper: ModelWrapper, method: str) -> Mapping[str, fields.Field]:
+    schema = wrapper.predict_schema if method == "predict" else wrapper.train_schema
+    return schema.fields
+
+
+def build_parser(
+    wrapper: ModelWrapper | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
+    """The full parser, with predict/train options from ``wrapper``'s fields."""
+    name = wrapper.name if wrapper else "the model"
+    parser = _Parser(
+        prog=PROG,
+        description=f"Call one method of a DEEPaaS model ({name}) and print its "
+        "answer as JSON.",
+    )
+    _global_options(parser)
+    methods = parser.add_subparsers(dest="method", metavar="METHOD", required=True)
+    kinds: dict[str, dict[str, str]] = {}
+    helps = {
+        "get_metadata": "print the model's metadata",
+        "warm": "run the model's warm() (load weights) and report success",
+        "predict": "run predict with the arguments below",
+        "train": "run train (in this process, until it ends) with the arguments below",
+    }
+    for method in METHODS:
+        sub = methods.add_parser(method, help=helps[method], description=helps[method])
+        sub.add_argument(
+            OUTPUT_OPTION,
+            metavar="FILE",
+            dest="method_output",
+            help="also save the answer in FILE (required for answers that are "
+            "not JSON when standard output is a terminal)",
+        )
+        if wrapper is not None and method in ("predict", "train"):
+            kinds[method] = _add_field_options(sub, _fields_of(wrapper, method))
+    return parser, kinds
+
+
+# -- running --------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``deepaas-cli``; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args_list)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except UsageError as exc:
+        return _fail(f"{exc} (see {PROG} --help)", 2)
+    except ArgumentsInvalid as exc:
+        problems = "; ".join(
+            f"--{name}: {' '.join(map(str, m)) if isinstance(m, list) else m}"
+            for name, m in exc.errors.items()
+        )
+        return _fail(f"invalid arguments: {problems}", 2)
+    except DeepaasError as exc:
+        if isinstance(getattr(exc, "traceback", None), str) and exc.traceback:
+            logging.getLogger("deepaas.cli").debug("%s", exc.traceback)
+        return _fail(exc.message, 1)
+    except BrokenPipeError:  # e.g. piped into head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        return _fail(str(exc), 1)
+
+
+def _main(argv: list[str]) -> int:
+    early = _Parser(prog=PROG, add_help=False)
+    _global_options(early)
+    known, _ = early.parse_known_args(argv)
+    setup_logging(level=known.log_level)
+    names = [known.model_name] if known.model_name else []
+    if not names and known.config_file:
+        from oslo_config import cfg
+
+        from deepaas.config import build_config
+
+        try:
+            names = list(
+                build_config(["--config-file", known.config_file], prog=PROG).model_name
+            )
+        except (cfg.Error, SystemExit) as exc:
+            raise UsageError(f"--config-file {known.config_file}: {exc}") from None
+    if not names and os.environ.get(MODEL_ENV_VAR):
+        names = [n.strip() for n in os.environ[MODEL_ENV_VAR].split(",") if n.strip()]
+    if len(names) > 1:
+        raise UsageError(f"{PROG} calls one model (got {', '.join(names)})")
+    spec = select_models(names, available_models())[0]
+    wrapper = ModelWrapper(spec.name, load_model(spec))
+    parser, kinds = build_parser(wrapper)
+    args = parser.parse_args(argv)
+    method = args.method
+    if method == "get_metadata":
+        return _emit(
+            to_json_bytes(wrapper.metadata()), "application/json", args.method_output
+        )
+    if method == "warm":
+        with contextlib.redirect_stdout(sys.stderr):
+            wrapper.warm()
+        print(f"{PROG}: model {spec.name!r} warmed", file=sys.stderr)
+        return 0
+    values = {
+        dest.split(":", 1)[1]: value
+        for dest, value in vars(args).items()
+        if dest.startswith("field:")
+    }
+    raw = _raw_arguments(values, kinds[method])
+    if method == "train":
+        kwargs = wrapper.parse_train_args(raw)
+        # The model's own prints go to standard error: standard output holds
+        # the answer only, so that it can be piped.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = wrapper.call("train", kwargs)
+        return _emit(to_json_bytes(result), "application/json", args.method_output)
+    kwargs = wrapper.parse_predict_args(raw)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = wrapper.call("predict", kwargs)
+    body, media = _answer(result, kwargs.get("accept"))
+    return _emit(body, media, args.method_output)
+
+
+def _answer(result: Any, accept: str | None) -> tuple[bytes, str]:
+    """What predict returned, as bytes and a media type."""
+    if hasattr(result, "read"):
+        try:
+            data = result.read()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        result = data.encode() if isinstance(data, str) else bytes(data)
+    json_accept = (
+        not accept or accept in ("*/*", "application/json") or accept.endswith("+json")
+    )
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return bytes(result), accept if not json_accept else "application/octet-stream"
+    if isinstance(result, str) and not json_accept:
+        return result.encode(), str(accept)
+    return to_json_bytes(result), "application/json"
+
+
+def _emit(body: bytes, media: str, output: str | None) -> int:
+    is_json = media == "application/json"
+    if is_json:
+        text = json.dumps(json.loads(body), indent=2) + "\n"
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if output:
+            _write(output, text.encode())
+        return 0
+    if output:
+        _write(output, body)
+        print(
+            f"{PROG}: wrote {len(body)} bytes of {media} to {output}", file=sys.stderr
+        )
+        return 0
+    if sys.stdout.isatty():
+        raise UsageError(
+            f"the answer is {media}, not text for a terminal: save it with "
+            f"{OUTPUT_OPTION} FILE or redirect standard output"
+        )
+    sys.stdout.flush()
+    sys.stdout.buffer.write(body)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (no half-written file on failure)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    partial = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.part")
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""deepaas-predict: run a model over many inputs, alone or as a SLURM job array.
+
+    deepaas-predict [options] INPUT... --output-dir DIR
+    deepaas-predict [options] --input-jsonl ARGS.jsonl --output-dir DIR
+    deepaas-predict merge --output-dir DIR [INPUT...]
+
+See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from deepaas.batch import (
+    BatchOptions,
+    BatchRun,
+    InputError,
+    Inputs,
+    JsonlInputs,
+    Shard,
+    ShardError,
+    UsageError,
+    collect_files,
+    default_tasks,
+    inputs_from_run_file,
+    merge_results,
+    parse_shard,
+    sbatch_script,
+    shard_from_slurm,
+    write_run_file,
+)
+from deepaas.config import MODEL_ENV_VAR
+from deepaas.exceptions import DeepaasError
+from deepaas.log import setup_logging
+from deepaas.model.loading import ModelSpec, available_models, load_model, select_models
+from deepaas.model.wrapper import ModelWrapper
+
+PROG = "deepaas-predict"
+LOG = logging.getLogger("deepaas.predict")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors raised instead of printed with the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="input files, directories (searched recursively), globs such as "
+        "'data/**/*.wav' (quote them), or @FILE for a list of inputs, one a line",
+    )
+    parser.add_argument(
+        "-i",
+        "--input",
+        dest="more_inputs",
+        action="append",
+        default=[],
+        metavar="INPUT",
+        help="one more input (repeatable)",
+    )
+    parser.add_argument(
+        "--pattern",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="take only the files matching GLOB (e.g. '*.wav') from input "
+        "directories; repeatable; default: every file",
+    )
+    parser.add_argument(
+        "--input-jsonl",
+        metavar="FILE",
+        help="for models without a file argument: one JSON object of predict "
+        "arguments per line, each line one input",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        required=True,
+        metavar="DIR",
+        help="folder of the results (created if missing)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of a batch run."""
+    parser = _Parser(
+        prog=PROG,
+        description="Run a DEEPaaS model's predict over many inputs; inside a SLURM "
+        "job array, each task takes its share. Results go to OUTPUT_DIR as JSON "
+        "Lines, one record per input; rerunning the same command resumes. "
+        f"Combine the tasks' results with '{PROG} merge --output-dir DIR'.",
+    )
+    _add_input_options(parser)
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help=f"the model to run (entry-point group deepaas.v2.model); default: "
+        f"${MODEL_ENV_VAR}, else the only installed model, else the demo model",
+    )
+    model.add_argument(
+        "--config-file",
+        metavar="FILE",
+        help="a deepaas config file ([DEFAULT] section); its model-name, warm "
+        "and gpus apply unless given here",
+    )
+    model.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a predict argument for every input, converted by the model's field "
+        "(repeat a list argument's NAME, or give a JSON list); repeatable",
+    )
+    model.add_argument(
+        "--file-arg",
+        metavar="NAME",
+        help="the file argument that receives each input (default: the model's "
+        "only file argument)",
+    )
+    model.add_argument(
+        "--accept",
+        "--content-type",
+        dest="accept",
+        metavar="MEDIA_TYPE",
+        help="media type of the answers, among those the model offers "
+        "(non-JSON answers are written as files under OUTPUT_DIR/outputs)",
+    )
+    model.add_argument(
+        "--warm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="call the model's warm() in each worker (default: on)",
+    )
+    run = parser.add_argument_group("execution")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="model processes, each warmed once (default 1); 0 runs the model in "
+        "this process (least overhead, no protection from crashes)",
+    )
+    run.add_argument(
+        "--gpus",
+        metavar="auto|none|LIST",
+        help="GPUs the workers may use (default auto: every visible one)",
+    )
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="process only shard K of N (0 <= K < N) of the sorted inputs; "
+        "inside a SLURM job array the shard comes from SLURM_ARRAY_TASK_ID",
+    )
+    run.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="redo the inputs that failed in earlier runs",
+    )
+    run.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first failing input"
+    )
+    run.add_argument(
+        "--term-grace",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, time the inputs in hand get to finish (default 20)",
+    )
+    run.add_argument(
+        "--progress-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="when not on a terminal, log progress this often (default 30; 0: never)",
+    )
+    run.add_argument(
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (default INFO)",
+    )
+    slurm = parser.add_argument_group("SLURM")
+    slurm.add_argument(
+        "--print-sbatch",
+        action="store_true",
+        help="print a job-array script for these inputs and exit",
+    )
+    slurm.add_argument(
+        "--tasks",
+        type=int,
+        metavar="N",
+        help="array tasks in the --print-sbatch script (default: about 1000 "
+        "inputs per task)",
+    )
+    return parser
+
+
+def build_merge_parser() -> argparse.ArgumentParser:
+    """The options of ``deepaas-predict merge``."""
+    parser = _Parser(
+        prog=f"{PROG} merge",
+        description="Combine the results files of OUTPUT_DIR into "
+        "OUTPUT_DIR/merged.jsonl (one record per input, in input order) and list "
+        "the inputs without a record in OUTPUT_DIR/missing.txt. The inputs are "
+        "those of the run (recorded in OUTPUT_DIR/run.json) unless given here.",
+    )
+    _add_input_options(parser)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``deepaas-predict``; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list[:1] == ["merge"]:
+            return _merge(args_list[1:])
+        return _predict(args_list)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except (UsageError, ShardError, InputError) as exc:
+        return _fail(
+            f"{exc} (see {PROG} --help)"
+            if isinstance(exc, UsageError) and "--help" not in str(exc)
+            else str(exc),
+            2,
+        )
+    except DeepaasError as exc:
+        return _fail(exc.message, 1)
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+
+
+def _inputs(
+    args: argparse.Namespace, output_dir: Path
+) -> tuple[Inputs, dict[str, Any]]:
+    sources = [*args.inputs, *args.more_inputs]
+    if args.input_jsonl and sources:
+        raise UsageError("give input files or --input-jsonl, not both")
+    if args.input_jsonl:
+        jsonl = JsonlInputs(args.input_jsonl)
+        return jsonl, {"kind": "jsonl", "path": jsonl.path}
+    if not sources:
+        raise UsageError(
+            "no inputs: give files, directories, globs or @lists, or --input-jsonl FILE"
+        )
+    patterns = args.pattern or ["*"]
+    files = collect_files(sources, patterns=patterns, exclude_dirs=[str(output_dir)])
+    if not len(files):
+        raise InputError(
+            f"no input files found in {', '.join(sources)} "
+            f"(patterns: {', '.join(patterns)})"
+        )
+    absolute = [
+        s if s.startswith("@") and not os.path.exists(s) else os.path.abspath(s)
+        for s in sources
+    ]
+    absolute = [
+        f"@{os.path.abspath(s[1:])}"
+        if s.startswith("@") and not os.path.exists(s)
+        else s
+        for s in absolute
+    ]
+    return files, {"kind": "files", "sources": absolute, "patterns": patterns}
+
+
+def _config(args: argparse.Namespace) -> Any:
+    if not args.config_file:
+        return None
+    from oslo_config import cfg
+
+    from deepaas.config import build_config
+
+    try:
+        return build_config(["--config-file", args.config_file], prog=PROG)
+    except (cfg.Error, SystemExit) as exc:
+        raise UsageError(f"--config-file {args.config_file}: {exc}") from None
+
+
+def _choose_model(args: argparse.Namespace, conf: Any) -> ModelSpec:
+    names = [args.model_name] if args.model_name else []
+    if not names and conf is not None:
+        names = list(conf.model_name)
+    if not names and os.environ.get(MODEL_ENV_VAR):
+        names = [n.strip() for n in os.environ[MODEL_ENV_VAR].split(",") if n.strip()]
+    if len(names) > 1:
+        raise UsageError(
+            f"{PROG} runs one model at a time (got {', '.join(names)}); "
+            "choose one with --model-name"
+        )
+    return select_models(names, available_models())[0]
+
+
+def _plan_devices(
+    spec: ModelSpec, workers: int, gpus: str, conf: Any
+) -> list[dict[str, str]] | None:
+    """Each worker's environment (CUDA_VISIBLE_DEVICES) from deepaas.model.devices."""
+    from deepaas.config import build_config
+    from deepaas.model import devices
+
+    plan = getattr(devices, "plan_from_config", None)
+    if workers == 0 or plan is None:
+        return None
+    argv = ["--gpus", gpus, "--workers", str(workers)]
+    if conf is not None:
+        argv += ["--workers-per-gpu", str(conf.workers_per_gpu)]
+    plan_conf = build_config(argv, prog=PROG)
+    result = plan([spec], plan_conf)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)
+    envs = (result or {}).get(spec.name)
+    return list(envs) if envs else None
+
+
+def _predict(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers < 0:
+        raise UsageError(f"--workers must be >= 0 (got {args.workers})")
+    if args.term_grace < 0 or args.progress_interval < 0:
+        raise UsageError("--term-grace and --progress-interval must be >= 0")
+    if args.tasks is not None and (args.tasks < 1 or not args.print_sbatch):
+        raise UsageError("--tasks N (N >= 1) goes with --print-sbatch")
+    fixed: list[tuple[str, str]] = []
+    for item in args.arg:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--arg takes NAME=VALUE (got {item!r})")
+        fixed.append((name.strip(), value))
+    conf = _config(args)
+    level_name = args.log_level or (conf.log_level if conf is not None else "INFO")
+    level = setup_logging(level=level_name)
+    if args.shard:
+        shard = parse_shard(args.shard)
+    else:
+        shard = shard_from_slurm() or Shard()
+    output_dir = Path(args.output_dir).absolute()
+    spec = _choose_model(args, conf)
+    inputs, given = _inputs(args, output_dir)
+    warm = args.warm if args.warm is not None else (conf.warm if conf else True)
+    gpus = args.gpus or (conf.gpus if conf is not None else "auto")
+    if args.print_sbatch:
+        return _print_sbatch(args, argv, spec, inputs, output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_run_file(
+        output_dir, {"model": spec.name, "inputs": given, "count": len(inputs)}
+    )
+    options = BatchOptions(
+        output_dir=output_dir,
+        model=spec,
+        fixed_args=fixed,
+        file_arg=args.file_arg,
+        accept=args.accept,
+        workers=args.workers,
+        worker_envs=_plan_devices(spec, args.workers, gpus, conf),
+        warm=warm,
+        shard=shard,
+        retry_errors=args.retry_errors,
+        fail_fast=args.fail_fast,
+        progress_interval=args.progress_interval,
+        term_grace=args.term_grace,
+        log_level=level,
+    )
+    if shard.source != "none":
+        LOG.info("shard %s (from %s) of %d inputs", shard, shard.source, len(inputs))
+    summary = BatchRun(options, inputs).run()
+    print(f"{PROG}: {summary.line()}", file=sys.stderr, flush=True)
+    return summary.exit_code
+
+
+def _self_command() -> list[str]:
+    script = Path(sys.executable).parent / PROG
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "deepaas.cmd.predict"]
+
+
+def _print_sbatch(
+    args: argparse.Namespace,
+    argv: list[str],
+    spec: ModelSpec,
+    inputs: Inputs,
+    output_dir: Path,
+) -> int:
+    wrapper = ModelWrapper(spec.name, load_model(spec))
+    resources = wrapper.resources()
+    gpus = int(resources.get("gpus") or 0)
+    tasks = args.tasks or default_tasks(len(inputs))
+    command = _self_command() + _task_arguments(argv, spec, output_dir)
+    print(
+        sbatch_script(
+            command=command,
+            tasks=tasks,
+            count=len(inputs),
+            output_dir=str(output_dir),
+            workdir=os.getcwd(),
+            job_name=f"{PROG}-{spec.name}",
+            cpus=max(1, args.workers),
+            gpus=gpus,
+        ),
+        end="",
+    )
+    return 0
+
+
+def _task_arguments(argv: list[str], spec: ModelSpec, output_dir: Path) -> list[str]:
+    """The command line of one array task: this one, less the script options."""
+    drop_flag = {"--print-sbatch"}
+    drop_value = {"--tasks", "--shard", "--model-name", "-o", "--output-dir"}
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in drop_flag:
+            continue
+        if name in drop_value:
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return ["--model-name", spec.name, "--output-dir", str(output_dir), *kept]
+
+
+def _merge(argv: list[str]) -> int:
+    args = build_merge_parser().parse_args(argv)
+    setup_logging(level="INFO")
+    output_dir = Path(args.output_dir).absolute()
+    if not output_dir.is_dir():
+        raise UsageError(f"--output-dir {args.output_dir!r} is not a folder")
+    if args.inputs or args.more_inputs or args.input_jsonl:
+        inputs, _ = _inputs(args, output_dir)
+    else:
+        inputs = inputs_from_run_file(output_dir)
+    report = merge_results(output_dir, inputs)
+    for key in report.missing[:10]:
+        print(f"{PROG}: missing: {key}", file=sys.stderr)
+    if len(report.missing) > 10:
+        print(f"{PROG}: ... and {len(report.missing) - 10} more", file=sys.stderr)
+    print(f"{PROG}: {report.line()}", file=sys.stderr, flush=True)
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
