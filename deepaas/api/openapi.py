@@ -100,7 +100,12 @@ def _error_responses(version: int, *codes: int) -> dict[int, Any]:
         504: "The model did not answer in time",
     }
     error = _json(_ref("Error", version), version)
-    return {code: {"description": texts[code], **error} for code in codes}
+    # 422 answers the contract's flat {argument: [messages]}, not a message.
+    invalid = _json(_ref("ValidationErrors", version), version)
+    return {
+        code: {"description": texts[code], **(invalid if code == 422 else error)}
+        for code in codes
+    }
 
 
 def _predict_operation(
@@ -284,6 +289,11 @@ def build_document(
         spec.components.schema(name, component=schema)
     spec.components.schema("Error", component={
         "type": "object", "properties": {"message": {"type": "string"}}})
+    spec.components.schema("ValidationErrors", component={
+        "type": "object",
+        "description": "Messages per invalid argument",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    })
     spec.components.schema("Prediction", component={
         "type": "object",
         "properties": {"status": {"type": "string"}, "predictions": {}},
