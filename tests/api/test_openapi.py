@@ -158,3 +158,15 @@ async def test_the_demo_model_document_is_valid(aiohttp_client):
     assert got["data"]["in"] == "formData"
     validate(await (await client.get("/openapi.json")).json(),
              cls=OpenAPIV31SpecValidator)
+
+
+async def test_error_answers_are_described_as_they_are_sent(swagger):
+    responses = swagger["paths"]["/v2/models/new-style/predict/"]["post"][
+        "responses"]
+    assert responses["422"]["schema"] == {"$ref": "#/definitions/ValidationErrors"}
+    assert swagger["definitions"]["ValidationErrors"]["additionalProperties"] == {
+        "type": "array", "items": {"type": "string"}}
+    for status in ("400", "402", "500", "501"):
+        assert responses[status]["schema"] == {"$ref": "#/definitions/Error"}
+    assert swagger["definitions"]["Error"]["properties"] == {
+        "message": {"type": "string"}}
