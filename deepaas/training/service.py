@@ -343,8 +343,14 @@ class TrainingService:
                and not self._closing):
             job = self._queue.popleft()
             self._running[job.uuid] = job
-            self.store.update(job.uuid, only_if=(QUEUED,), status=RUNNING,
-                              started_at=time.time())
+            try:
+                self.store.update(job.uuid, only_if=(QUEUED,), status=RUNNING,
+                                  started_at=time.time())
+            except BaseException:
+                # Keep its place and its slot free; the next event retries.
+                del self._running[job.uuid]
+                self._queue.appendleft(job)
+                raise
             job.task = asyncio.create_task(self._run(job),
                                            name=f"deepaas-training-{job.uuid}")
 
@@ -359,6 +365,8 @@ class TrainingService:
             raise
         except Exception as exc:
             LOG.exception("training %s could not be run", job.uuid)
+            if job.process is not None:
+                _processes.signal_group(job.process.pid, signal.SIGKILL)
             status, output, message = (
                 ERROR, None, f"the training could not be run: {exc}"
             )
