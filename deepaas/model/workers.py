@@ -206,7 +206,9 @@ class ProcessPool(Executor):
         shutting_down = WorkerCrashed("the server is shutting down")
         self._fail_waiters(shutting_down)
         for worker in self._workers:
-            if worker.channel is not None:
+            if worker.state == "starting":
+                self._kill(worker)  # no point finishing a warm-up
+            elif worker.channel is not None:
                 worker.channel.send(("stop",))
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout

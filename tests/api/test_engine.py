@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
+import urllib.request
 
 import aiohttp
 import pytest
@@ -13,7 +17,7 @@ import pytest
 from deepaas.api import create_app
 from deepaas.model.devices import DevicePlan
 from deepaas.model.executors import build_executors
-from tests.conftest import spec
+from tests.conftest import spec, subprocess_env
 
 #: Every request in this module is bounded: a hang fails the test.
 TIMEOUT = aiohttp.ClientTimeout(total=20)
@@ -191,3 +195,51 @@ async def test_batching_through_the_api(make_client):
         f"v{i}" for i in range(4)
     ]
     assert "bad value 'boom'" in answers[4][1]["message"]
+
+
+# -- deepaas-run: the plan made at start-up chooses where each model runs ---------
+
+
+def run_server(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )
+
+
+def test_deepaas_run_refuses_a_gpu_model_without_gpu(installed_models):
+    server = run_server("--model-name", "needs-gpu", "--gpus", "none",
+                        env=subprocess_env(installed_models))
+    try:
+        out, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 1
+    assert "model 'needs-gpu' asks for 1 GPU(s) per worker, but 0 GPU(s)" in err
+
+
+def test_deepaas_run_serves_declared_models_in_process(installed_models):
+    server = run_server("--model-name", "thread-echo", "--model-name", "crashy",
+                        env=subprocess_env(installed_models))
+    try:
+        url = ""
+        assert server.stdout is not None
+        for line in server.stdout:
+            if "serving" in line:
+                url = line.split(" on ", 1)[1].strip()
+                break
+        assert url, server.stderr.read() if server.stderr else ""
+
+        def pid_of(model: str) -> int:
+            request = urllib.request.Request(
+                f"{url}/v2/models/{model}/predict/", data=b"", method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=20) as resp:
+                return json.loads(resp.read())["predictions"]["pid"]
+
+        assert pid_of("thread-echo") == server.pid
+        assert pid_of("crashy") != server.pid
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert server.returncode == 0

@@ -1,0 +1,52 @@
+"""A real torch model on a real GPU: runs wherever an NVIDIA GPU and torch are."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+
+import pytest
+
+from deepaas.config import build_config
+from deepaas.model.devices import list_gpus, plan_from_config, visible_gpus
+from deepaas.model.executors import build_executors
+from deepaas.model.loading import ModelSpec
+from deepaas.model.wrapper import RawArguments
+
+pytestmark = pytest.mark.gpu
+
+
+def _skip_reason() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU here (nvidia-smi is not installed)"
+    if not visible_gpus(list_gpus(), os.environ):
+        return "nvidia-smi lists no GPU visible to this process"
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed (pip install torch==2.13.0)"
+    return None
+
+
+async def test_a_torch_model_runs_on_its_own_gpu():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    visible = visible_gpus(list_gpus(), os.environ)
+    spec = ModelSpec("torch-gpu", "tests.gpu.torch_model:TorchOnGpu", None)
+    plan = await plan_from_config([spec], build_config(["--train-endpoint", "false"]))
+    executors = build_executors([spec], worker_envs=plan)
+    pool = executors["torch-gpu"]
+    await pool.start()
+    try:
+        outcome = await asyncio.wait_for(pool.predict(RawArguments(), None), 120)
+    finally:
+        await pool.stop()
+    answer = json.loads(outcome.body)["predictions"]
+    assert answer["tensor_device"] == "cuda:0"
+    assert answer["helper"] == "cuda:0"
+    # Each worker sees exactly its one GPU, chosen among the visible ones.
+    assert answer["device_count"] == 1
+    assert answer["cuda_visible_devices"] in {g.token for g in visible}
+    assert len(plan["torch-gpu"]) == len(visible)
