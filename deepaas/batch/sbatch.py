@@ -30,7 +30,7 @@ def sbatch_script(
 ) -> str:
     """The text of an ``sbatch`` script running ``command`` as a job array."""
     per_task = math.ceil(count / tasks) if tasks else 0
-    quoted = " \\\n    ".join(shlex.quote(part) for part in command)
+    quoted = " ".join(shlex.quote(part) for part in command)
     lines = [
         "#!/bin/bash",
         f"# {count} inputs in {tasks} array task(s), about {per_task} per task.",
@@ -45,6 +45,8 @@ def sbatch_script(
         lines.append(f"#SBATCH --gpus={gpus}")
     lines += [
         f"#SBATCH --output={output_dir}/slurm-%A_%a.out",
+        "# (the output folder must exist before the job starts: SLURM does not",
+        "# create it; --print-sbatch has created it)",
         "# Set the time limit your cluster needs; on SIGTERM at the limit the",
         "# task records what it finished, and a resubmission carries on:",
         "##SBATCH --time=02:00:00",

@@ -405,6 +405,9 @@ def _print_sbatch(
     gpus = int(resources.get("gpus") or 0)
     tasks = args.tasks or default_tasks(len(inputs))
     command = _self_command() + _task_arguments(argv, spec, output_dir)
+    # SLURM writes the tasks' logs into the output folder, and fails a job
+    # whose --output folder does not exist.
+    output_dir.mkdir(parents=True, exist_ok=True)
     print(
         sbatch_script(
             command=command,

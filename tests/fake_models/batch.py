@@ -17,10 +17,19 @@ class Reader:
 
     def get_predict_args(self):
         return {
-            "data": fields.Field(required=True, type="file", location="form",
-                                 description="a text file"),
-            "scale": fields.Int(load_default=1, validate=validate.Range(min=1),
-                                metadata={"description": "multiplies the length"}),
+            "data": fields.Raw(
+                required=True,
+                metadata={
+                    "type": "file",
+                    "location": "form",
+                    "description": "a text file",
+                },
+            ),
+            "scale": fields.Int(
+                load_default=1,
+                validate=validate.Range(min=1),
+                metadata={"description": "multiplies the length"},
+            ),
             "tags": fields.List(fields.Str(), load_default=[]),
             "accept": fields.Str(
                 load_default="application/json",
@@ -39,20 +48,27 @@ class Reader:
             time.sleep(float(text.split()[1]))
         if accept == "text/plain":
             return f"{data.original_filename}:{len(text) * scale}\n"
-        return {"name": data.original_filename, "length": len(text) * scale,
-                "tags": tags, "pid": os.getpid(), "path": data.filename}
+        return {
+            "name": data.original_filename,
+            "length": len(text) * scale,
+            "tags": tags,
+            "pid": os.getpid(),
+            "path": data.filename,
+        }
 
 
 class TwoFiles:
     def get_predict_args(self):
         return {
-            "left": fields.Field(required=True, metadata={"type": "file"}),
-            "right": fields.Field(required=False, metadata={"type": "file"}),
+            "left": fields.Raw(required=True, metadata={"type": "file"}),
+            "right": fields.Raw(required=False, metadata={"type": "file"}),
         }
 
     def predict(self, left, right=None):
-        return {"left": left.original_filename,
-                "right": right.original_filename if right else None}
+        return {
+            "left": left.original_filename,
+            "right": right.original_filename if right else None,
+        }
 
 
 class GpuReader(Reader):
@@ -63,8 +79,11 @@ class Divide:
     """No file argument: for --input-jsonl."""
 
     def get_predict_args(self):
-        return {"a": fields.Float(required=True), "b": fields.Float(load_default=1.0),
-                "digits": fields.Int(load_default=3)}
+        return {
+            "a": fields.Float(required=True),
+            "b": fields.Float(load_default=1.0),
+            "digits": fields.Int(load_default=3),
+        }
 
     def predict(self, a, b, digits):
         return round(a / b, digits)
