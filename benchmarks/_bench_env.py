@@ -56,6 +56,7 @@ class BenchEnv:
     site: Path
     ours_python: Path
     deepaas_venv: Path | None
+    ours_source: Path | None = None
 
     def ours_command(self) -> list[str]:
         script = self.ours_python.parent / "deepaas-run"

@@ -164,7 +164,10 @@ def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
     tmp = env.work / "tmp" / f"{case.key}-{variant.label}"
     tmp.mkdir(parents=True, exist_ok=True)
     server_env = {k: v for k, v in os.environ.items() if k != "DEEPAAS_V2_MODEL"}
-    server_env.update(PYTHONPATH=str(env.site), TMPDIR=str(tmp),
+    path = [str(env.site)]
+    if variant.kind == "ours" and env.ours_source is not None:
+        path.insert(0, str(env.ours_source))
+    server_env.update(PYTHONPATH=os.pathsep.join(path), TMPDIR=str(tmp),
                       OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     common = ["--listen-ip", "127.0.0.1", "--listen-port", str(port),
               "--model-name", variant.entry]
@@ -429,6 +432,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=HERE / ".work",
                         help="venvs, logs and results (default benchmarks/.work)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--ours-source", type=Path,
+                        help="serve deepaas from this source tree (the folder "
+                        "holding deepaas/), e.g. a git worktree of another branch")
     args = parser.parse_args(argv)
     args.duration = args.duration or (2 if args.quick else 6)
     args.repeats = args.repeats or (1 if args.quick else 2)
@@ -458,8 +464,15 @@ def _describe_machine(args: argparse.Namespace, torch_version: str) -> str:
                 break
     except OSError:
         pass
-    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+    source = args.ours_source or HERE
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
+    if args.ours_source:
+        commit = f"{commit or '?'} from {args.ours_source}"
+    else:
+        dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain",
+                                "--", "../deepaas"], capture_output=True, text=True)
+        commit += " + uncommitted changes" if dirty.stdout.strip() else ""
     return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
             f"torch {torch_version}, deepaas at {commit or '?'}; load generator "
             f"{args.loadgen} on the same cores; {args.duration} s cells x "
@@ -474,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     env = prepare(args.work_dir.resolve(), with_deepaas=not args.skip_deepaas)
+    if args.ours_source is not None:
+        if not (args.ours_source / "deepaas" / "__init__.py").is_file():
+            raise SystemExit(f"--ours-source {args.ours_source}: no deepaas/ there")
+        env.ours_source = args.ours_source.resolve()
     torch_version = subprocess.run(
         [str(env.ours_python), "-c", "import torch; print(torch.__version__)"],
         capture_output=True, text=True).stdout.strip()
