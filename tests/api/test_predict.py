@@ -238,6 +238,17 @@ async def test_accept_argument_chooses_the_media_type(make_client):
     assert await resp.text() == "plain text"
 
 
+@pytest.mark.parametrize("body, media", [
+    ({"accept": "text/plain"}, "text/plain"),
+    ({"accept": "*/*"}, "image/png"),
+])
+async def test_accept_in_a_json_body(make_client, body, media):
+    client = await make_client("images")
+    resp = await client.post(IMAGES, json=body, headers={"Accept": "application/json"})
+    assert resp.status == 200
+    assert resp.content_type == media
+
+
 async def test_open_file_answer_is_streamed_with_the_chosen_type(make_client):
     client = await make_client("images")
     resp = await client.post(IMAGES, params={"as_file": "true"},
