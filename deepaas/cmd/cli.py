@@ -23,7 +23,7 @@ import logging
 import mimetypes
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from marshmallow import fields, missing, validate
@@ -46,26 +46,35 @@ class UsageError(ValueError):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: a model's --mode must never be taken for --model-name.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
-def _global_options(parser: argparse.ArgumentParser) -> None:
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The options of deepaas-cli itself (also accepted after the method)."""
+    default: Any = argparse.SUPPRESS if suppress else None
     parser.add_argument(
         "--model-name",
         metavar="NAME",
+        default=default,
         help=f"the model to call (default: ${MODEL_ENV_VAR}, else the only "
         "installed model, else the demo model)",
     )
     parser.add_argument(
         "--config-file",
         metavar="FILE",
+        default=default,
         help="a deepaas config file; its [DEFAULT] model-name applies unless "
         "--model-name is given",
     )
     parser.add_argument(
         "--log-level",
-        default="WARNING",
+        default=default if suppress else "WARNING",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level on standard error (default WARNING)",
@@ -248,7 +257,10 @@ def build_parser(
         "train": "run train (in this process, until it ends) with the arguments below",
     }
     for method in METHODS:
-        sub = methods.add_parser(method, help=helps[method], description=helps[method])
+        sub = methods.add_parser(
+            method, help=helps[method], description=helps[method], allow_abbrev=False
+        )
+        _global_options(sub, suppress=True)
         sub.add_argument(
             OUTPUT_OPTION,
             metavar="FILE",
@@ -326,7 +338,7 @@ def _main(argv: list[str]) -> int:
             to_json_bytes(wrapper.metadata()), "application/json", args.method_output
         )
     if method == "warm":
-        with contextlib.redirect_stdout(sys.stderr):
+        with _stdout_to_stderr():
             wrapper.warm()
         print(f"{PROG}: model {spec.name!r} warmed", file=sys.stderr)
         return 0
@@ -338,16 +350,37 @@ def _main(argv: list[str]) -> int:
     raw = _raw_arguments(values, kinds[method])
     if method == "train":
         kwargs = wrapper.parse_train_args(raw)
-        # The model's own prints go to standard error: standard output holds
-        # the answer only, so that it can be piped.
-        with contextlib.redirect_stdout(sys.stderr):
+        with _stdout_to_stderr():
             result = wrapper.call("train", kwargs)
         return _emit(to_json_bytes(result), "application/json", args.method_output)
     kwargs = wrapper.parse_predict_args(raw)
-    with contextlib.redirect_stdout(sys.stderr):
+    with _stdout_to_stderr():
         result = wrapper.call("predict", kwargs)
     body, media = _answer(result, kwargs.get("accept"))
     return _emit(body, media, args.method_output)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what the model prints (or its child processes write) to stderr.
+
+    Standard output then holds the answer only, so that it can be piped.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output at all
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _answer(result: Any, accept: str | None) -> tuple[bytes, str]:

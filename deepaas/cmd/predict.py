@@ -50,6 +50,10 @@ LOG = logging.getLogger("deepaas.predict")
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors raised instead of printed with the usage."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
