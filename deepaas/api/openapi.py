@@ -35,6 +35,12 @@ _TRAINING_PROPERTIES: dict[str, Any] = {
     },
     "message": {"type": "string", "description": "Why it failed"},
     "result": {"type": "object", "description": "output, finish_date, duration"},
+    "model": {"type": "string", "description": "The model it trains"},
+    "start_date": {"type": "string", "description": "When it left the queue"},
+    "finish_date": {
+        "type": "string",
+        "description": "When it ended (any final status)",
+    },
     "links": {"type": "array", "items": {"type": "object"}},
 }
 
@@ -92,7 +98,9 @@ def _error_responses(version: int, *codes: int) -> dict[int, Any]:
         402: "Endpoint disabled on this server",
         404: "No such model or training",
         406: "None of the accepted media types is offered",
+        409: "Run by another server sharing the state directory; cancel it there",
         413: "Request body too large",
+        415: "Unsupported request body type",
         422: "Invalid arguments: {argument: [messages]}",
         500: "The model failed",
         501: "The model does not implement this method",
@@ -170,7 +178,7 @@ def _train_operations(desc: ModelDescription, version: int) -> dict[str, Any]:
         "operationId": f"train_{desc.name}",
         "responses": {
             200: {"description": "The training, queued or running", **training},
-            **_error_responses(version, 400, 402, 413, 422, 501),
+            **_error_responses(version, 400, 402, 413, 415, 422, 501),
         },
     }
     if version == 2:
@@ -221,7 +229,7 @@ def _training_item_operations(desc: ModelDescription, version: int) -> dict[str,
             "a finished one with its logs",
             "operationId": f"delete_training_{desc.name}",
             "responses": {200: {"description": "The training", **training},
-                          **_error_responses(version, 400, 402, 404)},
+                          **_error_responses(version, 400, 402, 404, 409)},
         },
     }
 

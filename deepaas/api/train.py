@@ -13,7 +13,11 @@ from aiohttp import web
 
 from deepaas.api.keys import SETTINGS, TRAININGS
 from deepaas.api.models import get_executor
-from deepaas.api.request_args import read_arguments, remove_uploads
+from deepaas.api.request_args import (
+    add_header_arguments,
+    read_arguments,
+    remove_uploads,
+)
 from deepaas.api.routing import add_route, url
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
 from deepaas.model.execution import Executor
@@ -78,6 +82,7 @@ async def start_training(request: web.Request) -> web.Response:
     raw = await read_arguments(
         request, max_size=settings.client_max_size, upload_dir=settings.upload_dir
     )
+    add_header_arguments(request, raw, executor.description.train.parameters_v2)
     try:
         args = await executor.validate_train(raw)
         training = await service.submit(executor.spec, raw, args)

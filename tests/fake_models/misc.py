@@ -40,7 +40,9 @@ class Images:
         return {
             "accept": fields.Str(
                 load_default="image/png",
-                validate=validate.OneOf(["image/png", "application/json", "text/plain"]),
+                validate=validate.OneOf(
+                    ["image/png", "application/json", "text/plain"]
+                ),
             ),
             "as_file": fields.Bool(load_default=False),
         }

@@ -175,7 +175,9 @@ def _read_csv(path: str) -> np.ndarray:
             except ValueError:
                 if number == 1 and not rows:
                     continue  # a header line
-                raise ValueError(f"line {number} of the CSV is not numeric: {row}")
+                raise ValueError(
+                    f"line {number} of the CSV is not numeric: {row}"
+                ) from None
             if len(values) != 4:
                 raise ValueError(
                     f"line {number} of the CSV has {len(values)} values, expected 4"
@@ -214,14 +216,18 @@ def predict(
         "predictions": [
             {
                 "label": CLASSES[int(row.argmax())],
-                "probabilities": {c: round(float(p), 6) for c, p in zip(CLASSES, row)},
+                "probabilities": {
+                    c: round(float(p), 6) for c, p in zip(CLASSES, row, strict=True)
+                },
             }
             for row in probs
         ],
     }
 
 
-def train(epochs: int = 200, learning_rate: float = 0.5, **kwargs: Any) -> dict[str, Any]:
+def train(
+    epochs: int = 200, learning_rate: float = 0.5, **kwargs: Any
+) -> dict[str, Any]:
     """Fit the classifier on the synthetic data set and store its weights."""
     x, y = dataset()
     mean, scale = x.mean(axis=0), x.std(axis=0)
