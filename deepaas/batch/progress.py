@@ -8,6 +8,7 @@ how fast it goes and when it should end.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import IO, Any
@@ -47,12 +48,29 @@ class Progress:
         if bar is None:
             bar = hasattr(out, "isatty") and out.isatty()
         self._bar: Any = None
+        self._redirect: Any = None
         if bar and total:
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=total, unit="input", file=out, dynamic_ncols=True, smoothing=0.05
+            try:
+                size = os.get_terminal_size(out.fileno())
+            except (OSError, ValueError, AttributeError):
+                size = os.terminal_size((0, 0))
+            # A terminal that reports no size (some ptys) gets a fixed one:
+            # tqdm hides every bar of a screen with zero rows.
+            sizing: dict[str, Any] = (
+                {"dynamic_ncols": True}
+                if size.columns > 0 and size.lines > 0
+                else {"ncols": 100, "nrows": 24}
             )
+            self._bar = tqdm(
+                total=total, unit="input", file=out, smoothing=0.05, **sizing
+            )
+            # Log lines (failed inputs) print above the bar, not through it.
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
 
     def update(self, ok: bool) -> None:
         """Count one finished input."""
@@ -86,6 +104,9 @@ class Progress:
         )
 
     def close(self) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None

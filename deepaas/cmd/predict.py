@@ -317,7 +317,14 @@ def _choose_model(args: argparse.Namespace, conf: Any) -> ModelSpec:
 def _plan_devices(
     spec: ModelSpec, workers: int, gpus: str, conf: Any
 ) -> list[dict[str, str]] | None:
-    """Each worker's environment (CUDA_VISIBLE_DEVICES) from deepaas.model.devices."""
+    """Each worker's environment (CUDA_VISIBLE_DEVICES), as deepaas-run plans it.
+
+    :func:`deepaas.model.devices.plan_from_config` reads the model's declared
+    resources (in a short-lived probe process) and the GPUs this task may use
+    (``--gpus``, ``CUDA_VISIBLE_DEVICES``, SLURM's allocation).  A model asking
+    for GPUs gets one worker per GPU group (times ``workers-per-gpu``); no
+    GPU is held back for trainings.  ``--workers 0`` plans nothing.
+    """
     from deepaas.config import build_config
     from deepaas.model import devices
 
@@ -328,11 +335,14 @@ def _plan_devices(
     if conf is not None:
         argv += ["--workers-per-gpu", str(conf.workers_per_gpu)]
     plan_conf = build_config(argv, prog=PROG)
-    result = plan([spec], plan_conf)
+    extra: dict[str, Any] = {}
+    if "reserve_training" in inspect.signature(plan).parameters:
+        extra["reserve_training"] = False
+    result = plan([spec], plan_conf, **extra)
     if inspect.isawaitable(result):
         result = asyncio.run(result)
     envs = (result or {}).get(spec.name)
-    return list(envs) if envs else None
+    return [dict(env) for env in envs] if envs else None
 
 
 def _predict(argv: list[str]) -> int:

@@ -539,3 +539,38 @@ def test_sigterm_flushes_and_a_resubmission_resumes(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert len({r["input"] for r in records(out)}) == 40 == len(records(out))
+
+
+def test_a_terminal_gets_a_progress_bar(installed_models: Path, tmp_path: Path) -> None:
+    make_inputs(tmp_path / "data", 15)
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        [
+            SCRIPT,
+            str(tmp_path / "data"),
+            "-o",
+            str(tmp_path / "out"),
+            "--model-name",
+            "batch-reader",
+            "--workers",
+            "0",
+        ],
+        env=subprocess_env(installed_models),
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    text = seen.decode(errors="replace")
+    assert "100%" in text and "15/15" in text and "input/s" in text
+    assert "progress: " not in text
