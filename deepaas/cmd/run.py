@@ -13,6 +13,7 @@ from oslo_config import cfg
 
 from deepaas.api import ApiSettings, create_app
 from deepaas.api.debug import DebugCapture
+from deepaas.api.protocol import answer_protocol_errors_in_json
 from deepaas.config import build_config
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
@@ -103,6 +104,7 @@ async def _serve(conf: cfg.ConfigOpts, level: int,
              "the model in this process" if conf.workers == 0
              else f"{conf.workers} worker process(es) each")
     await runner.setup()  # starts and warms every worker
+    answer_protocol_errors_in_json(runner)
     try:
         site = web.TCPSite(runner, conf.listen_ip, conf.listen_port)
         await site.start()
