@@ -100,9 +100,7 @@ async def _serve(conf: cfg.ConfigOpts, level: int,
         app, handle_signals=False, shutdown_timeout=conf.shutdown_timeout,
         access_log=access_log,
     )
-    LOG.info("loading %s with %s", ", ".join(s.name for s in specs),
-             "the model in this process" if conf.workers == 0
-             else f"{conf.workers} worker process(es) each")
+    LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
     await runner.setup()  # starts and warms every worker
     answer_protocol_errors_in_json(runner)
     try:

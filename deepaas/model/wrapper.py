@@ -16,7 +16,7 @@ import inspect
 import json
 import logging
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import marshmallow
@@ -351,46 +351,6 @@ class ModelWrapper:
         kwargs = self.parse_predict_args(raw, accept)
         chosen = kwargs.get("accept", accept)
         return self.finish_predict(self.call("predict", kwargs), chosen)
-
-    def run_predict_batch(
-        self, requests: Iterable[tuple[RawArguments, str | None]]
-    ) -> list[PredictOutcome | DeepaasError]:
-        """Answer several requests with one ``predict_batch`` call.
-
-        Each request gets its own answer or its own error: arguments that do
-        not validate fail only their request, and the batch call sees only
-        the valid ones.
-        """
-        outcomes: list[PredictOutcome | DeepaasError | None] = []
-        valid: list[tuple[int, dict[str, Any], str | None]] = []
-        for raw, accept in requests:
-            try:
-                kwargs = self.parse_predict_args(raw, accept)
-            except DeepaasError as exc:
-                outcomes.append(exc)
-                continue
-            valid.append((len(outcomes), kwargs, kwargs.get("accept", accept)))
-            outcomes.append(None)
-        if valid:
-            try:
-                results = self.call("predict_batch", [kw for _, kw, _ in valid])
-                if not isinstance(results, list) or len(results) != len(valid):
-                    raise ResponseInvalid(
-                        f"model {self.name!r}: predict_batch must return a list with "
-                        f"one answer per request ({len(valid)})"
-                    )
-            except DeepaasError as exc:
-                for index, _, _ in valid:
-                    outcomes[index] = exc
-            else:
-                for (index, _, chosen), result in zip(valid, results, strict=True):
-                    try:
-                        if isinstance(result, BaseException):
-                            raise model_error(result)
-                        outcomes[index] = self.finish_predict(result, chosen)
-                    except DeepaasError as exc:
-                        outcomes[index] = exc
-        return [o for o in outcomes if o is not None]
 
 
 def _is_json_type(media_type: str) -> bool:
