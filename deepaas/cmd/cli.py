@@ -69,7 +69,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) 
         "--config-file",
         metavar="FILE",
         default=default,
-        help="a deepaas config file; its [DEFAULT] model-name applies unless "
+        help="a deepaas config file; its [DEFAULT] model_name applies unless "
         "--model-name is given",
     )
     parser.add_argument(

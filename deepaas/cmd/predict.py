@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--config-file",
         metavar="FILE",
-        help="a deepaas config file ([DEFAULT] section); its model-name, warm "
+        help="a deepaas config file ([DEFAULT] section); its model_name, warm "
         "and gpus apply unless given here",
     )
     model.add_argument(

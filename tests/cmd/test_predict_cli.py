@@ -574,3 +574,47 @@ def test_a_terminal_gets_a_progress_bar(installed_models: Path, tmp_path: Path) 
     text = seen.decode(errors="replace")
     assert "100%" in text and "15/15" in text and "input/s" in text
     assert "progress: " not in text
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_model_that_cannot_load_stops_with_one_line(
+    installed_models: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    workers: str,
+) -> None:
+    make_inputs(tmp_path / "data", 2)
+    code = run(
+        tmp_path / "data",
+        "-o",
+        tmp_path / "out",
+        "--model-name",
+        "broken",
+        "--workers",
+        workers,
+    )
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1
+    assert last.startswith("deepaas-predict: error: model 'broken'")
+    assert "this_module_does_not_exist" in last
+
+
+def test_the_model_name_may_come_from_a_config_file(
+    installed_models: Path, tmp_path: Path
+) -> None:
+    make_inputs(tmp_path / "data", 3)
+    config = tmp_path / "deepaas.conf"
+    config.write_text("[DEFAULT]\nmodel_name = batch-reader\nwarm = false\n")
+    assert (
+        run(
+            tmp_path / "data",
+            "-o",
+            tmp_path / "out",
+            "--config-file",
+            config,
+            "--workers",
+            "0",
+        )
+        == 0
+    )
+    assert records(tmp_path / "out")[0]["output"]["predictions"]["length"] == 1
