@@ -193,7 +193,7 @@ def test_serves_several_named_models_and_the_options(start, installed_models):
     assert status == 402
     with urllib.request.urlopen(server.url + "/deepaas/debug/", timeout=10) as resp:
         assert resp.status == 200
-        assert "loading echo, new-style" in resp.read().decode()
+        assert "loading and warming echo, new-style" in resp.read().decode()
     assert server.stop() == 0
 
 
