@@ -1,19 +1,22 @@
-"""Worker processes for batch runs, fed ahead so they never wait.
+"""Worker processes for batch runs, fed ahead in chunks so they never wait.
 
-The API's :class:`~deepaas.model.workers.ProcessPool` hands a call to an
+The API's :class:`~deepaas.model.workers.ProcessPool` hands one call to an
 idle worker and waits for the answer: right for requests that arrive one by
 one, but a batch knows its next inputs already.  Here each worker process
-(the same :func:`~deepaas.model._worker_main.run_worker` loop) gets up to
-``window`` inputs ahead, so it starts the next one the moment it answers
-the last: the pipe's round trip and the recording of results overlap with
-the model's work instead of adding to it.
+(:func:`deepaas.batch._worker.serve`) gets chunks of inputs, up to
+``window`` chunks ahead, so it starts the next input the moment it has
+answered the last, and the pipe's round trips and the recording of results
+overlap with the model's work instead of adding to it.  Chunks grow to
+about :data:`CHUNK_SECONDS` of the model's time (at most
+:data:`MAX_CHUNK` inputs): small models pay a few system calls per chunk
+rather than per input; slow models get one input per chunk.
 
-The workers run :func:`deepaas.batch._worker.serve`.  Answers come back in
-the order sent.  When a worker dies, the input it was
-working on (the oldest unanswered) is recorded as failed, the inputs queued
-behind it are handed out again, and the worker is restarted.  Workers
-ignore SIGTERM and SIGINT: the batch process decides, on those signals,
-whether to wait for the inputs in hand or to stop the workers.
+Answers come back chunk by chunk, in the order sent.  When a worker dies,
+the input it had in hand (its position in the chunk is in shared memory)
+is recorded as failed, the inputs it had not answered are handed out
+again, and the worker is restarted.  Workers ignore SIGTERM and SIGINT: the
+batch process decides, on those signals, whether to wait for the inputs in
+hand or to stop the workers.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ LOG = logging.getLogger(__name__)
 #: so that the batch process never blocks writing to a worker that is itself
 #: blocked writing a large answer back.
 LARGE_MESSAGE = 32 * 1024
+#: Seconds of model time a chunk of inputs aims at.
+CHUNK_SECONDS = 0.02
+#: The most inputs in one chunk.
+MAX_CHUNK = 32
 #: Signals after which a dead worker is not blamed on its input.
 _SHUTDOWN_EXITS = {-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 _MAX_HANDOUTS = 3
@@ -64,19 +71,23 @@ class _Worker:
         self.env = env
         self.process: Any = None
         self.conn: Connection | None = None
+        self.progress: Any = None
         self.state = "stopped"  # starting | ready | dead | stopped
-        #: (call id, item, time sent) of the inputs handed out, oldest first.
-        self.pending: collections.deque[tuple[int, Any, float]] = collections.deque()
-        self.last_answer = 0.0
+        #: (chunk id, items) handed out and not answered yet, oldest first.
+        self.pending: collections.deque[tuple[int, list[Any]]] = collections.deque()
         self.restarts = 0
         self.failure: DeepaasError | None = None
+
+    @property
+    def inputs(self) -> int:
+        return sum(len(items) for _, items in self.pending)
 
 
 Result = tuple[Any, Any, float]  # (item, PredictOutcome | DeepaasError, seconds)
 
 
 class BatchPool:
-    """``size`` model processes, each fed up to ``window`` inputs ahead."""
+    """``size`` model processes, each fed up to ``window`` chunks ahead."""
 
     def __init__(
         self,
@@ -97,8 +108,9 @@ class BatchPool:
         self._max_restarts = max_restarts
         self._context = multiprocessing.get_context("spawn")
         self._workers = [_Worker(i, env) for i, env in enumerate(envs)]
-        self._call_ids = 0
+        self._chunk_ids = 0
         self._handouts: collections.Counter[str] = collections.Counter()
+        self._seconds_per_input = 0.0
         self.description: ModelDescription | None = None
         self._setup: tuple[Any, ...] | None = None
         self.requeued: collections.deque[Any] = collections.deque()
@@ -110,9 +122,17 @@ class BatchPool:
 
     def _spawn(self, worker: _Worker) -> None:
         parent, child = self._context.Pipe(duplex=True)
+        worker.progress = self._context.RawValue("i", 0)
         worker.process = self._context.Process(
             target=serve,
-            args=(child, self.spec, self._warm, worker.env, self._log_level),
+            args=(
+                child,
+                worker.progress,
+                self.spec,
+                self._warm,
+                worker.env,
+                self._log_level,
+            ),
             name=f"deepaas-predict-{self.spec.name}-{worker.index}",
             daemon=True,
         )
@@ -181,7 +201,14 @@ class BatchPool:
         return any(w.state in ("ready", "starting") for w in self._workers)
 
     def in_flight(self) -> int:
-        return sum(len(w.pending) for w in self._workers)
+        """Inputs handed out and not answered yet."""
+        return sum(w.inputs for w in self._workers)
+
+    def chunk_size(self) -> int:
+        """How many inputs the next chunk should hold."""
+        if self._seconds_per_input <= 0:
+            return 1
+        return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / self._seconds_per_input)))
 
     def _free_worker(self, large: bool) -> _Worker | None:
         best: _Worker | None = None
@@ -190,12 +217,12 @@ class BatchPool:
                 continue
             if large and worker.pending:
                 continue
-            if best is None or len(worker.pending) < len(best.pending):
+            if best is None or worker.inputs < best.inputs:
                 best = worker
         return best
 
     def has_room(self) -> bool:
-        """Whether an input sent now would be handed to a worker at once."""
+        """Whether a chunk sent now would be handed to a worker at once."""
         return self._free_worker(large=False) is not None
 
     def setup(self, *payload: Any) -> None:
@@ -212,23 +239,21 @@ class BatchPool:
             except OSError:
                 pass
 
-    def submit(self, item: Any, kind: str, *payload: Any) -> bool:
-        """Hand ``item`` to a worker; False when none has room for it now.
+    def submit(self, kind: str, items: list[Any], requests: list[Any]) -> bool:
+        """Hand a chunk of inputs to a worker; False when none has room now.
 
-        ``kind`` is ``"file"`` (payload: path, media type) or ``"args"``
-        (payload: the input's RawArguments).
+        ``kind`` is ``"files"`` (requests: ``(path, media type)``) or
+        ``"args"`` (requests: each input's RawArguments).
         """
-        self._call_ids += 1
-        call_id = self._call_ids
-        message = bytes(ForkingPickler.dumps((kind, call_id, *payload)))
+        self._chunk_ids += 1
+        chunk_id = self._chunk_ids
+        message = bytes(ForkingPickler.dumps((kind, chunk_id, requests)))
         worker = self._free_worker(large=len(message) > LARGE_MESSAGE)
         if worker is None or worker.conn is None:
             return False
-        now = time.monotonic()
-        if not worker.pending:
-            worker.last_answer = now
-        worker.pending.append((call_id, item, now))
-        self._handouts[item.key] += 1
+        worker.pending.append((chunk_id, items))
+        for item in items:
+            self._handouts[item.key] += 1
         try:
             worker.conn.send_bytes(message)
         except OSError:
@@ -282,27 +307,33 @@ class BatchPool:
                 f"model {self.spec.name!r} could not be loaded: {message[1]}"
             )
             self._retire(worker)
-        elif kind in ("ok", "error"):
+        elif kind == "done":
             if not worker.pending:
                 return
-            call_id, item, _ = worker.pending.popleft()
-            now = time.monotonic()
-            seconds = now - worker.last_answer
-            worker.last_answer = now
-            self._handouts.pop(item.key, None)
-            if call_id != message[1]:  # never expected: answers come in order
+            chunk_id, items = worker.pending.popleft()
+            if chunk_id != message[1]:  # never expected: answers come in order
                 LOG.error(
-                    "worker %d answered call %s instead of %s",
+                    "worker %d answered chunk %s instead of %s",
                     worker.index,
                     message[1],
-                    call_id,
+                    chunk_id,
                 )
-            outcome: Any
-            if kind == "ok":
-                outcome = PredictOutcome(message[2], message[3])
-            else:
-                outcome = error_from_wire(message[2])
-            results.append((item, outcome, seconds))
+            total = 0.0
+            for item, answer in zip(items, message[2], strict=True):
+                self._handouts.pop(item.key, None)
+                outcome: Any
+                if answer[0] == "ok":
+                    outcome = PredictOutcome(answer[1], answer[2])
+                else:
+                    outcome = error_from_wire(answer[1])
+                seconds = answer[-1]
+                total += seconds
+                results.append((item, outcome, seconds))
+            average = total / max(1, len(items))
+            previous = self._seconds_per_input
+            self._seconds_per_input = (
+                average if previous <= 0 else 0.8 * previous + 0.2 * average
+            )
 
     def _retire(self, worker: _Worker) -> None:
         worker.state = "dead"
@@ -330,7 +361,12 @@ class BatchPool:
             return
         LOG.error("model %r: worker %d died: %s", self.spec.name, worker.index, how)
         if pending:
-            _, item, _ = pending[0]
+            _, items = pending[0]
+            position = min(max(0, int(worker.progress.value)), len(items) - 1)
+            # The inputs before it were answered, but their answers died with
+            # the process: they are handed out again, like those after it.
+            self.requeued.extend(items[:position])
+            item = items[position]
             if exitcode in _SHUTDOWN_EXITS and self._handouts[item.key] < _MAX_HANDOUTS:
                 # Stopped from outside (e.g. a signal to the whole process
                 # group): not this input's fault; hand it out again.
@@ -341,13 +377,15 @@ class BatchPool:
                     (
                         item,
                         WorkerCrashed(
-                            "the worker process died while predicting this input: "
-                            f"{how}"
+                            "the worker process died while predicting this "
+                            f"input: {how}"
                         ),
-                        time.monotonic() - worker.last_answer,
+                        0.0,
                     )
                 )
-            self.requeued.extend(queued for _, queued, _ in pending[1:])
+            self.requeued.extend(items[position + 1 :])
+            for _, later in pending[1:]:
+                self.requeued.extend(later)
         if worker.restarts < self._max_restarts:
             worker.restarts += 1
             LOG.info("model %r: restarting worker %d", self.spec.name, worker.index)

@@ -25,6 +25,7 @@ import mimetypes
 import os
 import time
 from collections.abc import Iterator
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,23 @@ def write_output_file(directory: Path, name: str, body: bytes) -> Path:
     return final
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="milliseconds"
-    )
+    """UTC time with milliseconds, ISO 8601; formats each second only once."""
+    now = time.time()
+    whole = int(now)
+    if _second[0] != whole:
+        stamp = datetime.datetime.fromtimestamp(whole, datetime.timezone.utc)
+        _second[0], _second[1] = whole, stamp.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}+00:00"
+
+
+def _quote(text: str) -> str:
+    # ASCII-only JSON string: file names that are not valid UTF-8 (lone
+    # surrogates) still give a valid record.
+    return encode_basestring_ascii(text)
 
 
 def ok_record(
@@ -105,7 +119,7 @@ def ok_record(
 ) -> bytes:
     """The line recording a success; a JSON answer is embedded as it is."""
     head = (
-        f'{{"input": {json.dumps(key)}, "status": "ok", "seconds": {seconds:.6f}, '
+        f'{{"input": {_quote(key)}, "status": "ok", "seconds": {seconds:.6f}, '
         f'"finished": "{_now()}"'
     )
     if output_file is not None:
@@ -137,12 +151,9 @@ def error_record(
 class ResultsWriter:
     """Appends records to one results file; each record is a single write()."""
 
-    def __init__(
-        self, path: str | Path, *, fsync_every: int = 200, fsync_seconds: float = 5.0
-    ) -> None:
+    def __init__(self, path: str | Path, *, fsync_seconds: float = 5.0) -> None:
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._fsync_every = fsync_every
         self._fsync_seconds = fsync_seconds
         self._unsynced = 0
         self._last_sync = time.monotonic()
@@ -165,9 +176,9 @@ class ResultsWriter:
             written = os.write(self._fd, view)
             view = view[written:]
         self._unsynced += 1
-        if self._unsynced >= self._fsync_every or (
-            time.monotonic() - self._last_sync >= self._fsync_seconds
-        ):
+        # fsync guards against a node crash only (a killed process loses no
+        # written record) and costs milliseconds: every few seconds is enough.
+        if time.monotonic() - self._last_sync >= self._fsync_seconds:
             self.sync()
 
     def sync(self) -> None:

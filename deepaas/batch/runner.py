@@ -471,7 +471,7 @@ class BatchRun:
             pool.stopping = True
             pool.stop(grace=2.0)
 
-    def _feed(self, pool: BatchPool, items: Iterator[InputItem]) -> None:
+    def _feed(self, pool: BatchPool, todo: Iterator[InputItem]) -> None:
         assert self._progress is not None
         options = self.options
         exhausted = False
@@ -482,20 +482,28 @@ class BatchRun:
                 deadline = time.monotonic() + (
                     options.term_grace if self._signal is not None else 1e9
                 )
-            while not stopping and pool.has_room():
-                item = pool.requeued.popleft() if pool.requeued else None
-                if item is None:
-                    item = next(items, None)
+            while not stopping and (pool.requeued or not exhausted) and pool.has_room():
+                items: list[InputItem] = []
+                requests: list[Any] = []
+                kind = "files"
+                size = pool.chunk_size()
+                while len(items) < size:
+                    item = pool.requeued.popleft() if pool.requeued else None
+                    if item is None and not exhausted:
+                        item = next(todo, None)
+                        exhausted = item is None
                     if item is None:
-                        exhausted = True
                         break
-                try:
-                    request = self._request(item)
-                except InputUnreadable as exc:
-                    self._record(item, exc, 0.0)
-                    continue
-                if not pool.submit(item, *request):
-                    pool.requeued.appendleft(item)
+                    try:
+                        request = self._request(item)
+                    except InputUnreadable as exc:
+                        self._record(item, exc, 0.0)
+                        continue
+                    kind = "files" if request[0] == "file" else "args"
+                    items.append(item)
+                    requests.append(request[1:] if kind == "files" else request[1])
+                if items and not pool.submit(kind, items, requests):
+                    pool.requeued.extendleft(reversed(items))
                     break
             if not pool.in_flight() and (exhausted or stopping) and not pool.requeued:
                 return

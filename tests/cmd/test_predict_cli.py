@@ -149,16 +149,19 @@ def test_worker_processes_share_the_inputs(
 def test_a_crashing_input_is_recorded_and_the_worker_restarted(
     installed_models: Path, tmp_path: Path
 ) -> None:
-    make_inputs(tmp_path / "data", 10, {3: "crash"})
+    # inputs go to the worker in chunks: the crash comes in the middle of one
+    make_inputs(tmp_path / "data", 60, {3: "crash", 41: "crash"})
     out = tmp_path / "out"
     code = run(
         tmp_path / "data", "-o", out, "--model-name", "batch-reader", "--workers", "1"
     )
-    got = {Path(r["input"]).name: r for r in records(out)}
-    assert code == 1 and len(got) == 10
-    assert got["in_0003.txt"]["error_type"] == "WorkerCrashed"
-    assert "exited with code 7" in got["in_0003.txt"]["error"]
-    assert sum(r["status"] == "ok" for r in got.values()) == 9
+    lines = records(out)
+    got = {Path(r["input"]).name: r for r in lines}
+    assert code == 1 and len(got) == 60 == len(lines)
+    for name in ("in_0003.txt", "in_0041.txt"):
+        assert got[name]["error_type"] == "WorkerCrashed"
+        assert "exited with code 7" in got[name]["error"]
+    assert sum(r["status"] == "ok" for r in got.values()) == 58
 
 
 def test_non_json_answers_are_files_with_predictable_names(
