@@ -265,7 +265,7 @@ def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
     servers = [build_server(v, case, env) for v in variants]
     print(f"\n== {case.key}: starting {', '.join(s.label for s in servers)}",
           flush=True)
-    with ServerSet(servers, env.work):
+    with ServerSet(list(servers), env.work):  # stops all, failed ones too
         answers = {}
         for server in list(servers):
             try:
