@@ -20,6 +20,14 @@ every contender reads them from the page cache):
   ``--workers 1`` once more pinned to a single CPU, as in a one-CPU SLURM
   task where the batch process and its worker share the core.
 
+Every contender runs with the same fixed glibc malloc settings
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``; ``mallopt`` in this
+process).  Without them, glibc's dynamic mmap threshold makes the model's
+own speed depend on the heap's history: numpy's ~250 KB temporaries are
+then mmapped and page-faulted afresh on each call in some processes and not
+in others, which moved the plain loop alone between 0.4 and 1.1 ms per
+input from one process to the next.  ``--no-malloc-pin`` shows that.
+
 Three figures per contender:
 
 * **steady/s**: inputs per second from the results' ``finished`` timestamps
@@ -96,6 +104,21 @@ class ClipFeatures:
         }
 
 
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(8 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(128 << 20),
+}
+
+
+def pin_malloc_here() -> None:
+    """The same settings as MALLOC_ENV, for this (already running) process."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD
+
+
 def make_inputs(folder: Path, count: int) -> list[Path]:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,6 +185,44 @@ def run_plain(work: Path, folder: Path, pin: bool = False) -> dict[str, Any]:
     }
 
 
+def same_process(work: Path, paths: list[Path], rounds: int) -> dict[str, float]:
+    """The loop and the batch engine (``--workers 0``) in this one process.
+
+    Same interpreter, same heap, alternating: the difference is deepaas's own
+    per-input work (argument handling, answer encoding, records) and nothing
+    else.
+    """
+    import importlib
+    import logging
+
+    from deepaas.batch import BatchOptions, BatchRun, collect_files
+    from deepaas.model.loading import ModelSpec
+
+    sys.path.insert(0, str(HERE))
+    importlib.invalidate_caches()
+    spec = ModelSpec("clip-features", "batch_overhead:ClipFeatures", None)
+    best = {"loop_wall": 1e9, "loop_cpu": 1e9, "batch_wall": 1e9, "batch_cpu": 1e9}
+    for number in range(rounds):
+        wall, cpu = plain_loop(paths)
+        best["loop_wall"] = min(best["loop_wall"], wall)
+        best["loop_cpu"] = min(best["loop_cpu"], cpu)
+        out = work / f"out-same-{number}"
+        options = BatchOptions(
+            output_dir=out,
+            model=spec,
+            workers=0,
+            progress_interval=0,
+            log_level=logging.WARNING,
+        )
+        run = BatchRun(options, collect_files([str(work / "clips")]))
+        logging.getLogger("deepaas").setLevel(logging.WARNING)
+        start, cpu = time.perf_counter(), time.process_time()
+        run.run()
+        best["batch_wall"] = min(best["batch_wall"], time.perf_counter() - start)
+        best["batch_cpu"] = min(best["batch_cpu"], time.process_time() - cpu)
+    return best
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -225,7 +286,15 @@ def main() -> int:
         help="rounds over every contender; the best of each is kept",
     )
     parser.add_argument("--plain-loop", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-malloc-pin",
+        action="store_true",
+        help="leave glibc malloc's dynamic thresholds alone",
+    )
     args = parser.parse_args()
+    if not args.no_malloc_pin and not args.plain_loop:
+        os.environ.update(MALLOC_ENV)  # inherited by every contender
+        pin_malloc_here()
     if args.plain_loop:
         plain_child(args.plain_loop)
         return 0
@@ -270,6 +339,7 @@ def main() -> int:
                     1e3 * (full["cpu"] - short["cpu"]) / (args.inputs - small)
                 )
                 runs[name].append(full)
+        same = same_process(work, paths, args.repeat)
     rows = []
     for name, _, _ in contenders:
         best = dict(max(runs[name], key=lambda r: r["steady_rate"]))
@@ -298,6 +368,15 @@ def main() -> int:
             f"{row['wall_rate']:>13.0f}{row['wall_rate'] / loop['wall_rate']:>8.0%}"
             f"{row['cpu_ms']:>13.3f}{loop['cpu_ms'] / row['cpu_ms']:>10.0%}"
         )
+    count = args.inputs
+    print(
+        f"same process, alternating (deepaas's own per-input work only): loop "
+        f"{1e3 * same['loop_cpu'] / count:.3f} ms CPU, {count / same['loop_wall']:.0f}/s; "
+        f"workers=0 engine {1e3 * same['batch_cpu'] / count:.3f} ms CPU, "
+        f"{count / same['batch_wall']:.0f}/s: "
+        f"{same['loop_cpu'] / same['batch_cpu']:.0%} of the loop's speed in CPU time, "
+        f"{same['loop_wall'] / same['batch_wall']:.0%} in wall time"
+    )
     return 0
 
 
