@@ -371,7 +371,8 @@ def main() -> int:
     count = args.inputs
     print(
         f"same process, alternating (deepaas's own per-input work only): loop "
-        f"{1e3 * same['loop_cpu'] / count:.3f} ms CPU, {count / same['loop_wall']:.0f}/s; "
+        f"{1e3 * same['loop_cpu'] / count:.3f} ms CPU, "
+        f"{count / same['loop_wall']:.0f}/s; "
         f"workers=0 engine {1e3 * same['batch_cpu'] / count:.3f} ms CPU, "
         f"{count / same['batch_wall']:.0f}/s: "
         f"{same['loop_cpu'] / same['batch_cpu']:.0%} of the loop's speed in CPU time, "
