@@ -1,13 +1,13 @@
 """deepaas-predict in real SLURM job arrays (a one-node cluster).
 
-CI starts the cluster with ``../shared/slurm/start-slurm.sh`` before the
-tests; without one these tests skip and say why.
+The ``slurm`` fixture (tests/slurm/conftest.py) starts a one-node cluster
+with ``../shared/slurm/start-slurm.sh`` when it can; without one these tests
+skip and say why.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -21,27 +21,6 @@ from tests.conftest import subprocess_env
 pytestmark = pytest.mark.slurm
 
 SCRIPT = str(Path(sys.executable).parent / "deepaas-predict")
-
-
-@pytest.fixture(scope="session")
-def slurm() -> None:
-    """Skip, saying why, unless a SLURM controller answers."""
-    if shutil.which("sbatch") is None:
-        pytest.skip(
-            "SLURM is not installed (no sbatch); CI starts a one-node "
-            "cluster with ../shared/slurm/start-slurm.sh"
-        )
-    try:
-        ping = subprocess.run(
-            ["scontrol", "ping"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"`scontrol ping` failed: {exc}")
-    if ping.returncode != 0 or "UP" not in ping.stdout:
-        pytest.skip(
-            "no SLURM controller answers `scontrol ping`: "
-            f"{(ping.stdout + ping.stderr).strip()}"
-        )
 
 
 def make_inputs(folder: Path, count: int, fail: set[int]) -> list[str]:
