@@ -18,49 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 from deepaas import exceptions
-
-_PR_SET_PDEATHSIG = 1
-
-#: An error as it crosses the pipe: (class name, message, errors, traceback).
-WireError = tuple[str, str, dict[str, Any], str]
-
-
-def error_to_wire(exc: exceptions.DeepaasError) -> WireError:
-    """Flatten a domain error into a picklable tuple."""
-    errors = exc.errors if isinstance(exc, exceptions.ArgumentsInvalid) else {}
-    trace = exc.traceback if isinstance(exc, exceptions.ModelError) else ""
-    return (type(exc).__name__, exc.message, errors, trace)
-
-
-def error_from_wire(wire: WireError) -> exceptions.DeepaasError:
-    """Rebuild the domain error a worker sent."""
-    name, message, errors, trace = wire
-    cls = getattr(exceptions, name, None)
-    if cls is exceptions.ArgumentsInvalid:
-        return exceptions.ArgumentsInvalid(errors)
-    if cls is exceptions.ModelError:
-        return exceptions.ModelError(message, traceback=trace)
-    if isinstance(cls, type) and issubclass(cls, exceptions.DeepaasError):
-        return cls(message)
-    return exceptions.DeepaasError(message)
-
-
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+from deepaas.model._process import die_with_parent
+from deepaas.model._wire import error_to_wire
 
 
 def serve(
@@ -73,7 +38,7 @@ def serve(
 ) -> None:
     """Answer predict calls on ``conn`` until told to stop or orphaned."""
     os.environ.update(env)
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(

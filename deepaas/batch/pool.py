@@ -30,8 +30,10 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from deepaas.batch._worker import error_from_wire, serve
+from deepaas.batch._worker import serve
 from deepaas.exceptions import DeepaasError, ModelLoadError, WorkerCrashed
+from deepaas.model._process import describe_exit
+from deepaas.model._wire import error_from_wire
 from deepaas.model.description import ModelDescription
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome
@@ -49,20 +51,6 @@ MAX_CHUNK = 32
 #: Signals after which a dead worker is not blamed on its input.
 _SHUTDOWN_EXITS = {-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 _MAX_HANDOUTS = 3
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """Say how a worker ended, in words a user understands."""
-    if exitcode is None:
-        return "it stopped answering"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hint = " (often: killed for using too much memory)" if name == "SIGKILL" else ""
-        return f"it was killed by {name}{hint}"
-    return f"it exited with code {exitcode}"
 
 
 class _Worker:

@@ -34,7 +34,13 @@ from deepaas.log import setup_logging
 from deepaas.model.arguments import is_file_field
 from deepaas.model.files import UploadedFile
 from deepaas.model.loading import available_models, load_model, select_models
-from deepaas.model.wrapper import ModelWrapper, RawArguments, to_json_bytes
+from deepaas.model.wrapper import (
+    ModelWrapper,
+    RawArguments,
+    is_json_media_type,
+    read_if_file,
+    to_json_bytes,
+)
 
 PROG = "deepaas-cli"
 OUTPUT_OPTION = "--deepaas_method_output"
@@ -385,17 +391,8 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 def _answer(result: Any, accept: str | None) -> tuple[bytes, str]:
     """What predict returned, as bytes and a media type."""
-    if hasattr(result, "read"):
-        try:
-            data = result.read()
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        result = data.encode() if isinstance(data, str) else bytes(data)
-    json_accept = (
-        not accept or accept in ("*/*", "application/json") or accept.endswith("+json")
-    )
+    result = read_if_file(result)
+    json_accept = not accept or is_json_media_type(accept)
     if isinstance(result, (bytes, bytearray, memoryview)):
         return bytes(result), accept if not json_accept else "application/octet-stream"
     if isinstance(result, str) and not json_accept:

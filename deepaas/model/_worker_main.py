@@ -15,28 +15,13 @@ import multiprocessing
 import os
 import signal
 import socket
-import sys
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, DeviceUnavailable, ModelLoadError
+from deepaas.model._process import die_with_parent
 from deepaas.model._wire import BlockingChannel, error_from_wire, error_to_wire
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when the API process dies (even SIGKILL)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _start_error(name: str, exc: BaseException) -> tuple[Any, str]:
@@ -60,7 +45,7 @@ def run_worker(
 ) -> None:
     """Serve calls on ``sock`` until told to stop."""
     os.environ.update(env)
-    _die_with_parent()
+    die_with_parent()
     # Ctrl-C reaches the whole process group; the API process decides when
     # workers stop, so they ignore it and finish the call in hand.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -126,7 +111,7 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
     """Import a model (GPUs hidden, no warm) and report what it declares."""
     # The probe only reads declarations: it must never touch a GPU.
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    _die_with_parent()
+    die_with_parent()
     channel = BlockingChannel(sock)
     from deepaas.model.devices import read_execution, read_need
     from deepaas.model.loading import load_model

@@ -27,7 +27,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import signal
 import socket
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from deepaas.exceptions import (
     QueueFull,
     WorkerCrashed,
 )
+from deepaas.model._process import describe_exit
 from deepaas.model._wire import MessageReader, error_from_wire
 from deepaas.model._worker_main import run_worker
 from deepaas.model.batching import Batcher
@@ -53,23 +53,6 @@ FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 30.0
 #: A worker healthy this long starts its backoff afresh after a crash.
 HEALTHY_AFTER = 60.0
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """Say how a process ended, in words a user understands."""
-    if exitcode is None:
-        return "it closed its connection and stopped answering"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hints = {
-            "SIGKILL": " (often: killed for using too much memory)",
-            "SIGSEGV": " (a segmentation fault in native code)",
-        }
-        return f"it was killed by {name}{hints.get(name, '')}"
-    return f"it exited with code {exitcode}"
 
 
 class _Worker:

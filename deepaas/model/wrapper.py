@@ -306,18 +306,11 @@ class ModelWrapper:
 
     def finish_predict(self, result: Any, accept: str | None) -> PredictOutcome:
         """Turn what ``predict`` returned into the answer's bytes."""
-        if hasattr(result, "read"):
-            try:
-                data = result.read()
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-            result = data.encode() if isinstance(data, str) else bytes(data)
+        result = read_if_file(result)
         if isinstance(result, (bytes, bytearray, memoryview)):
             media = accept if accept and accept != "*/*" else "application/octet-stream"
             return PredictOutcome(bytes(result), media)
-        if accept and not _is_json_type(accept):
+        if accept and not is_json_media_type(accept):
             if isinstance(result, str):
                 return PredictOutcome(result.encode(), accept)
         if self.response_schema is not None:
@@ -353,7 +346,21 @@ class ModelWrapper:
         return self.finish_predict(self.call("predict", kwargs), chosen)
 
 
-def _is_json_type(media_type: str) -> bool:
+def read_if_file(result: Any) -> Any:
+    """An open file a model returned, read into bytes and closed; else as is."""
+    if not hasattr(result, "read"):
+        return result
+    try:
+        data = result.read()
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+def is_json_media_type(media_type: str) -> bool:
+    """Whether answering ``media_type`` means answering JSON."""
     return media_type in ("*/*", JSON_MEDIA_TYPE) or media_type.endswith("+json")
 
 

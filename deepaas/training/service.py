@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from deepaas.exceptions import TrainingNotFound
+from deepaas.model._process import describe_exit
 from deepaas.model.loading import ModelSpec
-from deepaas.model.workers import describe_exit
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import _processes
 from deepaas.training._child import ChildJob, run_training
