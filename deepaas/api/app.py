@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
@@ -19,13 +18,14 @@ from deepaas.api.keys import (
     ApiSettings,
 )
 from deepaas.model.execution import Executor
+from deepaas.training import TrainingService
 
 
 def create_app(
     executors: dict[str, Executor],
     *,
     settings: ApiSettings | None = None,
-    trainings: Any = None,
+    trainings: TrainingService | None = None,
     debug_capture: debug.DebugCapture | None = None,
     manage_executors: bool = True,
 ) -> web.Application:

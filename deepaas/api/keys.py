@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.model.execution import Executor
+from deepaas.training import TrainingService
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,6 @@ class ApiSettings:
 
 SETTINGS = web.AppKey("deepaas_settings", ApiSettings)
 EXECUTORS = web.AppKey("deepaas_executors", dict[str, Executor])
-TRAININGS = web.AppKey("deepaas_trainings", Any)
+TRAININGS = web.AppKey("deepaas_trainings", TrainingService)
 DEBUG_CAPTURE = web.AppKey("deepaas_debug_capture", Any)
 SPEC_CACHE = web.AppKey("deepaas_spec_cache", dict[str, Any])
