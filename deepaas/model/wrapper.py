@@ -36,6 +36,7 @@ from deepaas.model.description import (
     describe_method,
     describe_response_schema,
 )
+from deepaas.model.files import UploadedFile
 
 LOG = logging.getLogger(__name__)
 
@@ -67,9 +68,8 @@ class RawArguments:
     pairs: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     json_body: dict[str, Any] | None = None
 
-    def uploads(self) -> list[Any]:
-        from deepaas.model.files import UploadedFile
-
+    def uploads(self) -> list[UploadedFile]:
+        """The uploaded files among the arguments."""
         return [v for _, v in self.pairs if isinstance(v, UploadedFile)]
 
 
