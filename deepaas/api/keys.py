@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas.api.capture import DebugCapture
 from deepaas.model.execution import Executor
 from deepaas.training import TrainingService
 
@@ -37,5 +38,5 @@ class ApiSettings:
 SETTINGS = web.AppKey("deepaas_settings", ApiSettings)
 EXECUTORS = web.AppKey("deepaas_executors", dict[str, Executor])
 TRAININGS = web.AppKey("deepaas_trainings", TrainingService)
-DEBUG_CAPTURE = web.AppKey("deepaas_debug_capture", Any)
+DEBUG_CAPTURE = web.AppKey("deepaas_debug_capture", DebugCapture)
 SPEC_CACHE = web.AppKey("deepaas_spec_cache", dict[str, Any])

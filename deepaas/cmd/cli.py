@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 from marshmallow import fields, missing, validate
 
 from deepaas.config import MODEL_ENV_VAR
-from deepaas.exceptions import ArgumentsInvalid, DeepaasError
+from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
 from deepaas.log import setup_logging
 from deepaas.model.arguments import is_file_field
 from deepaas.model.files import UploadedFile
@@ -303,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return _fail(f"invalid arguments: {problems}", 2)
     except DeepaasError as exc:
-        if isinstance(getattr(exc, "traceback", None), str) and exc.traceback:
+        if isinstance(exc, ModelError) and exc.traceback:
             logging.getLogger("deepaas.cli").debug("%s", exc.traceback)
         return _fail(exc.message, 1)
     except BrokenPipeError:  # e.g. piped into head
@@ -394,7 +394,8 @@ def _answer(result: Any, accept: str | None) -> tuple[bytes, str]:
     result = read_if_file(result)
     json_accept = not accept or is_json_media_type(accept)
     if isinstance(result, (bytes, bytearray, memoryview)):
-        return bytes(result), accept if not json_accept else "application/octet-stream"
+        media = str(accept) if not json_accept else "application/octet-stream"
+        return bytes(result), media
     if isinstance(result, str) and not json_accept:
         return result.encode(), str(accept)
     return to_json_bytes(result), "application/json"

@@ -339,7 +339,7 @@ def _plan_devices(
     if "reserve_training" in inspect.signature(plan).parameters:
         extra["reserve_training"] = False
     result = plan([spec], plan_conf, **extra)
-    if inspect.isawaitable(result):
+    if asyncio.iscoroutine(result):
         result = asyncio.run(result)
     envs = (result or {}).get(spec.name)
     return [dict(env) for env in envs] if envs else None

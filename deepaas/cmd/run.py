@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from oslo_config import cfg
@@ -17,6 +17,7 @@ from deepaas.api.protocol import answer_protocol_errors_in_json
 from deepaas.config import build_config
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
+from deepaas.model.execution import Executor
 from deepaas.model.executors import build_executors
 from deepaas.model.loading import available_models, select_models
 
@@ -125,7 +126,9 @@ def _bound_port(site: web.TCPSite, default: int) -> int:
     return default
 
 
-def _announce(conf: cfg.ConfigOpts, port: int, executors: dict[str, object]) -> None:
+def _announce(
+    conf: cfg.ConfigOpts, port: int, executors: Mapping[str, Executor]
+) -> None:
     host = conf.listen_ip
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}{ApiSettings(base_path=conf.base_path).base_path}"
@@ -139,7 +142,7 @@ def _announce(conf: cfg.ConfigOpts, port: int, executors: dict[str, object]) -> 
     lines.append(f"  Readiness:      {base}/ready")
     print("\n".join(lines), flush=True)
     for name, executor in executors.items():
-        LOG.info("model %r ready: %s", name, executor.status())  # type: ignore[attr-defined]
+        LOG.info("model %r ready: %s", name, executor.status())
 
 
 async def _wait_for_signal() -> None:

@@ -38,7 +38,7 @@ def device() -> str:
         return placed
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return "cpu"
-    torch = sys.modules.get("torch")
+    torch: Any = sys.modules.get("torch")
     if torch is None:
         try:
             import torch  # type: ignore[import-not-found, no-redef]

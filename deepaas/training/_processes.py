@@ -155,7 +155,11 @@ async def wait_for_exit(process: Any) -> None:
         owned = True
     except (AttributeError, OSError):
         fd, owned = process.sentinel, False
-    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, on_exit)
     try:
         await exited
     finally:

@@ -18,6 +18,7 @@ interrupted, never left ``running`` forever.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import dataclasses
 import logging
@@ -296,7 +297,7 @@ class TrainingService:
             raise InvalidTrainingRequest(str(exc)) from None
         return training, data, next_offset
 
-    def reconcile(self) -> list[str]:
+    def reconcile(self) -> builtins.list[str]:
         """Mark as interrupted the unfinished trainings whose server is gone."""
         servers = self.state_dir / SERVERS_DIR
         alive: dict[str, bool] = {}
@@ -421,6 +422,7 @@ class TrainingService:
         # Whatever the model left behind goes too; the process itself is a
         # zombie until joined, so its pid (the group id) cannot be reused.
         deadline = job.kill_deadline or time.monotonic() + self.cancel_grace
+        assert process.pid is not None  # started before it was watched
         if await _processes.stop_group(process.pid, deadline=deadline):
             append_log(job.log_file, "processes left behind were killed")
         await loop.run_in_executor(None, process.join)

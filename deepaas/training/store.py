@@ -10,6 +10,7 @@ and it keeps the store safe to use from any thread or process.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import datetime
@@ -219,7 +220,7 @@ class TrainingStore:
             rows = conn.execute(query + " ORDER BY seq", params).fetchall()
         return [_from_row(row) for row in rows]
 
-    def unfinished(self) -> list[Training]:
+    def unfinished(self) -> builtins.list[Training]:
         """Queued and running trainings of every server."""
         marks = ", ".join("?" for _ in UNFINISHED)
         with self._connect() as conn:
@@ -256,7 +257,7 @@ class TrainingStore:
             changes["output"] = json.dumps(changes["output"])
         assignments = ", ".join(f"{column} = ?" for column in changes)
         query = f"UPDATE trainings SET {assignments} WHERE uuid = ?"
-        params: list[Any] = [*changes.values(), uuid]
+        params: builtins.list[Any] = [*changes.values(), uuid]
         statuses = tuple(only_if)
         if statuses:
             query += f" AND status IN ({', '.join('?' for _ in statuses)})"
@@ -276,7 +277,7 @@ class TrainingStore:
             return cursor.rowcount == 1
 
     def prune(self, *, keep: int = 0, keep_days: float = 0,
-              now: float | None = None) -> list[Training]:
+              now: float | None = None) -> builtins.list[Training]:
         """Forget finished trainings beyond the retention; answer those removed.
 
         ``keep`` keeps the newest N finished trainings of each model;
