@@ -15,16 +15,14 @@ with SIGKILL.
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 from deepaas import exceptions
-from deepaas.model._process import die_with_parent
+from deepaas.model._process import prepare_worker_process
 from deepaas.model._wire import error_to_wire
 
 
@@ -37,14 +35,7 @@ def serve(
     log_level: int,
 ) -> None:
     """Answer predict calls on ``conn`` until told to stop or orphaned."""
-    os.environ.update(env)
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(
-        level=log_level,
-        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
-    )
+    prepare_worker_process(env, log_level, ignore_sigterm=True)
     from deepaas.batch.calls import PredictCall
     from deepaas.model.loading import load_model
     from deepaas.model.wrapper import ModelWrapper

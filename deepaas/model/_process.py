@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 
@@ -35,3 +37,24 @@ def describe_exit(exitcode: int | None) -> str:
         }
         return f"it was killed by {name}{hints.get(name, '')}"
     return f"it exited with code {exitcode}"
+
+
+def prepare_worker_process(
+    env: dict[str, str], log_level: int, *, ignore_sigterm: bool = False
+) -> None:
+    """Set up a freshly spawned worker before it imports any model.
+
+    The environment comes first (``CUDA_VISIBLE_DEVICES`` must be set before
+    a framework reads it).  Ctrl-C reaches the whole process group, but the
+    parent decides when workers stop, so they ignore SIGINT (and SIGTERM,
+    when the parent handles that too) and finish the call in hand.
+    """
+    os.environ.update(env)
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
+    )

@@ -10,17 +10,15 @@ outlives its server.
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import os
-import signal
 import socket
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, DeviceUnavailable, ModelLoadError
-from deepaas.model._process import die_with_parent
+from deepaas.model._process import die_with_parent, prepare_worker_process
 from deepaas.model._wire import BlockingChannel, error_from_wire, error_to_wire
 
 
@@ -44,15 +42,7 @@ def run_worker(
     log_level: int,
 ) -> None:
     """Serve calls on ``sock`` until told to stop."""
-    os.environ.update(env)
-    die_with_parent()
-    # Ctrl-C reaches the whole process group; the API process decides when
-    # workers stop, so they ignore it and finish the call in hand.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=log_level,
-        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
-    )
+    prepare_worker_process(env, log_level)
     channel = BlockingChannel(sock)
     from deepaas.model.batching import run_batch
     from deepaas.model.execution import jsonable_arguments
