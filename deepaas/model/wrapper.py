@@ -207,11 +207,11 @@ class ModelWrapper:
         result.setdefault("name", self.name)
         result.setdefault("description", "")
         try:
-            json.loads(to_json_bytes(result))
+            encoded = to_json_bytes(result)
         except (TypeError, ValueError):
             LOG.warning("model %r: metadata is not JSON; using defaults", self.name)
             return fallback
-        return json.loads(to_json_bytes(result))
+        return json.loads(encoded)
 
     def resources(self) -> dict[str, Any]:
         """What the model asks for, e.g. ``{"gpus": 1}`` (see docs/gpus.md)."""
@@ -313,29 +313,25 @@ class ModelWrapper:
         if accept and not is_json_media_type(accept):
             if isinstance(result, str):
                 return PredictOutcome(result.encode(), accept)
+        body = result if self.response_schema is not None else {
+            "status": "OK",
+            "predictions": result,
+        }
+        try:
+            encoded = to_json_bytes(body)
+        except (TypeError, ValueError) as exc:
+            raise ResponseInvalid(
+                f"model {self.name!r} returned a value that is not JSON: {exc}"
+            ) from None
         if self.response_schema is not None:
-            try:
-                errors = self.response_schema.validate(
-                    json.loads(to_json_bytes(result))
-                )
-            except (TypeError, ValueError) as exc:
-                raise ResponseInvalid(
-                    f"model {self.name!r} returned a value that is not JSON: {exc}"
-                ) from None
+            # Validate what the client will read, so numpy values count too.
+            errors = self.response_schema.validate(json.loads(encoded))
             if errors:
                 raise ResponseInvalid(
                     f"model {self.name!r} returned an answer that does not match "
                     f"its response schema: {errors}"
                 )
-            body: Any = result
-        else:
-            body = {"status": "OK", "predictions": result}
-        try:
-            return PredictOutcome(to_json_bytes(body), JSON_MEDIA_TYPE)
-        except (TypeError, ValueError) as exc:
-            raise ResponseInvalid(
-                f"model {self.name!r} returned a value that is not JSON: {exc}"
-            ) from None
+        return PredictOutcome(encoded, JSON_MEDIA_TYPE)
 
     def run_predict(
         self, raw: RawArguments, accept: str | None = None
