@@ -22,7 +22,7 @@ FAKE_MODELS = {
     "failing": "tests.fake_models.misc:Failing",
     "images": "tests.fake_models.misc:Images",
     "predict-only": "tests.fake_models.misc:PredictOnly",
-    "crashing": "tests.fake_models.misc:Crashing",
+    "crashing": "tests.fake_models.engine:Crashy",
     "broken": "tests.fake_models.broken",
     "crashy": "tests.fake_models.engine:Crashy",
     "slow-warm": "tests.fake_models.engine:SlowWarm",

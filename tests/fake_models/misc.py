@@ -61,24 +61,3 @@ class Images:
 class PredictOnly:
     def predict(self, **kwargs):
         return {"ok": True}
-
-
-class Crashing:
-    """Kills its own worker process when asked to."""
-
-    def get_predict_args(self):
-        return {"how": fields.Str(load_default="ok"),
-                "seconds": fields.Float(load_default=0.0)}
-
-    def predict(self, how, seconds):
-        import time
-
-        if how == "exit":
-            os._exit(3)
-        if how == "kill":
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        if how == "sleep":
-            time.sleep(seconds)
-        return {"pid": os.getpid()}
