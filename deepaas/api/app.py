@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from deepaas.api import debug, docs, health, models, train, versions
-from deepaas.api.errors import error_middleware
 from deepaas.api.keys import (
     DEBUG_CAPTURE,
     EXECUTORS,
@@ -17,6 +16,7 @@ from deepaas.api.keys import (
     TRAININGS,
     ApiSettings,
 )
+from deepaas.api.routing import add_fallback
 from deepaas.model.execution import Executor
 from deepaas.training import TrainingService
 
@@ -37,7 +37,8 @@ def create_app(
     """
     settings = settings or ApiSettings()
     max_size = settings.client_max_size or sys.maxsize
-    app = web.Application(middlewares=[error_middleware], client_max_size=max_size)
+    # No middleware: handlers answer their own errors (see api.errors).
+    app = web.Application(client_max_size=max_size)
     app[SETTINGS] = settings
     app[EXECUTORS] = executors
     app[SPEC_CACHE] = {}
@@ -52,6 +53,7 @@ def create_app(
     docs.setup(app, with_ui=settings.doc_endpoint)
     debug.setup(app)
     health.setup(app)
+    add_fallback(app)
 
     if manage_executors:
         app.cleanup_ctx.append(_run_executors)

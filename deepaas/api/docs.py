@@ -10,6 +10,7 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from deepaas.api import openapi
+from deepaas.api.errors import answer_errors_in_json
 from deepaas.api.keys import EXECUTORS, SETTINGS, SPEC_CACHE
 from deepaas.api.routing import add_route, url
 
@@ -73,7 +74,7 @@ async def static_asset(request: web.Request) -> web.FileResponse:
     """A Swagger UI file; a missing one is a JSON 404 like every error.
 
     (aiohttp's own static route finds a missing file only while sending, too
-    late for the error middleware, and answers an empty body.)
+    late to answer in JSON, and answers an empty body.)
     """
     name = request.match_info["filename"]
     path = SWAGGER_UI_DIR / name
@@ -93,4 +94,6 @@ def setup(app: web.Application, *, with_ui: bool) -> None:
         add_route(app, "GET", "/api", swagger_ui)
         add_route(app, "GET", "/ui", redirect_to_ui)
         base = app[SETTINGS].base_path
-        app.router.add_get(f"{base}/api/static/{{filename}}", static_asset)
+        app.router.add_get(
+            f"{base}/api/static/{{filename}}", answer_errors_in_json(static_asset)
+        )

@@ -2,7 +2,7 @@
 
 A request line or header that is too long, a garbage method or a bad
 Content-Length is answered by aiohttp's protocol handler itself, in plain
-text, before the application (and its error middleware) sees the request.
+text, before the application (and its JSON error answers) sees the request.
 Clients of the DEEPaaS API parse every error body as JSON, so the server
 built by ``deepaas-run`` swaps in a request handler that answers those
 errors with the same ``{"message": ...}`` body as every other error.

@@ -1,4 +1,9 @@
-"""Route helpers: every path answers with and without a trailing slash."""
+"""Route helpers: every path answers with and without a trailing slash.
+
+Every handler registered here answers its errors in JSON
+(:func:`~deepaas.api.errors.answer_errors_in_json`), and :func:`add_fallback`
+answers the requests that no route takes.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from deepaas.api.errors import answer_errors_in_json, no_such_route
 from deepaas.api.keys import SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -18,6 +24,7 @@ def add_route(
     base = app[SETTINGS].base_path
     full = f"{base}{path}" if path != "/" or not base else base + "/"
     twin = full.rstrip("/") if full.endswith("/") else full + "/"
+    handler = answer_errors_in_json(handler)
     app.router.add_route(method, full, handler, name=name or None)
     if twin and twin != full:
         app.router.add_route(method, twin, handler)
@@ -26,3 +33,8 @@ def add_route(
 def url(request: web.Request, path: str) -> str:
     """A path as clients must use it, with the configured base path."""
     return f"{request.app[SETTINGS].base_path}{path}"
+
+
+def add_fallback(app: web.Application) -> None:
+    """Answer 404 or 405 in JSON for whatever no other route takes; add it last."""
+    app.router.add_route("*", "/{path:.*}", answer_errors_in_json(no_such_route))

@@ -2,7 +2,7 @@
 
 Handlers resolve the model and the training service, then hand over to
 :class:`deepaas.training.TrainingService`; errors are domain exceptions that
-the error middleware answers as JSON.
+every handler answers as JSON (see :mod:`deepaas.api.errors`).
 """
 
 from __future__ import annotations

@@ -243,6 +243,8 @@ async def test_wrong_method_is_405_with_allow(make_client, method, path):
     resp = await client.request(method, path)
     await assert_json_error(resp, 405)
     assert resp.headers["Allow"]
+    if path == "/v2/models/echo/predict/":
+        assert resp.headers["Allow"] == "POST"
 
 
 async def test_disabled_predict_endpoint_is_402(make_client):
