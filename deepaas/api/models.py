@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -54,8 +57,21 @@ async def get_model(request: web.Request) -> web.Response:
     return web.json_response(model_json(request, get_executor(request)))
 
 
+# Names that can be written into a route literally (no quoting, no "{").
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._~-]+")
+
+
 async def predict(request: web.Request) -> web.Response:
-    executor = get_executor(request)
+    return await _predict(request, get_executor(request))
+
+
+def _predict_for(
+    executor: Executor,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    return functools.partial(_predict, executor=executor)
+
+
+async def _predict(request: web.Request, executor: Executor) -> web.Response:
     settings = request.app[SETTINGS]
     if not settings.predict_endpoint:
         raise EndpointDisabled("the predict endpoint is disabled on this server")
@@ -77,6 +93,17 @@ async def predict(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    """Register the model routes.
+
+    Each served model also gets its predict path as a plain route: aiohttp
+    finds a plain path with one dictionary look-up, whereas ``{name}`` routes
+    are tried one by one against every other route under ``/v2/models``.
+    The ``{name}`` route stays for the 404 naming the served models.
+    """
     add_route(app, "GET", "/v2/models/", list_models)
+    for name, executor in app[EXECUTORS].items():
+        if _PLAIN_NAME.fullmatch(name):
+            path = f"/v2/models/{name}/predict/"
+            add_route(app, "POST", path, _predict_for(executor))
     add_route(app, "GET", "/v2/models/{name}/", get_model)
     add_route(app, "POST", "/v2/models/{name}/predict/", predict)
