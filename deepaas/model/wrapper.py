@@ -94,9 +94,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# One encoder for every answer: json.dumps(default=...) builds a new one per call.
+_ENCODER = json.JSONEncoder(default=_json_default)
+
+
 def to_json_bytes(value: Any) -> bytes:
     """Serialize a model answer to JSON, numpy values included."""
-    return json.dumps(value, default=_json_default).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def model_error(exc: BaseException) -> ModelError:
@@ -275,13 +279,13 @@ class ModelWrapper:
             raise MethodNotImplemented(
                 f"model {self.name!r} does not implement predict"
             )
-        pairs = list(raw.pairs)
+        pairs = raw.pairs
+        json_body = raw.json_body
         if accept is not None and "accept" in self.predict_schema.fields:
             pairs = [(k, v) for k, v in pairs if k != "accept"]
             pairs.append(("accept", accept))
-        json_body = dict(raw.json_body or {})
-        if accept is not None:
-            json_body.pop("accept", None)
+        if accept is not None and json_body and "accept" in json_body:
+            json_body = {k: v for k, v in json_body.items() if k != "accept"}
         return args_mod.parse_arguments(self.predict_schema, pairs, json_body)
 
     def parse_train_args(self, raw: RawArguments) -> dict[str, Any]:
@@ -364,8 +368,14 @@ def _class_safe(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
 
 
+# What models usually return: surely not awaitable, no need to ask inspect.
+_PLAIN_TYPES = frozenset({str, bytes, dict, list, tuple, int, float, bool, type(None)})
+
+
 def _resolve(value: Any) -> Any:
     """Run a coroutine a model returned, from a thread with no running loop."""
+    if type(value) in _PLAIN_TYPES:
+        return value
     if inspect.isawaitable(value):
         return asyncio.run(_await(value))
     return value

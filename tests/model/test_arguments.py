@@ -123,3 +123,43 @@ def test_json_number_lists_load_like_marshmallow_with_the_same_errors():
             got = parse_arguments(fast, [], body)
             assert got == expected, body
             assert all(type(v) is float for v in got["pixels"])
+
+
+def test_field_by_field_loading_matches_marshmallow_schema_load():
+    """Answers and error messages are those of marshmallow's own Schema.load."""
+    arg_fields = {
+        "name": fields.Str(required=True, validate=validate.Length(min=2)),
+        "mode": fields.Str(load_default="fast",
+                           validate=validate.OneOf(["fast", "slow"])),
+        "size": fields.Int(data_key="n", load_default=3),
+        "ratio": fields.Float(allow_none=True, load_default=None),
+        "flag": fields.Bool(load_default=False),
+        "when": fields.Date(),
+        "tags": fields.List(fields.Str(), load_default=list),
+        "box": fields.Nested(
+            marshmallow.Schema.from_dict({"w": fields.Int(required=True)}),
+        ),
+        "seed": fields.Int(attribute="random_seed"),
+    }
+    ours = build_schema(arg_fields, "Mixed")
+    reference = marshmallow.Schema.from_dict(arg_fields)(unknown=marshmallow.EXCLUDE)
+    cases = [
+        {"name": "ab"},
+        {"name": "a"},
+        {},
+        {"name": "ab", "mode": "medium", "n": "x", "size": 9},
+        {"name": "ab", "n": "12", "ratio": None, "flag": "yes", "tags": ["a", 1]},
+        {"name": "ab", "ratio": "nan?", "flag": "maybe", "when": "2026-02-30"},
+        {"name": "ab", "when": "2026-11-21", "box": {"w": "4"}, "seed": 7},
+        {"name": "ab", "box": {}, "seed": "x", "extra": 1},
+        {"name": None},
+    ]
+    for body in cases:
+        try:
+            expected = reference.load(body)
+        except marshmallow.ValidationError as exc:
+            with pytest.raises(ArgumentsInvalid) as caught:
+                parse_arguments(ours, [], body)
+            assert caught.value.errors == exc.messages, body
+        else:
+            assert parse_arguments(ours, [], body) == expected, body
