@@ -38,6 +38,8 @@ def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
 
 def remove_uploads(raw: RawArguments) -> None:
     """Delete the temporary copies of every uploaded file."""
+    if not raw.pairs:
+        return
     for upload in raw.uploads():
         upload.remove()
 
@@ -50,11 +52,16 @@ def add_header_arguments(
     A value sent in the query, form or JSON body wins; ``accept`` is left to
     content negotiation.
     """
-    given = {key for key, _ in raw.pairs} | set(raw.json_body or {})
+    given: set[str] | None = None
     for param in parameters:
+        if param.get("in") != "header":
+            continue
         name = param.get("name", "")
-        if (param.get("in") == "header" and name.lower() != "accept"
-                and name not in given and name in request.headers):
+        if name.lower() == "accept" or name not in request.headers:
+            continue
+        if given is None:
+            given = {key for key, _ in raw.pairs} | set(raw.json_body or {})
+        if name not in given:
             raw.pairs.append((name, request.headers[name]))
 
 
@@ -62,7 +69,8 @@ async def read_arguments(
     request: web.Request, *, max_size: int, upload_dir: str | None
 ) -> RawArguments:
     """Collect the raw arguments of a predict or train call."""
-    raw = RawArguments(pairs=list(request.query.items()))
+    query = request.query.items() if request.query_string else ()
+    raw = RawArguments(pairs=list(query))
     if not request.body_exists:
         return raw
     content_type = request.content_type
@@ -97,10 +105,15 @@ async def read_arguments(
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
     body = await request.read()
-    if not body.strip():
-        return {}
     try:
-        value = json.loads(body)
+        # UTF-8 text first (what JSON is, and the fast path); the bytes
+        # themselves as a fallback, so json.loads detects a BOM or UTF-16/32.
+        try:
+            value = json.loads(body.decode())
+        except ValueError:
+            if not body.strip():
+                return {}
+            value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(
             text=f"the request body is not valid JSON: {exc}"

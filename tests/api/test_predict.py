@@ -301,6 +301,28 @@ async def test_unicode_json_body(make_client):
     assert (await resp.json())["predictions"] == "ünïcode"
 
 
+@pytest.mark.parametrize("encode", [
+    lambda text: text.encode("utf-8-sig"),  # with a byte-order mark
+    lambda text: text.encode("utf-16"),
+    lambda text: text.encode("utf-32-le"),
+], ids=["utf-8-bom", "utf-16", "utf-32"])
+async def test_json_body_in_other_unicode_encodings(make_client, encode):
+    client = await make_client("echo")
+    resp = await client.post("/v2/models/echo/predict/",
+                              data=encode(json.dumps({"value": "ünïcode"})),
+                              headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+    assert (await resp.json())["predictions"] == "ünïcode"
+
+
+@pytest.mark.parametrize("body", [b"", b"  \r\n"], ids=["empty", "blank"])
+async def test_blank_json_body_means_no_arguments(make_client, body):
+    client = await make_client("echo")
+    resp = await client.post("/v2/models/echo/predict/", data=body,
+                              headers={"Content-Type": "application/json"})
+    assert await resp.json() == {"status": "OK", "predictions": "hi"}
+
+
 async def test_header_arguments_arrive_as_http_headers(make_client):
     client = await make_client("types")
     path = "/v2/models/types/predict/"
