@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from deepaas import exceptions
-from deepaas.model._process import prepare_worker_process
+from deepaas.model._process import freeze_startup_objects, prepare_worker_process
 from deepaas.model._wire import error_to_wire
 
 
@@ -53,6 +53,7 @@ def serve(
         )
         conn.send(("failed", message, "".join(traceback.format_exception(exc))))
         return
+    freeze_startup_objects()
     conn.send(("ready", description, os.getpid()))
     call: PredictCall | None = None
     while True:

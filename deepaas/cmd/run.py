@@ -17,6 +17,7 @@ from deepaas.api.protocol import answer_protocol_errors_in_json
 from deepaas.config import build_config
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
+from deepaas.model._process import freeze_startup_objects
 from deepaas.model.execution import Executor
 from deepaas.model.executors import build_executors
 from deepaas.model.loading import available_models, select_models
@@ -104,6 +105,7 @@ async def _serve(conf: cfg.ConfigOpts, level: int,
     LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
     await runner.setup()  # starts and warms every worker
     answer_protocol_errors_in_json(runner)
+    freeze_startup_objects()
     try:
         site = web.TCPSite(runner, conf.listen_ip, conf.listen_port)
         await site.start()

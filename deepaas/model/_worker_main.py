@@ -18,7 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, DeviceUnavailable, ModelLoadError
-from deepaas.model._process import die_with_parent, prepare_worker_process
+from deepaas.model._process import (
+    die_with_parent,
+    freeze_startup_objects,
+    prepare_worker_process,
+)
 from deepaas.model._wire import BlockingChannel, error_from_wire, error_to_wire
 
 
@@ -57,6 +61,7 @@ def run_worker(
     except BaseException as exc:  # report every start-up failure to the parent
         channel.send(("failed", *_start_error(spec.name, exc)))
         return
+    freeze_startup_objects()
     channel.send(("ready", description, os.getpid()))
 
     while True:
