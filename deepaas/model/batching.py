@@ -4,8 +4,12 @@ A model opts in by defining ``predict_batch(list_of_kwargs) -> list`` (one
 answer per request, in order; an exception instance in the list fails only
 that request) and may set ``max_batch_size`` (default 8) and
 ``batch_timeout`` (seconds, default 0.01).  A batch leaves as soon as it is
-full, or ``batch_timeout`` after its first request arrived.  Every caller
-receives its own answer or its own error.
+full, or ``batch_timeout`` after its first request arrived.  Waiting for
+company only pays while requests come concurrently, so a request that
+arrives alone (nothing else queued, and the previous batch was a single
+request too) leaves at once: a model called one request at a time answers
+as fast as without batching.  Every caller receives its own answer or its
+own error.
 """
 
 from __future__ import annotations
@@ -106,6 +110,10 @@ class Batcher:
         self._timeout = max(0.0, float(batch_timeout))
         self._max_queue = max_queue
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._last_batch_size = 0
+        # One batch is collected at a time: an idle runner must not take the
+        # request another one is holding a batch open for.
+        self._collecting = asyncio.Lock()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._dispatch()) for _ in range(concurrency)]
 
@@ -128,6 +136,10 @@ class Batcher:
 
     async def _collect(self) -> list[_Item]:
         batch = [await self._queue.get()]
+        if self._queue.empty() and self._last_batch_size <= 1:
+            # Alone, and the traffic so far came one request at a time.
+            self._last_batch_size = 1
+            return batch
         deadline = time.monotonic() + self._timeout
         while len(batch) < self._max:
             if not self._queue.empty():
@@ -140,11 +152,13 @@ class Batcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
             except asyncio.TimeoutError:
                 break
+        self._last_batch_size = len(batch)
         return batch
 
     async def _dispatch(self) -> None:
         while True:
-            batch = await self._collect()
+            async with self._collecting:
+                batch = await self._collect()
             live = [item for item in batch if not item[2].done()]
             if not live:
                 continue

@@ -58,7 +58,7 @@ class Batched:
     """
 
     max_batch_size = 4
-    batch_timeout = 0.5
+    batch_timeout = 2.0
 
     def get_predict_args(self):
         return {"value": fields.Str(load_default="x"), "n": fields.Int(load_default=0)}

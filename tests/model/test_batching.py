@@ -45,9 +45,25 @@ async def test_concurrent_requests_are_grouped(batched):
     assert sizes == [4] * 8
 
 
-async def test_a_lone_request_leaves_after_the_batch_timeout(batched):
-    answer = await ask(batched, value="alone")
-    assert answer == {"value": "alone", "n": 0, "batch": 1}
+async def test_a_lone_request_does_not_wait_for_the_batch_timeout(batched):
+    loop = asyncio.get_running_loop()
+    for value in ("alone", "alone again"):
+        started = loop.time()
+        answer = await ask(batched, value=value)
+        assert answer == {"value": value, "n": 0, "batch": 1}
+        # batch_timeout is 2 s; the call itself takes 0.05 s.
+        assert loop.time() - started < 1.5
+
+
+async def test_under_concurrent_traffic_a_batch_waits_for_company(batched):
+    # Concurrent traffic first: a full batch.
+    answers = await asyncio.gather(*(ask(batched, value=f"v{i}") for i in range(4)))
+    assert [a["batch"] for a in answers] == [4] * 4
+    # Then two requests 0.2 s apart: the first waits (up to 2 s) for the second.
+    first = asyncio.ensure_future(ask(batched, value="early"))
+    await asyncio.sleep(0.2)
+    second = await ask(batched, value="late")
+    assert (await first)["batch"] == second["batch"] == 2
 
 
 async def test_each_caller_gets_its_own_error(batched):
@@ -68,4 +84,4 @@ async def test_each_caller_gets_its_own_error(batched):
 
 
 async def test_batching_is_reported_in_the_description(batched):
-    assert batched.description.batching == {"max_batch_size": 4, "batch_timeout": 0.5}
+    assert batched.description.batching == {"max_batch_size": 4, "batch_timeout": 2.0}
