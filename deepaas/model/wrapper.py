@@ -217,16 +217,22 @@ class ModelWrapper:
             return fallback
         return json.loads(encoded)
 
-    def resources(self) -> dict[str, Any]:
-        """What the model asks for, e.g. ``{"gpus": 1}`` (see docs/gpus.md)."""
+    def resources(self, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the model asks for, e.g. ``{"gpus": 1}`` (see docs/gpus.md).
+
+        ``metadata`` is what :meth:`metadata` returned, when the caller has
+        it already: ``get_metadata`` may be slow, so it is called once.
+        """
         declared = getattr(self.model, "resources", None)
         if declared is None:
-            meta_method = self._method("get_metadata")
-            try:
-                meta = meta_method() if meta_method else {}
-            except Exception:
-                meta = {}
-            declared = meta.get("resources") if isinstance(meta, Mapping) else None
+            if metadata is None:
+                meta_method = self._method("get_metadata")
+                try:
+                    metadata = meta_method() if meta_method else {}
+                except Exception:
+                    metadata = {}
+            if isinstance(metadata, Mapping):
+                declared = metadata.get("resources")
         if declared is None:
             return {}
         if not isinstance(declared, Mapping):
@@ -245,9 +251,10 @@ class ModelWrapper:
                 "max_batch_size": int(getattr(self.model, "max_batch_size", 8)),
                 "batch_timeout": float(getattr(self.model, "batch_timeout", 0.01)),
             }
+        metadata = self.metadata()
         return ModelDescription(
             name=self.name,
-            metadata=self.metadata(),
+            metadata=metadata,
             predict=describe_method(
                 self._predict_fields, available=self.has("predict")
             ),
@@ -255,7 +262,7 @@ class ModelWrapper:
             accept=list(self.accept),
             response_definitions_v2=v2,
             response_schemas_v3=v3,
-            resources=self.resources(),
+            resources=self.resources(metadata),
             batching=batching,
         )
 

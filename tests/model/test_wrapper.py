@@ -192,3 +192,16 @@ def test_file_argument_object(tmp_path):
     upload.remove()
     upload.remove()  # a second removal is harmless
     assert not path.exists()
+
+
+def test_describing_a_model_asks_its_metadata_once():
+    calls = []
+
+    def get_metadata():
+        calls.append(1)
+        return {"name": "counted", "resources": {"gpus": 1, "gpu": "preferred"}}
+
+    desc = ModelWrapper("counted", model(get_metadata=get_metadata)).describe()
+    assert desc.resources == {"gpus": 1, "gpu": "preferred"}
+    assert desc.metadata["name"] == "counted"
+    assert len(calls) == 1
