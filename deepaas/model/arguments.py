@@ -170,8 +170,12 @@ def _load_fields(
         except marshmallow.ValidationError as exc:
             errors[key] = exc.messages
             continue
-        if value is not marshmallow.missing:
-            set_value(loaded, field.attribute or attr, value)
+        if value is marshmallow.missing:
+            continue
+        if field.attribute:
+            set_value(loaded, field.attribute, value)  # may be a dotted path
+        else:
+            loaded[attr] = value
     return loaded
 
 
@@ -189,13 +193,11 @@ def parse_arguments(
     """
     plan = _load_plan(schema)
     pairs = list(pairs)
-    raw: dict[str, Any] = {}
+    raw: Mapping[str, Any] = json_body or {}  # only read from here on
     if pairs:
         multi = MultiDict(pairs)
         proxy = MultiDictProxy(multi, schema)
-        raw = {key: proxy[key] for key in set(multi.keys())}
-    if json_body:
-        raw.update(json_body)
+        raw = {key: proxy[key] for key in set(multi.keys())} | dict(raw)
     errors: dict[str, Any] = {}
     for name in plan.file_fields:
         if name in raw and not isinstance(raw[name], UploadedFile):
@@ -217,8 +219,8 @@ def parse_arguments(
             errors[name] = exc.messages
     field_errors: dict[str, Any] = {}
     loaded = _load_fields(plan, raw, preloaded, field_errors)
-    errors = {**field_errors, **errors}
-    if errors:
-        raise ArgumentsInvalid(errors)
-    loaded.update(preloaded)
+    if errors or field_errors:
+        raise ArgumentsInvalid({**field_errors, **errors})
+    if preloaded:
+        loaded.update(preloaded)
     return loaded
