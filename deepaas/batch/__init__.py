@@ -2,7 +2,8 @@
 
 The pieces, in the order a run uses them: :mod:`~deepaas.batch.inputs`
 (finding inputs), :mod:`~deepaas.batch.sharding` (which are this task's),
-:mod:`~deepaas.batch.runner` (running the model over them, with
+:mod:`~deepaas.batch.runner` (running the model over them as
+:mod:`~deepaas.batch.options` says, with
 :mod:`~deepaas.batch.pool` worker processes), :mod:`~deepaas.batch.results`
 (the records), :mod:`~deepaas.batch.merge` and :mod:`~deepaas.batch.sbatch`.
 The command line is :mod:`deepaas.cmd.predict`.
@@ -22,8 +23,9 @@ from deepaas.batch.merge import (
     merge_results,
     write_run_file,
 )
+from deepaas.batch.options import BatchOptions, Summary, UsageError
 from deepaas.batch.results import ResultsWriter, read_records, results_filename
-from deepaas.batch.runner import BatchOptions, BatchRun, Summary, UsageError
+from deepaas.batch.runner import BatchRun
 from deepaas.batch.sbatch import default_tasks, sbatch_script
 from deepaas.batch.sharding import Shard, ShardError, parse_shard, shard_from_slurm
 
