@@ -14,7 +14,7 @@ from deepaas.training.errors import (
     TrainingBusy,
     TrainingsNotConfigured,
 )
-from deepaas.training.service import TrainingService, parse_uuid
+from deepaas.training.service import TrainingService
 from deepaas.training.store import (
     CANCELLED,
     DONE,
@@ -23,6 +23,7 @@ from deepaas.training.store import (
     RUNNING,
     Training,
     TrainingStore,
+    parse_uuid,
 )
 
 __all__ = [

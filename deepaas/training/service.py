@@ -65,6 +65,7 @@ from deepaas.training.store import (
     UNFINISHED,
     Training,
     TrainingStore,
+    parse_uuid,
 )
 
 LOG = logging.getLogger(__name__)
@@ -80,17 +81,6 @@ INTERRUPTED_BY_SHUTDOWN = (
     "interrupted: the server shut down before this training finished"
 )
 CANCELLED_MESSAGE = "cancelled by a DELETE request"
-
-
-def parse_uuid(value: str) -> str:
-    """A training uuid in its canonical form (32 hex digits), or a 400."""
-    try:
-        return uuid_mod.UUID(value.strip()).hex
-    except ValueError:
-        raise InvalidTrainingRequest(
-            f"{value!r} is not a training uuid: expected 32 hexadecimal digits, "
-            "as answered by POST .../train/"
-        ) from None
 
 
 @dataclasses.dataclass(eq=False)

@@ -17,9 +17,12 @@ import datetime
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from deepaas.training.errors import InvalidTrainingRequest
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -69,6 +72,17 @@ _UPDATABLE = {"status", "started_at", "finished_at", "output", "message", "pid"}
 def format_date(timestamp: float) -> str:
     """A local date as DEEPaaS clients parse it: ``2024-05-01 12:00:00.000000``."""
     return datetime.datetime.fromtimestamp(timestamp).strftime(DATE_FORMAT)
+
+
+def parse_uuid(value: str) -> str:
+    """A training uuid in its canonical form (32 hex digits), or a 400."""
+    try:
+        return uuid.UUID(value.strip()).hex
+    except ValueError:
+        raise InvalidTrainingRequest(
+            f"{value!r} is not a training uuid: expected 32 hexadecimal digits, "
+            "as answered by POST .../train/"
+        ) from None
 
 
 @dataclasses.dataclass
