@@ -26,6 +26,10 @@ def _skip_reason() -> str | None:
         return "nvidia-smi lists no GPU visible to this process"
     if importlib.util.find_spec("torch") is None:
         return "torch is not installed (pip install torch==2.13.0)"
+    import torch
+
+    if torch.version.cuda is None:  # reading the build info touches no GPU
+        return f"torch {torch.__version__} is a CPU-only build"
     return None
 
 
