@@ -82,5 +82,9 @@ async def no_such_route(request: web.Request) -> web.StreamResponse:
         _, methods = await resource.resolve(request)
         allowed |= methods
     if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+        raise web.HTTPMethodNotAllowed(
+            request.method, sorted(allowed),
+            text=f"{request.path} does not answer {request.method}; it answers "
+            f"{', '.join(sorted(allowed))}",
+        )
     raise web.HTTPNotFound(text=f"no such path: {request.path}")

@@ -25,9 +25,13 @@ def add_route(
     full = f"{base}{path}" if path != "/" or not base else base + "/"
     twin = full.rstrip("/") if full.endswith("/") else full + "/"
     handler = answer_errors_in_json(handler)
-    app.router.add_route(method, full, handler, name=name or None)
-    if twin and twin != full:
-        app.router.add_route(method, twin, handler)
+    paths = [full] + ([twin] if twin and twin != full else [])
+    for index, route_path in enumerate(paths):
+        route_name = (name or None) if index == 0 else None
+        if method == "GET":  # and HEAD, as HTTP asks
+            app.router.add_get(route_path, handler, name=route_name)
+        else:
+            app.router.add_route(method, route_path, handler, name=route_name)
 
 
 def url(request: web.Request, path: str) -> str:

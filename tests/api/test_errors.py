@@ -245,6 +245,20 @@ async def test_wrong_method_is_405_with_allow(make_client, method, path):
     assert resp.headers["Allow"]
     if path == "/v2/models/echo/predict/":
         assert resp.headers["Allow"] == "POST"
+        body = await resp.json()
+        assert body["message"] == (
+            f"/v2/models/echo/predict/ does not answer {method}; it answers POST"
+        )
+
+
+@pytest.mark.parametrize("path", ["/", "/v2/", "/v2/models/", "/health", "/api"])
+async def test_head_answers_like_get_without_a_body(make_client, path):
+    client = await make_client("echo")
+    got = await client.get(path)
+    head = await client.head(path)
+    assert head.status == got.status == 200
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert await head.read() == b""
 
 
 async def test_disabled_predict_endpoint_is_402(make_client):
