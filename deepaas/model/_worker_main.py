@@ -51,7 +51,7 @@ def run_worker(
     from deepaas.model.batching import run_batch
     from deepaas.model.execution import jsonable_arguments
     from deepaas.model.loading import load_model
-    from deepaas.model.wrapper import ModelWrapper, model_error
+    from deepaas.model.wrapper import ModelWrapper, RawArguments, model_error
 
     try:
         wrapper = ModelWrapper(spec.name, load_model(spec))
@@ -75,8 +75,10 @@ def run_worker(
         call_id = message[1]
         try:
             result: Any
-            if kind == "predict":
-                result = wrapper.run_predict(message[2], message[3])
+            if kind == "predict":  # (pairs, json_body, accept) -> (body, media type)
+                raw = RawArguments(pairs=message[2], json_body=message[3])
+                outcome = wrapper.run_predict(raw, message[4])
+                result = (outcome.body, outcome.content_type)
             elif kind == "predict_batch":
                 result = [
                     error_to_wire(o) if isinstance(o, DeepaasError) else o
