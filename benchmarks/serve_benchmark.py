@@ -95,6 +95,8 @@ CASES = {
                  "--workers 0 (threads)"),
          Variant("ours-inline", "ours", "bench_echo_inline", ("--workers", "0"),
                  'deepaas_execution = "async" (on the loop)'),
+         Variant("ours-w1", "ours", "bench_echo", ("--workers", "1"),
+                 "--workers 1 (one process: the default)"),
          _floor("bench_echo")),
         lambda p: p == "hello, benchmark",
     ),
