@@ -88,3 +88,25 @@ async def test_unknown_model_is_404_naming_the_served_ones(make_client):
     body = await resp.json()
     assert "'nope'" in body["message"]
     assert "echo" in body["message"]
+
+
+
+
+async def test_a_model_whose_name_needs_quoting_is_served_too(
+    installed_models, aiohttp_client
+):
+    """Only URL-plain names get a plain predict route; the others still work."""
+    from deepaas.api import create_app
+    from deepaas.model.executors import build_executors
+    from deepaas.model.loading import ModelSpec
+    from tests.conftest import FAKE_MODELS
+
+    name = "echo v2+1"
+    spec = ModelSpec(name, FAKE_MODELS["echo"], None)  # imported directly
+    client = await aiohttp_client(create_app(build_executors([spec], workers=0)))
+    quoted = "echo%20v2%2B1"
+    resp = await client.post(f"/v2/models/{quoted}/predict/", params={"value": "x"})
+    assert resp.status == 200
+    assert await resp.json() == {"status": "OK", "predictions": "x"}
+    resp = await client.get(f"/v2/models/{quoted}/")
+    assert (await resp.json())["name"] == name
