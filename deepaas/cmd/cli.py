@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 from marshmallow import fields, missing, validate
 
+from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
 from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
 from deepaas.log import setup_logging
@@ -282,10 +283,6 @@ def build_parser(
 # -- running --------------------------------------------------------------------
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return code
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``deepaas-cli``; returns the exit status."""
@@ -295,22 +292,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except UsageError as exc:
-        return _fail(f"{exc} (see {PROG} --help)", 2)
+        return fail(PROG, f"{exc} (see {PROG} --help)", 2)
     except ArgumentsInvalid as exc:
         problems = "; ".join(
             f"--{name}: {' '.join(map(str, m)) if isinstance(m, list) else m}"
             for name, m in exc.errors.items()
         )
-        return _fail(f"invalid arguments: {problems}", 2)
+        return fail(PROG, f"invalid arguments: {problems}", 2)
     except DeepaasError as exc:
         if isinstance(exc, ModelError) and exc.traceback:
             logging.getLogger("deepaas.cli").debug("%s", exc.traceback)
-        return _fail(exc.message, 1)
+        return fail(PROG, exc.message, 1)
     except BrokenPipeError:  # e.g. piped into head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        return _fail(str(exc), 1)
+        return fail(PROG, str(exc), 1)
 
 
 def _main(argv: list[str]) -> int:

@@ -37,6 +37,7 @@ from deepaas.batch import (
     shard_from_slurm,
     write_run_file,
 )
+from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
@@ -227,10 +228,6 @@ def build_merge_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return code
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``deepaas-predict``; returns the exit status."""
@@ -242,16 +239,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except (UsageError, ShardError, InputError) as exc:
-        return _fail(
-            f"{exc} (see {PROG} --help)"
-            if isinstance(exc, UsageError) and "--help" not in str(exc)
-            else str(exc),
-            2,
-        )
+        message = str(exc)
+        if isinstance(exc, UsageError) and "--help" not in message:
+            message += f" (see {PROG} --help)"
+        return fail(PROG, message, 2)
     except DeepaasError as exc:
-        return _fail(exc.message, 1)
+        return fail(PROG, exc.message, 1)
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 1)
+        reason = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        return fail(PROG, reason, 1)
 
 
 def _inputs(

@@ -14,6 +14,7 @@ from oslo_config import cfg
 from deepaas.api import ApiSettings, create_app
 from deepaas.api.debug import DebugCapture
 from deepaas.api.protocol import answer_protocol_errors_in_json
+from deepaas.cmd import fail
 from deepaas.config import build_config
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
@@ -23,11 +24,7 @@ from deepaas.model.executors import build_executors
 from deepaas.model.loading import available_models, select_models
 
 LOG = logging.getLogger("deepaas.run")
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"deepaas-run: error: {message}", file=sys.stderr)
-    return code
+PROG = "deepaas-run"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             description="Serve machine-learning models over the DEEPaaS V2 API.",
         )
     except cfg.Error as exc:
-        return _fail(str(exc), 2)
+        return fail(PROG, str(exc), 2)
     except SystemExit as exc:  # --help, --version or argparse usage errors
         return int(exc.code or 0)
     if not conf.debug_endpoint:
@@ -60,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_serve(conf, level, debug_capture))
     except DeepaasError as exc:
-        return _fail(exc.message)
+        return fail(PROG, exc.message)
     except (ValueError, OSError) as exc:
-        return _fail(str(exc))
+        return fail(PROG, str(exc))
     finally:
         if debug_capture is not None:
             debug_capture.uninstall()
