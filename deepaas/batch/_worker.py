@@ -37,13 +37,10 @@ def serve(
     """Answer predict calls on ``conn`` until told to stop or orphaned."""
     prepare_worker_process(env, log_level, ignore_sigterm=True)
     from deepaas.batch.calls import PredictCall
-    from deepaas.model.loading import load_model
-    from deepaas.model.wrapper import ModelWrapper
+    from deepaas.model.wrapper import load_wrapped
 
     try:
-        wrapper = ModelWrapper(spec.name, load_model(spec))
-        if warm:
-            wrapper.warm()
+        wrapper = load_wrapped(spec, warm=warm)
         description = wrapper.describe()
     except BaseException as exc:  # every start-up failure goes to the parent
         message = (

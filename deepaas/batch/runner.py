@@ -39,11 +39,10 @@ from deepaas.batch.results import (
 from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
 from deepaas.model.description import ModelDescription
 from deepaas.model.files import UploadedFile
-from deepaas.model.loading import load_model
 from deepaas.model.wrapper import (
-    ModelWrapper,
     PredictOutcome,
     RawArguments,
+    load_wrapped,
     model_error,
 )
 
@@ -349,9 +348,7 @@ class BatchRun:
     def _run_inline(self, state: dict[str, bool], todo: int) -> None:
         """``--workers 0``: the model runs in this process, one input at a time."""
         options = self.options
-        wrapper = ModelWrapper(options.model.name, load_model(options.model))
-        if options.warm:
-            wrapper.warm()
+        wrapper = load_wrapped(options.model, warm=options.warm)
         self._check_usage(wrapper.describe())
         self._open(todo)
         assert self._progress is not None

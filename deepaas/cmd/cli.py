@@ -34,11 +34,12 @@ from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
 from deepaas.log import setup_logging
 from deepaas.model.arguments import is_file_field
 from deepaas.model.files import UploadedFile
-from deepaas.model.loading import available_models, load_model, select_models
+from deepaas.model.loading import available_models, select_models
 from deepaas.model.wrapper import (
     ModelWrapper,
     RawArguments,
     is_json_media_type,
+    load_wrapped,
     read_if_file,
     to_json_bytes,
 )
@@ -332,7 +333,7 @@ def _main(argv: list[str]) -> int:
     if len(names) > 1:
         raise UsageError(f"{PROG} calls one model (got {', '.join(names)})")
     spec = select_models(names, available_models())[0]
-    wrapper = ModelWrapper(spec.name, load_model(spec))
+    wrapper = load_wrapped(spec)
     parser, kinds = build_parser(wrapper)
     args = parser.parse_args(argv)
     method = args.method

@@ -41,8 +41,8 @@ from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
-from deepaas.model.loading import ModelSpec, available_models, load_model, select_models
-from deepaas.model.wrapper import ModelWrapper
+from deepaas.model.loading import ModelSpec, available_models, select_models
+from deepaas.model.wrapper import load_wrapped
 
 PROG = "deepaas-predict"
 LOG = logging.getLogger("deepaas.predict")
@@ -410,7 +410,7 @@ def _print_sbatch(
     inputs: Inputs,
     output_dir: Path,
 ) -> int:
-    wrapper = ModelWrapper(spec.name, load_model(spec))
+    wrapper = load_wrapped(spec)
     resources = wrapper.resources()
     gpus = int(resources.get("gpus") or 0)
     tasks = args.tasks or default_tasks(len(inputs))

@@ -50,13 +50,10 @@ def run_worker(
     channel = BlockingChannel(sock)
     from deepaas.model.batching import run_batch
     from deepaas.model.execution import jsonable_arguments
-    from deepaas.model.loading import load_model
-    from deepaas.model.wrapper import ModelWrapper, RawArguments, model_error
+    from deepaas.model.wrapper import RawArguments, load_wrapped, model_error
 
     try:
-        wrapper = ModelWrapper(spec.name, load_model(spec))
-        if warm:
-            wrapper.warm()
+        wrapper = load_wrapped(spec, warm=warm)
         description = wrapper.describe()
     except BaseException as exc:  # report every start-up failure to the parent
         channel.send(("failed", *_start_error(spec.name, exc)))
@@ -111,11 +108,10 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
     die_with_parent()
     channel = BlockingChannel(sock)
     from deepaas.model.devices import read_execution, read_need
-    from deepaas.model.loading import load_model
-    from deepaas.model.wrapper import ModelWrapper
+    from deepaas.model.wrapper import load_wrapped
 
     try:
-        wrapper = ModelWrapper(spec.name, load_model(spec))
+        wrapper = load_wrapped(spec)
         resources = wrapper.resources()
         read_need(spec.name, resources)
         facts = {

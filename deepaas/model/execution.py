@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import json
 from typing import Any
@@ -26,11 +27,12 @@ from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
 from deepaas.model.batching import Batcher, run_batch
 from deepaas.model.description import ModelDescription
 from deepaas.model.files import UploadedFile
-from deepaas.model.loading import ModelSpec, load_model
+from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import (
     ModelWrapper,
     PredictOutcome,
     RawArguments,
+    load_wrapped,
     model_error,
     to_json_bytes,
 )
@@ -136,14 +138,12 @@ class InProcessExecutor(Executor):
             self._threads, thread_name_prefix=f"deepaas-{self.spec.name}"
         )
 
-        def load() -> ModelWrapper:
-            model = self._model if self._model is not None else load_model(self.spec)
-            wrapper = ModelWrapper(self.spec.name, model)
-            if self._warm:
-                wrapper.warm()
-            return wrapper
-
-        self._wrapper = await loop.run_in_executor(self._pool, load)
+        self._wrapper = await loop.run_in_executor(
+            self._pool,
+            functools.partial(
+                load_wrapped, self.spec, warm=self._warm, model=self._model
+            ),
+        )
         self.description = self._wrapper.describe()
         model = self._wrapper.model
         if self._mode is None:

@@ -37,6 +37,7 @@ from deepaas.model.description import (
     describe_response_schema,
 )
 from deepaas.model.files import UploadedFile
+from deepaas.model.loading import ModelSpec, load_model
 
 LOG = logging.getLogger(__name__)
 
@@ -353,6 +354,17 @@ class ModelWrapper:
         return self.finish_predict(self.call("predict", kwargs), chosen)
 
 
+def load_wrapped(
+    spec: ModelSpec, *, warm: bool = False, model: Any = None
+) -> ModelWrapper:
+    """Import the model of ``spec`` (unless ``model`` is given), wrap it and,
+    with ``warm``, run its ``warm()``: how every process starts a model."""
+    wrapper = ModelWrapper(spec.name, load_model(spec) if model is None else model)
+    if warm:
+        wrapper.warm()
+    return wrapper
+
+
 def read_if_file(result: Any) -> Any:
     """An open file a model returned, read into bytes and closed; else as is."""
     if not hasattr(result, "read"):
@@ -394,6 +406,7 @@ async def _await(value: Any) -> Any:
 
 __all__ = [
     "ModelWrapper",
+    "load_wrapped",
     "PredictOutcome",
     "RawArguments",
     "to_json_bytes",

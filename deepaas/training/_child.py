@@ -28,8 +28,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, ModelError
-from deepaas.model.loading import ModelSpec, load_model
-from deepaas.model.wrapper import ModelWrapper, RawArguments, to_json_bytes
+from deepaas.model.loading import ModelSpec
+from deepaas.model.wrapper import RawArguments, load_wrapped, to_json_bytes
 
 LOG = logging.getLogger("deepaas.training")
 
@@ -108,7 +108,7 @@ def _train(job: ChildJob) -> dict[str, Any]:
     print(f"deepaas: training {job.uuid} of model {job.spec.name!r} started "
           f"(pid {os.getpid()})", flush=True)
     try:
-        wrapper = ModelWrapper(job.spec.name, load_model(job.spec))
+        wrapper = load_wrapped(job.spec)
         kwargs = wrapper.parse_train_args(job.raw)
         result = wrapper.call("train", kwargs)
     except ModelError as exc:
