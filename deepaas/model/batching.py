@@ -27,6 +27,7 @@ from deepaas.exceptions import (
     WorkerCrashed,
 )
 from deepaas.model._wire import error_from_wire, is_wire_error
+from deepaas.model.description import ModelDescription
 from deepaas.model.wrapper import (
     ModelWrapper,
     PredictOutcome,
@@ -116,6 +117,26 @@ class Batcher:
         self._collecting = asyncio.Lock()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._dispatch()) for _ in range(concurrency)]
+
+    @classmethod
+    def for_model(
+        cls,
+        description: ModelDescription,
+        run_batch: RunBatch,
+        *,
+        concurrency: int,
+        max_queue: int,
+    ) -> Batcher | None:
+        """The batcher a described model asks for, or None when it does not batch."""
+        batching = description.batching
+        if not batching:
+            return None
+        return cls(
+            description.name, run_batch,
+            max_batch_size=batching["max_batch_size"],
+            batch_timeout=batching["batch_timeout"],
+            concurrency=concurrency, max_queue=max_queue,
+        )
 
     @property
     def queued(self) -> int:

@@ -152,14 +152,10 @@ class InProcessExecutor(Executor):
         predict = getattr(model, "predict", None)
         self._async_predict = inspect.iscoroutinefunction(predict)
         self._inline = self._mode == "async" and not self._async_predict
-        batching = self.description.batching
-        if batching:
-            self._batcher = Batcher(
-                self.spec.name, self._predict_batch,
-                max_batch_size=batching["max_batch_size"],
-                batch_timeout=batching["batch_timeout"],
-                concurrency=self._threads, max_queue=self._max_queue,
-            )
+        self._batcher = Batcher.for_model(
+            self.description, self._predict_batch,
+            concurrency=self._threads, max_queue=self._max_queue,
+        )
 
     async def _run(self, func: Any, *args: Any) -> Any:
         if self._in_flight >= self._max_in_flight:

@@ -131,14 +131,10 @@ class ProcessPool(Executor):
         if errors:
             await self.stop(timeout=2)
             raise errors[0]
-        batching = self.description.batching
-        if batching:
-            self._batcher = Batcher(
-                self.spec.name, self._call_batch,
-                max_batch_size=batching["max_batch_size"],
-                batch_timeout=batching["batch_timeout"],
-                concurrency=len(self._workers), max_queue=self._max_queue,
-            )
+        self._batcher = Batcher.for_model(
+            self.description, self._call_batch,
+            concurrency=len(self._workers), max_queue=self._max_queue,
+        )
 
     async def _spawn(self, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()
