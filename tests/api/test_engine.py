@@ -18,6 +18,7 @@ from deepaas.api import create_app
 from deepaas.model.devices import DevicePlan
 from deepaas.model.executors import build_executors
 from tests.conftest import spec, subprocess_env
+from tests.processes import pid_exists
 
 #: Every request in this module is bounded: a hang fails the test.
 TIMEOUT = aiohttp.ClientTimeout(total=20)
@@ -34,14 +35,6 @@ async def post(client, model: str, **params: object):
 async def get(client, path: str):
     resp = await client.get(path, timeout=TIMEOUT)
     return resp, await resp.json()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(
@@ -94,9 +87,9 @@ async def test_no_worker_outlives_the_server(make_client):
         pids.add(body["predictions"]["pid"])
     await client.close()
     deadline = time.monotonic() + 5
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(pid_exists(p) for p in pids) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert not [p for p in pids if alive(p)]
+    assert not [p for p in pids if pid_exists(p)]
 
 
 async def test_health_and_ready(make_client):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import aiohttp
 import pytest
 
 from deepaas.training import TrainingService
+from tests.processes import pid_exists, pid_running
 
 TRAIN = "/v2/models/trainer/train/"
 
@@ -49,23 +49,6 @@ async def wait_for_file(path: Path, timeout: float = 30) -> str:
         assert time.monotonic() < deadline, f"{path} never appeared"
         await asyncio.sleep(0.05)
     return path.read_text()
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie left to a non-reaping init does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
-
-
-def exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def training_pid(record: Path) -> int:
@@ -172,7 +155,7 @@ async def test_cancel_stops_the_training_and_its_child(make_client, tmp_path):
     started = await start(client, seconds=60, child=True, record=record)
     child = int(await wait_for_file(record / "child.pid"))
     parent = training_pid(record)
-    assert exists(parent) and exists(child)
+    assert pid_exists(parent) and pid_exists(child)
 
     resp = await client.delete(f"{TRAIN}{started['uuid']}")
     body = await resp.json()
@@ -180,8 +163,8 @@ async def test_cancel_stops_the_training_and_its_child(make_client, tmp_path):
     assert body["status"] == "cancelled"
     assert body["message"] == "cancelled by a DELETE request"
     # Both are gone, reaped and all, by the time the answer arrives.
-    assert not exists(parent)
-    assert not exists(child)
+    assert not pid_exists(parent)
+    assert not pid_exists(child)
 
     again = await (await client.get(f"{TRAIN}{started['uuid']}")).json()
     assert again["status"] == "cancelled"
@@ -203,8 +186,8 @@ async def test_cancel_kills_what_ignores_sigterm_after_the_grace(make_client,
     body = await (await client.delete(f"{TRAIN}{started['uuid']}")).json()
     assert body["status"] == "cancelled"
     assert time.monotonic() - began < 10
-    assert not running(parent)
-    assert not running(child)
+    assert not pid_running(parent)
+    assert not pid_running(child)
     logs = await (await client.get(f"{TRAIN}{started['uuid']}/logs")).text()
     assert "SIGKILL sent" in logs
 
@@ -262,7 +245,7 @@ async def test_a_training_past_the_timeout_is_stopped(make_client, tmp_path):
     pid = await wait_for_training_pid(record)
     body = await wait_until(client, started["uuid"], "error")
     assert "--train-timeout (1 s)" in body["message"]
-    assert not exists(pid)
+    assert not pid_exists(pid)
 
 
 async def test_logs_hold_every_output_and_can_be_followed(make_client, tmp_path):
@@ -487,7 +470,7 @@ async def test_closing_the_server_stops_its_trainings(make_client, tmp_path):
     pid = await wait_for_training_pid(record)
     await client.close()
 
-    assert not exists(pid)
+    assert not pid_exists(pid)
     for training in (running_one, queued_one):
         record_ = svc.store.get(training["uuid"])
         assert record_ is not None

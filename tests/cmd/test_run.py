@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import subprocess_env
+from tests.processes import pid_running
 
 SERVING = re.compile(r"serving (?P<models>.+) on (?P<url>http://127\.0\.0\.1:\d+)")
 
@@ -35,14 +36,6 @@ def children(pid: int) -> set[int]:
         if fields[0] != "Z" and int(fields[1]) == pid:
             found.add(int(entry.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Server:
@@ -146,9 +139,9 @@ def test_fresh_install_serves_the_demo_and_stops_on_sigterm(start, tmp_path):
     assert workers  # the worker process (and multiprocessing's helper)
     assert server.stop(signal.SIGTERM) == 0
     deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(pid_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers)
+    assert not any(pid_running(pid) for pid in workers)
     assert "stopped" in server.stderr()
 
 
@@ -162,7 +155,7 @@ def test_sigint_stops_two_workers_cleanly(start, installed_models):
     assert pids <= children(server.process.pid)
     assert server.stop(signal.SIGINT) == 0
     time.sleep(0.5)
-    assert not any(alive(pid) for pid in pids)
+    assert not any(pid_running(pid) for pid in pids)
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from deepaas.exceptions import CallTimeout, ModelLoadError, QueueFull, WorkerCra
 from deepaas.model.workers import ProcessPool
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import ROOT, spec, subprocess_env
+from tests.processes import pid_exists
 
 #: No call in these tests may take longer than this: nothing hangs.
 BOUND = 20.0
@@ -30,26 +30,18 @@ async def predict(pool: ProcessPool, **values: object) -> dict:
     return json.loads(outcome.body)["predictions"]
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_exists(p) for p in pids):
         time.sleep(0.05)
-    return [p for p in pids if alive(p)]
+    return [p for p in pids if pid_exists(p)]
 
 
 async def test_stop_leaves_no_worker_behind(installed_models):
     pool = ProcessPool(spec("crashy"), size=2)
     await pool.start()
     pids = [p for p in pool.worker_pids() if p]
-    assert len(pids) == 2 and all(alive(p) for p in pids)
+    assert len(pids) == 2 and all(pid_exists(p) for p in pids)
     await pool.stop()
     assert wait_gone(pids) == []
 
@@ -77,7 +69,7 @@ async def test_a_crash_fails_its_call_and_the_worker_comes_back(
         started = time.monotonic()
         second = (await predict(pool))["pid"]
         assert second != first and time.monotonic() - started < 10
-        assert not alive(first)
+        assert not pid_exists(first)
         assert pool.status()["restarts"] == 1
     finally:
         await pool.stop()
@@ -182,7 +174,7 @@ def test_workers_die_with_a_killed_server(installed_models, tmp_path):
     )
     try:
         pids = [int(p) for p in server.stdout.readline().split()]
-        assert len(pids) == 2 and all(alive(p) for p in pids)
+        assert len(pids) == 2 and all(pid_exists(p) for p in pids)
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait(10)

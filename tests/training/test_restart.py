@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import subprocess_env
+from tests.processes import pid_running
 
 TRAIN = "/v2/models/trainer/train/"
 
@@ -59,14 +60,6 @@ def wait_for(predicate: Any, what: str, timeout: float = 30) -> Any:
         time.sleep(0.05)
 
 
-def running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.slow
 def test_trainings_survive_a_killed_server(installed_models, tmp_path):
     state = tmp_path / "state"
@@ -87,7 +80,7 @@ def test_trainings_survive_a_killed_server(installed_models, tmp_path):
         server.wait()
 
     # Left without its server, the training stops itself and its child.
-    wait_for(lambda: not running(trainer) and not running(child),
+    wait_for(lambda: not pid_running(trainer) and not pid_running(child),
              "the orphaned training to stop", timeout=20)
 
     server, base = serve(state, installed_models, tmp_path / "second.out")
