@@ -52,6 +52,9 @@ FAKE_MODELS = {
     "batch-two-files": "tests.fake_models.batch:TwoFiles",
     "batch-gpu": "tests.fake_models.batch:GpuReader",
     "batch-divide": "tests.fake_models.batch:Divide",
+    "warm-recorder": "tests.fake_models.promises:WarmRecorder",
+    "gate": "tests.fake_models.promises:Gate",
+    "thread-peak": "tests.fake_models.promises:ThreadPeak",
 }
 
 
