@@ -52,6 +52,7 @@ FAKE_MODELS = {
     "batch-two-files": "tests.fake_models.batch:TwoFiles",
     "batch-gpu": "tests.fake_models.batch:GpuReader",
     "batch-divide": "tests.fake_models.batch:Divide",
+    "deepaas-test": "tests.fake_models.upstream_test_model:UpstreamTestModel",
     "warm-recorder": "tests.fake_models.promises:WarmRecorder",
     "gate": "tests.fake_models.promises:Gate",
     "thread-peak": "tests.fake_models.promises:ThreadPeak",
