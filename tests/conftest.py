@@ -52,6 +52,8 @@ FAKE_MODELS = {
     "batch-two-files": "tests.fake_models.batch:TwoFiles",
     "batch-gpu": "tests.fake_models.batch:GpuReader",
     "batch-divide": "tests.fake_models.batch:Divide",
+    "batch-harmful": "tests.fake_models.batch:Harmful",
+    "batch-segfault": "tests.fake_models.batch:Segfaulting",
     "deepaas-test": "tests.fake_models.upstream_test_model:UpstreamTestModel",
     "warm-recorder": "tests.fake_models.promises:WarmRecorder",
     "gate": "tests.fake_models.promises:Gate",

@@ -87,3 +87,54 @@ class Divide:
 
     def predict(self, a, b, digits):
         return round(a / b, digits)
+
+
+class Harmful:
+    """Reads its input, then deletes, truncates, overwrites or moves it.
+
+    The contract allows that: the file is a temporary copy the framework
+    owns.  ``action`` chooses what to do; the answer says what was read.
+    """
+
+    def get_predict_args(self):
+        return {
+            "data": fields.Raw(required=True, metadata={"type": "file"}),
+            "action": fields.Str(
+                load_default="delete",
+                validate=validate.OneOf(["delete", "truncate", "overwrite", "move"]),
+            ),
+        }
+
+    def predict(self, data, action):
+        with open(data.filename, "rb") as handle:
+            size = len(handle.read())
+        if action == "delete":
+            os.remove(data.filename)
+        elif action == "truncate":
+            os.truncate(data.filename, 0)
+        elif action == "overwrite":
+            with open(data.filename, "r+b") as handle:
+                handle.write(b"overwritten by the model")
+        else:
+            os.rename(data.filename, data.filename + ".moved")
+        return {"name": data.original_filename, "size": size, "path": data.filename}
+
+
+class Segfaulting:
+    """For --input-jsonl: ``crash`` kills the process with SIGSEGV; ``data``
+    is an optional file, answered with its size."""
+
+    def get_predict_args(self):
+        return {
+            "n": fields.Int(required=True),
+            "crash": fields.Bool(load_default=False),
+            "data": fields.Raw(required=False, metadata={"type": "file"}),
+        }
+
+    def predict(self, n, crash, data=None):
+        if crash:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGSEGV)
+        size = os.path.getsize(data.filename) if data is not None else None
+        return {"n": n, "size": size}
