@@ -58,6 +58,8 @@ FAKE_MODELS = {
     "warm-recorder": "tests.fake_models.promises:WarmRecorder",
     "gate": "tests.fake_models.promises:Gate",
     "thread-peak": "tests.fake_models.promises:ThreadPeak",
+    "compat-subclassed": "tests.fake_models.compat_model:Subclassed",
+    "compat-spawner": "tests.fake_models.compat_model:Spawner",
 }
 
 
