@@ -33,7 +33,6 @@ from deepaas.model.wrapper import (
     PredictOutcome,
     RawArguments,
     load_wrapped,
-    model_error,
     to_json_bytes,
 )
 
@@ -199,7 +198,7 @@ class InProcessExecutor(Executor):
         except DeepaasError:
             raise
         except Exception as exc:
-            raise model_error(exc) from exc
+            raise wrapper.call_error("predict", exc) from exc
         return wrapper.finish_predict(result, kwargs.get("accept", accept))
 
     async def _predict_batch(self, requests: list[Any]) -> list[Any]:

@@ -145,6 +145,8 @@ class ModelWrapper:
             return {}
         try:
             result = method()
+        except NotImplementedError:
+            return {}  # BaseModel's own method: no arguments, as in DEEPaaS 2.x
         except Exception as exc:
             raise ModelLoadError(
                 f"model {self.name!r}: {getter}() raised {type(exc).__name__}: {exc}"
@@ -197,6 +199,8 @@ class ModelWrapper:
             return fallback
         try:
             meta = method()
+        except NotImplementedError:
+            return fallback  # BaseModel's own method: no metadata given
         except Exception:
             LOG.exception("model %r: get_metadata() failed; using defaults", self.name)
             return fallback
@@ -276,6 +280,8 @@ class ModelWrapper:
             return
         try:
             _resolve(method())
+        except NotImplementedError:
+            LOG.debug("model %r does not implement warm()", self.name)
         except Exception as exc:
             raise model_error(exc) from exc
 
@@ -314,7 +320,17 @@ class ModelWrapper:
         except DeepaasError:
             raise
         except Exception as exc:
-            raise model_error(exc) from exc
+            raise self.call_error(method_name, exc) from exc
+
+    def call_error(self, method_name: str, exc: Exception) -> DeepaasError:
+        """The domain error for an exception a model method raised."""
+        if isinstance(exc, NotImplementedError):
+            # What BaseModel's own methods raise; DEEPaaS 2.x answers 501.
+            return MethodNotImplemented(
+                f"model {self.name!r} does not implement {method_name}"
+                + (f": {exc}" if str(exc) else "")
+            )
+        return model_error(exc)
 
     def finish_predict(self, result: Any, accept: str | None) -> PredictOutcome:
         """Turn what ``predict`` returned into the answer's bytes."""

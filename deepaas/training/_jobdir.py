@@ -9,7 +9,6 @@ server once the process has exited).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import logging
@@ -41,7 +40,7 @@ def move_uploads(raw: RawArguments, directory: Path) -> RawArguments:
             base = os.path.basename(value.original_filename.replace("\\", "/"))
             target = directory / f"{index}-{base.lstrip('.') or 'upload'}"
             shutil.move(value.filename, target)
-            value = dataclasses.replace(value, filename=str(target))
+            value = value._replace(filename=str(target))
         pairs.append((name, value))
     return RawArguments(pairs=pairs, json_body=raw.json_body)
 
