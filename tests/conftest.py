@@ -48,6 +48,7 @@ FAKE_MODELS = {
     "chatty": "tests.fake_models.extra:Chatty",
     "trainer": "tests.fake_models.trainers:Trainer",
     "unserializable": "tests.fake_models.trainers:Unserializable",
+    "printer": "tests.fake_models.trainers:Printer",
     "batch-reader": "tests.fake_models.batch:Reader",
     "batch-two-files": "tests.fake_models.batch:TwoFiles",
     "batch-gpu": "tests.fake_models.batch:GpuReader",
