@@ -85,3 +85,48 @@ class Unserializable:
 
     def train(self, **kwargs):
         return {"value": object()}
+
+
+class Printer:
+    """Prints many numbered lines, uses its training directory, cleans up.
+
+    ``lines`` lines of 72 bytes go to stdout; ``partial`` leaves a last line
+    unfinished; ``record`` names a directory where it writes ``started``
+    (then sleeps ``seconds``) and, from its ``finally`` block, ``finally``.
+    It writes ``checkpoint`` into ``$DEEPAAS_TRAINING_DIR``.
+    """
+
+    def get_metadata(self):
+        return {"name": "printer", "description": "prints a lot"}
+
+    def get_train_args(self):
+        return {
+            "lines": fields.Int(load_default=0),
+            "partial": fields.Bool(load_default=False),
+            "seconds": fields.Float(load_default=0.0),
+            "record": fields.Str(load_default=""),
+        }
+
+    def predict(self, **kwargs):
+        return {}
+
+    def train(self, lines, partial, seconds, record):
+        job_dir = os.environ["DEEPAAS_TRAINING_DIR"]
+        Path(job_dir, "checkpoint").write_text(os.environ["DEEPAAS_TRAINING_UUID"])
+        try:
+            for number in range(lines):
+                print(printed_line(number), end="")
+            if partial:
+                print("progress 50%", end="", flush=True)
+            if record:
+                _write(record, "started", str(os.getpid()))
+            time.sleep(seconds)
+        finally:
+            if record:
+                _write(record, "finally", "ran")
+        return {"lines": lines, "dir": job_dir}
+
+
+def printed_line(number):
+    """The ``number``-th line Printer prints (72 bytes with its newline)."""
+    return f"line {number:07d} " + "x" * 58 + "\n"
