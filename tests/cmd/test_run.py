@@ -154,7 +154,9 @@ def test_sigint_stops_two_workers_cleanly(start, installed_models):
             for _ in range(4)}
     assert pids <= children(server.process.pid)
     assert server.stop(signal.SIGINT) == 0
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while any(pid_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert not any(pid_running(pid) for pid in pids)
 
 
@@ -167,7 +169,10 @@ def test_sigterm_lets_a_request_in_progress_finish(start, installed_models):
     slow = threading.Thread(target=lambda: answers.append(server.post(
         "/v2/models/crashing/predict/", {"how": "sleep", "seconds": 1.5})))
     slow.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20  # until the request is in the worker
+    while not server.get("/health")[1]["models"]["crashing"]["busy"]:
+        assert time.monotonic() < deadline, "the request never started"
+        time.sleep(0.01)
     assert server.stop(signal.SIGTERM) == 0
     slow.join(10)
     assert answers and answers[0][0] == 200
