@@ -30,6 +30,7 @@ from deepaas.exceptions import (
     ResponseInvalid,
 )
 from deepaas.model import arguments as args_mod
+from deepaas.model._signature import check_signature
 from deepaas.model.description import (
     RESPONSE_SCHEMA_NAME,
     ModelDescription,
@@ -128,6 +129,13 @@ class ModelWrapper:
         )
         self.response_schema = self._read_response_schema()
         self.accept = args_mod.accept_choices(self._predict_fields)
+        for method_name, schema in (
+            ("predict", self.predict_schema), ("train", self.train_schema)
+        ):
+            method = self._method(method_name)
+            if method is not None:
+                check_signature(name, method_name, method, schema,
+                                f"get_{method_name}_args")
 
     # -- reading the model -------------------------------------------------
 
