@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,10 +40,16 @@ def test_get_metadata_prints_json_and_saves_it(
 
 
 def test_warm_runs_the_model_warm(
-    installed_models: Path, capsys: pytest.CaptureFixture[str]
+    installed_models: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    code, _, err = call(capsys, "--model-name", "new-style", "warm")
-    assert code == 0 and "model 'new-style' warmed" in err
+    record = tmp_path / "warmed.txt"  # warm() writes its process id here
+    monkeypatch.setenv("DEEPAAS_TEST_WARM_FILE", str(record))
+    code, _, err = call(capsys, "--model-name", "warm-recorder", "warm")
+    assert code == 0 and "model 'warm-recorder' warmed" in err
+    assert record.read_text() == f"{os.getpid()}\n"  # once, in this process
 
 
 def test_predict_options_come_from_the_fields(
