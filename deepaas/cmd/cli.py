@@ -8,7 +8,7 @@
 The options of ``predict`` and ``train`` are generated from the model's
 fields: their help, choices and defaults come from the field; values are
 converted and validated by the field itself, as the API does.  File
-arguments take a path (the model reads the file in place); list and dict
+arguments take a path (the model gets a temporary copy); list and dict
 arguments take a JSON or Python literal (``--probs '[0.1, 0.2]'``) or, for
 lists, the option repeated.  See docs/cli.md.
 """
@@ -33,7 +33,7 @@ from deepaas.config import MODEL_ENV_VAR
 from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
 from deepaas.log import setup_logging
 from deepaas.model.arguments import is_file_field
-from deepaas.model.files import UploadedFile
+from deepaas.model.files import UploadedFile, private_copies
 from deepaas.model.loading import available_models, select_models
 from deepaas.model.wrapper import (
     ModelWrapper,
@@ -354,12 +354,13 @@ def _main(argv: list[str]) -> int:
     raw = _raw_arguments(values, kinds[method])
     if method == "train":
         kwargs = wrapper.parse_train_args(raw)
-        with _stdout_to_stderr():
-            result = wrapper.call("train", kwargs)
+        # The model gets copies of the user's files: it may delete them.
+        with _stdout_to_stderr(), private_copies(kwargs) as own:
+            result = wrapper.call("train", own)
         return _emit(to_json_bytes(result), "application/json", args.method_output)
     kwargs = wrapper.parse_predict_args(raw)
-    with _stdout_to_stderr():
-        result = wrapper.call("predict", kwargs)
+    with _stdout_to_stderr(), private_copies(kwargs) as own:
+        result = wrapper.call("predict", own)
     body, media = _answer(result, kwargs.get("accept"))
     return _emit(body, media, args.method_output)
 
