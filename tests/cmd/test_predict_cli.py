@@ -78,8 +78,9 @@ def test_a_failing_input_among_good_ones_is_recorded_and_exits_1(
     assert good["status"] == "ok" and good["seconds"] >= 0
     assert good["output"]["predictions"]["length"] == 4 * 2
     assert good["output"]["predictions"]["tags"] == ["a", "b"]
-    # the model reads the input in place, and the input stays
-    assert good["output"]["predictions"]["path"] == str(data / "in_0003.txt")
+    # the model reads a temporary copy of the input, and the input stays
+    assert good["output"]["predictions"]["path"] != str(data / "in_0003.txt")
+    assert not os.path.exists(good["output"]["predictions"]["path"])
     assert len(list(data.iterdir())) == 12
     summary = capsys.readouterr().err.strip().splitlines()[-1]
     assert summary.startswith("deepaas-predict: 12 inputs: 11 ok, 1 failed in ")
@@ -130,7 +131,9 @@ def test_worker_processes_share_the_inputs(
     installed_models: Path, tmp_path: Path
 ) -> None:
     make_inputs(tmp_path / "data", 40, {7: "fail"})
-    (tmp_path / "data" / "in_0011.txt").chmod(0)
+    gone = tmp_path / "data" / "in_0011.txt"  # unreadable for root too
+    gone.unlink()
+    gone.symlink_to(tmp_path / "deleted.txt")
     out = tmp_path / "out"
     code = run(
         tmp_path / "data", "-o", out, "--model-name", "batch-reader", "--workers", "2"
@@ -138,8 +141,7 @@ def test_worker_processes_share_the_inputs(
     got = {Path(r["input"]).name: r for r in records(out)}
     assert code == 1 and len(got) == 40
     assert got["in_0007.txt"]["error_type"] == "ModelError"
-    if os.geteuid() != 0:  # root reads anything
-        assert got["in_0011.txt"]["error_type"] == "InputUnreadable"
+    assert got["in_0011.txt"]["error_type"] == "InputUnreadable"
     pids = {
         r["output"]["predictions"]["pid"] for r in got.values() if r["status"] == "ok"
     }
@@ -162,6 +164,43 @@ def test_a_crashing_input_is_recorded_and_the_worker_restarted(
         assert got[name]["error_type"] == "WorkerCrashed"
         assert "exited with code 7" in got[name]["error"]
     assert sum(r["status"] == "ok" for r in got.values()) == 58
+
+
+def test_a_crash_before_an_input_with_a_file_still_gets_its_record(
+    installed_models: Path, tmp_path: Path
+) -> None:
+    # The crash is noticed while the next input (one with a file) is being
+    # handed out; its record used to be lost then.
+    (tmp_path / "f.txt").write_text("hello")
+    args = tmp_path / "args.jsonl"
+    args.write_text('{"n": 1}\n{"n": 2, "crash": true}\n{"n": 3, "data": "f.txt"}\n')
+    env = subprocess_env(installed_models)
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}"
+        proc = subprocess.run(
+            [
+                SCRIPT,
+                "--input-jsonl",
+                str(args),
+                "-o",
+                str(out),
+                "--model-name",
+                "batch-segfault",
+                "--workers",
+                "1",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 1, proc.stderr
+        got = {r["input"].rsplit(":", 1)[1]: r for r in records(out)}
+        assert sorted(got) == ["1", "2", "3"], proc.stderr
+        assert got["2"]["error_type"] == "WorkerCrashed"
+        assert "SIGSEGV" in got["2"]["error"]
+        assert got["3"]["output"]["predictions"] == {"n": 3, "size": 5}
+        assert "input " + str(args) + ":2 failed" in proc.stderr
 
 
 def test_non_json_answers_are_files_with_predictable_names(
