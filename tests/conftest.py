@@ -47,6 +47,8 @@ FAKE_MODELS = {
     "async": "tests.fake_models.extra:AsyncModel",
     "chatty": "tests.fake_models.extra:Chatty",
     "trainer": "tests.fake_models.trainers:Trainer",
+    "slurm-gpu-trainer": "tests.fake_models.slurm_trainers:GpuTrainer",
+    "slurm-greedy-trainer": "tests.fake_models.slurm_trainers:GreedyTrainer",
     "unserializable": "tests.fake_models.trainers:Unserializable",
     "printer": "tests.fake_models.trainers:Printer",
     "batch-reader": "tests.fake_models.batch:Reader",
@@ -59,6 +61,7 @@ FAKE_MODELS = {
     "warm-recorder": "tests.fake_models.promises:WarmRecorder",
     "gate": "tests.fake_models.promises:Gate",
     "thread-peak": "tests.fake_models.promises:ThreadPeak",
+    "batch-started": "tests.fake_models.promises:StartedMarker",
     "compat-subclassed": "tests.fake_models.compat_model:Subclassed",
     "compat-spawner": "tests.fake_models.compat_model:Spawner",
 }

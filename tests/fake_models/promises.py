@@ -60,3 +60,23 @@ class ThreadPeak:
         with self._lock:
             self._running -= 1
             return {"peak": self._peak, "thread": threading.current_thread().name}
+
+
+class StartedMarker:
+    """A batch model that says when it starts an input, then does as told.
+
+    Appends ``<input name> <pid>`` to ``$DEEPAAS_TEST_STARTED_FILE`` before
+    it reads the input; an input ``sleep S`` then sleeps S seconds.
+    """
+
+    def get_predict_args(self):
+        return {"data": fields.Raw(required=True, metadata={"type": "file"})}
+
+    def predict(self, data):
+        with open(os.environ["DEEPAAS_TEST_STARTED_FILE"], "a") as handle:
+            handle.write(f"{data.original_filename} {os.getpid()}\n")
+        with open(data.filename, encoding="utf-8") as handle:
+            text = handle.read()
+        if text.startswith("sleep"):
+            time.sleep(float(text.split()[1]))
+        return {"name": data.original_filename}
