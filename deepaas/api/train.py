@@ -29,6 +29,7 @@ from deepaas.training import (
 )
 
 LOG_OFFSET_HEADER = "X-Log-Offset"
+LOG_DROPPED_HEADER = "X-Log-Dropped"
 STATUS_HEADER = "X-Training-Status"
 
 
@@ -111,17 +112,19 @@ async def delete_training(request: web.Request) -> web.Response:
 
 async def training_logs(request: web.Request) -> web.Response:
     executor, service = _resolve(request)
-    training, text, next_offset = service.read_log(
+    training, chunk = service.read_log(
         executor.spec.name,
         request.match_info["uuid"],
         offset=_query_int(request, "offset"),
         tail=_query_int(request, "tail"),
     )
     return web.Response(
-        body=text,
+        body=chunk.data,
         content_type="text/plain",
         charset="utf-8",
-        headers={LOG_OFFSET_HEADER: str(next_offset), STATUS_HEADER: training.status},
+        headers={LOG_OFFSET_HEADER: str(chunk.next_offset),
+                 LOG_DROPPED_HEADER: str(chunk.dropped),
+                 STATUS_HEADER: training.status},
     )
 
 

@@ -2,15 +2,19 @@
 
 The server starts this with the ``spawn`` method.  Before anything else the
 process starts a session (so that cancelling it can signal every process the
-model starts), points file descriptors 1 and 2 at the training's log (so
-that output of C code and of child processes lands there too) and sets its
-environment (e.g. ``CUDA_VISIBLE_DEVICES``) before the model is imported.
+model starts), points file descriptors 1 and 2 at a pipe that the server
+copies into the training's log (so that output of C code and of child
+processes lands there too, under the log's cap) and sets its environment
+(e.g. ``CUDA_VISIBLE_DEVICES``) before the model is imported.
 
 SIGTERM raises ``SystemExit`` in the model's code, so its ``finally`` blocks
 run; the server kills what is left after the grace period.  A thread watches
 a pipe from the server: when the server dies, the training stops itself
-rather than run on unobserved.  The outcome is written to ``outcome.json``
-atomically; the server reads it once the process has exited.
+rather than run on unobserved, and copies its own output into the log from
+then on (it holds the reading end of the output pipe for that, which also
+spares the model a broken pipe).  The outcome is written to
+``outcome.json`` atomically; the server reads it once the process has
+exited.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, ModelError
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments, load_wrapped, to_json_bytes
+from deepaas.training._logwriter import DRAIN_SECONDS, LogPump, LogWriter
 
 LOG = logging.getLogger("deepaas.training")
 
@@ -49,17 +55,26 @@ class ChildJob:
     env: dict[str, str]
     grace: float
     log_level: int = logging.INFO
+    max_log_bytes: int = 0
 
 
-def run_training(job: ChildJob, server: Connection) -> None:
-    """Run one training and record its outcome; see the module docstring."""
+def run_training(job: ChildJob, server: Connection, output: Connection,
+                 output_reader: Connection) -> None:
+    """Run one training and record its outcome; see the module docstring.
+
+    ``output`` is the writing end of the pipe the server copies into the log;
+    ``output_reader`` its reading end, used only once the server is gone.
+    """
     os.setsid()
-    _redirect_output(job.log_file)
+    _redirect_output(output)
+    os.set_inheritable(output_reader.fileno(), False)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     faulthandler.enable()
     logging.basicConfig(level=job.log_level, format=LOG_FORMAT, stream=sys.stderr,
                         force=True)
-    threading.Thread(target=_watch_server, args=(server, job.grace),
+    orphan_pump: list[LogPump] = []
+    threading.Thread(target=_watch_server,
+                     args=(server, job, output_reader, orphan_pump),
                      name="deepaas-server-watch", daemon=True).start()
     os.environ.update(job.env)
     os.environ["DEEPAAS_TRAINING_UUID"] = job.uuid
@@ -72,13 +87,47 @@ def run_training(job: ChildJob, server: Connection) -> None:
         _stop_leftovers(job.grace)
         sys.stdout.flush()
         sys.stderr.flush()
+        if orphan_pump:
+            # No server copies the output any more: close this process's
+            # ends of the pipe and let the pump copy what is left.
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
+            orphan_pump[0].finish(DRAIN_SECONDS)
 
 
-def _redirect_output(log_file: str) -> None:
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+def start_process(context: Any, job: ChildJob) -> tuple[Any, Connection, int]:
+    """Start the training process of ``job`` (blocking: call it in a thread).
+
+    Answers the process, the writing end of the pipe it watches (it sees
+    end of file when this server dies, however it dies, and then stops) and
+    the reading end of its output, for the server to copy into the log.
+    """
+    watch_end, alive_end = context.Pipe(duplex=False)
+    output_reader, output = context.Pipe(duplex=False)
+    process = context.Process(
+        target=run_training, args=(job, watch_end, output, output_reader),
+        name=f"deepaas-training-{job.uuid[:8]}",
+    )
+    try:
+        process.start()
+    except BaseException:
+        alive_end.close()
+        output_reader.close()
+        raise
+    finally:
+        watch_end.close()
+        output.close()
+    fd = os.dup(output_reader.fileno())
+    output_reader.close()
+    return process, alive_end, fd
+
+
+def _redirect_output(output: Connection) -> None:
+    os.dup2(output.fileno(), 1)
+    os.dup2(output.fileno(), 2)
+    output.close()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
@@ -91,16 +140,23 @@ def _exit_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _watch_server(server: Connection, grace: float) -> None:
+def _watch_server(server: Connection, job: ChildJob, output_reader: Connection,
+                  orphan_pump: list[LogPump]) -> None:
     """Stop this training when the server that started it goes away."""
     try:
         server.recv()
     except (EOFError, OSError):
         pass
+    fd = os.dup(output_reader.fileno())
+    output_reader.close()
+    pump = LogPump(fd, LogWriter(Path(job.log_file), job.max_log_bytes),
+                   name="deepaas-log-pump")
+    pump.start()
+    orphan_pump.append(pump)
     print("deepaas: the server that started this training is gone; stopping",
           file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(grace)
+    time.sleep(job.grace)
     os.killpg(0, signal.SIGKILL)
 
 

@@ -1,17 +1,15 @@
 """A training's own directory: its log, its copied uploads and its outcome.
 
 ``<state_dir>/trainings/<uuid>/`` holds ``training.log`` (written by the
-training process and by the server, both appending), ``uploads/`` (the
-files the training was started with, removed when it ends) and
-``outcome.json`` (written by the training process, read and removed by the
-server once the process has exited).
+server, see :mod:`._logwriter`), ``uploads/`` (the files the training was
+started with, removed when it ends) and ``outcome.json`` (written by the
+training process, read and removed by the server once the process has
+exited).
 """
 
 from __future__ import annotations
 
-import datetime
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -19,8 +17,7 @@ from typing import Any
 
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import RawArguments
-
-LOG = logging.getLogger(__name__)
+from deepaas.training._logwriter import append_line
 
 LOG_NAME = "training.log"
 OUTCOME_NAME = "outcome.json"
@@ -55,18 +52,13 @@ def read_outcome(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def append_log(path: Path, message: str) -> None:
-    """Add a line of the server's to a training's log.
+def append_log(path: Path, message: str, max_bytes: int = 0) -> None:
+    """Add a line of the server's to a training's log, on a line of its own.
 
-    Both writers open the log in append mode, so their lines never
-    overwrite each other.
+    For a log that no :class:`~._logwriter.LogWriter` of this process is
+    writing at the same time (a finished or a remote training).
     """
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-    try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(f"{stamp} INFO deepaas: {message}\n")
-    except OSError:
-        LOG.warning("could not write to the training log %s", path)
+    append_line(path, max_bytes, message)
 
 
 def remove_file(path: Path) -> None:

@@ -39,22 +39,29 @@ from deepaas.model._process import describe_exit
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import _processes
-from deepaas.training._child import ChildJob, run_training
+from deepaas.training._child import ChildJob, start_process
 from deepaas.training._jobdir import (
     LOG_NAME,
     OUTCOME_NAME,
     UPLOADS_DIR,
-    append_log,
     move_uploads,
     read_outcome,
     remove_file,
+)
+from deepaas.training._logwriter import (
+    DEFAULT_MAX_BYTES,
+    DRAIN_SECONDS,
+    LogPump,
+    LogWriter,
+    append_line,
+    check_max_bytes,
 )
 from deepaas.training.errors import (
     InvalidTrainingRequest,
     StateDirUnusable,
     TrainingBusy,
 )
-from deepaas.training.logs import read_log
+from deepaas.training.logs import LogChunk, read_log
 from deepaas.training.store import (
     CANCELLED,
     DATABASE_NAME,
@@ -91,17 +98,15 @@ class _Job:
     spec: ModelSpec
     raw: RawArguments
     job_dir: Path
+    log: LogWriter
     finished: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     process: Any = None
     alive_end: Connection | None = None
+    pump: LogPump | None = None
     stop_reason: str | None = None
     kill_deadline: float | None = None
     task: asyncio.Task[None] | None = None
     killer: asyncio.Task[None] | None = None
-
-    @property
-    def log_file(self) -> Path:
-        return self.job_dir / LOG_NAME
 
 
 class TrainingService:
@@ -128,6 +133,7 @@ class TrainingService:
         keep_days: float = 0.0,
         training_envs: Mapping[str, Mapping[str, str]] | None = None,
         log_level: int = logging.INFO,
+        max_log_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if max_concurrent < 1:
             raise ValueError(
@@ -139,6 +145,7 @@ class TrainingService:
                               ("--keep-trainings-days", keep_days)):
             if value < 0:
                 raise ValueError(f"{option} must be >= 0 (got {value})")
+        check_max_bytes(max_log_bytes)
         self.state_dir = Path(state_dir).expanduser().absolute()
         self.max_concurrent = max_concurrent
         self.timeout = timeout
@@ -147,6 +154,7 @@ class TrainingService:
         self.keep_days = keep_days
         self.training_envs = {k: dict(v) for k, v in (training_envs or {}).items()}
         self.log_level = log_level
+        self.max_log_bytes = max_log_bytes
         self.store = TrainingStore(self.state_dir / DATABASE_NAME)
         self.server_id = uuid_mod.uuid4().hex
         self._lock = _processes.ServerLock(self.state_dir / SERVERS_DIR, self.server_id)
@@ -228,7 +236,8 @@ class TrainingService:
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        job = _Job(training_id, spec, job_raw, job_dir)
+        job = _Job(training_id, spec, job_raw, job_dir,
+                   LogWriter(job_dir / LOG_NAME, self.max_log_bytes))
         self._jobs[training_id] = job
         self._queue.append(job)
         LOG.info("training %s of model %r submitted", training_id, spec.name)
@@ -277,15 +286,15 @@ class TrainingService:
     def read_log(
         self, model: str, training_id: str, *, offset: int | None = None,
         tail: int | None = None,
-    ) -> tuple[Training, bytes, int]:
-        """The training and a part of its log, with the offset to read next."""
+    ) -> tuple[Training, LogChunk]:
+        """The training and a part of its log (see :mod:`.logs` for offsets)."""
         training = self.get(model, training_id)
         path = self.state_dir / training.job_dir / LOG_NAME
         try:
-            data, next_offset = read_log(path, offset=offset, tail=tail)
+            chunk = read_log(path, offset=offset, tail=tail)
         except ValueError as exc:
             raise InvalidTrainingRequest(str(exc)) from None
-        return training, data, next_offset
+        return training, chunk
 
     def reconcile(self) -> builtins.list[str]:
         """Mark as interrupted the unfinished trainings whose server is gone."""
@@ -310,7 +319,7 @@ class TrainingService:
             ended = max(ended, training.started_at or training.submitted_at)
             if self.store.update(training.uuid, only_if=UNFINISHED, status=ERROR,
                                  message=INTERRUPTED_BY_RESTART, finished_at=ended):
-                append_log(log_file, INTERRUPTED_BY_RESTART)
+                append_line(log_file, self.max_log_bytes, INTERRUPTED_BY_RESTART)
                 shutil.rmtree(job_dir / UPLOADS_DIR, ignore_errors=True)
                 interrupted.append(training.uuid)
         return interrupted
@@ -370,31 +379,22 @@ class TrainingService:
         if job.stop_reason is not None:
             return self._outcome(job, None)
         loop = asyncio.get_running_loop()
-        # The child watches the reading end: it sees end-of-file when this
-        # server dies, however it dies, and then stops the training.
-        watch_end, alive_end = self._context.Pipe(duplex=False)
         child = ChildJob(
             uuid=job.uuid,
             spec=job.spec,
             raw=job.raw,
             job_dir=str(job.job_dir),
-            log_file=str(job.log_file),
+            log_file=str(job.log.path),
             outcome_file=str(job.job_dir / OUTCOME_NAME),
             env=self.training_envs.get(job.spec.name, {}),
             grace=self.cancel_grace,
             log_level=self.log_level,
+            max_log_bytes=self.max_log_bytes,
         )
-        process = self._context.Process(
-            target=run_training, args=(child, watch_end),
-            name=f"deepaas-training-{job.uuid[:8]}",
-        )
-        try:
-            await loop.run_in_executor(None, process.start)
-        except BaseException:
-            alive_end.close()
-            raise
-        finally:
-            watch_end.close()
+        process, alive_end, output = await loop.run_in_executor(
+            None, start_process, self._context, child)
+        job.pump = LogPump(output, job.log, name=f"deepaas-log-{job.uuid[:8]}")
+        job.pump.start()
         job.process = process
         job.alive_end = alive_end
         self.store.update(job.uuid, pid=process.pid)
@@ -414,9 +414,12 @@ class TrainingService:
         deadline = job.kill_deadline or time.monotonic() + self.cancel_grace
         assert process.pid is not None  # started before it was watched
         if await _processes.stop_group(process.pid, deadline=deadline):
-            append_log(job.log_file, "processes left behind were killed")
+            job.log.write_line("processes left behind were killed")
         await loop.run_in_executor(None, process.join)
         alive_end.close()
+        if not await loop.run_in_executor(None, job.pump.finish, DRAIN_SECONDS):
+            job.log.write_line("a process that outlived the training still holds "
+                               "its output; it is not logged any more")
         return self._outcome(job, process.exitcode)
 
     def _outcome(self, job: _Job, exitcode: int | None) -> tuple[str, Any, str | None]:
@@ -446,7 +449,7 @@ class TrainingService:
             self._signal_stop(job)
 
     def _signal_stop(self, job: _Job) -> None:
-        append_log(job.log_file, f"stopping ({job.stop_reason}): SIGTERM sent; "
+        job.log.write_line(f"stopping ({job.stop_reason}): SIGTERM sent; "
                     f"SIGKILL follows after {self.cancel_grace:g} s")
         _processes.signal_group(job.process.pid, signal.SIGTERM)
         job.killer = asyncio.create_task(self._kill_after_grace(job))
@@ -454,7 +457,7 @@ class TrainingService:
     async def _kill_after_grace(self, job: _Job) -> None:
         await asyncio.sleep(max(0.0, (job.kill_deadline or 0) - time.monotonic()))
         if job.process is not None and job.process.is_alive():
-            append_log(job.log_file, "did not stop in time: SIGKILL sent")
+            job.log.write_line("did not stop in time: SIGKILL sent")
             _processes.signal_group(job.process.pid, signal.SIGKILL)
 
     def _finish(self, job: _Job, status: str, output: Any, message: str | None) -> None:
@@ -464,7 +467,7 @@ class TrainingService:
                               output=output, message=message,
                               finished_at=time.time())
             ending = f"training ended: {status}" + (f" ({message})" if message else "")
-            append_log(job.log_file, ending)
+            job.log.write_line(ending)
             LOG.info("training %s of model %r ended: %s%s", job.uuid, job.spec.name,
                      status, f" ({message})" if message else "")
         except Exception:
@@ -472,6 +475,7 @@ class TrainingService:
         finally:
             shutil.rmtree(job.job_dir / UPLOADS_DIR, ignore_errors=True)
             remove_file(job.job_dir / OUTCOME_NAME)
+            job.log.close()
             self._running.pop(job.uuid, None)
             self._jobs.pop(job.uuid, None)
             job.finished.set()
