@@ -1,11 +1,13 @@
 """The body of a batch worker process: load and warm the model, then predict.
 
 Messages are pickled tuples over a :mod:`multiprocessing` pipe.  Inputs come in
-chunks (``("files", chunk id, [(path, media type), ...])`` or ``("args",
-chunk id, [raw arguments, ...])``), answered by one ``("done", chunk id,
-[result, ...])`` message each, in the order sent: a few system calls per
-chunk instead of per input.  Before each input the worker writes its
-position in the chunk to ``progress`` (shared memory), so that the batch
+chunks (``("files", chunk id, [(path, media type, original name, other
+files), ...])`` or ``("args", chunk id, [raw arguments, ...])``), answered by
+one ``("done", chunk id, [result, ...])`` message each, in the order sent: a
+few system calls per chunk instead of per input.  Every file an input brings
+is that input's own temporary copy, removed after its call.  Around each
+input the worker counts in ``progress`` (shared memory): ``2n + 1`` while
+its n-th input is in hand, ``2n + 2`` once answered, so that the batch
 process knows which input was in hand if the worker dies.
 
 It ignores SIGINT and SIGTERM (the batch process decides when to stop it)
@@ -53,6 +55,7 @@ def serve(
     freeze_startup_objects()
     conn.send(("ready", description, os.getpid()))
     call: PredictCall | None = None
+    started = 0
     while True:
         try:
             message = conn.recv()
@@ -68,11 +71,13 @@ def serve(
             continue
         chunk_id, requests = message[1], message[2]
         results: list[tuple[Any, ...]] = []
-        for position, request in enumerate(requests):
+        for request in requests:
             # Which input is in hand, for the batch process to blame if this
             # process dies: shared memory, no system call.
-            progress.value = position
+            progress.value = 2 * started + 1
             results.append(_one(call, kind, request))
+            started += 1
+            progress.value = 2 * started
         try:
             conn.send(("done", chunk_id, results))
         except (OSError, EOFError):

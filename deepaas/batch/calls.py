@@ -7,14 +7,21 @@ fields for each input costs about as much as a small model's own work, so
 the file argument's field does no conversion or validation of its own (a
 plain ``fields.Field``/``fields.Raw``, as models declare file arguments),
 reuses those parsed arguments for the next inputs with only the file
-swapped.  Anything else (JSON Lines inputs, fields with validators) is
-parsed in full every time.
+swapped.  Anything else (JSON Lines inputs, fields with validators, fixed
+file arguments) is parsed in full every time.
+
+Every file an input brings is its own temporary copy (made by the batch
+process, see :func:`deepaas.model.files.copy_for_model`): the model may
+move, truncate or delete it, and it is removed after the call, whatever the
+call did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from marshmallow import fields
@@ -52,23 +59,47 @@ class PredictCall:
             and not field.validators
         )
 
-    def file(self, path: str, content_type: str) -> PredictOutcome:
-        """Predict for an input file, read by the model in place."""
+    def file(
+        self,
+        path: str,
+        content_type: str,
+        original_filename: str,
+        others: Sequence[tuple[str, str, str, str]] = (),
+    ) -> PredictOutcome:
+        """Predict for an input file; ``path`` is the input's own copy.
+
+        ``others`` are the copies of fixed file arguments, as ``(name,
+        path, media type, original name)``.  Every copy is removed after
+        the call.
+        """
         assert self.file_arg is not None
         upload = UploadedFile(
             name=self.file_arg,
             filename=path,
             content_type=content_type,
-            original_filename=os.path.basename(path),
+            original_filename=original_filename,
         )
+        extra = [
+            UploadedFile(
+                name=name,
+                filename=other,
+                content_type=media,
+                original_filename=original,
+            )
+            for name, other, media, original in others
+        ]
         try:
-            if self._template is None:
+            if self._template is None or extra:
                 raw = RawArguments(
-                    pairs=[*self.fixed.pairs, (self.file_arg, upload)],
+                    pairs=[
+                        *self.fixed.pairs,
+                        (self.file_arg, upload),
+                        *((u.name, u) for u in extra),
+                    ],
                     json_body=self.fixed.json_body,
                 )
                 kwargs = self.wrapper.parse_predict_args(raw, self.accept)
-                if self._reusable:
+                if self._reusable and not extra:
                     self._template = {
                         k: v for k, v in kwargs.items() if k != self.file_arg
                     }
@@ -86,12 +117,32 @@ class PredictCall:
             raise
         except Exception as exc:  # e.g. a returned file that cannot be read
             raise model_error(exc) from exc
+        finally:
+            _discard(path)
+            for other in extra:
+                _discard(other.filename)
 
     def raw(self, raw: RawArguments) -> PredictOutcome:
-        """Predict for arguments given in full (a JSON Lines input)."""
+        """Predict for arguments given in full (a JSON Lines input).
+
+        The files among them are the input's own copies, removed after the
+        call.
+        """
         try:
             return self.wrapper.run_predict(raw, self.accept)
         except DeepaasError:
             raise
         except Exception as exc:
             raise model_error(exc) from exc
+        finally:
+            for value in [v for _, v in raw.pairs] + list(
+                (raw.json_body or {}).values()
+            ):
+                if isinstance(value, UploadedFile) and value.filename:
+                    _discard(value.filename)
+
+
+def _discard(path: str) -> None:
+    """Remove an input's copy; the model may have removed or moved it already."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)

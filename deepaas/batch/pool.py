@@ -12,11 +12,11 @@ about :data:`CHUNK_SECONDS` of the model's time (at most
 rather than per input; slow models get one input per chunk.
 
 Answers come back chunk by chunk, in the order sent.  When a worker dies,
-the input it had in hand (its position in the chunk is in shared memory)
-is recorded as failed, the inputs it had not answered are handed out
-again, and the worker is restarted.  Workers ignore SIGTERM and SIGINT: the
-batch process decides, on those signals, whether to wait for the inputs in
-hand or to stop the workers.
+the input it had in hand (the worker counts the inputs it starts and
+finishes in shared memory) is recorded as failed, the inputs it had not
+answered are handed out again, and the worker is restarted.  Workers
+ignore SIGTERM and SIGINT: the batch process decides, on those signals,
+whether to wait for the inputs in hand or to stop the workers.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class _Worker:
         self.pending: collections.deque[tuple[int, list[Any]]] = collections.deque()
         self.restarts = 0
         self.failure: DeepaasError | None = None
+        #: Inputs this process answered: with ``progress``, which one it had
+        #: in hand when it died.
+        self.answered = 0
 
     @property
     def inputs(self) -> int:
@@ -102,6 +105,8 @@ class BatchPool:
         self.description: ModelDescription | None = None
         self._setup: tuple[Any, ...] | None = None
         self.requeued: collections.deque[Any] = collections.deque()
+        #: Answers (and crash records) not yet handed to the caller.
+        self._answers: list[Result] = []
         #: Set by the caller when the run is being stopped: a worker that dies
         #: then is not restarted and its inputs are abandoned, not failed.
         self.stopping = False
@@ -129,6 +134,7 @@ class BatchPool:
         worker.conn = parent
         worker.state = "starting"
         worker.pending.clear()
+        worker.answered = 0
 
     def start(self, timeout: float = 600.0) -> ModelDescription:
         """Start every worker and wait until each has loaded and warmed the model."""
@@ -143,7 +149,7 @@ class BatchPool:
                         f"model {self.spec.name!r}: the workers did not finish loading "
                         f"and warming within {timeout:g} s"
                     )
-                self._poll(min(remaining, 1.0), results=[])
+                self._poll(min(remaining, 1.0))
                 failed = [w for w in self._workers if w.state == "dead"]
                 if failed:
                     raise failed[0].failure or ModelLoadError(
@@ -244,19 +250,20 @@ class BatchPool:
             self._handouts[item.key] += 1
         try:
             worker.conn.send_bytes(message)
-        except OSError:
-            self._on_death(worker, results=[])
+        except OSError:  # it died: its inputs are answered by the next collect()
+            self._on_death(worker)
         return True
 
     def collect(self, timeout: float) -> list[Result]:
         """Answers that arrived within ``timeout`` seconds (maybe none)."""
-        results: list[Result] = []
-        self._poll(timeout, results)
+        if not self._answers:
+            self._poll(timeout)
+        results, self._answers = self._answers, []
         return results
 
     # -- messages from workers ---------------------------------------------
 
-    def _poll(self, timeout: float, results: list[Result]) -> None:
+    def _poll(self, timeout: float) -> None:
         watched: dict[Any, _Worker] = {}
         for worker in self._workers:
             if worker.conn is not None and worker.state in ("starting", "ready"):
@@ -268,16 +275,22 @@ class BatchPool:
             worker = watched[ready]
             if worker.conn is None:
                 continue
-            try:
-                while worker.conn is not None and worker.conn.poll():
-                    self._on_message(worker, worker.conn.recv(), results)
-            except (EOFError, OSError):
-                self._on_death(worker, results)
+            if not self._drain(worker):
+                self._on_death(worker)
                 continue
             if ready is not worker.conn and not worker.process.is_alive():
-                self._on_death(worker, results)
+                self._on_death(worker)
 
-    def _on_message(self, worker: _Worker, message: Any, results: list[Result]) -> None:
+    def _drain(self, worker: _Worker) -> bool:
+        """Read every message waiting from ``worker``; False once its pipe broke."""
+        try:
+            while worker.conn is not None and worker.conn.poll():
+                self._on_message(worker, worker.conn.recv())
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def _on_message(self, worker: _Worker, message: Any) -> None:
         kind = message[0]
         if kind == "ready":
             self.description = message[1]
@@ -307,6 +320,8 @@ class BatchPool:
                     chunk_id,
                 )
             total = 0.0
+            worker.answered += len(items)
+            results = self._answers
             for item, answer in zip(items, message[2], strict=True):
                 self._handouts.pop(item.key, None)
                 outcome: Any
@@ -329,10 +344,13 @@ class BatchPool:
         if worker.process is not None:
             worker.process.join(1)
 
-    def _on_death(self, worker: _Worker, results: list[Result]) -> None:
+    def _on_death(self, worker: _Worker) -> None:
         if worker.state in ("dead", "stopped"):
             return
         was_starting = worker.state == "starting"
+        # Answers it sent before dying come first: only then does ``pending``
+        # start with the chunk it was working on.
+        self._drain(worker)
         self._retire(worker)
         exitcode = worker.process.exitcode if worker.process is not None else None
         how = describe_exit(exitcode)
@@ -348,20 +366,24 @@ class BatchPool:
             LOG.error("%s", worker.failure.message)
             return
         LOG.error("model %r: worker %d died: %s", self.spec.name, worker.index, how)
-        if pending:
-            _, items = pending[0]
-            position = min(max(0, int(worker.progress.value)), len(items) - 1)
-            # The inputs before it were answered, but their answers died with
-            # the process: they are handed out again, like those after it.
-            self.requeued.extend(items[:position])
-            item = items[position]
-            if exitcode in _SHUTDOWN_EXITS and self._handouts[item.key] < _MAX_HANDOUTS:
+        items = [item for _, chunk in pending for item in chunk]
+        # ``progress`` is 2n+1 while the worker's n-th input (0-based, counted
+        # since it started) is in hand, 2n+2 once it is answered.
+        state = int(worker.progress.value)
+        position = (state - 1) // 2 - worker.answered if state % 2 else -1
+        for index, item in enumerate(items):
+            if index != position:
+                # Not started, or answered with the answer lost: again.
+                self.requeued.append(item)
+            elif (
+                exitcode in _SHUTDOWN_EXITS and self._handouts[item.key] < _MAX_HANDOUTS
+            ):
                 # Stopped from outside (e.g. a signal to the whole process
                 # group): not this input's fault; hand it out again.
                 self.requeued.append(item)
             else:
                 self._handouts.pop(item.key, None)
-                results.append(
+                self._answers.append(
                     (
                         item,
                         WorkerCrashed(
@@ -371,9 +393,6 @@ class BatchPool:
                         0.0,
                     )
                 )
-            self.requeued.extend(items[position + 1 :])
-            for _, later in pending[1:]:
-                self.requeued.extend(later)
         if worker.restarts < self._max_restarts:
             worker.restarts += 1
             LOG.info("model %r: restarting worker %d", self.spec.name, worker.index)

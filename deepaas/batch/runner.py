@@ -7,15 +7,24 @@ and records every answer as soon as it arrives.  SIGTERM or SIGINT stop
 handing out inputs; the inputs in hand get ``term_grace`` seconds to finish,
 then the workers are stopped and every record written so far is flushed, so
 that rerunning the same command resumes where this one stopped.
+
+The model never gets a user's own file: each input's files are copied (a
+reflink where the filesystem can) into a temporary folder of this run just
+before the input is handed out, and each copy is removed after its call.
+The folder goes, with anything a crashed worker left in it, when the run
+ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import mimetypes
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from types import FrameType
@@ -36,9 +45,14 @@ from deepaas.batch.results import (
     results_filename,
     write_output_file,
 )
-from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
+from deepaas.exceptions import (
+    ArgumentsInvalid,
+    DeepaasError,
+    ModelError,
+    WorkerCrashed,
+)
 from deepaas.model.description import ModelDescription
-from deepaas.model.files import UploadedFile
+from deepaas.model.files import UploadedFile, copy_for_model
 from deepaas.model.wrapper import (
     PredictOutcome,
     RawArguments,
@@ -85,8 +99,15 @@ class BatchRun:
         self._progress: Progress | None = None
         self._fixed_pairs: list[tuple[str, Any]] = []
         self._fixed_json: dict[str, Any] = {}
+        #: Fixed file arguments (--arg NAME=PATH): name -> absolute path.
+        self._fixed_files: dict[str, str] = {}
         self._file_arg: str | None = None
         self._file_args: set[str] = set()
+        #: This run's temporary folder, for the copies handed to the model.
+        self._scratch = ""
+        self._copies_made = 0
+        #: Input key -> its copies not yet removed by the call that used them.
+        self._copies: dict[str, list[str]] = {}
 
     # -- set-up -------------------------------------------------------------
 
@@ -120,7 +141,7 @@ class BatchRun:
             if name in self._file_args:
                 if not os.path.isfile(value):
                     raise UsageError(f"--arg {name}: file {value!r} does not exist")
-                self._fixed_pairs.append((name, self._upload(name, value)))
+                self._fixed_files[name] = os.path.abspath(value)
             elif types.get(name) in ("array", "object") and value[:1] in "[{":
                 try:
                     self._fixed_json[name] = json.loads(value)
@@ -167,15 +188,40 @@ class BatchRun:
             raise UsageError(f"--arg {file_arg} is the input file argument itself")
         self._file_arg = file_arg
 
-    def _upload(self, name: str, path: str) -> UploadedFile:
-        # The input is already on local disk: the model reads it in place
-        # (no copy), and deepaas never removes it.
+    def _copy(self, item: InputItem, path: str) -> str:
+        """A copy of ``path`` for this input's call, in this run's folder.
+
+        The call that gets it removes it; :meth:`_drop_copies` removes the
+        copies of an input that no call will answer (its worker died).
+        """
+        self._copies_made += 1
+        try:
+            copied = copy_for_model(path, self._scratch, str(self._copies_made))
+        except OSError as exc:
+            if exc.filename == path:
+                raise InputUnreadable(
+                    f"input file {path!r} cannot be read: {exc.strerror or exc}"
+                ) from None
+            raise DeepaasError(
+                f"cannot copy input {path!r} into the temporary folder "
+                f"{self._scratch}: {exc.strerror or exc} (set TMPDIR to a folder "
+                "with room)"
+            ) from None
+        self._copies.setdefault(item.key, []).append(copied)
+        return copied
+
+    def _upload(self, item: InputItem, name: str, path: str) -> UploadedFile:
         return UploadedFile(
             name=name,
-            filename=path,
+            filename=self._copy(item, path),
             content_type=_content_type(path, self._types),
             original_filename=os.path.basename(path),
         )
+
+    def _drop_copies(self, item: InputItem) -> None:
+        for path in self._copies.pop(item.key, ()):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     # -- one input ------------------------------------------------------------
 
@@ -188,15 +234,29 @@ class BatchRun:
     def _request(self, item: InputItem) -> tuple[Any, ...]:
         """What a worker needs for one input; raises for an unusable input.
 
-        ``("file", path, media type)`` for an input file, ``("args", raw
-        arguments)`` for a JSON Lines input.
+        ``("file", copy, media type, original name, fixed file copies)`` for
+        an input file, ``("args", raw arguments)`` for a JSON Lines input;
+        every file in it is a copy made for this input.
         """
+        if item.key in self._copies:  # handed out before: its copies are stale
+            self._drop_copies(item)
+        try:
+            return self._make_request(item)
+        except BaseException:
+            self._drop_copies(item)
+            raise
+
+    def _make_request(self, item: InputItem) -> tuple[Any, ...]:
         if item.text is None:
             path = item.path
             assert path is not None
             if not os.path.isfile(path) or not os.access(path, os.R_OK):
                 raise InputUnreadable(f"input file {path!r} is missing or unreadable")
-            return ("file", path, _content_type(path, self._types))
+            others = tuple(
+                (name, self._copy(item, fixed), *self._names(fixed))
+                for name, fixed in self._fixed_files.items()
+            )
+            return ("file", self._copy(item, path), *self._names(path), others)
         try:
             line = json.loads(item.text)
         except ValueError as exc:
@@ -214,16 +274,29 @@ class BatchRun:
                 path = os.path.join(base, value)
                 if not os.path.isfile(path):
                     raise InputUnreadable(f"{name}: file {value!r} does not exist")
-                line[name] = self._upload(name, path)
+                line[name] = self._upload(item, name, path)
         pairs = [(k, v) for k, v in self._fixed_pairs if k not in line]
+        pairs += [
+            (name, self._upload(item, name, path))
+            for name, path in self._fixed_files.items()
+            if name not in line
+        ]
         return (
             "args",
             RawArguments(pairs=pairs, json_body={**self._fixed_json, **line}),
         )
 
+    def _names(self, path: str) -> tuple[str, str]:
+        """The media type and the original name of an input file."""
+        return _content_type(path, self._types), os.path.basename(path)
+
     def _record(self, item: InputItem, outcome: Any, seconds: float) -> None:
         """Write the record of one finished input."""
         assert self._writer is not None and self._progress is not None
+        if isinstance(outcome, WorkerCrashed):  # no call removed its copies
+            self._drop_copies(item)
+        else:
+            self._copies.pop(item.key, None)
         ok = isinstance(outcome, PredictOutcome)
         if isinstance(outcome, PredictOutcome):
             if _is_json(outcome.content_type):
@@ -299,6 +372,7 @@ class BatchRun:
             s: signal.signal(s, self._on_signal)
             for s in (signal.SIGTERM, signal.SIGINT)
         }
+        self._scratch = tempfile.mkdtemp(prefix="deepaas-predict-")
         try:
             if options.workers == 0 and not options.worker_envs:
                 self._run_inline(state, todo)
@@ -313,6 +387,7 @@ class BatchRun:
                 self._progress.close()
             if self._writer is not None:
                 self._writer.close()
+            shutil.rmtree(self._scratch, ignore_errors=True)
         if self._signal is not None:
             self.summary.signal_name = signal.Signals(self._signal).name
         self.summary.seconds = time.monotonic() - started
@@ -364,7 +439,7 @@ class BatchRun:
             try:
                 request = self._request(item)
                 if request[0] == "file":
-                    outcome = call.file(request[1], request[2])
+                    outcome = call.file(*request[1:])
                 else:
                     outcome = call.raw(request[1])
             except DeepaasError as exc:

@@ -1,0 +1,188 @@
+"""A model never gets the user's own file, from deepaas-predict or deepaas-cli.
+
+The contract lets a model move, truncate or delete the file it is given: it
+is told that file is a temporary copy.  Each test runs a model that does
+just that over a real folder, through the real console scripts, and checks
+that the folder is unchanged byte for byte and that no copy is left in the
+temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import subprocess_env
+
+BIN = Path(sys.executable).parent
+PREDICT = str(BIN / "deepaas-predict")
+CLI = str(BIN / "deepaas-cli")
+
+
+def make_folder(folder: Path) -> dict[str, bytes]:
+    """A small folder of inputs, nested, with what each file holds."""
+    (folder / "sub").mkdir(parents=True)
+    for i in range(6):
+        name = f"sub/clip_{i}.wav" if i % 2 else f"clip_{i}.wav"
+        (folder / name).write_bytes(bytes(range(256)) * (i + 1))
+    return snapshot(folder)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def results(out: Path) -> list[dict]:
+    return [
+        json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("action", "workers"),
+    [("delete", "1"), ("truncate", "1"), ("truncate", "0"), ("move", "2")],
+)
+def test_deepaas_predict_leaves_the_input_folder_as_it_was(
+    installed_models: Path, tmp_path: Path, action: str, workers: str
+) -> None:
+    data = tmp_path / "data"
+    before = make_folder(data)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            PREDICT,
+            data,
+            "-o",
+            out,
+            "--model-name",
+            "batch-harmful",
+            "--arg",
+            f"action={action}",
+            "--workers",
+            workers,
+        ],
+        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(data) == before
+    got = {Path(r["input"]).name: r["output"]["predictions"] for r in results(out)}
+    assert len(got) == 6
+    sizes = {Path(name).name: len(body) for name, body in before.items()}
+    for name, answer in got.items():
+        # the model read the whole input, from a copy of its own
+        assert answer["name"] == name and answer["size"] == sizes[name]
+        assert answer["path"].startswith(str(scratch))
+    assert list(scratch.iterdir()) == []  # no copy, no folder left behind
+
+
+def test_a_fixed_file_argument_is_copied_for_every_input(
+    installed_models: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    before = make_folder(data)
+    left = tmp_path / "left.txt"
+    left.write_text("the user's own")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [
+            PREDICT,
+            data,
+            "-o",
+            tmp_path / "out",
+            "--model-name",
+            "batch-two-files",
+            "--file-arg",
+            "right",
+            "--arg",
+            f"left={left}",
+            "--workers",
+            "1",
+        ],
+        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(data) == before and left.read_text() == "the user's own"
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_crashing_worker_leaves_no_copy_behind(
+    installed_models: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(8):
+        (data / f"in_{i}.txt").write_text("crash" if i in (2, 5) else "x" * i)
+    before = snapshot(data)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [
+            PREDICT,
+            data,
+            "-o",
+            tmp_path / "out",
+            "--model-name",
+            "batch-reader",
+            "--workers",
+            "1",
+        ],
+        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    crashed = [r for r in results(tmp_path / "out") if r["status"] == "error"]
+    assert sorted(Path(r["input"]).name for r in crashed) == ["in_2.txt", "in_5.txt"]
+    assert snapshot(data) == before
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("action", ["delete", "truncate", "overwrite"])
+def test_deepaas_cli_hands_the_model_a_copy(
+    installed_models: Path, tmp_path: Path, action: str
+) -> None:
+    data = tmp_path / "data"
+    before = make_folder(data)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [
+            CLI,
+            "--model-name",
+            "batch-harmful",
+            "predict",
+            "--data",
+            data / "clip_2.wav",
+            "--action",
+            action,
+        ],
+        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["size"] == len(before["clip_2.wav"])
+    assert answer["name"] == "clip_2.wav" and answer["path"].startswith(str(scratch))
+    assert answer["path"].endswith(".wav")  # the extension is kept
+    assert snapshot(data) == before
+    assert list(scratch.iterdir()) == []
