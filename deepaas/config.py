@@ -142,6 +142,14 @@ _training_opts = [
         min=0,
         help="Forget finished trainings older than this many days; 0 keeps all.",
     ),
+    cfg.IntOpt(
+        "train-log-max-bytes",
+        default=10 * 1024 * 1024,
+        min=0,
+        help="Largest size of a training's log, in bytes (at least 16384; 0 "
+        "means no limit). A longer log keeps its first half and its most "
+        "recent output, with a line saying how much was dropped between.",
+    ),
 ]
 
 _execution_opts = [

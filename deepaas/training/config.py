@@ -57,4 +57,5 @@ def training_service_from_config(
         keep_days=conf.keep_trainings_days,
         training_envs=training_envs,
         log_level=level,
+        max_log_bytes=conf.train_log_max_bytes,
     )

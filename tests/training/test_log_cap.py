@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from deepaas.api import ApiSettings, create_app
@@ -158,3 +159,13 @@ async def test_an_uncapped_log_keeps_everything(
     assert resp.headers["X-Log-Dropped"] == "0"
     assert int(resp.headers["X-Log-Offset"]) == len(text.encode())
 
+
+def test_the_option_reaches_the_service(tmp_path: Path) -> None:
+    from deepaas.config import build_config
+    from deepaas.training import training_service_from_config
+
+    conf = build_config(["--train-log-max-bytes", "20000"])
+    service = training_service_from_config([spec("printer")], {}, conf, {})
+    assert service is not None and service.max_log_bytes == 20000
+    default = training_service_from_config([spec("printer")], {}, build_config([]), {})
+    assert default is not None and default.max_log_bytes == 10 * 1024 * 1024
