@@ -1,6 +1,8 @@
 """Every contract option as a flag and in a config file; the sample is current."""
 
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,8 +126,22 @@ def test_model_names_in_a_config_file(tmp_path):
 
 
 def test_log_level_ignores_case():
-    conf = build_config(["--log-level", "debug"], environ={})
-    assert conf.log_level.upper() == "DEBUG"
+    """``--log-level debug`` is accepted and the log is then at DEBUG level."""
+    program = (
+        "import logging, sys\n"
+        "from deepaas.config import build_config\n"
+        "from deepaas.log import setup_logging\n"
+        "conf = build_config(sys.argv[1:], environ={})\n"
+        "print(setup_logging(level=conf.log_level))\n"
+        "logging.getLogger(\"deepaas.check\").debug(\"seen at debug level\")\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", program, "--log-level", "debug"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(logging.DEBUG)
+    assert "DEBUG deepaas.check: seen at debug level" in proc.stderr
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -185,6 +201,38 @@ def test_sample_config_is_up_to_date(tmp_path):
 
 
 def test_sample_config_parses(tmp_path):
-    conf = build_config(["--config-file", str(ROOT / "etc" / "deepaas.conf.sample")],
-                        environ={})
-    assert conf.listen_port == 5000
+    """Every value the sample shows, uncommented, parses to the real default;
+    values a user changes in a copy of it are read."""
+    text = (ROOT / "etc" / "deepaas.conf.sample").read_text()
+    shown = {}
+
+    def uncomment(match: re.Match[str]) -> str:
+        name, value = match.groups()
+        if value == "<None>" or "$" in value:  # placeholders, not values
+            return match.group(0)
+        shown[name] = value
+        return f"{name} = {value}"
+
+    path = tmp_path / "deepaas.conf"
+    path.write_text(re.sub(r"^#(\w+) = (.+)$", uncomment, text, flags=re.M))
+    assert len(shown) > 20
+    conf = build_config(["--config-file", str(path)], environ={})
+    defaults = build_config([], environ={})
+    assert {n: getattr(conf, n) for n in shown} == {
+        n: getattr(defaults, n) for n in shown
+    }
+
+    changes = {"listen_port": ("5000", "5123", 5123), "workers": ("1", "3", 3),
+               "warm": ("true", "false", False), "log_level": ("INFO", "warning",
+               "warning"), "max_queue": ("0", "7", 7),
+               "shutdown_timeout": ("30.0", "4.5", 4.5)}
+    edited = path.read_text()
+    for name, (old, new, _) in changes.items():
+        line = f"\n{name} = {old}\n"
+        assert line in edited, name
+        edited = edited.replace(line, f"\n{name} = {new}\n")
+    path.write_text(edited)
+    conf = build_config(["--config-file", str(path)], environ={})
+    assert {n: getattr(conf, n) for n in changes} == {
+        n: value for n, (_, _, value) in changes.items()
+    }
