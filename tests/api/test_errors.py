@@ -231,18 +231,20 @@ async def test_unknown_model_or_path_is_404(make_client, method, path):
     await assert_json_error(resp, 404)
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/v2/models/echo/predict/"),
-    ("PUT", "/v2/models/echo/predict/"),
-    ("DELETE", "/v2/models/"),
-    ("POST", "/"),
-    ("POST", "/swagger.json"),
+@pytest.mark.parametrize("method, path, allow", [
+    ("GET", "/v2/models/echo/predict/", "POST"),
+    ("PUT", "/v2/models/echo/predict/", "POST"),
+    ("DELETE", "/v2/models/", "GET,HEAD"),
+    ("POST", "/", "GET,HEAD"),
+    ("POST", "/swagger.json", "GET,HEAD"),
+    ("POST", "/ready", "GET,HEAD"),
+    ("PUT", "/v2/models/echo/train/0123", "DELETE,GET,HEAD"),
 ])
-async def test_wrong_method_is_405_with_allow(make_client, method, path):
+async def test_wrong_method_is_405_with_allow(make_client, method, path, allow):
     client = await make_client("echo")
     resp = await client.request(method, path)
     await assert_json_error(resp, 405)
-    assert resp.headers["Allow"]
+    assert resp.headers["Allow"] == allow
     if path == "/v2/models/echo/predict/":
         assert resp.headers["Allow"] == "POST"
         body = await resp.json()
