@@ -290,7 +290,14 @@ async def test_logs_follow_a_running_training(make_client, tmp_path):
         assert resp.headers["X-Training-Status"] == "running"
         seen += await resp.read()
         offset = int(resp.headers["X-Log-Offset"])
+        assert offset == len(seen)  # each read starts where the last one ended
         await asyncio.sleep(0.05)
+    # One more read from the offset brings only what is new, so that what was
+    # followed is exactly the log's beginning (an ignored ?offset repeats it).
+    resp = await client.get(url, params={"offset": str(offset)})
+    seen += await resp.read()
+    whole = await (await client.get(url)).read()
+    assert whole.startswith(seen) and b"from a child process" in seen
     await client.delete(f"{TRAIN}{started['uuid']}")
 
 
