@@ -152,6 +152,52 @@ _training_opts = [
     ),
 ]
 
+_slurm_opts = [
+    cfg.StrOpt(
+        "train-backend",
+        default="local",
+        choices=[
+            ("local", "trainings run as processes of this server"),
+            ("slurm", "each training is a SLURM batch job"),
+        ],
+        help="Where trainings run: 'local' (processes of this server) or "
+        "'slurm' (one SLURM batch job each, submitted with sbatch; the state "
+        "directory must be on a filesystem the compute nodes share).",
+    ),
+    cfg.StrOpt("slurm-partition", metavar="NAME",
+               help="SLURM partition of the training jobs (sbatch --partition)."),
+    cfg.StrOpt("slurm-account", metavar="NAME",
+               help="SLURM account charged for the jobs (sbatch --account)."),
+    cfg.StrOpt("slurm-qos", metavar="NAME",
+               help="SLURM quality of service of the jobs (sbatch --qos)."),
+    cfg.StrOpt("slurm-time", metavar="TIME",
+               help="Time limit of each job in SLURM's format, e.g. 2-00:00:00 "
+               "(sbatch --time); past it SLURM stops the training (status "
+               "error, TIMEOUT)."),
+    cfg.IntOpt("slurm-cpus", default=0, min=0,
+               help="CPUs of each job (sbatch --cpus-per-task); 0 leaves "
+               "SLURM's default."),
+    cfg.StrOpt("slurm-mem", metavar="SIZE",
+               help="Memory of each job, e.g. 16G (sbatch --mem)."),
+    cfg.StrOpt("slurm-gpu-request", default="gpus",
+               choices=[("gpus", "sbatch --gpus=N"), ("gres", "sbatch --gres=gpu:N")],
+               help="How a model's resources={'gpus': N} is asked for: "
+               "'gpus' (--gpus=N) or 'gres' (--gres=gpu:N)."),
+    cfg.MultiStrOpt("slurm-sbatch-line", metavar="OPTION", default=[],
+                    help="An extra '#SBATCH' line of every job, e.g. "
+                    "--constraint=a100; repeat for several."),
+    cfg.MultiStrOpt("slurm-setup", metavar="LINE", default=[],
+                    help="A shell line each job runs before the training, e.g. "
+                    "'module load CUDA' or 'source /shared/venv/bin/activate'; "
+                    "repeat for several."),
+    cfg.StrOpt("slurm-python", metavar="PATH",
+               sample_default="the Python interpreter of deepaas-run",
+               help="Python interpreter that runs the training in the job; it "
+               "must reach the same deepaas and model."),
+    cfg.FloatOpt("slurm-poll-interval", default=5.0, min=0.05,
+                 help="Seconds between two questions to SLURM about the jobs."),
+]
+
 _execution_opts = [
     cfg.StrOpt(
         "gpus",
@@ -183,7 +229,8 @@ _execution_opts = [
 
 
 def _all_opts() -> list[cfg.Opt]:
-    return [*_server_opts, *_logging_opts, *_training_opts, *_execution_opts]
+    return [*_server_opts, *_logging_opts, *_training_opts, *_execution_opts,
+            *_slurm_opts]
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:

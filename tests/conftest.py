@@ -47,6 +47,8 @@ FAKE_MODELS = {
     "async": "tests.fake_models.extra:AsyncModel",
     "chatty": "tests.fake_models.extra:Chatty",
     "trainer": "tests.fake_models.trainers:Trainer",
+    "slurm-gpu-trainer": "tests.fake_models.slurm_trainers:GpuTrainer",
+    "slurm-greedy-trainer": "tests.fake_models.slurm_trainers:GreedyTrainer",
     "unserializable": "tests.fake_models.trainers:Unserializable",
     "printer": "tests.fake_models.trainers:Printer",
     "batch-reader": "tests.fake_models.batch:Reader",

@@ -10,6 +10,7 @@ from typing import Any
 
 from deepaas.model.loading import ModelSpec
 from deepaas.training.service import TrainingService
+from deepaas.training.slurm_config import slurm_backend_from_config
 
 #: Key of a model's training environment in the device plan's ``envs``.
 TRAINING_ENV_PREFIX = "__training__:"
@@ -58,4 +59,6 @@ def training_service_from_config(
         training_envs=training_envs,
         log_level=level,
         max_log_bytes=conf.train_log_max_bytes,
+        slurm=slurm_backend_from_config(
+            executors, conf, conf.state_dir or default_state_dir(), level),
     )

@@ -62,6 +62,7 @@ from deepaas.training.errors import (
     TrainingBusy,
 )
 from deepaas.training.logs import LogChunk, read_log
+from deepaas.training.slurm import SlurmBackend, slurm_job_id, with_slurm_details
 from deepaas.training.store import (
     CANCELLED,
     DATABASE_NAME,
@@ -126,6 +127,7 @@ class TrainingService:
         self,
         state_dir: Path | str,
         *,
+        slurm: SlurmBackend | None = None,
         max_concurrent: int = 1,
         timeout: float = 0.0,
         cancel_grace: float = 10.0,
@@ -154,6 +156,7 @@ class TrainingService:
         self.keep_days = keep_days
         self.training_envs = {k: dict(v) for k, v in (training_envs or {}).items()}
         self.log_level = log_level
+        self.slurm = slurm  # None: trainings run here (--train-backend local)
         self.max_log_bytes = max_log_bytes
         self.store = TrainingStore(self.state_dir / DATABASE_NAME)
         self.server_id = uuid_mod.uuid4().hex
@@ -185,6 +188,8 @@ class TrainingService:
             LOG.warning("%d training(s) of a stopped server marked as interrupted",
                         len(interrupted))
         self._prune()
+        if self.slurm is not None:
+            await self.slurm.start()
         LOG.info("trainings: state in %s, at most %d at once", self.state_dir,
                  self.max_concurrent)
 
@@ -193,6 +198,8 @@ class TrainingService:
         if not self._started or self._closing:
             return
         self._closing = True
+        if self.slurm is not None:
+            await self.slurm.close()  # its jobs go on without a server
         while self._queue:
             job = self._queue.popleft()
             self._finish(job, ERROR, None, INTERRUPTED_BY_SHUTDOWN)
@@ -215,6 +222,8 @@ class TrainingService:
         training's own directory so that they outlive the request.
         """
         self._check_started()
+        if self.slurm is not None:
+            return await self.slurm.submit(spec, raw, args)
         training_id = uuid_mod.uuid4().hex
         job_dir = self.state_dir / JOBS_DIR / training_id
         job_dir.mkdir(parents=True)
@@ -248,13 +257,14 @@ class TrainingService:
         """Every recorded training of ``model``, oldest first."""
         self._check_started()
         self.reconcile()
-        return self.store.list(model)
+        return [with_slurm_details(t, self.state_dir) for t in self.store.list(model)]
 
     def get(self, model: str, training_id: str) -> Training:
         """One training of ``model``; 400 for a malformed uuid, 404 if unknown."""
         self._check_started()
         self.reconcile()
-        return self._record(model, parse_uuid(training_id))
+        training = self._record(model, parse_uuid(training_id))
+        return with_slurm_details(training, self.state_dir)
 
     async def delete(self, model: str, training_id: str) -> Training:
         """Cancel an unfinished training, or forget a finished one and its logs.
@@ -263,6 +273,12 @@ class TrainingService:
         """
         training = self.get(model, training_id)
         job = self._jobs.get(training.uuid)
+        if slurm_job_id(training) is not None and not training.finished:
+            if self.slurm is None:
+                raise TrainingBusy(f"training {training.uuid} is run by SLURM; "
+                                   "cancel it on a server with --train-backend slurm")
+            await self.slurm.cancel(training)
+            return self.get(model, training.uuid)
         if job is not None:
             if job in self._queue:
                 self._queue.remove(job)
@@ -303,6 +319,8 @@ class TrainingService:
         interrupted = []
         for training in self.store.unfinished():
             owner = training.owner
+            if slurm_job_id(training) is not None:
+                continue  # SLURM runs it, whether or not its server lives
             if owner == self.server_id:
                 continue
             if owner not in alive:

@@ -12,6 +12,7 @@ already runs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ def _controller_answers() -> tuple[bool, str]:
     return True, ""
 
 
+#: Pretend GPUs the started cluster declares (the SLURM training tests use 2).
+CLUSTER_GPUS = 2
+
+
 def _start_cluster() -> str:
     """Start the shared one-node cluster; return why not, or ''."""
     script = SLURM_SCRIPTS / "start-slurm.sh"
@@ -47,9 +52,11 @@ def _start_cluster() -> str:
         return f"{script} is not there to start a cluster"
     if os.geteuid() != 0:
         return f"{script} needs root"
+    env = {**os.environ, "LOCAL_SLURM_GPUS": str(CLUSTER_GPUS)}
     try:
         done = subprocess.run(
-            ["bash", str(script)], capture_output=True, text=True, timeout=600
+            ["bash", str(script)], capture_output=True, text=True, timeout=600,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return f"{script} did not finish within 600 s"
@@ -81,3 +88,30 @@ def slurm() -> Iterator[None]:
             ["bash", str(SLURM_SCRIPTS / "stop-slurm.sh"), "--purge"],
             capture_output=True, timeout=120,
         )
+
+
+def _node_gpus() -> int:
+    shown = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True,
+                           text=True, timeout=30)
+    match = re.search(r"\bGres=gpu:(\d+)", shown.stdout)
+    return int(match.group(1)) if match else 0
+
+
+@pytest.fixture(scope="session")
+def slurm_gpus(slurm: None) -> int:
+    """A cluster whose node has CLUSTER_GPUS pretend GPUs, or a skip saying why.
+
+    A cluster started without them is started again with
+    ``LOCAL_SLURM_GPUS`` (which restarts its daemons) when the tests may.
+    """
+    if _node_gpus() >= CLUSTER_GPUS:
+        return CLUSTER_GPUS
+    if os.environ.get("DEEPAAS_TEST_SLURM", "") == "no-start":
+        pytest.skip(f"the cluster has fewer than {CLUSTER_GPUS} GPUs "
+                    "(DEEPAAS_TEST_SLURM=no-start)")
+    reason = _start_cluster()
+    if reason:
+        pytest.skip(f"the cluster has fewer than {CLUSTER_GPUS} GPUs: {reason}")
+    if _node_gpus() < CLUSTER_GPUS:
+        pytest.skip(f"the cluster has fewer than {CLUSTER_GPUS} GPUs")
+    return CLUSTER_GPUS
