@@ -1,0 +1,64 @@
+"""DEEPaaS 2.6.0's ``deepaas/tests/test_cmd.py``, ported to real processes.
+
+2.6.0 mocks ``aiohttp.web.run_app`` and checks the host and port it was
+given; here ``deepaas-run`` really starts and a client connects there.
+
+Not ported (internals, not the wire):
+
+- ``TestExecute.test_execute_data``, ``test_execute_url`` and
+  ``test_execute_ct`` mock ``deepaas.cmd.execute.prediction`` (the model is
+  never called), and two of them download files from the internet. The old
+  single-file ``deepaas-predict`` they exercise is covered, with real
+  models and files, by tests/cmd/test_predict_cli.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.compat.upstream._http import Target
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_custom_ip_port(server_for, plain_port):
+    """``--listen-ip`` and ``--listen-port`` are where the API answers.
+
+    The plain server of conftest.py is started with both options.
+    """
+    server = server_for("plain")
+    assert server.url == f"http://127.0.0.1:{plain_port}"
+    assert server.get("/v2/").status == 200
+
+
+def test_run(upstream_env):
+    """Without options, ``deepaas-run`` listens on 127.0.0.1:5000, as 2.6.0."""
+    if _port_taken(5000):
+        pytest.skip("127.0.0.1:5000 is in use by another program")
+    # Server adds --listen-port 0: start the bare command line instead.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepaas.cmd.run", "--model-name", "deepaas-test"],
+        env=upstream_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "serving" in line:
+                assert "http://127.0.0.1:5000" in line, line
+                break
+        else:
+            pytest.fail(f"deepaas-run exited with {process.wait()}")
+        assert Target("http://127.0.0.1:5000").get("/v2/").status == 200
+    finally:
+        process.kill()
+        process.wait()
