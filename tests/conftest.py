@@ -62,6 +62,7 @@ FAKE_MODELS = {
     "gate": "tests.fake_models.promises:Gate",
     "thread-peak": "tests.fake_models.promises:ThreadPeak",
     "batch-started": "tests.fake_models.promises:StartedMarker",
+    "batch-gpu-placed": "tests.fake_models.promises:GpuPlaced",
     "compat-subclassed": "tests.fake_models.compat_model:Subclassed",
     "compat-spawner": "tests.fake_models.compat_model:Spawner",
 }
