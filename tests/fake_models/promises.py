@@ -80,3 +80,22 @@ class StartedMarker:
         if text.startswith("sleep"):
             time.sleep(float(text.split()[1]))
         return {"name": data.original_filename}
+
+
+class GpuPlaced:
+    """A batch model that needs one GPU and says where it was placed."""
+
+    resources = {"gpus": 1}
+
+    def get_predict_args(self):
+        return {"data": fields.Raw(required=True, metadata={"type": "file"})}
+
+    def predict(self, data):
+        import deepaas
+
+        return {
+            "name": data.original_filename,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "slurm_job_gpus": os.environ.get("SLURM_JOB_GPUS"),
+            "device": deepaas.device(),
+        }
