@@ -43,6 +43,7 @@ from deepaas.training.slurm_commands import (
     JobInfo,
     SlurmClient,
     SlurmSettings,
+    SlurmUnavailable,
     job_script,
 )
 from deepaas.training.slurm_files import (
@@ -68,6 +69,9 @@ LOG = logging.getLogger(__name__)
 OWNER_PREFIX = "slurm:"
 CANCEL_FILE = "cancel-requested.json"
 CANCELLED_MESSAGE = "cancelled by a DELETE request"
+#: The state of a job that no SLURM command knows any more and that left no
+#: report of its end (deepaas's word, not SLURM's).
+FORGOTTEN = "UNKNOWN"
 #: How long a job SLURM no longer lists may take to show up (just submitted).
 _FORGOTTEN_AFTER = 30.0
 
@@ -208,6 +212,8 @@ class SlurmBackend:
             self._wake.clear()
             try:
                 await self.refresh()
+            except SlurmUnavailable as exc:
+                LOG.warning("trainings: %s; asking again later", exc.message)
             except Exception:
                 LOG.exception("trainings: asking SLURM about the jobs failed")
 
@@ -308,10 +314,10 @@ class SlurmBackend:
             elif time.time() - training.submitted_at < _FORGOTTEN_AFTER:
                 return
             else:
-                info = JobInfo(job_id, "UNKNOWN", "SLURM no longer knows the job")
+                info = JobInfo(job_id, FORGOTTEN, "SLURM no longer knows the job")
         if info.pending:
             return
-        if not info.ended:
+        if not info.ended and info.state != FORGOTTEN:
             if training.status == QUEUED:
                 self.store.update(
                     training.uuid,
