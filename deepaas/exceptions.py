@@ -52,6 +52,44 @@ class ModelError(DeepaasError):
         self.traceback = traceback
 
 
+class ModelHTTPError(ModelError):
+    """The model raised an HTTP error of aiohttp's to refuse a call.
+
+    DEEPaaS 2.x models raise e.g. ``web.HTTPBadRequest(reason="...")`` for
+    an input they cannot handle; the client gets that status, and the
+    reason as the message, rather than a 500.
+    """
+
+    def __init__(self, message: str, *, status: int, traceback: str = "") -> None:
+        super().__init__(message, traceback=traceback)
+        self.status = status
+
+
+def model_http_error(
+    exc: BaseException, *, traceback: str = ""
+) -> ModelHTTPError | None:
+    """The :class:`ModelHTTPError` for an aiohttp HTTP error status >= 400, else None.
+
+    Recognised by class (``aiohttp.web_exceptions.HTTPException`` in its
+    bases) so that the model layer needs no aiohttp import, and so that other
+    libraries' HTTP errors (a failed download inside the model) stay 500s.
+    """
+    status = getattr(exc, "status", None)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        return None
+    if not any(
+        cls.__name__ == "HTTPException" and cls.__module__ == "aiohttp.web_exceptions"
+        for cls in type(exc).__mro__
+    ):
+        return None
+    reason = getattr(exc, "reason", "") or ""
+    text = getattr(exc, "text", "") or ""
+    # aiohttp's default text is "<status>: <reason>"; a text of the model's own
+    # says more than the reason.
+    message = text if text and not text.startswith(f"{status}:") else reason
+    return ModelHTTPError(message or str(status), status=status, traceback=traceback)
+
+
 class MethodNotImplemented(DeepaasError):
     """The model does not provide the called method (e.g. no ``train``)."""
 
@@ -79,6 +117,19 @@ class ResponseInvalid(DeepaasError):
     """The model's answer does not match its declared response schema."""
 
     status = 500
+
+
+class InvalidJsonBody(DeepaasError):
+    """The request's JSON body does not parse, or is not an object.
+
+    Answered with DEEPaaS 2.x's key, ``{"json": ["Invalid JSON body."]}``,
+    plus the usual ``message`` saying what is wrong.
+    """
+
+    status = 400
+
+    def to_json(self) -> dict[str, Any]:
+        return {"json": ["Invalid JSON body."], "message": self.message}
 
 
 class NotAcceptable(DeepaasError):

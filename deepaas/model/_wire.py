@@ -110,6 +110,8 @@ def error_to_wire(exc: exceptions.DeepaasError) -> WireError:
         extra["errors"] = exc.errors
     if isinstance(exc, exceptions.ModelError):
         extra["traceback"] = exc.traceback
+    if isinstance(exc, exceptions.ModelHTTPError):
+        extra["status"] = exc.status
     return (type(exc).__name__, exc.message, extra)
 
 
@@ -119,6 +121,12 @@ def error_from_wire(wire: WireError) -> exceptions.DeepaasError:
     cls = getattr(exceptions, name, None)
     if cls is exceptions.ArgumentsInvalid:
         return exceptions.ArgumentsInvalid(extra.get("errors", {}))
+    if cls is exceptions.ModelHTTPError:
+        return exceptions.ModelHTTPError(
+            message,
+            status=extra.get("status", 500),
+            traceback=extra.get("traceback", ""),
+        )
     if cls is exceptions.ModelError:
         return exceptions.ModelError(message, traceback=extra.get("traceback", ""))
     if isinstance(cls, type) and issubclass(cls, exceptions.DeepaasError):

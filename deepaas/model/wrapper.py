@@ -28,6 +28,7 @@ from deepaas.exceptions import (
     ModelError,
     ModelLoadError,
     ResponseInvalid,
+    model_http_error,
 )
 from deepaas.model import arguments as args_mod
 from deepaas.model._signature import check_signature
@@ -106,11 +107,12 @@ def to_json_bytes(value: Any) -> bytes:
 
 
 def model_error(exc: BaseException) -> ModelError:
+    trace = "".join(traceback.format_exception(exc))
+    refusal = model_http_error(exc, traceback=trace)  # web.HTTPBadRequest & co.
+    if refusal is not None:
+        return refusal
     message = str(exc) or type(exc).__name__
-    return ModelError(
-        f"{type(exc).__name__}: {message}",
-        traceback="".join(traceback.format_exception(exc)),
-    )
+    return ModelError(f"{type(exc).__name__}: {message}", traceback=trace)
 
 
 class ModelWrapper:
@@ -220,7 +222,7 @@ class ModelWrapper:
             )
             return fallback
         result = dict(meta)
-        result.setdefault("id", "0")
+        result.setdefault("id", self.name)  # the entry-point name, as in 2.x
         result.setdefault("name", self.name)
         result.setdefault("description", "")
         try:

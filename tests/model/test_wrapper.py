@@ -53,7 +53,7 @@ def test_metadata_keeps_every_key_and_fills_id_and_name():
     meta = ModelWrapper("m", model(get_metadata=lambda: {
         "author": "A", "author-email": "a@b", "license": "MIT", "links": []
     })).metadata()
-    assert meta == {"id": "0", "name": "m", "description": "", "author": "A",
+    assert meta == {"id": "m", "name": "m", "description": "", "author": "A",
                     "author-email": "a@b", "license": "MIT", "links": []}
 
 
