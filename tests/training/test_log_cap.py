@@ -59,7 +59,9 @@ async def test_a_loud_training_keeps_the_start_and_the_end_of_its_log(
 
     # Follow it while it runs, as the docs' loop does.
     offset, received, told_dropped, status = 0, 0, 0, "running"
+    deadline = time.monotonic() + 120
     while status in ("queued", "running"):
+        assert time.monotonic() < deadline, f"still {status} at offset {offset}"
         resp = await client.get(logs, params={"offset": str(offset)})
         assert resp.status == 200
         status = resp.headers["X-Training-Status"]

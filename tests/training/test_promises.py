@@ -29,15 +29,17 @@ async def serve(aiohttp_client: Any, model: str, service: TrainingService) -> An
 
 
 async def post(client: Any, model: str, **params: Any) -> dict[str, Any]:
-    resp = await client.post(f"/v2/models/{model}/train/",
-                             params={k: str(v) for k, v in params.items()})
+    resp = await client.post(
+        f"/v2/models/{model}/train/", params={k: str(v) for k, v in params.items()}
+    )
     body = await resp.json()
     assert resp.status == 200, body
     return body
 
 
-async def wait_status(client: Any, model: str, uuid: str, *statuses: str,
-                      timeout: float = 60) -> dict[str, Any]:
+async def wait_status(
+    client: Any, model: str, uuid: str, *statuses: str, timeout: float = 60
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         body = await (await client.get(f"/v2/models/{model}/train/{uuid}")).json()
@@ -56,10 +58,12 @@ async def wait_file(path: Path, timeout: float = 60) -> str:
 
 
 async def test_a_training_of_another_server_answers_409_there(
-        installed_models, aiohttp_client, tmp_path):
+    installed_models, aiohttp_client, tmp_path
+):
     state = tmp_path / "state"
-    runner = await serve(aiohttp_client, "trainer",
-                         TrainingService(state, cancel_grace=2))
+    runner = await serve(
+        aiohttp_client, "trainer", TrainingService(state, cancel_grace=2)
+    )
     other = await serve(aiohttp_client, "trainer", TrainingService(state))
     uuid = (await post(runner, "trainer", seconds=60))["uuid"]
     url = f"/v2/models/trainer/train/{uuid}"
@@ -79,28 +83,31 @@ async def test_a_training_of_another_server_answers_409_there(
 
 
 async def test_processes_left_behind_are_ended_when_train_returns(
-        installed_models, aiohttp_client, tmp_path):
-    client = await serve(aiohttp_client, "trainer",
-                         TrainingService(tmp_path / "state", cancel_grace=1))
+    installed_models, aiohttp_client, tmp_path
+):
+    client = await serve(
+        aiohttp_client, "trainer", TrainingService(tmp_path / "state", cancel_grace=1)
+    )
     for stubborn in (False, True):
         record = tmp_path / f"record-{stubborn}"
         record.mkdir()
         # train() starts a child that sleeps for two minutes, and returns.
-        uuid = (await post(client, "trainer", child=True, stubborn=stubborn,
-                           record=record))["uuid"]
+        uuid = (
+            await post(client, "trainer", child=True, stubborn=stubborn, record=record)
+        )["uuid"]
         child = int(await wait_file(record / "child.pid"))
         done = await wait_status(client, "trainer", uuid, "done", "error")
         assert done["status"] == "done"
         # Gone (not even a zombie) once the training is recorded as done.
         assert not pid_running(child)
-        logs = await (await client.get(f"/v2/models/trainer/train/{uuid}/logs")
-                      ).text()
+        logs = await (await client.get(f"/v2/models/trainer/train/{uuid}/logs")).text()
         # The one that ignores SIGTERM is killed after the grace period.
         assert ("processes left behind were killed" in logs) is stubborn
 
 
-async def test_the_model_knows_its_training_directory(installed_models,
-                                                       aiohttp_client, tmp_path):
+async def test_the_model_knows_its_training_directory(
+    installed_models, aiohttp_client, tmp_path
+):
     service = TrainingService(tmp_path / "state")
     client = await serve(aiohttp_client, "printer", service)
     uuid = (await post(client, "printer", lines=1))["uuid"]
@@ -112,18 +119,28 @@ async def test_the_model_knows_its_training_directory(installed_models,
     assert (job_dir / "training.log").exists()
 
 
-def _finished(service: TrainingService, uuid: str, days_ago: float,
-              status: str = "done") -> Path:
+def _finished(
+    service: TrainingService, uuid: str, days_ago: float, status: str = "done"
+) -> Path:
     job_dir = service.state_dir / "trainings" / uuid
     job_dir.mkdir(parents=True)
     (job_dir / "training.log").write_text("epoch 1\n")
     ended = time.time() - days_ago * DAY
-    service.store.insert(Training(
-        uuid=uuid, model="trainer", status=status, args={},
-        submitted_at=ended - 60, started_at=ended - 60, finished_at=ended,
-        job_dir=f"trainings/{uuid}", owner="f" * 32, owner_host="elsewhere",
-        owner_pid=424242,
-    ))
+    service.store.insert(
+        Training(
+            uuid=uuid,
+            model="trainer",
+            status=status,
+            args={},
+            submitted_at=ended - 60,
+            started_at=ended - 60,
+            finished_at=ended,
+            job_dir=f"trainings/{uuid}",
+            owner="f" * 32,
+            owner_host="elsewhere",
+            owner_pid=424242,
+        )
+    )
     return job_dir
 
 
