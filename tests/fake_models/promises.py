@@ -96,6 +96,6 @@ class GpuPlaced:
         return {
             "name": data.original_filename,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "slurm_job_gpus": os.environ.get("SLURM_JOB_GPUS"),
+            "slurm_gpus_on_node": os.environ.get("SLURM_GPUS_ON_NODE"),
             "device": deepaas.device(),
         }
