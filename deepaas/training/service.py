@@ -3,10 +3,11 @@
 A training is a record in the :class:`~deepaas.training.store.TrainingStore`
 plus, while it runs, one spawned process in a session of its own
 (:mod:`deepaas.training._child`).  The service keeps at most
-``max_concurrent`` of them running; the others wait in submission order
-with status ``queued``.  Everything a training leaves on disk lives in its
-job directory ``<state_dir>/trainings/<uuid>/``: ``training.log``, the
-copied ``uploads/`` (removed when it ends) and ``outcome.json``.
+``max_concurrent`` of them running (0: no limit, as in DEEPaaS 2.x); the
+others wait in submission order with status ``queued``.  Everything a
+training leaves on disk lives in its job directory
+``<state_dir>/trainings/<uuid>/``: ``training.log``, the copied
+``uploads/`` (removed when it ends) and ``outcome.json``.
 
 Several servers may share one state directory.  Each runs only the
 trainings submitted to it, and holds a lock (see
@@ -128,7 +129,7 @@ class TrainingService:
         state_dir: Path | str,
         *,
         slurm: SlurmBackend | None = None,
-        max_concurrent: int = 1,
+        max_concurrent: int = 0,
         timeout: float = 0.0,
         cancel_grace: float = 10.0,
         keep: int = 0,
@@ -137,9 +138,9 @@ class TrainingService:
         log_level: int = logging.INFO,
         max_log_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        if max_concurrent < 1:
+        if max_concurrent < 0:
             raise ValueError(
-                f"--max-concurrent-trainings must be >= 1 (got {max_concurrent})"
+                f"--max-concurrent-trainings must be >= 0 (got {max_concurrent})"
             )
         for option, value in (("--train-timeout", timeout),
                               ("--train-cancel-grace", cancel_grace),
@@ -190,8 +191,9 @@ class TrainingService:
         self._prune()
         if self.slurm is not None:
             await self.slurm.start()
-        LOG.info("trainings: state in %s, at most %d at once", self.state_dir,
-                 self.max_concurrent)
+        LOG.info("trainings: state in %s, %s", self.state_dir,
+                 f"at most {self.max_concurrent} at once" if self.max_concurrent
+                 else "no limit on how many run at once")
 
     async def close(self) -> None:
         """Stop every training of this server and release the state directory."""
@@ -357,8 +359,9 @@ class TrainingService:
         return training
 
     def _schedule(self) -> None:
-        while (self._queue and len(self._running) < self.max_concurrent
-               and not self._closing):
+        while (self._queue and not self._closing
+               and (not self.max_concurrent
+                    or len(self._running) < self.max_concurrent)):
             job = self._queue.popleft()
             self._running[job.uuid] = job
             try:
@@ -436,8 +439,8 @@ class TrainingService:
         await loop.run_in_executor(None, process.join)
         alive_end.close()
         if not await loop.run_in_executor(None, job.pump.finish, DRAIN_SECONDS):
-            job.log.write_line("a process that outlived the training still holds "
-                               "its output; it is not logged any more")
+            job.log.write_line("a process that outlived the training still writes "
+                               "to its output; that goes on below")
         return self._outcome(job, process.exitcode)
 
     def _outcome(self, job: _Job, exitcode: int | None) -> tuple[str, Any, str | None]:

@@ -197,7 +197,8 @@ async def test_cancel_kills_what_ignores_sigterm_after_the_grace(make_client,
 
 
 async def test_a_queued_training_waits_and_can_be_cancelled(make_client, tmp_path):
-    client = await make_client("trainer", trainings=service(tmp_path))
+    client = await make_client("trainer",
+                               trainings=service(tmp_path, max_concurrent=1))
     first = await start(client, seconds=60)
     second = await start(client, seconds=0)
     assert first["status"] == "running"
@@ -476,7 +477,7 @@ async def test_a_model_without_train_answers_501(make_client, tmp_path):
 async def test_closing_the_server_stops_its_trainings(make_client, tmp_path):
     record = tmp_path / "record"
     record.mkdir()
-    svc = service(tmp_path)
+    svc = service(tmp_path, max_concurrent=1)
     client = await make_client("trainer", trainings=svc)
     running_one = await start(client, seconds=60, record=record)
     queued_one = await start(client, seconds=0)

@@ -62,7 +62,7 @@ def test_no_service_when_the_endpoint_is_off():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"max_concurrent": 0}, "--max-concurrent-trainings must be >= 1 (got 0)"),
+    ({"max_concurrent": -1}, "--max-concurrent-trainings must be >= 0 (got -1)"),
     ({"timeout": -1}, "--train-timeout must be >= 0 (got -1)"),
     ({"keep": -3}, "--keep-trainings must be >= 0 (got -3)"),
 ])
