@@ -8,7 +8,9 @@ embedding applications never share global state.
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Sequence
 
 from oslo_config import cfg
@@ -16,23 +18,27 @@ from oslo_config import cfg
 from deepaas import __version__
 
 MODEL_ENV_VAR = "DEEPAAS_V2_MODEL"
+DEFAULT_LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _server_opts = [
     cfg.StrOpt(
         "listen-ip",
+        metavar="IP",
         default="127.0.0.1",
-        help="IP address the API listens on. Use 0.0.0.0 to listen on every "
-        "interface.",
+        help="IP address the API listens on. Use 0.0.0.0 to listen on every interface.",
     ),
     cfg.PortOpt("listen-port", default=5000, help="TCP port the API listens on."),
     cfg.MultiStrOpt(
         "model-name",
+        metavar="NAME",
         default=[],
         help="Name of the model to serve, as registered in the entry-point group "
         "'deepaas.v2.model'. Repeat the option to serve several models at once. "
-        "Default: the environment variable DEEPAAS_V2_MODEL (several names may "
-        "be separated by commas), else the only installed model, else the "
-        "built-in demo model.",
+        "A name on the command line replaces those of a config file. Default: "
+        "the environment variable DEEPAAS_V2_MODEL (several names may be "
+        "separated by commas), else every installed model (with a warning when "
+        "there are several; the built-in demo model only when nothing else is "
+        "installed).",
     ),
     cfg.IntOpt(
         "workers",
@@ -47,9 +53,7 @@ _server_opts = [
         default=True,
         help="Call the model's warm() once in every worker before serving.",
     ),
-    cfg.BoolOpt(
-        "predict-endpoint", default=True, help="Serve the predict endpoint."
-    ),
+    cfg.BoolOpt("predict-endpoint", default=True, help="Serve the predict endpoint."),
     cfg.BoolOpt("train-endpoint", default=True, help="Serve the train endpoints."),
     cfg.BoolOpt(
         "debug-endpoint",
@@ -60,8 +64,7 @@ _server_opts = [
     cfg.BoolOpt(
         "doc-endpoint",
         default=True,
-        help="Serve the Swagger UI at /api (the API descriptions are always "
-        "served).",
+        help="Serve the Swagger UI at /api (the API descriptions are always served).",
     ),
     cfg.IntOpt(
         "client-max-size",
@@ -72,6 +75,7 @@ _server_opts = [
     ),
     cfg.StrOpt(
         "base-path",
+        metavar="PATH",
         default="",
         help="Serve everything under this path prefix, e.g. /deepaas behind a "
         "reverse proxy.",
@@ -88,6 +92,7 @@ _server_opts = [
 _logging_opts = [
     cfg.BoolOpt(
         "debug",
+        short="d",
         default=False,
         help="Log at DEBUG level and show tracebacks in the log.",
     ),
@@ -98,22 +103,81 @@ _logging_opts = [
         ignore_case=True,
         help="Level of the server log (overridden by --debug).",
     ),
-    cfg.StrOpt("log-file", help="Write the log to this file instead of stderr."),
+    # The options below are DEEPaaS 2.x's (oslo.log's), with its names, so
+    # that its command lines and config files keep working.
+    cfg.StrOpt(
+        "log-file",
+        metavar="PATH",
+        deprecated_name="logfile",
+        help="Write the log to this file (relative to --log-dir when that is "
+        "given) instead of standard error.",
+    ),
+    cfg.StrOpt(
+        "log-dir",
+        metavar="DIR",
+        deprecated_name="logdir",
+        help="Directory of the log file: a relative --log-file is taken from "
+        "here; without --log-file the log goes to DIR/<program>.log, e.g. "
+        "DIR/deepaas-run.log.",
+    ),
+    cfg.BoolOpt(
+        "watch-log-file",
+        default=False,
+        help="Reopen the log file when it is moved or removed (for external "
+        "log rotation).",
+    ),
+    cfg.StrOpt(
+        "log-date-format",
+        default=DEFAULT_LOG_DATE_FORMAT,
+        metavar="DATE_FORMAT",
+        help="strftime format of the time in each log line.",
+    ),
+    cfg.BoolOpt(
+        "use-json",
+        default=False,
+        help="Write each log record as one line of JSON.",
+    ),
+    cfg.BoolOpt(
+        "use-syslog",
+        default=False,
+        help="Send the log to the local syslog (/dev/log) as well.",
+    ),
+    cfg.StrOpt(
+        "syslog-log-facility",
+        default="LOG_USER",
+        help="Syslog facility of the log lines, e.g. LOG_USER or LOG_LOCAL0.",
+    ),
+    cfg.BoolOpt(
+        "use-journal",
+        default=False,
+        help="Send the log to the systemd journal (native protocol, with the "
+        "record's fields) as well.",
+    ),
+    cfg.StrOpt(
+        "log-config-append",
+        metavar="PATH",
+        deprecated_name="log-config",
+        help="A Python logging configuration file (the logging.config "
+        "fileConfig format, or JSON for dictConfig); when given, it alone "
+        "configures the log and the other logging options are ignored.",
+    ),
 ]
 
 _training_opts = [
     cfg.StrOpt(
         "state-dir",
+        metavar="DIR",
         sample_default="$XDG_STATE_HOME/deepaas (~/.local/state/deepaas)",
         help="Directory of the training store (an SQLite database) and of "
         "the trainings' logs and files; created on first use.",
     ),
     cfg.IntOpt(
         "max-concurrent-trainings",
-        default=1,
-        min=1,
-        help="Trainings that may run at once; further ones wait in order with "
-        "status 'queued'.",
+        default=0,
+        min=0,
+        help="Trainings that may run at once per server; further ones wait in "
+        "order with status 'queued'. 0 means no limit: every training starts "
+        "at once, as in DEEPaaS 2.x.",
     ),
     cfg.FloatOpt(
         "train-timeout",
@@ -201,6 +265,7 @@ _slurm_opts = [
 _execution_opts = [
     cfg.StrOpt(
         "gpus",
+        metavar="auto|none|LIST",
         default="auto",
         help="GPUs the workers may use: 'auto' (every visible GPU), 'none', or "
         "a comma-separated list of indices among the visible ones, e.g. 0,2.",
@@ -228,9 +293,18 @@ _execution_opts = [
 ]
 
 
+#: The option groups of ``--help``, in order.
+_GROUPS: tuple[tuple[str, list[cfg.Opt]], ...] = (
+    ("server", _server_opts),
+    ("logging", _logging_opts),
+    ("trainings", _training_opts),
+    ("execution", _execution_opts),
+    ("slurm", _slurm_opts),
+)
+
+
 def _all_opts() -> list[cfg.Opt]:
-    return [*_server_opts, *_logging_opts, *_training_opts, *_execution_opts,
-            *_slurm_opts]
+    return [opt for _, opts in _GROUPS for opt in opts]
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
@@ -238,29 +312,37 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     return [("DEFAULT", _all_opts())]
 
 
-def _bool_flag_names() -> set[str]:
-    return {opt.dest.replace("_", "-") for opt in _all_opts() if opt.type.__class__
-            is cfg.types.Boolean}
+def _is_bool(opt: cfg.Opt) -> bool:
+    return isinstance(opt.type, cfg.types.Boolean)
+
+
+def _bool_flag_names(opts: Sequence[cfg.Opt]) -> set[str]:
+    return {opt.dest.replace("_", "-") for opt in opts if _is_bool(opt)}
 
 
 _TRUE_WORDS = {"true", "yes", "on", "1"}
 _FALSE_WORDS = {"false", "no", "off", "0"}
 
 
-def _normalize_bool_flags(argv: Sequence[str]) -> list[str]:
-    """Accept ``--flag false`` and ``--flag=true`` for boolean options.
+def _normalize_bool_flags(argv: Sequence[str], names: set[str]) -> list[str]:
+    """Accept ``--flag false``, ``--flag=true`` and ``--no-flag`` for booleans.
 
     oslo.config spells booleans ``--flag``/``--noflag``; users of the existing
-    tool write ``--predict-endpoint false``, so both spellings work.
+    tool write ``--predict-endpoint false``, and deepaas-predict writes
+    ``--no-warm``, so every spelling works in every tool.
     """
-    names = _bool_flag_names()
     result: list[str] = []
     args = list(argv)
     i = 0
     while i < len(args):
         arg = args[i]
+        if arg == "--":
+            result.extend(args[i:])
+            break
         name, sep, value = arg.partition("=")
-        if name.startswith("--") and name[2:] in names:
+        if name.startswith("--no-") and name[5:] in names and not sep:
+            result.append(f"--no{name[5:]}")
+        elif name.startswith("--") and name[2:] in names:
             flag = name[2:]
             if not sep and i + 1 < len(args):
                 word = args[i + 1].lower()
@@ -274,15 +356,118 @@ def _normalize_bool_flags(argv: Sequence[str]) -> list[str]:
                 elif word in _FALSE_WORDS:
                     result.append(f"--no{flag}")
                 else:
-                    raise cfg.Error(
-                        f"--{flag} takes true or false (got {value!r})"
-                    )
+                    raise cfg.Error(f"--{flag} takes true or false (got {value!r})")
             else:
                 result.append(arg)
         else:
             result.append(arg)
         i += 1
     return result
+
+
+def _model_names_given(argv: Sequence[str]) -> list[str]:
+    """The ``--model-name`` values of the command line itself.
+
+    oslo.config appends a multi-valued option's command-line values to those
+    of the config files; a name given on the command line must replace them.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model-name", action="append", default=[])
+    args = list(argv)
+    if "--" in args:
+        args = args[: args.index("--")]
+    known, _ = parser.parse_known_args(args)
+    return list(known.model_name)
+
+
+def _shown_default(opt: cfg.Opt) -> str | None:
+    if opt.sample_default is not None:
+        return str(opt.sample_default)
+    if _is_bool(opt):
+        return "on" if opt.default else "off"
+    if opt.default in (None, "", []):
+        return None
+    return str(opt.default)
+
+
+def format_help(
+    prog: str, description: str | None, extra_opts: Sequence[cfg.Opt] = ()
+) -> str:
+    """``--help`` with the options grouped by topic and their defaults shown.
+
+    oslo.config's own help lists every option alphabetically without
+    defaults; this one is built from the same option objects.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        usage=f"{prog} [OPTION ...]",
+        description=description,
+        add_help=False,
+        epilog="Boolean options are switched with --flag or --no-flag (also "
+        "written --noflag, or --flag true|false). Every option can also be "
+        "set in a config file, in its [DEFAULT] section, with underscores: "
+        "listen_port = 5000. The command line wins over config files.",
+    )
+    general = parser.add_argument_group("general")
+    general.add_argument(
+        "-h", "--help", action="store_true", help="show this help and exit"
+    )
+    general.add_argument(
+        "--version", action="store_true", help="show the version and exit"
+    )
+    general.add_argument(
+        "--config-file",
+        metavar="PATH",
+        action="append",
+        help="a config file to read (repeatable; later files win)",
+    )
+    general.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        action="append",
+        help="read every *.conf file of DIR, in order",
+    )
+    groups = list(_GROUPS)
+    if extra_opts:
+        groups.append(("other", list(extra_opts)))
+    for title, opts in groups:
+        group = parser.add_argument_group(title)
+        for opt in opts:
+            names = [f"--{opt.name}"]
+            if opt.short:
+                names.insert(0, f"-{opt.short}")
+            text = (opt.help or "").replace("%", "%%")
+            shown = _shown_default(opt)
+            if shown is not None:
+                text += f" (default: {shown})".replace("%", "%%")
+            if _is_bool(opt):
+                names.append(f"--no-{opt.name}")
+                group.add_argument(*names, action="store_true", help=text)
+            else:
+                group.add_argument(*names, metavar=_metavar(opt), help=text)
+    return parser.format_help()
+
+
+def _metavar(opt: cfg.Opt) -> str:
+    if opt.metavar:
+        return str(opt.metavar)
+    choices = getattr(opt.type, "choices", None)
+    if choices:
+        return "{" + ",".join(map(str, choices)) + "}"
+    if isinstance(opt.type, cfg.types.Port):
+        return "PORT"
+    if isinstance(opt.type, cfg.types.Integer):
+        return "N"
+    if isinstance(opt.type, cfg.types.Float):
+        return "SECONDS" if "timeout" in opt.name or "grace" in opt.name else "NUMBER"
+    return "TEXT"
+
+
+def _wants_help(argv: Sequence[str]) -> bool:
+    args = list(argv)
+    if "--" in args:
+        args = args[: args.index("--")]
+    return "-h" in args or "--help" in args
 
 
 def build_config(
@@ -293,13 +478,21 @@ def build_config(
     extra_cli_opts: Sequence[cfg.Opt] = (),
     environ: dict[str, str] | None = None,
 ) -> cfg.ConfigOpts:
-    """Parse ``argv`` (and any ``--config-file``) into a new ConfigOpts."""
+    """Parse ``argv`` (and any ``--config-file``) into a new ConfigOpts.
+
+    ``--help`` prints :func:`format_help` and raises ``SystemExit(0)``, as
+    argparse does.
+    """
     env = os.environ if environ is None else environ
+    argv = list(argv or [])
+    if _wants_help(argv):
+        sys.stdout.write(format_help(prog, description, extra_cli_opts))
+        raise SystemExit(0)
+    opts = [*_all_opts(), *extra_cli_opts]
     conf = cfg.ConfigOpts()
-    conf.register_cli_opts(_all_opts())
-    conf.register_cli_opts(list(extra_cli_opts))
+    conf.register_cli_opts(opts)
     conf(
-        args=_normalize_bool_flags(argv or []),
+        args=_normalize_bool_flags(argv, _bool_flag_names(opts)),
         project="deepaas",
         prog=prog,
         version=__version__,
@@ -307,7 +500,10 @@ def build_config(
         default_config_files=[],
         default_config_dirs=[],
     )
-    if not conf.model_name and env.get(MODEL_ENV_VAR):
+    given = _model_names_given(argv)
+    if given:
+        conf.set_override("model_name", given)
+    elif not conf.model_name and env.get(MODEL_ENV_VAR):
         names = [n.strip() for n in env[MODEL_ENV_VAR].split(",") if n.strip()]
         conf.set_override("model_name", names)
     return conf

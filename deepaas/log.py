@@ -1,27 +1,297 @@
-"""Logging set-up for the console scripts (never done on import)."""
+"""Logging set-up for the console scripts (never done on import).
+
+The options are DEEPaaS 2.x's, which it took from oslo.log: a log file
+(``--log-file``, ``--log-dir``, ``--watch-log-file``), JSON lines
+(``--use-json``), syslog (``--use-syslog``, ``--syslog-log-facility``), the
+systemd journal (``--use-journal``) and a logging configuration file of
+one's own (``--log-config-append``).  They are implemented here with the
+standard library, so that they need no extra dependency.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.config
+import logging.handlers
+import os
+import socket
+import struct
 import sys
+import traceback
+from typing import Any
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+SYSLOG_SOCKET = "/dev/log"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
-def setup_logging(*, level: str = "INFO", debug: bool = False,
-                  log_file: str | None = None) -> int:
-    """Configure the root logger; return the numeric level chosen."""
+class LoggingSetupError(ValueError):
+    """A logging option that cannot be honoured (a usage error)."""
+
+
+def setup_logging(
+    *,
+    level: str = "INFO",
+    debug: bool = False,
+    log_file: str | None = None,
+    log_dir: str | None = None,
+    watch_log_file: bool = False,
+    date_format: str = DATE_FORMAT,
+    use_json: bool = False,
+    use_syslog: bool = False,
+    syslog_facility: str = "LOG_USER",
+    use_journal: bool = False,
+    config_append: str | None = None,
+    prog: str = "deepaas",
+    syslog_address: str = SYSLOG_SOCKET,
+    journal_socket: str = JOURNAL_SOCKET,
+) -> int:
+    """Configure the root logger; return the numeric level chosen.
+
+    Raises :class:`LoggingSetupError` naming the option when a log file,
+    syslog or the journal cannot be used, or a configuration file is bad.
+    """
     numeric = logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO)
-    handler: logging.Handler
-    if log_file:
-        handler = logging.FileHandler(log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
+    if config_append:
+        _apply_config_file(config_append)
+        return root.getEffectiveLevel()
+    handlers: list[logging.Handler] = []
+    path = log_file_path(log_file, log_dir, prog)
+    if path:
+        handlers.append(_file_handler(path, watch=watch_log_file))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    formatter: logging.Formatter = (
+        JsonFormatter(datefmt=date_format)
+        if use_json
+        else logging.Formatter(FORMAT, datefmt=date_format)
+    )
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    if use_syslog:
+        handlers.append(
+            _syslog_handler(syslog_facility, prog, use_json, syslog_address)
+        )
+    if use_journal:
+        handlers.append(JournalHandler(prog, journal_socket))
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+        old.close()
+    for handler in handlers:
+        root.addHandler(handler)
     root.setLevel(numeric)
     logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
     return numeric
+
+
+def log_file_path(log_file: str | None, log_dir: str | None, prog: str) -> str | None:
+    """Where the log goes, as oslo.log decides it; None for standard error."""
+    if log_file and log_dir:
+        return os.path.join(log_dir, log_file)
+    if log_file:
+        return log_file
+    if log_dir:
+        return os.path.join(log_dir, f"{os.path.basename(prog)}.log")
+    return None
+
+
+def _file_handler(path: str, *, watch: bool) -> logging.Handler:
+    try:
+        if watch:
+            return logging.handlers.WatchedFileHandler(path)
+        return logging.FileHandler(path)
+    except OSError as exc:
+        raise LoggingSetupError(
+            f"cannot write the log file {path!r} (--log-file, --log-dir): "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
+def _apply_config_file(path: str) -> None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise LoggingSetupError(
+            f"--log-config-append {path!r}: {exc.strerror or exc}"
+        ) from None
+    try:
+        if text.lstrip().startswith("{"):
+            logging.config.dictConfig(json.loads(text))
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except Exception as exc:  # the logging module raises many kinds
+        raise LoggingSetupError(
+            f"--log-config-append {path!r} is not a usable logging configuration: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
+def syslog_facility_code(name: str) -> int:
+    """``LOG_LOCAL0``, ``local0`` or ``LOCAL0`` -> the syslog facility number."""
+    key = name.strip().lower()
+    if key.startswith("log_"):
+        key = key[4:]
+    names = logging.handlers.SysLogHandler.facility_names
+    if key not in names:
+        known = ", ".join(f"LOG_{n.upper()}" for n in sorted(names))
+        raise LoggingSetupError(
+            f"--syslog-log-facility: unknown facility {name!r}; use one of {known}"
+        )
+    return names[key]
+
+
+def _syslog_handler(
+    facility: str, prog: str, use_json: bool, address: str
+) -> logging.Handler:
+    code = syslog_facility_code(facility)
+    try:
+        handler = logging.handlers.SysLogHandler(address=address, facility=code)
+    except OSError as exc:
+        raise LoggingSetupError(
+            f"--use-syslog: no syslog at {address} ({exc.strerror or exc})"
+        ) from None
+    handler.ident = f"{os.path.basename(prog)}[{os.getpid()}]: "
+    handler.setFormatter(
+        JsonFormatter()
+        if use_json
+        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
+    return handler
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with the keys oslo.log's JSON lines have."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        data: dict[str, Any] = {
+            "message": message,
+            "asctime": self.formatTime(record, self.datefmt),
+            "name": record.name,
+            "msg": str(record.msg),
+            "levelname": record.levelname,
+            "levelno": record.levelno,
+            "pathname": record.pathname,
+            "filename": record.filename,
+            "module": record.module,
+            "lineno": record.lineno,
+            "funcname": record.funcName,
+            "created": record.created,
+            "msecs": record.msecs,
+            "relative_created": record.relativeCreated,
+            "thread": record.thread,
+            "thread_name": record.threadName,
+            "process_name": record.processName,
+            "process": record.process,
+            "hostname": socket.gethostname(),
+            "traceback": None,
+        }
+        if record.exc_info:
+            data["traceback"] = traceback.format_exception(*record.exc_info)
+            data["error_summary"] = traceback.format_exception_only(
+                *record.exc_info[:2]
+            )[-1].strip()
+        return json.dumps(data, default=str)
+
+
+#: logging levels -> syslog priorities (as the journal stores them).
+_PRIORITIES = (
+    (logging.CRITICAL, 2),
+    (logging.ERROR, 3),
+    (logging.WARNING, 4),
+    (logging.INFO, 6),
+)
+
+
+class JournalHandler(logging.Handler):
+    """Send records to the systemd journal over its native protocol.
+
+    Each record becomes one datagram of ``KEY=value`` fields: ``MESSAGE``,
+    ``PRIORITY``, ``SYSLOG_IDENTIFIER``, ``LOGGER_NAME``, ``CODE_FILE``,
+    ``CODE_LINE``, ``CODE_FUNC``, ``THREAD_NAME`` (and ``EXCEPTION_INFO``).
+    """
+
+    def __init__(self, identifier: str, path: str = JOURNAL_SOCKET) -> None:
+        super().__init__()
+        self.identifier = os.path.basename(identifier)
+        self.path = path
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._socket.connect(path)
+        except OSError as exc:
+            self._socket.close()
+            raise LoggingSetupError(
+                f"--use-journal: no systemd journal at {path} ({exc.strerror or exc})"
+            ) from None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = {
+                "MESSAGE": record.getMessage(),
+                "PRIORITY": str(_priority(record.levelno)),
+                "SYSLOG_IDENTIFIER": self.identifier,
+                "LOGGER_NAME": record.name,
+                "LOGGER_LEVEL": record.levelname,
+                "CODE_FILE": record.pathname,
+                "CODE_LINE": str(record.lineno),
+                "CODE_FUNC": record.funcName,
+                "THREAD_NAME": record.threadName or "",
+            }
+            if record.exc_info:
+                fields["EXCEPTION_INFO"] = "".join(
+                    traceback.format_exception(*record.exc_info)
+                )
+            self._socket.send(encode_journal_fields(fields))
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._socket.close()
+        super().close()
+
+
+def _priority(levelno: int) -> int:
+    for threshold, priority in _PRIORITIES:
+        if levelno >= threshold:
+            return priority
+    return 7
+
+
+def encode_journal_fields(fields: dict[str, str]) -> bytes:
+    """The journal's native datagram: ``KEY=value`` lines, binary-safe.
+
+    A value with a newline is written as the key, a newline, its length as
+    a little-endian 64-bit integer, the value and a newline.
+    """
+    parts: list[bytes] = []
+    for key, value in fields.items():
+        data = value.encode("utf-8", "replace")
+        if b"\n" in data:
+            parts.append(
+                key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+            )
+        else:
+            parts.append(key.encode() + b"=" + data + b"\n")
+    return b"".join(parts)
+
+
+def setup_logging_from_config(conf: Any, prog: str) -> int:
+    """:func:`setup_logging` with the options of a parsed deepaas config."""
+    return setup_logging(
+        level=conf.log_level,
+        debug=conf.debug,
+        log_file=conf.log_file,
+        log_dir=conf.log_dir,
+        watch_log_file=conf.watch_log_file,
+        date_format=conf.log_date_format,
+        use_json=conf.use_json,
+        use_syslog=conf.use_syslog,
+        syslog_facility=conf.syslog_log_facility,
+        use_journal=conf.use_journal,
+        config_append=conf.log_config_append,
+        prog=prog,
+    )

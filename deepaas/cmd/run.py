@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -17,7 +19,7 @@ from deepaas.api.protocol import answer_protocol_errors_in_json
 from deepaas.cmd import fail
 from deepaas.config import build_config
 from deepaas.exceptions import DeepaasError
-from deepaas.log import setup_logging
+from deepaas.log import LoggingSetupError, setup_logging_from_config
 from deepaas.model._process import freeze_startup_objects
 from deepaas.model.execution import Executor
 from deepaas.model.executors import build_executors
@@ -47,27 +49,82 @@ def main(argv: Sequence[str] | None = None) -> int:
         debug_capture = DebugCapture()
     if debug_capture is not None:
         debug_capture.install()
-    level = setup_logging(
-        level=conf.log_level, debug=conf.debug, log_file=conf.log_file
-    )
-    if debug_capture is not None and conf.log_file:
-        # setup_logging() replaced the root handlers; a log that goes to a
-        # file (not to the captured stderr) reaches /debug/ through this one.
-        logging.getLogger().addHandler(debug_capture)
     try:
-        return asyncio.run(_serve(conf, level, debug_capture))
-    except DeepaasError as exc:
-        return fail(PROG, exc.message)
-    except (ValueError, OSError) as exc:
-        return fail(PROG, str(exc))
+        return _run(conf, debug_capture)
     finally:
         if debug_capture is not None:
             debug_capture.uninstall()
 
 
-async def _serve(conf: cfg.ConfigOpts, level: int,
-                 debug_capture: DebugCapture | None) -> int:
-    specs = select_models(conf.model_name, available_models())
+def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
+    try:
+        level = setup_logging_from_config(conf, PROG)
+    except LoggingSetupError as exc:
+        return fail(PROG, str(exc), 2)
+    if debug_capture is not None and (
+        conf.log_file or conf.log_dir or conf.log_config_append
+    ):
+        # setup_logging() replaced the root handlers; a log that goes to a
+        # file (not to the captured stderr) reaches /debug/ through this one.
+        logging.getLogger().addHandler(debug_capture)
+    try:
+        # Bound before the models load: a port in use is reported at once,
+        # not after minutes of importing and warming a big model.
+        sock = listening_socket(conf.listen_ip, conf.listen_port)
+    except OSError as exc:
+        return fail(PROG, _listen_error(conf.listen_ip, conf.listen_port, exc))
+    try:
+        return asyncio.run(_serve(conf, level, debug_capture, sock))
+    except DeepaasError as exc:
+        return fail(PROG, exc.message)
+    except (ValueError, OSError) as exc:
+        return fail(PROG, str(exc))
+    finally:
+        sock.close()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening (port 0: any free one)."""
+    infos = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the port is in use; stop what uses it, "
+            "choose another --listen-port, or --listen-port 0 for a free one"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: permission denied (ports below 1024 "
+            "need privileges); choose another --listen-port, or --listen-port 0"
+        )
+    return (
+        f"cannot listen on {where} (--listen-ip, --listen-port): {exc.strerror or exc}"
+    )
+
+
+async def _serve(
+    conf: cfg.ConfigOpts,
+    level: int,
+    debug_capture: DebugCapture | None,
+    sock: socket.socket,
+) -> int:
+    specs = select_models(conf.model_name, available_models(), all_when_unnamed=True)
     from deepaas.model.devices import plan_from_config
 
     envs = await plan_from_config(specs, conf)
@@ -96,7 +153,9 @@ async def _serve(conf: cfg.ConfigOpts, level: int,
     )
     access_log = None if level > logging.DEBUG else logging.getLogger("aiohttp.access")
     runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=conf.shutdown_timeout,
+        app,
+        handle_signals=False,
+        shutdown_timeout=conf.shutdown_timeout,
         access_log=access_log,
     )
     LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
@@ -104,25 +163,19 @@ async def _serve(conf: cfg.ConfigOpts, level: int,
     answer_protocol_errors_in_json(runner)
     freeze_startup_objects()
     try:
-        site = web.TCPSite(runner, conf.listen_ip, conf.listen_port)
+        site = web.SockSite(runner, sock)
         await site.start()
-        port = _bound_port(site, conf.listen_port)
+        port = int(sock.getsockname()[1])
         _announce(conf, port, executors)
         await _wait_for_signal()
-        LOG.info("stopping: finishing requests in progress (at most %g s)",
-                 conf.shutdown_timeout)
+        LOG.info(
+            "stopping: finishing requests in progress (at most %g s)",
+            conf.shutdown_timeout,
+        )
     finally:
         await runner.cleanup()
     LOG.info("stopped")
     return 0
-
-
-def _bound_port(site: web.TCPSite, default: int) -> int:
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    for sock in sockets:
-        return int(sock.getsockname()[1])
-    return default
 
 
 def _announce(

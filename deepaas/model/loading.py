@@ -25,6 +25,7 @@ LOG = logging.getLogger(__name__)
 
 MODEL_NAMESPACE = "deepaas.v2.model"
 DEMO_MODEL_NAME = "deepaas-demo"
+MODEL_ENV_VAR = "DEEPAAS_V2_MODEL"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +51,18 @@ def available_models(namespace: str = MODEL_NAMESPACE) -> dict[str, ModelSpec]:
 
 
 def select_models(
-    requested: Sequence[str], available: dict[str, ModelSpec]
+    requested: Sequence[str],
+    available: dict[str, ModelSpec],
+    *,
+    all_when_unnamed: bool = False,
 ) -> list[ModelSpec]:
     """Choose the models to serve, as the contract says.
 
-    With names, serve exactly those.  Without, serve the only installed model;
-    the built-in demo counts only when nothing else is installed.
+    With names, serve exactly those.  Without, serve the only installed
+    model; with several installed, serve them all when ``all_when_unnamed``
+    (``deepaas-run``, as DEEPaaS 2.x does, with a warning), else raise
+    :class:`MultipleModelsFound` (the tools that call one model).  The
+    built-in demo counts only when nothing else is installed.
     """
     if requested:
         missing = [name for name in requested if name not in available]
@@ -68,10 +75,19 @@ def select_models(
     real = {n: s for n, s in available.items() if n != DEMO_MODEL_NAME}
     if len(real) == 1:
         return list(real.values())
+    if len(real) > 1 and all_when_unnamed:
+        LOG.warning(
+            "several models are installed and none was named: serving all of "
+            "them (%s); name the one to serve with --model-name NAME or %s "
+            "(serving several unnamed models is deprecated in DEEPaaS 2.x)",
+            _listing(real),
+            MODEL_ENV_VAR,
+        )
+        return list(real.values())
     if len(real) > 1:
         raise MultipleModelsFound(
-            f"several models are installed ({_listing(real)}); choose one or more "
-            "with --model-name NAME or the DEEPAAS_V2_MODEL environment variable"
+            f"several models are installed ({_listing(real)}); choose one with "
+            f"--model-name NAME or the {MODEL_ENV_VAR} environment variable"
         )
     if DEMO_MODEL_NAME in available:
         return [available[DEMO_MODEL_NAME]]
@@ -152,8 +168,7 @@ def load_models(specs: Sequence[ModelSpec]) -> dict[str, Any]:
         if spec.name in failures:
             first_line = failures[spec.name].strip().splitlines()[-1]
             raise ModelLoadError(
-                f"model {spec.name!r} ({spec.target}) could not be loaded: "
-                f"{first_line}"
+                f"model {spec.name!r} ({spec.target}) could not be loaded: {first_line}"
             )
         result[spec.name] = _instantiate(spec.name, loaded[spec.name])
     return result

@@ -207,13 +207,6 @@ def test_unknown_model_is_a_one_line_error(installed_models):
     assert "serving" not in result.stdout
 
 
-def test_several_installed_models_without_a_name(installed_models):
-    result = run(env=subprocess_env(installed_models))
-    assert result.returncode != 0
-    assert "several models are installed" in result.stderr
-    assert "old-style" in result.stderr
-
-
 def test_broken_model_by_name_says_why(installed_models):
     result = run("--model-name", "broken", "--workers", "0",
                  env=subprocess_env(installed_models))

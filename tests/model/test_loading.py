@@ -68,6 +68,15 @@ def test_several_models_without_a_name_is_an_error_listing_them():
     assert "--model-name" in message and "DEEPAAS_V2_MODEL" in message
 
 
+def test_several_models_without_a_name_are_all_served_when_asked(caplog):
+    chosen = select_models([], installed("a", "b", DEMO_MODEL_NAME),
+                           all_when_unnamed=True)
+    assert [s.name for s in chosen] == ["a", "b"]
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "serving all of them (a, b)" in warning.getMessage()
+    assert "--model-name" in warning.getMessage()
+
+
 def test_demo_only_when_nothing_else_is_installed():
     chosen = select_models([], installed(DEMO_MODEL_NAME))
     assert [s.name for s in chosen] == [DEMO_MODEL_NAME]
