@@ -5,6 +5,11 @@
     deepaas-cli [--model-name NAME] predict --ARG VALUE ... [--deepaas_method_output F]
     deepaas-cli [--model-name NAME] train --ARG VALUE ... [--deepaas_method_output F]
 
+DEEPaaS 2.x's command lines work as they are: its own options may come
+before the method (``deepaas-cli --deepaas_method_output out.json predict
+--files=x.jpg``), and the answer is one line of JSON on standard output,
+which scripts cut out with ``grep -Po '{.*}'``.
+
 The options of ``predict`` and ``train`` are generated from the model's
 fields: their help, choices and defaults come from the field; values are
 converted and validated by the field itself, as the API does.  File
@@ -18,11 +23,14 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import datetime
 import json
 import logging
 import mimetypes
+import multiprocessing
 import os
 import sys
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -46,11 +54,24 @@ from deepaas.model.wrapper import (
 
 PROG = "deepaas-cli"
 OUTPUT_OPTION = "--deepaas_method_output"
+MULTIPROCESSING_OPTION = "--deepaas_with_multiprocessing"
 METHODS = ("get_metadata", "warm", "predict", "train")
 
 
 class UsageError(ValueError):
-    """A command line that cannot be run (exit status 2)."""
+    """A command line that cannot be run (exit status 2).
+
+    ``help_command`` is the ``--help`` that lists what was wrong (the
+    method's own for its options), when there is one.
+    """
+
+    def __init__(self, message: str, help_command: str | None = None) -> None:
+        super().__init__(message)
+        self.help_command = help_command
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (see {self.help_command})" if self.help_command else text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +81,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        raise UsageError(message, help_command=f"{self.prog} --help")
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -86,6 +107,30 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) 
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level on standard error (default WARNING)",
+    )
+    parser.add_argument(
+        OUTPUT_OPTION,
+        metavar="FILE",
+        dest="method_output",
+        default=default,
+        help="also save the answer in FILE (required for answers that are not "
+        "JSON when standard output is a terminal)",
+    )
+    parser.add_argument(
+        MULTIPROCESSING_OPTION,
+        dest="with_multiprocessing",
+        action="store_true",
+        default=default if suppress else True,
+        help="start the model's own processes with the 'spawn' method, as "
+        "DEEPaaS 2.x does (default)",
+    )
+    parser.add_argument(
+        "--no" + MULTIPROCESSING_OPTION[2:],
+        "--no-" + MULTIPROCESSING_OPTION[2:],
+        dest="with_multiprocessing",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="leave the platform's default start method for them",
     )
 
 
@@ -246,17 +291,23 @@ def _fields_of(wrapper: ModelWrapper, method: str) -> Mapping[str, fields.Field]
 
 
 def build_parser(
-    wrapper: ModelWrapper | None = None,
+    wrapper: ModelWrapper | None = None, *, note: str | None = None
 ) -> tuple[argparse.ArgumentParser, dict[str, dict[str, str]]]:
-    """The full parser, with predict/train options from ``wrapper``'s fields."""
-    name = wrapper.name if wrapper else "the model"
+    """The full parser, with predict/train options from ``wrapper``'s fields.
+
+    Without a wrapper (no model could be chosen), ``note`` says why the
+    model's own options are missing from ``--help``.
+    """
+    name = f" ({wrapper.name})" if wrapper else ""
     parser = _Parser(
         prog=PROG,
-        description=f"Call one method of a DEEPaaS model ({name}) and print its "
-        "answer as JSON.",
+        description=f"Call one method of a DEEPaaS model{name} and print its "
+        "answer as one line of JSON on standard output. Without a METHOD, "
+        "get_metadata is called.",
+        epilog=note,
     )
     _global_options(parser)
-    methods = parser.add_subparsers(dest="method", metavar="METHOD", required=True)
+    methods = parser.add_subparsers(dest="method", metavar="METHOD")
     kinds: dict[str, dict[str, str]] = {}
     helps = {
         "get_metadata": "print the model's metadata",
@@ -266,23 +317,20 @@ def build_parser(
     }
     for method in METHODS:
         sub = methods.add_parser(
-            method, help=helps[method], description=helps[method], allow_abbrev=False
+            method,
+            prog=f"{PROG} {method}",
+            help=helps[method],
+            description=helps[method],
+            epilog=note if method in ("predict", "train") else None,
+            allow_abbrev=False,
         )
         _global_options(sub, suppress=True)
-        sub.add_argument(
-            OUTPUT_OPTION,
-            metavar="FILE",
-            dest="method_output",
-            help="also save the answer in FILE (required for answers that are "
-            "not JSON when standard output is a terminal)",
-        )
         if wrapper is not None and method in ("predict", "train"):
             kinds[method] = _add_field_options(sub, _fields_of(wrapper, method))
     return parser, kinds
 
 
 # -- running --------------------------------------------------------------------
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except UsageError as exc:
-        return fail(PROG, f"{exc} (see {PROG} --help)", 2)
+        return fail(PROG, str(exc), 2)
     except ArgumentsInvalid as exc:
         problems = "; ".join(
             f"--{name}: {' '.join(map(str, m)) if isinstance(m, list) else m}"
@@ -331,16 +379,42 @@ def _main(argv: list[str]) -> int:
     if not names and os.environ.get(MODEL_ENV_VAR):
         names = [n.strip() for n in os.environ[MODEL_ENV_VAR].split(",") if n.strip()]
     if len(names) > 1:
-        raise UsageError(f"{PROG} calls one model (got {', '.join(names)})")
-    spec = select_models(names, available_models())[0]
-    wrapper = load_wrapped(spec)
-    parser, kinds = build_parser(wrapper)
-    args = parser.parse_args(argv)
-    method = args.method
-    if method == "get_metadata":
-        return _emit(
-            to_json_bytes(wrapper.metadata()), "application/json", args.method_output
+        raise UsageError(
+            f"{PROG} calls one model (got {', '.join(names)}); choose one with "
+            "--model-name NAME"
         )
+    try:
+        spec = select_models(names, available_models())[0]
+        wrapper = load_wrapped(spec)
+    except DeepaasError as exc:
+        if not _wants_help(argv):
+            raise
+        # --help works without a model; the model's options need one.
+        note = (
+            f"The options of predict and train come from the model's fields and "
+            f"are listed once a model can be loaded: {exc.message}."
+        )
+        build_parser(note=note)[0].parse_args(argv)  # prints the help, exits
+        raise
+    parser, kinds = build_parser(wrapper)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        where = f"{PROG} {args.method}" if args.method else PROG
+        raise UsageError(
+            f"unrecognized arguments: {' '.join(extra)}", help_command=f"{where} --help"
+        )
+    if args.with_multiprocessing:
+        # DEEPaaS 2.x's default: a model's Pool or DataLoader workers are
+        # spawned, never forked from a process that holds threads.
+        multiprocessing.set_start_method("spawn", force=True)
+    method = args.method or "get_metadata"
+    if args.method is None:
+        logging.getLogger("deepaas.cli").warning(
+            "no method given: calling get_metadata (methods: %s)", ", ".join(METHODS)
+        )
+    output = args.method_output
+    if method == "get_metadata":
+        return _emit(to_json_bytes(wrapper.metadata()), "application/json", output)
     if method == "warm":
         with _stdout_to_stderr():
             wrapper.warm()
@@ -354,15 +428,43 @@ def _main(argv: list[str]) -> int:
     raw = _raw_arguments(values, kinds[method])
     if method == "train":
         kwargs = wrapper.parse_train_args(raw)
+        began = datetime.datetime.now()
         # The model gets copies of the user's files: it may delete them.
         with _stdout_to_stderr(), private_copies(kwargs) as own:
             result = wrapper.call("train", own)
-        return _emit(to_json_bytes(result), "application/json", args.method_output)
+        record = _training_record(kwargs, result, began)
+        return _emit(to_json_bytes(record), "application/json", output)
     kwargs = wrapper.parse_predict_args(raw)
     with _stdout_to_stderr(), private_copies(kwargs) as own:
         result = wrapper.call("predict", own)
     body, media = _answer(result, kwargs.get("accept"))
-    return _emit(body, media, args.method_output)
+    return _emit(body, media, output)
+
+
+def _wants_help(argv: Sequence[str]) -> bool:
+    return "-h" in argv or "--help" in argv
+
+
+def _training_record(
+    kwargs: Mapping[str, Any], output: Any, began: datetime.datetime
+) -> dict[str, Any]:
+    """A finished training as DEEPaaS 2.x's deepaas-cli (and the API) show it."""
+    ended = datetime.datetime.now()
+    args = {
+        name: value.original_filename if isinstance(value, UploadedFile) else value
+        for name, value in kwargs.items()
+    }
+    return {
+        "date": str(began),
+        "args": args,
+        "status": "done",
+        "uuid": uuid.uuid4().hex,
+        "result": {
+            "finish_date": str(ended),
+            "duration": str(ended - began),
+            "output": output,
+        },
+    }
 
 
 @contextlib.contextmanager
@@ -403,7 +505,9 @@ def _answer(result: Any, accept: str | None) -> tuple[bytes, str]:
 def _emit(body: bytes, media: str, output: str | None) -> int:
     is_json = media == "application/json"
     if is_json:
-        text = json.dumps(json.loads(body), indent=2) + "\n"
+        # One line: scripts written for DEEPaaS 2.x cut the answer out of the
+        # output with grep -Po '{.*}'.
+        text = body.decode() + "\n"
         sys.stdout.write(text)
         sys.stdout.flush()
         if output:

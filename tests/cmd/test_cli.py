@@ -163,7 +163,9 @@ def test_train_runs_to_the_end_and_prints_its_result(
     installed_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = call(capsys, "--model-name", "old-style", "train", "--epochs", "4")
-    assert code == 0 and json.loads(out) == {"epochs": 4}
+    record = json.loads(out)
+    assert code == 0 and record["result"]["output"] == {"epochs": 4}
+    assert (record["status"], record["args"]) == ("done", {"epochs": 4})
 
 
 def test_the_console_script_keeps_standard_output_for_the_answer(
@@ -177,7 +179,7 @@ def test_the_console_script_keeps_standard_output_for_the_answer(
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert set(json.loads(proc.stdout)) == {"pid", "seconds"}
+    assert set(json.loads(proc.stdout)["result"]["output"]) == {"pid", "seconds"}
     assert "to stdout from print" in proc.stderr
     assert "from a child process" in proc.stderr
 
@@ -222,7 +224,6 @@ def test_the_console_script_keeps_standard_output_for_the_answer(
             "argument METHOD: invalid choice: 'fly'",
         ),
         (["--model-name", "nope", "get_metadata"], "model 'nope' is not installed"),
-        ([], "the following arguments are required: METHOD"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
@@ -235,8 +236,6 @@ def test_usage_errors_are_one_line_and_exit_2(
     image = tmp_path / "img.png"
     image.write_bytes(b"x")
     args = [str(image) if a == "IMG" else a for a in argv]
-    if not args:
-        args = ["--model-name", "old-style"]
     code, out, err = call(capsys, *args)
     lines = err.strip().splitlines()
     expected = 1 if "not installed" in message else 2
