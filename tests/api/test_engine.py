@@ -67,16 +67,29 @@ async def test_predict_timeout_answers_504_and_recycles_the_worker(make_client):
     assert after["predictions"]["pid"] != before["predictions"]["pid"]
 
 
-async def test_a_full_queue_answers_503_with_retry_after(make_client):
-    client = await make_client("crashy", workers=1, max_queue=1)
-    busy = asyncio.ensure_future(post(client, "crashy", how="sleep", seconds=0.6))
-    await asyncio.sleep(0.2)
-    queued = asyncio.ensure_future(post(client, "crashy"))
-    await asyncio.sleep(0.1)
-    resp, body = await post(client, "crashy")
+async def test_a_full_queue_answers_503_with_retry_after(make_client, tmp_path):
+    client = await make_client("gate", workers=1, max_queue=1)
+    gate = tmp_path / "open"  # the model holds each call until it exists
+
+    async def counts_reach(**expected: int) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            _, body = await get(client, "/health")
+            counts = body["models"]["gate"]
+            if all(counts[k] == v for k, v in expected.items()):
+                return
+            assert time.monotonic() < deadline, counts
+            await asyncio.sleep(0.01)
+
+    busy = asyncio.ensure_future(post(client, "gate", gate=gate))
+    await counts_reach(busy=1)
+    queued = asyncio.ensure_future(post(client, "gate", gate=gate))
+    await counts_reach(queued=1)
+    resp, body = await post(client, "gate", gate=gate)
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
     assert "retry later" in body["message"]
+    gate.touch()
     assert (await busy)[0].status == 200 and (await queued)[0].status == 200
 
 
