@@ -21,7 +21,6 @@ import datetime
 import json
 import logging
 import os
-import select
 import threading
 from pathlib import Path
 
@@ -38,7 +37,6 @@ MIN_MAX_BYTES = 16 * 1024
 DRAIN_SECONDS = 2.0
 
 _READ = 64 * 1024
-_POLL_MS = 200
 #: How far a cut may move to fall on a line end.
 _LINE_WINDOW = 4096
 
@@ -189,16 +187,15 @@ def _replace(path: Path, data: bytes) -> None:
 class LogPump:
     """Copies a training's output from the pipe ``fd`` into its log, in a thread.
 
-    The pump owns ``fd`` and closes it when it ends: at end of file (every
-    process that held the pipe's writing end is gone) or when :meth:`finish`
-    gives up waiting for that.
+    The pump owns ``fd`` and closes it at end of file, when every process
+    that held the pipe's writing end is gone.  A process that outlives its
+    training (in a session of its own) keeps the pump going: what it writes
+    still reaches the log, after the training's closing line, under the cap.
     """
 
     def __init__(self, fd: int, writer: LogWriter, *, name: str) -> None:
         self.writer = writer
         self._fd = fd
-        self._eof = False
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -206,27 +203,16 @@ class LogPump:
         self._thread.start()
 
     def finish(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for end of file, then stop; answer if seen.
+        """Wait up to ``timeout`` seconds for end of file; answer whether it came.
 
-        A process that outlives its training and still holds the pipe gets
-        EPIPE (or SIGPIPE) on its next write once the pump has stopped.
+        Without it, the pump goes on for as long as this process lives.
         """
         self._thread.join(timeout)
-        self._stop.set()
-        self._thread.join()
-        return self._eof
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
         try:
-            while not self._stop.is_set():
-                if not poller.poll(_POLL_MS):
-                    continue
-                data = os.read(self._fd, _READ)
-                if not data:
-                    self._eof = True
-                    return
+            while data := os.read(self._fd, _READ):
                 self.writer.write(data)
         except OSError as exc:
             LOG.warning("reading a training's output failed: %s", exc)

@@ -93,7 +93,9 @@ class Printer:
     ``lines`` lines of 72 bytes go to stdout; ``partial`` leaves a last line
     unfinished; ``record`` names a directory where it writes ``started``
     (then sleeps ``seconds``) and, from its ``finally`` block, ``finally``.
-    It writes ``checkpoint`` into ``$DEEPAAS_TRAINING_DIR``.
+    It writes ``checkpoint`` into ``$DEEPAAS_TRAINING_DIR``.  ``daemon``
+    starts a process in a session of its own that prints ``daemon N`` for
+    that many seconds, outliving the training (its pid in ``daemon.pid``).
     """
 
     def get_metadata(self):
@@ -105,12 +107,13 @@ class Printer:
             "partial": fields.Bool(load_default=False),
             "seconds": fields.Float(load_default=0.0),
             "record": fields.Str(load_default=""),
+            "daemon": fields.Float(load_default=0.0),
         }
 
     def predict(self, **kwargs):
         return {}
 
-    def train(self, lines, partial, seconds, record):
+    def train(self, lines, partial, seconds, record, daemon):
         job_dir = os.environ["DEEPAAS_TRAINING_DIR"]
         Path(job_dir, "checkpoint").write_text(os.environ["DEEPAAS_TRAINING_UUID"])
         try:
@@ -118,6 +121,12 @@ class Printer:
                 print(printed_line(number), end="")
             if partial:
                 print("progress 50%", end="", flush=True)
+            if daemon:
+                loop = (f"import time\nfor n in range({int(daemon * 10)}):\n"
+                        "    print('daemon', n, flush=True)\n    time.sleep(0.1)\n")
+                proc = subprocess.Popen([sys.executable, "-c", loop],
+                                        start_new_session=True)
+                _write(record, "daemon.pid", str(proc.pid))
             if record:
                 _write(record, "started", str(os.getpid()))
             time.sleep(seconds)

@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from deepaas.api import ApiSettings, create_app
 from deepaas.model.executors import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 from tests.fake_models.trainers import printed_line
+from tests.processes import pid_running
 
 TRAIN = "/v2/models/printer/train/"
 CAP = 64 * 1024
@@ -171,3 +174,35 @@ def test_the_option_reaches_the_service(tmp_path: Path) -> None:
     assert service is not None and service.max_log_bytes == 20000
     default = training_service_from_config([spec("printer")], {}, build_config([]), {})
     assert default is not None and default.max_log_bytes == 10 * 1024 * 1024
+
+
+@pytest.mark.slow
+async def test_a_process_that_outlives_its_training_still_logs(
+    installed_models, aiohttp_client, tmp_path
+):
+    record = tmp_path / "record"
+    record.mkdir()
+    # The grace is how long the training process waits for its children.
+    service = TrainingService(tmp_path / "state", cancel_grace=0.5)
+    client = await serve(aiohttp_client, service)
+    # It starts a process of its own session, printing for 6 s, and returns.
+    uuid = (await post(client, daemon=6, record=record))["uuid"]
+
+    async def finished() -> Any:
+        body = await (await client.get(f"{TRAIN}{uuid}")).json()
+        return body["status"] in ("done", "error") and body
+
+    assert (await poll(finished, "the training"))["status"] == "done"
+    daemon = int((record / "daemon.pid").read_text())
+    assert pid_running(daemon)  # not stopped: it left the training's group
+
+    async def daemon_done() -> Any:
+        text = await (await client.get(f"{TRAIN}{uuid}/logs")).text()
+        return "daemon 59\n" in text and text
+
+    # Its output still reaches the log, after the closing line, and no
+    # broken pipe stopped it half way.
+    text = await poll(daemon_done, "the daemon's last line")
+    ended = text.index("training ended: done")
+    assert "still writes to its output" in text[:ended]
+    assert "daemon 59\n" in text[ended:]
