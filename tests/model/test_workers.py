@@ -30,6 +30,14 @@ async def predict(pool: ProcessPool, **values: object) -> dict:
     return json.loads(outcome.body)["predictions"]
 
 
+async def until(condition, timeout: float = BOUND) -> None:
+    """Poll ``condition`` on the event loop instead of guessing a sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
 def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(pid_exists(p) for p in pids):
@@ -96,7 +104,7 @@ async def test_other_workers_keep_answering_during_a_crash(installed_models):
     await pool.start()
     try:
         crash = asyncio.ensure_future(predict(pool, how="sleep", seconds=0.3))
-        await asyncio.sleep(0.05)
+        await until(lambda: pool.status()["busy"] == 1)
         # The sleeping worker is busy; this one answers meanwhile.
         results = await asyncio.gather(
             predict(pool, how="exit"), predict(pool), return_exceptions=True
@@ -108,16 +116,18 @@ async def test_other_workers_keep_answering_during_a_crash(installed_models):
         await pool.stop()
 
 
-async def test_queue_is_bounded(installed_models):
-    pool = ProcessPool(spec("crashy"), size=1, max_queue=1)
+async def test_queue_is_bounded(installed_models, tmp_path):
+    pool = ProcessPool(spec("gate"), size=1, max_queue=1)
+    gate = tmp_path / "open"  # each call waits until it exists
     await pool.start()
     try:
-        busy = asyncio.ensure_future(predict(pool, how="sleep", seconds=0.5))
-        await asyncio.sleep(0.1)
-        queued = asyncio.ensure_future(predict(pool))
-        await asyncio.sleep(0.05)
+        busy = asyncio.ensure_future(predict(pool, gate=gate))
+        await until(lambda: pool.status()["busy"] == 1)
+        queued = asyncio.ensure_future(predict(pool, gate=gate))
+        await until(lambda: pool.status()["queued"] == 1)
         with pytest.raises(QueueFull, match="--max-queue"):
-            await predict(pool)
+            await predict(pool, gate=gate)
+        gate.touch()
         assert isinstance(await busy, dict) and isinstance(await queued, dict)
     finally:
         await pool.stop()
