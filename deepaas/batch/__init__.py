@@ -4,9 +4,10 @@ The pieces, in the order a run uses them: :mod:`~deepaas.batch.inputs`
 (finding inputs), :mod:`~deepaas.batch.sharding` (which are this task's),
 :mod:`~deepaas.batch.runner` (running the model over them as
 :mod:`~deepaas.batch.options` says, with
-:mod:`~deepaas.batch.pool` worker processes), :mod:`~deepaas.batch.results`
-(the records), :mod:`~deepaas.batch.merge` and :mod:`~deepaas.batch.sbatch`.
-The command line is :mod:`deepaas.cmd.predict`.
+:mod:`~deepaas.batch.pool` worker processes), :mod:`~deepaas.batch.runfile`
+(what defines a run), :mod:`~deepaas.batch.results` (the records),
+:mod:`~deepaas.batch.merge` and :mod:`~deepaas.batch.sbatch`.  The command
+line is :mod:`deepaas.cmd.predict`.
 """
 
 from deepaas.batch.inputs import (
@@ -17,14 +18,10 @@ from deepaas.batch.inputs import (
     JsonlInputs,
     collect_files,
 )
-from deepaas.batch.merge import (
-    MergeReport,
-    inputs_from_run_file,
-    merge_results,
-    write_run_file,
-)
+from deepaas.batch.merge import MergeReport, inputs_from_run_file, merge_results
 from deepaas.batch.options import BatchOptions, Summary, UsageError
 from deepaas.batch.results import ResultsWriter, read_records, results_filename
+from deepaas.batch.runfile import RunIdentity, read_run_file
 from deepaas.batch.runner import BatchRun
 from deepaas.batch.sbatch import default_tasks, sbatch_script
 from deepaas.batch.sharding import Shard, ShardError, parse_shard, shard_from_slurm
@@ -39,6 +36,7 @@ __all__ = [
     "JsonlInputs",
     "MergeReport",
     "ResultsWriter",
+    "RunIdentity",
     "Shard",
     "ShardError",
     "Summary",
@@ -49,8 +47,8 @@ __all__ = [
     "merge_results",
     "parse_shard",
     "read_records",
+    "read_run_file",
     "results_filename",
     "sbatch_script",
     "shard_from_slurm",
-    "write_run_file",
 ]

@@ -4,8 +4,10 @@
 or as given again on its command line), picks for each input its best
 record from every results file of the folder (an ``ok`` record over an
 error, the latest of several errors), writes them in input order to
-``merged.jsonl`` and lists the inputs no task recorded in ``missing.txt``.
-Only the keys and file offsets of the records are held in memory.
+``merged.jsonl`` and lists the inputs no task recorded in ``missing.txt``
+(written only when some are missing).  Only the records of the run
+recorded in ``run.json`` count.  Only the keys and file offsets of the
+records are held in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from deepaas.batch.inputs import InputError, Inputs, JsonlInputs, collect_files
 from deepaas.batch.results import (
@@ -23,7 +24,6 @@ from deepaas.batch.results import (
     RUN_FILE,
     read_records,
     results_files,
-    write_json_atomically,
 )
 from deepaas.batch.sharding import Shard
 
@@ -57,17 +57,6 @@ class MergeReport:
         return text
 
 
-def write_run_file(output_dir: Path, description: dict[str, Any]) -> None:
-    """Record how the inputs were given, so that merge can list them again."""
-    path = output_dir / RUN_FILE
-    try:
-        if json.loads(path.read_text()) == description:
-            return
-    except (OSError, ValueError):
-        pass
-    write_json_atomically(path, description)
-
-
 def inputs_from_run_file(output_dir: Path) -> Inputs:
     """The inputs of the run that wrote ``run.json`` in ``output_dir``."""
     path = output_dir / RUN_FILE
@@ -90,8 +79,14 @@ def inputs_from_run_file(output_dir: Path) -> Inputs:
     )
 
 
-def merge_results(output_dir: Path, inputs: Inputs) -> MergeReport:
-    """Write ``merged.jsonl`` (and ``missing.txt``); see the module docstring."""
+def merge_results(
+    output_dir: Path, inputs: Inputs, *, run: str | None = None
+) -> MergeReport:
+    """Write ``merged.jsonl`` (and ``missing.txt``); see the module docstring.
+
+    With ``run``, only that run's records count; without, every record (a
+    folder written before runs had ids).
+    """
     report = MergeReport(merged_file=str(output_dir / MERGED_FILE))
     files = results_files(output_dir)
     report.files = len(files)
@@ -99,6 +94,8 @@ def merge_results(output_dir: Path, inputs: Inputs) -> MergeReport:
     best: dict[str, tuple[tuple[bool, str], int, int]] = {}
     for number, path in enumerate(files):
         for offset, record in read_records(path):
+            if run is not None and record.get("run") != run:
+                continue
             ok = record["status"] == "ok"
             if ok and record.get("output_file"):
                 ok = (output_dir / record["output_file"]).is_file()

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from deepaas.batch.progress import format_duration
 from deepaas.batch.sharding import Shard
@@ -15,7 +16,6 @@ from deepaas.model.loading import ModelSpec
 
 class UsageError(ValueError):
     """The command line does not fit the model or the inputs (exit status 2)."""
-
 
 
 @dataclasses.dataclass
@@ -37,6 +37,11 @@ class BatchOptions:
     progress_bar: bool | None = None
     term_grace: float = 20.0
     log_level: int = logging.INFO
+    #: Start a new run in ``output_dir`` (``--restart``): the token that makes
+    #: it new (see :func:`deepaas.batch.runfile.restart_token`); None resumes.
+    restart: str | None = None
+    #: How the inputs were given, recorded in ``run.json`` for merge.
+    run_inputs: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ Layout of ``--output-dir``::
     results.jsonl                     one record per input (unsharded run)
     results-0002-of-0004.jsonl        the records of shard 2 of 4
     outputs/<name>-<hash8><ext>       non-JSON answers, one file per input
-    run.json                          how the inputs were given (for merge)
+    run.json                          what defines the run, and its inputs
     merged.jsonl, missing.txt         written by ``deepaas-predict merge``
 
 A record is one line of JSON written with a single ``write()`` to a file
@@ -113,14 +113,19 @@ def ok_record(
     key: str,
     seconds: float,
     *,
+    run: str | None = None,
     json_body: bytes | None = None,
     output_file: str | None = None,
     content_type: str | None = None,
 ) -> bytes:
-    """The line recording a success; a JSON answer is embedded as it is."""
+    """The line recording a success; a JSON answer is embedded as it is.
+
+    ``run`` is the id of the run (see :mod:`deepaas.batch.runfile`).
+    """
+    run_part = f', "run": "{run}"' if run else ""
     head = (
         f'{{"input": {_quote(key)}, "status": "ok", "seconds": {seconds:.6f}, '
-        f'"finished": "{_now()}"'
+        f'"finished": "{_now()}"{run_part}'
     )
     if output_file is not None:
         return (
@@ -133,7 +138,13 @@ def ok_record(
 
 
 def error_record(
-    key: str, seconds: float, error_type: str, message: str, **extra: Any
+    key: str,
+    seconds: float,
+    error_type: str,
+    message: str,
+    *,
+    run: str | None = None,
+    **extra: Any,
 ) -> bytes:
     """The line recording a failure."""
     record: dict[str, Any] = {
@@ -141,9 +152,11 @@ def error_record(
         "status": "error",
         "seconds": round(seconds, 6),
         "finished": _now(),
-        "error_type": error_type,
-        "error": message,
     }
+    if run:
+        record["run"] = run
+    record["error_type"] = error_type
+    record["error"] = message
     record.update({k: v for k, v in extra.items() if v})
     return json.dumps(record, default=str).encode() + b"\n"
 
@@ -229,17 +242,20 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         LOG.warning("%s: skipped %d damaged line(s)", path, bad)
 
 
-def load_state(output_dir: str | Path) -> dict[str, bool]:
-    """What earlier runs did: input key -> True (ok) or False (failed).
+def load_state(output_dir: str | Path, run: str) -> dict[str, bool]:
+    """What run ``run`` did so far: input key -> True (ok) or False (failed).
 
     Every results file of the folder counts, whatever shard wrote it, so a
-    rerun with another number of tasks still skips finished inputs.  An ok
-    record whose output file has gone missing counts as not done.
+    rerun with another number of tasks still skips finished inputs; records
+    of other runs never count.  An ok record whose output file has gone
+    missing counts as not done.
     """
     state: dict[str, bool] = {}
     base = Path(output_dir)
     for path in results_files(base):
         for _, record in read_records(path):
+            if record.get("run") != run:
+                continue
             key = record["input"]
             ok = record["status"] == "ok"
             if ok and record.get("output_file"):

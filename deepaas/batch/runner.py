@@ -8,29 +8,26 @@ handing out inputs; the inputs in hand get ``term_grace`` seconds to finish,
 then the workers are stopped and every record written so far is flushed, so
 that rerunning the same command resumes where this one stopped.
 
-The model never gets a user's own file: each input's files are copied (a
-reflink where the filesystem can) into a temporary folder of this run just
-before the input is handed out, and each copy is removed after its call.
-The folder goes, with anything a crashed worker left in it, when the run
-ends.
+The model never gets a user's own file, only copies
+(:mod:`~deepaas.batch.copies`).  A run resumes only its own records: what
+defines it is checked against ``run.json`` (:mod:`~deepaas.batch.runfile`)
+before anything is recorded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import mimetypes
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 from deepaas.batch.calls import PredictCall
+from deepaas.batch.copies import InputCopies, InputUnreadable
 from deepaas.batch.inputs import FileInputs, InputItem, Inputs
 from deepaas.batch.options import BatchOptions, Summary, UsageError
 from deepaas.batch.pool import BatchPool
@@ -45,6 +42,7 @@ from deepaas.batch.results import (
     results_filename,
     write_output_file,
 )
+from deepaas.batch.runfile import earlier_run, identity_for, settle_run
 from deepaas.exceptions import (
     ArgumentsInvalid,
     DeepaasError,
@@ -52,7 +50,7 @@ from deepaas.exceptions import (
     WorkerCrashed,
 )
 from deepaas.model.description import ModelDescription
-from deepaas.model.files import UploadedFile, copy_for_model
+from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import (
     PredictOutcome,
     RawArguments,
@@ -61,10 +59,6 @@ from deepaas.model.wrapper import (
 )
 
 LOG = logging.getLogger("deepaas.predict")
-
-
-class InputUnreadable(DeepaasError):
-    """An input that cannot be handed to the model (missing file, bad line)."""
 
 
 class _Abort(BaseException):
@@ -103,17 +97,19 @@ class BatchRun:
         self._fixed_files: dict[str, str] = {}
         self._file_arg: str | None = None
         self._file_args: set[str] = set()
-        #: This run's temporary folder, for the copies handed to the model.
-        self._scratch = ""
-        self._copies_made = 0
-        #: Input key -> its copies not yet removed by the call that used them.
-        self._copies: dict[str, list[str]] = {}
+        self._copies = InputCopies()
+        #: The id of the run this task belongs to (None until known).
+        self._run_id: str | None = None
+        #: What the run did so far: input key -> done (True) or failed.
+        self._state: dict[str, bool] = {}
 
     # -- set-up -------------------------------------------------------------
 
-    def _plan(self, state: dict[str, bool]) -> int:
+    def _plan(self) -> int:
         """Count this shard's inputs; return how many are left to do."""
+        state = self._state
         summary = self.summary
+        summary.total = summary.skipped_ok = summary.skipped_failed = 0
         for key in self.inputs.keys(self.options.shard):
             summary.total += 1
             done = state.get(key)
@@ -188,40 +184,40 @@ class BatchRun:
             raise UsageError(f"--arg {file_arg} is the input file argument itself")
         self._file_arg = file_arg
 
-    def _copy(self, item: InputItem, path: str) -> str:
-        """A copy of ``path`` for this input's call, in this run's folder.
+    def _settle(self, description: ModelDescription) -> None:
+        """Join the run recorded in the output folder, or start it.
 
-        The call that gets it removes it; :meth:`_drop_copies` removes the
-        copies of an input that no call will answer (its worker died).
+        Refuses (:class:`UsageError`) a folder that holds another run.  When
+        the run turns out to be another than the one whose records were
+        counted before the model was loaded, they are counted again.
         """
-        self._copies_made += 1
-        try:
-            copied = copy_for_model(path, self._scratch, str(self._copies_made))
-        except OSError as exc:
-            if exc.filename == path:
-                raise InputUnreadable(
-                    f"input file {path!r} cannot be read: {exc.strerror or exc}"
-                ) from None
-            raise DeepaasError(
-                f"cannot copy input {path!r} into the temporary folder "
-                f"{self._scratch}: {exc.strerror or exc} (set TMPDIR to a folder "
-                "with room)"
-            ) from None
-        self._copies.setdefault(item.key, []).append(copied)
-        return copied
+        options = self.options
+        identity = identity_for(
+            description,
+            fixed_args=options.fixed_args,
+            accept=options.accept,
+            file_arg=self._file_arg,
+            jsonl=not isinstance(self.inputs, FileInputs),
+        )
+        run_id = settle_run(
+            options.output_dir,
+            identity,
+            restart=options.restart,
+            inputs=options.run_inputs,
+            count=len(self.inputs),
+        )
+        if run_id != self._run_id:
+            self._run_id = run_id
+            self._state = load_state(options.output_dir, run_id)
+            self._plan()
 
     def _upload(self, item: InputItem, name: str, path: str) -> UploadedFile:
         return UploadedFile(
             name=name,
-            filename=self._copy(item, path),
+            filename=self._copies.copy(item.key, path),
             content_type=_content_type(path, self._types),
             original_filename=os.path.basename(path),
         )
-
-    def _drop_copies(self, item: InputItem) -> None:
-        for path in self._copies.pop(item.key, ()):
-            with contextlib.suppress(OSError):
-                os.unlink(path)
 
     # -- one input ------------------------------------------------------------
 
@@ -239,11 +235,11 @@ class BatchRun:
         every file in it is a copy made for this input.
         """
         if item.key in self._copies:  # handed out before: its copies are stale
-            self._drop_copies(item)
+            self._copies.drop(item.key)
         try:
             return self._make_request(item)
         except BaseException:
-            self._drop_copies(item)
+            self._copies.drop(item.key)
             raise
 
     def _make_request(self, item: InputItem) -> tuple[Any, ...]:
@@ -252,11 +248,12 @@ class BatchRun:
             assert path is not None
             if not os.path.isfile(path) or not os.access(path, os.R_OK):
                 raise InputUnreadable(f"input file {path!r} is missing or unreadable")
+            copy = self._copies.copy
             others = tuple(
-                (name, self._copy(item, fixed), *self._names(fixed))
+                (name, copy(item.key, fixed), *self._names(fixed))
                 for name, fixed in self._fixed_files.items()
             )
-            return ("file", self._copy(item, path), *self._names(path), others)
+            return ("file", copy(item.key, path), *self._names(path), others)
         try:
             line = json.loads(item.text)
         except ValueError as exc:
@@ -294,19 +291,21 @@ class BatchRun:
         """Write the record of one finished input."""
         assert self._writer is not None and self._progress is not None
         if isinstance(outcome, WorkerCrashed):  # no call removed its copies
-            self._drop_copies(item)
+            self._copies.drop(item.key)
         else:
-            self._copies.pop(item.key, None)
+            self._copies.used(item.key)
+        run = self._run_id
         ok = isinstance(outcome, PredictOutcome)
         if isinstance(outcome, PredictOutcome):
             if _is_json(outcome.content_type):
-                line = ok_record(item.key, seconds, json_body=outcome.body)
+                line = ok_record(item.key, seconds, run=run, json_body=outcome.body)
             else:
                 name = output_name(item, outcome.content_type)
                 write_output_file(self._outputs, name, outcome.body)
                 line = ok_record(
                     item.key,
                     seconds,
+                    run=run,
                     output_file=f"{OUTPUTS_DIR}/{name}",
                     content_type=outcome.content_type,
                 )
@@ -324,6 +323,7 @@ class BatchRun:
                 seconds,
                 type(error).__name__,
                 error.message,
+                run=run,
                 details=details,
                 traceback=trace,
             )
@@ -354,8 +354,19 @@ class BatchRun:
         self._outputs.mkdir(exist_ok=True)
         results_path = options.output_dir / results_filename(options.shard)
         self.summary.results_file = str(results_path)
-        state = load_state(options.output_dir)
-        todo = self._plan(state)
+        self._run_id = earlier_run(
+            options.output_dir, options.model.name, restart=options.restart
+        )
+        if self._run_id is not None:
+            self._state = load_state(options.output_dir, self._run_id)
+        todo = self._plan()
+        if todo == 0 and self.summary.total:
+            # Done, by the records of the run recorded here: only if this is
+            # that run (the model's version decides too).
+            description = load_wrapped(options.model).describe()
+            self._check_usage(description)
+            self._settle(description)
+            todo = self._plan()
         LOG.info(
             "%d inputs in shard %s: %d to do, %d done earlier, %d failed earlier%s",
             self.summary.total,
@@ -372,12 +383,12 @@ class BatchRun:
             s: signal.signal(s, self._on_signal)
             for s in (signal.SIGTERM, signal.SIGINT)
         }
-        self._scratch = tempfile.mkdtemp(prefix="deepaas-predict-")
         try:
-            if options.workers == 0 and not options.worker_envs:
-                self._run_inline(state, todo)
-            else:
-                self._run_pool(state, todo)
+            with self._copies:
+                if options.workers == 0 and not options.worker_envs:
+                    self._run_inline()
+                else:
+                    self._run_pool()
         except _Abort:
             LOG.warning("stopped at once (second signal); records written so far kept")
         finally:
@@ -387,7 +398,6 @@ class BatchRun:
                 self._progress.close()
             if self._writer is not None:
                 self._writer.close()
-            shutil.rmtree(self._scratch, ignore_errors=True)
         if self._signal is not None:
             self.summary.signal_name = signal.Signals(self._signal).name
         self.summary.seconds = time.monotonic() - started
@@ -403,16 +413,20 @@ class BatchRun:
             signal.Signals(signum).name,
         )
 
-    def _todo(self, state: dict[str, bool]) -> Iterator[InputItem]:
+    def _todo(self) -> Iterator[InputItem]:
         retry = self.options.retry_errors
+        state = self._state
         for item in self.inputs.items(self.options.shard):
             done = state.get(item.key)
             if done or (done is False and not retry):
                 continue
             yield item
 
-    def _open(self, todo: int) -> None:
+    def _open(self) -> None:
         options = self.options
+        todo = (
+            self.summary.total - self.summary.skipped_ok - self.summary.skipped_failed
+        )
         self._writer = ResultsWriter(
             options.output_dir / results_filename(options.shard)
         )
@@ -420,18 +434,20 @@ class BatchRun:
             todo, interval=options.progress_interval, bar=options.progress_bar
         )
 
-    def _run_inline(self, state: dict[str, bool], todo: int) -> None:
+    def _run_inline(self) -> None:
         """``--workers 0``: the model runs in this process, one input at a time."""
         options = self.options
         wrapper = load_wrapped(options.model, warm=options.warm)
-        self._check_usage(wrapper.describe())
-        self._open(todo)
+        description = wrapper.describe()
+        self._check_usage(description)
+        self._settle(description)
+        self._open()
         assert self._progress is not None
         call = PredictCall(
             wrapper, fixed=self._fixed(), file_arg=self._file_arg, accept=options.accept
         )
         clock = time.perf_counter
-        for item in self._todo(state):
+        for item in self._todo():
             if self._signal is not None:
                 break
             begin = clock()
@@ -450,7 +466,7 @@ class BatchRun:
                 self.summary.stopped_early = True
                 break
 
-    def _run_pool(self, state: dict[str, bool], todo: int) -> None:
+    def _run_pool(self) -> None:
         """``--workers N``: N processes, each fed ahead."""
         options = self.options
         envs = options.worker_envs or [{} for _ in range(options.workers)]
@@ -460,9 +476,10 @@ class BatchRun:
         description = pool.start()
         try:
             self._check_usage(description)
+            self._settle(description)
             pool.setup(self._fixed(), self._file_arg, options.accept)
-            self._open(todo)
-            self._feed(pool, self._todo(state))
+            self._open()
+            self._feed(pool, self._todo())
         finally:
             pool.stopping = True
             pool.stop(grace=2.0)

@@ -33,10 +33,11 @@ from deepaas.batch import (
     inputs_from_run_file,
     merge_results,
     parse_shard,
+    read_run_file,
     sbatch_script,
     shard_from_slurm,
-    write_run_file,
 )
+from deepaas.batch.runfile import check_run, identity_for, restart_token, settle_run
 from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
 from deepaas.exceptions import DeepaasError
@@ -179,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-fast", action="store_true", help="stop at the first failing input"
     )
     run.add_argument(
+        "--restart",
+        action="store_true",
+        help="start a new run in OUTPUT_DIR even though it holds another run's "
+        "results (kept in the files, no longer counted); without it, a command "
+        "that differs from the recorded run (model, version, --arg, --accept, "
+        "--file-arg) is refused",
+    )
+    run.add_argument(
         "--term-grace",
         type=float,
         default=20.0,
@@ -226,7 +235,6 @@ def build_merge_parser() -> argparse.ArgumentParser:
     )
     _add_input_options(parser)
     return parser
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,11 +376,8 @@ def _predict(argv: list[str]) -> int:
     warm = args.warm if args.warm is not None else (conf.warm if conf else True)
     gpus = args.gpus or (conf.gpus if conf is not None else "auto")
     if args.print_sbatch:
-        return _print_sbatch(args, argv, spec, inputs, output_dir)
+        return _print_sbatch(args, argv, spec, inputs, given, fixed, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_run_file(
-        output_dir, {"model": spec.name, "inputs": given, "count": len(inputs)}
-    )
     options = BatchOptions(
         output_dir=output_dir,
         model=spec,
@@ -388,6 +393,8 @@ def _predict(argv: list[str]) -> int:
         progress_interval=args.progress_interval,
         term_grace=args.term_grace,
         log_level=level,
+        restart=restart_token() if args.restart else None,
+        run_inputs=given,
     )
     if shard.source != "none":
         LOG.info("shard %s (from %s) of %d inputs", shard, shard.source, len(inputs))
@@ -408,9 +415,31 @@ def _print_sbatch(
     argv: list[str],
     spec: ModelSpec,
     inputs: Inputs,
+    given: dict[str, Any],
+    fixed: list[tuple[str, str]],
     output_dir: Path,
 ) -> int:
     wrapper = load_wrapped(spec)
+    identity = identity_for(
+        wrapper.describe(),
+        fixed_args=fixed,
+        accept=args.accept,
+        file_arg=args.file_arg,
+        jsonl=bool(args.input_jsonl),
+    )
+    if args.restart:
+        # The new run starts now, once, and the tasks (given no --restart)
+        # join it: resubmitting the script resumes instead of restarting.
+        output_dir.mkdir(parents=True, exist_ok=True)
+        settle_run(
+            output_dir,
+            identity,
+            restart=restart_token({}),
+            inputs=given,
+            count=len(inputs),
+        )
+    elif output_dir.is_dir():
+        check_run(output_dir, identity)
     resources = wrapper.resources()
     gpus = int(resources.get("gpus") or 0)
     tasks = args.tasks or default_tasks(len(inputs))
@@ -436,7 +465,7 @@ def _print_sbatch(
 
 def _task_arguments(argv: list[str], spec: ModelSpec, output_dir: Path) -> list[str]:
     """The command line of one array task: this one, less the script options."""
-    drop_flag = {"--print-sbatch"}
+    drop_flag = {"--print-sbatch", "--restart"}
     drop_value = {"--tasks", "--shard", "--model-name", "-o", "--output-dir"}
     kept: list[str] = []
     skip = False
@@ -464,7 +493,8 @@ def _merge(argv: list[str]) -> int:
         inputs, _ = _inputs(args, output_dir)
     else:
         inputs = inputs_from_run_file(output_dir)
-    report = merge_results(output_dir, inputs)
+    run = read_run_file(output_dir) or {}
+    report = merge_results(output_dir, inputs, run=run.get("run"))
     for key in report.missing[:10]:
         print(f"{PROG}: missing: {key}", file=sys.stderr)
     if len(report.missing) > 10:

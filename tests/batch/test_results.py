@@ -41,21 +41,34 @@ def test_state_prefers_ok_and_forgets_ok_records_whose_file_is_gone(
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "kept.txt").write_text("x")
     with ResultsWriter(tmp_path / "results-0000-of-0002.jsonl") as writer:
-        writer.write(error_record("/in/a", 0, "ModelError", "first try"))
+        writer.write(error_record("/in/a", 0, "ModelError", "first try", run="r1"))
         writer.write(
             ok_record(
-                "/in/b", 0, output_file="outputs/gone.txt", content_type="text/plain"
+                "/in/b",
+                0,
+                run="r1",
+                output_file="outputs/gone.txt",
+                content_type="text/plain",
             )
         )
         writer.write(
             ok_record(
-                "/in/c", 0, output_file="outputs/kept.txt", content_type="text/plain"
+                "/in/c",
+                0,
+                run="r1",
+                output_file="outputs/kept.txt",
+                content_type="text/plain",
             )
         )
     with ResultsWriter(tmp_path / "results-0001-of-0002.jsonl") as writer:
-        writer.write(ok_record("/in/a", 0, json_body=b"1"))
-        writer.write(error_record("/in/d", 0, "ModelError", "no"))
-    assert load_state(tmp_path) == {"/in/a": True, "/in/c": True, "/in/d": False}
+        writer.write(ok_record("/in/a", 0, run="r1", json_body=b"1"))
+        writer.write(error_record("/in/d", 0, "ModelError", "no", run="r1"))
+        # another run's records, and one from before runs had ids: not counted
+        writer.write(ok_record("/in/d", 0, run="r0", json_body=b"1"))
+        writer.write(ok_record("/in/e", 0, run="r0", json_body=b"1"))
+        writer.write(ok_record("/in/f", 0, json_body=b"1"))
+    assert load_state(tmp_path, "r1") == {"/in/a": True, "/in/c": True, "/in/d": False}
+    assert load_state(tmp_path, "r0") == {"/in/d": True, "/in/e": True}
 
 
 def test_merge_writes_one_record_per_input_in_order_and_lists_missing(
@@ -82,3 +95,11 @@ def test_merge_writes_one_record_per_input_in_order_and_lists_missing(
     assert (tmp_path / "missing.txt").read_text() == "/in/b\n"
     assert report.exit_code == 1
     assert not list(tmp_path.glob(".*part"))
+    # with a run id, only that run's records count; nothing missing, no list
+    with ResultsWriter(tmp_path / "results-0002-of-0002.jsonl") as writer:
+        writer.write(ok_record("/in/b", 0, run="r9", json_body=b'"b"'))
+    report = merge_results(tmp_path, FileInputs(["/in/b"]), run="r9")
+    assert (report.ok, report.missing, report.unknown) == (1, [], 0)
+    assert not (tmp_path / "missing.txt").exists()
+    report = merge_results(tmp_path, FileInputs(["/in/a", "/in/b"]), run="r9")
+    assert report.missing == ["/in/a"]

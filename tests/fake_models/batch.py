@@ -94,7 +94,14 @@ class Harmful:
 
     The contract allows that: the file is a temporary copy the framework
     owns.  ``action`` chooses what to do; the answer says what was read.
+    Its version is ``$BATCH_HARMFUL_VERSION`` (default 1.0).
     """
+
+    def get_metadata(self):
+        return {
+            "name": "batch-harmful",
+            "version": os.environ.get("BATCH_HARMFUL_VERSION", "1.0"),
+        }
 
     def get_predict_args(self):
         return {

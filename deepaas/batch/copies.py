@@ -1,0 +1,73 @@
+"""The copies of a run's input files that the model gets, never the files.
+
+The contract lets a model move, truncate or delete the file it is given, so
+each input's files are copied (a reflink where the filesystem can, see
+:func:`deepaas.model.files.copy_for_model`) into one temporary folder of
+the run just before the input is handed out.  The call that uses a copy
+removes it; the copies of an input no call will answer (its worker died,
+it is handed out again) are removed here; and the folder goes, with
+anything left in it, when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+from deepaas.exceptions import DeepaasError
+from deepaas.model.files import copy_for_model
+
+
+class InputUnreadable(DeepaasError):
+    """An input that cannot be handed to the model (missing file, bad line)."""
+
+
+class InputCopies:
+    """The temporary folder of one run and the copies in it, by input."""
+
+    def __init__(self) -> None:
+        self.directory = ""
+        self._made = 0
+        #: Input key -> its copies not yet removed by the call that used them.
+        self._by_input: dict[str, list[str]] = {}
+
+    def __enter__(self) -> InputCopies:
+        self.directory = tempfile.mkdtemp(prefix="deepaas-predict-")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self._by_input.clear()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._by_input
+
+    def copy(self, key: str, path: str) -> str:
+        """A new copy of ``path`` for input ``key``; returns its path."""
+        self._made += 1
+        try:
+            copied = copy_for_model(path, self.directory, str(self._made))
+        except OSError as exc:
+            if exc.filename == path:
+                raise InputUnreadable(
+                    f"input file {path!r} cannot be read: {exc.strerror or exc}"
+                ) from None
+            raise DeepaasError(
+                f"cannot copy input {path!r} into the temporary folder "
+                f"{self.directory}: {exc.strerror or exc} (set TMPDIR to a folder "
+                "with room)"
+            ) from None
+        self._by_input.setdefault(key, []).append(copied)
+        return copied
+
+    def used(self, key: str) -> None:
+        """Input ``key`` was answered: its call removed its copies."""
+        self._by_input.pop(key, None)
+
+    def drop(self, key: str) -> None:
+        """Remove what is left of input ``key``'s copies (no call will)."""
+        for path in self._by_input.pop(key, ()):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
