@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import os
+import select
 import signal
 import sys
+import time
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+
+#: How long the guard lets a dead worker's processes exit on SIGTERM.
+DESCENDANTS_GRACE = 2.0
 
 
 def die_with_parent() -> None:
@@ -52,6 +59,7 @@ def prepare_worker_process(
     """
     os.environ.update(env)
     die_with_parent()
+    contain_children()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -59,6 +67,111 @@ def prepare_worker_process(
         level=log_level,
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+
+
+def contain_children(grace: float = DESCENDANTS_GRACE) -> None:
+    """Let this worker start processes, and make them all die with it.
+
+    The parent marks its workers daemonic, so that multiprocessing
+    terminates them when the parent exits without stopping them; but
+    multiprocessing then refuses to start any process inside a worker
+    ("daemonic processes are not allowed to have children"), which breaks a
+    model's ``multiprocessing.Pool``, ``ProcessPoolExecutor`` or torch
+    ``DataLoader(num_workers>0)``.  The worker clears the flag on itself:
+    the parent's guarantee stays, the model may start processes.
+
+    What the model starts must not outlive the worker, whether the worker
+    stops, is killed on a timeout or restart, or dies with its server
+    (``PR_SET_PDEATHSIG``, even when the server is killed with SIGKILL).  A
+    parent-death signal is not inherited by the processes the model starts,
+    and a killed worker cannot clean up after itself, so on Linux:
+
+    * the worker leads a new process group, which every process it starts
+      joins (unless that process starts a session or group of its own);
+    * it forks a small guard, outside that group, that waits for the worker
+      to end (a pidfd), then sends SIGTERM to the group, and SIGKILL to
+      whatever is left after ``grace`` seconds.
+
+    The guard is forked before the model is imported: it is a copy of a
+    small interpreter, closes every inherited file (so that the worker's
+    end of its socket closes when the worker dies) and runs no Python code
+    that could block on the model.
+    """
+    multiprocessing.current_process().daemon = False
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        return  # cannot lead a group (e.g. a session leader): nothing to guard
+    worker = os.getpid()
+    try:
+        guard = os.fork()
+    except OSError:
+        return
+    if guard == 0:
+        _guard(worker, grace)  # never returns
+    try:
+        os.setpgid(guard, guard)  # also here: the worker may die before it does
+    except OSError:
+        pass
+
+
+def _guard(worker: int, grace: float) -> None:
+    """The guard's whole life: wait for the worker, then stop its group."""
+    try:
+        os.setpgid(0, 0)  # out of the group it will signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        _name_process(b"deepaas-guard")
+        _wait_for_parent(worker)
+        _stop_group(worker, grace)
+    finally:
+        os._exit(0)
+
+
+def _name_process(name: bytes) -> None:
+    """Show ``name`` in ps/top instead of the worker's command line."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, name)
+    except (OSError, AttributeError):
+        pass
+
+
+def _wait_for_parent(parent: int) -> None:
+    """Block until the process ``parent`` (this process's parent) has ended."""
+    try:
+        fd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # a kernel without pidfds: poll
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        return
+    if os.getppid() != parent:
+        return  # it ended before the pidfd was opened (and the pid was reused)
+    select.select([fd], [], [])  # readable once the process has exited
+
+
+def _stop_group(pgid: int, grace: float) -> None:
+    """SIGTERM the group, then SIGKILL what is left after ``grace`` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def freeze_startup_objects() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from deepaas.exceptions import DeepaasError, DeviceUnavailable, ModelLoadError
 from deepaas.model._process import (
+    contain_children,
     die_with_parent,
     freeze_startup_objects,
     prepare_worker_process,
@@ -106,6 +107,7 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
     # The probe only reads declarations: it must never touch a GPU.
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     die_with_parent()
+    contain_children()  # a model may start processes when imported
     channel = BlockingChannel(sock)
     from deepaas.model.devices import read_execution, read_need
     from deepaas.model.wrapper import load_wrapped
