@@ -1,0 +1,144 @@
+"""A model's predict may start processes, and they all die with their worker.
+
+DEEPaaS 2.x models use ``multiprocessing.Pool``, ``ProcessPoolExecutor`` or
+a torch ``DataLoader(num_workers>0)`` inside ``predict``.  deepaas's workers
+allow it, and still guarantee that a worker, and every process it started,
+ends with the server (even one killed with SIGKILL) and with the worker
+(when it is killed on a timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.api.conftest import MakeClient
+from tests.conftest import subprocess_env
+from tests.processes import pid_running
+
+PREDICT = "/v2/models/compat-spawner/predict/"
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def guards_of(worker: int) -> list[int]:
+    """The guard process a worker forks when it starts (docs/engine.md)."""
+    guards = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if name == "deepaas-guard" and ppid == worker:
+            guards.append(int(entry))
+    return guards
+
+
+def started_pids(pids_file: Path) -> dict[str, Any]:
+    """What the model's ``leave`` call started, once it has written it down."""
+    wait_for(pids_file.exists, "the model to write its pids")
+    pids: dict[str, Any] = json.loads(pids_file.read_text())
+    return pids
+
+
+def all_gone(pids: list[int]) -> bool:
+    return not any(pid_running(pid) for pid in pids)
+
+
+def kill_leftovers(pids: list[int]) -> None:
+    """Where a test failed, leave no process of it behind."""
+    for pid in pids:
+        if pid_running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_predict_may_start_a_pool_and_an_executor(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client("compat-spawner", workers=1)
+    for how in ("pool", "executor"):
+        resp = await client.post(PREDICT, params={"how": how})
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["predictions"] == {"squares": [0, 1, 4, 9, 16]}
+
+
+async def test_a_worker_killed_on_timeout_takes_its_processes(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client("compat-spawner", workers=1, predict_timeout=5)
+    pids_file = tmp_path / "pids.json"
+    resp = await client.post(
+        PREDICT, params={"how": "leave-hang", "pids_file": str(pids_file)}
+    )
+    assert resp.status == 504, await resp.text()
+    pids = started_pids(pids_file)
+    started = [pids["worker"], *pids["pool"], pids["subprocess"]]
+    try:
+        wait_for(lambda: all_gone(started), "the worker's processes to end")
+    finally:
+        kill_leftovers(started)
+    # The restarted worker serves again.
+    resp = await client.post(PREDICT, params={"how": "pool"})
+    assert resp.status == 200, await resp.text()
+
+
+def test_killing_the_server_takes_its_workers_and_their_processes(
+    installed_models: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "server.out"
+    started: list[int] = []
+    with open(output, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
+             "--model-name", "compat-spawner", "--workers", "1"],
+            env=subprocess_env(installed_models), stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        match = wait_for(
+            lambda: server.poll() is None and re.search(
+                r"deepaas: serving .* on (http://\S+)", output.read_text()
+            ),
+            "deepaas-run to listen", timeout=60,
+        )
+        pids_file = tmp_path / "pids.json"
+        url = (f"{match.group(1)}{PREDICT}?how=leave&pids_file="
+               f"{urllib.request.quote(str(pids_file))}")
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=b"", method="POST"), timeout=60
+        ) as resp:
+            assert resp.status == 200
+        pids = started_pids(pids_file)
+        started += [pids["worker"], *pids["pool"], pids["subprocess"],
+                    *guards_of(pids["worker"])]
+        assert not all_gone(started)
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        wait_for(lambda: all_gone(started),
+                 "the worker, its pool, its subprocess and its guard to end")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        kill_leftovers(started)
