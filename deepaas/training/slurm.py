@@ -193,8 +193,15 @@ class SlurmBackend:
         self._refreshing = asyncio.Lock()
 
     async def start(self) -> None:
-        """Settle what happened while no server watched, then keep watching."""
-        await self.refresh()
+        """Settle what happened while no server watched, then keep watching.
+
+        A controller that does not answer now is no reason not to serve: the
+        poller asks again.
+        """
+        try:
+            await self.refresh()
+        except SlurmUnavailable as exc:
+            LOG.warning("trainings: %s; asking again later", exc.message)
         self._poller = asyncio.create_task(self._poll(), name="deepaas-slurm-poll")
 
     async def close(self) -> None:
