@@ -369,10 +369,10 @@ class SlurmBackend:
         job_id = slurm_job_id(training)
         assert job_id is not None
         job_dir = self.state_dir / training.job_dir
-        if not (job_dir / CANCEL_FILE).exists():
-            write_json(job_dir / CANCEL_FILE, {"at": time.time()})
         info = (await self.client.query([job_id])).get(job_id)
         if info is not None and not info.ended:
+            # A job that ended before the request keeps the status it earned.
+            write_json(job_dir / CANCEL_FILE, {"at": time.time()})
             if info.pending:
                 await self.client.cancel(job_id)
             else:

@@ -87,8 +87,18 @@ class Server:
             self.url + path + (f"?{query}" if query else ""), method=method,
             data=b"" if method == "POST" else None,
         )
-        with urllib.request.urlopen(request, timeout=120) as resp:
-            body = resp.read()
+        try:
+            with urllib.request.urlopen(request, timeout=120) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError:
+            raise
+        except urllib.error.URLError as exc:
+            assert self.proc is not None
+            log = (self.folder / f"server-{self.starts}.log").read_text()
+            raise AssertionError(
+                f"{method} {path}: {exc}; deepaas-run exit status "
+                f"{self.proc.poll()}, its log ends:\n{log[-3000:]}"
+            ) from exc
         if resp.headers.get_content_type() != "application/json":
             return body.decode()
         value = json.loads(body)
