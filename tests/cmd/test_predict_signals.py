@@ -105,16 +105,16 @@ def batches() -> Iterator[list[Batch]]:
 def test_sigint_gives_the_inputs_in_hand_the_term_grace_then_exits_130(
     installed_models: Path, tmp_path: Path, batches: list[Batch]
 ) -> None:
-    batch = Batch(tmp_path, installed_models, [1.0, 60], "--term-grace", "4")
+    batch = Batch(tmp_path, installed_models, [0.5, 60], "--term-grace", "2.5")
     batches.append(batch)
-    batch.started(2)  # in_0 (1 s) and in_1 (60 s), one per worker
+    batch.started(2)  # in_0 (0.5 s) and in_1 (60 s), one per worker
     signalled = time.monotonic()
     batch.process.send_signal(signal.SIGINT)
     assert batch.process.wait(30) == 130
     took = time.monotonic() - signalled
-    # in_0 finished within the grace and was recorded; in_1 was cut at 4 s.
+    # in_0 finished within the grace and was recorded; in_1 was cut at 2.5 s.
     assert batch.recorded() == ["in_0.txt"]
-    assert 3.5 < took < 15, took  # the grace, not the default 20 s
+    assert 2.2 < took < 15, took  # the grace, not the default 20 s
     assert "stopped by SIGINT: rerun the same command to resume" in batch.stderr()
 
 
