@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--config-file",
         metavar="FILE",
-        help="a deepaas config file ([DEFAULT] section); its model_name, warm "
-        "and gpus apply unless given here",
+        help="a deepaas config file ([DEFAULT] section); its model_name, warm, "
+        "gpus, workers_per_gpu and log_level apply unless given here",
     )
     model.add_argument(
         "--arg",
@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="call the model's warm() in each worker (default: on)",
+    )
+    # deepaas-run's spelling (oslo.config's) works too.
+    model.add_argument(
+        "--nowarm", dest="warm", action="store_false", help=argparse.SUPPRESS
     )
     run = parser.add_argument_group("execution")
     run.add_argument(
