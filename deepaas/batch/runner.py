@@ -16,16 +16,14 @@ before anything is recorded.
 
 from __future__ import annotations
 
-import json
 import logging
-import mimetypes
-import os
 import signal
 import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from deepaas.batch.arguments import CallArguments, is_json
 from deepaas.batch.calls import PredictCall
 from deepaas.batch.copies import InputCopies, InputUnreadable
 from deepaas.batch.inputs import FileInputs, InputItem, Inputs
@@ -50,10 +48,8 @@ from deepaas.exceptions import (
     WorkerCrashed,
 )
 from deepaas.model.description import ModelDescription
-from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import (
     PredictOutcome,
-    RawArguments,
     load_wrapped,
     model_error,
 )
@@ -65,20 +61,6 @@ class _Abort(BaseException):
     """A second SIGINT/SIGTERM: stop now, even inside a model call."""
 
 
-def _content_type(path: str, cache: dict[str, str]) -> str:
-    ext = os.path.splitext(path)[1].lower()
-    found = cache.get(ext)
-    if found is None:
-        found = mimetypes.guess_type(f"x{ext}")[0] or "application/octet-stream"
-        cache[ext] = found
-    return found
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";")[0].strip()
-    return media == "application/json" or media.endswith("+json")
-
-
 class BatchRun:
     """One task of a batch: the inputs of one shard, recorded in one file."""
 
@@ -87,17 +69,11 @@ class BatchRun:
         self.inputs = inputs
         self.summary = Summary()
         self._outputs = options.output_dir / OUTPUTS_DIR
-        self._types: dict[str, str] = {}
         self._signal: int | None = None
         self._writer: ResultsWriter | None = None
         self._progress: Progress | None = None
-        self._fixed_pairs: list[tuple[str, Any]] = []
-        self._fixed_json: dict[str, Any] = {}
-        #: Fixed file arguments (--arg NAME=PATH): name -> absolute path.
-        self._fixed_files: dict[str, str] = {}
-        self._file_arg: str | None = None
-        self._file_args: set[str] = set()
         self._copies = InputCopies()
+        self._args = CallArguments(options, inputs, self._copies)
         #: The id of the run this task belongs to (None until known).
         self._run_id: str | None = None
         #: What the run did so far: input key -> done (True) or failed.
@@ -119,71 +95,6 @@ class BatchRun:
                 summary.skipped_failed += 1
         return summary.total - summary.skipped_ok - summary.skipped_failed
 
-    def _check_usage(self, description: ModelDescription) -> None:
-        """Match the command line to the model's arguments."""
-        predict = description.predict
-        if not predict.available:
-            raise UsageError(f"model {self.options.model.name!r} has no predict method")
-        known = set(predict.arguments)
-        types = {p["name"]: p.get("type") for p in predict.parameters_v2}
-        self._file_args = set(predict.file_arguments)
-        for name, value in self.options.fixed_args:
-            if name not in known:
-                raise UsageError(
-                    f"--arg {name}: model {self.options.model.name!r} has no such "
-                    "predict argument (it has: "
-                    f"{', '.join(predict.arguments) or 'none'})"
-                )
-            if name in self._file_args:
-                if not os.path.isfile(value):
-                    raise UsageError(f"--arg {name}: file {value!r} does not exist")
-                self._fixed_files[name] = os.path.abspath(value)
-            elif types.get(name) in ("array", "object") and value[:1] in "[{":
-                try:
-                    self._fixed_json[name] = json.loads(value)
-                except ValueError:
-                    raise UsageError(
-                        f"--arg {name}: {value!r} is not valid JSON"
-                    ) from None
-            else:
-                self._fixed_pairs.append((name, value))
-        accept = self.options.accept
-        if accept and description.accept and accept not in description.accept:
-            raise UsageError(
-                f"--accept {accept!r}: model {self.options.model.name!r} answers "
-                f"{', '.join(description.accept)}"
-            )
-        if accept and not description.accept and not _is_json(accept):
-            raise UsageError(
-                f"--accept {accept!r}: model {self.options.model.name!r} offers no "
-                "choice of media type (it has no 'accept' argument)"
-            )
-        if not isinstance(self.inputs, FileInputs):
-            return
-        file_arg = self.options.file_arg
-        if file_arg is not None:
-            if file_arg not in self._file_args:
-                raise UsageError(
-                    f"--file-arg {file_arg}: not a file argument of model "
-                    f"{self.options.model.name!r} (its file arguments: "
-                    f"{', '.join(predict.file_arguments) or 'none'})"
-                )
-        elif len(predict.file_arguments) == 1:
-            file_arg = predict.file_arguments[0]
-        elif not predict.file_arguments:
-            raise UsageError(
-                f"model {self.options.model.name!r} takes no file argument; give "
-                "its arguments with --input-jsonl FILE instead of input files"
-            )
-        else:
-            raise UsageError(
-                f"model {self.options.model.name!r} has several file arguments "
-                f"({', '.join(predict.file_arguments)}); choose one with --file-arg"
-            )
-        if file_arg in dict(self.options.fixed_args):
-            raise UsageError(f"--arg {file_arg} is the input file argument itself")
-        self._file_arg = file_arg
-
     def _settle(self, description: ModelDescription) -> None:
         """Join the run recorded in the output folder, or start it.
 
@@ -196,7 +107,7 @@ class BatchRun:
             description,
             fixed_args=options.fixed_args,
             accept=options.accept,
-            file_arg=self._file_arg,
+            file_arg=self._args.file_arg,
             jsonl=not isinstance(self.inputs, FileInputs),
         )
         run_id = settle_run(
@@ -211,81 +122,7 @@ class BatchRun:
             self._state = load_state(options.output_dir, run_id)
             self._plan()
 
-    def _upload(self, item: InputItem, name: str, path: str) -> UploadedFile:
-        return UploadedFile(
-            name=name,
-            filename=self._copies.copy(item.key, path),
-            content_type=_content_type(path, self._types),
-            original_filename=os.path.basename(path),
-        )
-
     # -- one input ------------------------------------------------------------
-
-    def _fixed(self) -> RawArguments:
-        """The arguments every input shares (--arg)."""
-        return RawArguments(
-            pairs=list(self._fixed_pairs), json_body=dict(self._fixed_json) or None
-        )
-
-    def _request(self, item: InputItem) -> tuple[Any, ...]:
-        """What a worker needs for one input; raises for an unusable input.
-
-        ``("file", copy, media type, original name, fixed file copies)`` for
-        an input file, ``("args", raw arguments)`` for a JSON Lines input;
-        every file in it is a copy made for this input.
-        """
-        if item.key in self._copies:  # handed out before: its copies are stale
-            self._copies.drop(item.key)
-        try:
-            return self._make_request(item)
-        except BaseException:
-            self._copies.drop(item.key)
-            raise
-
-    def _make_request(self, item: InputItem) -> tuple[Any, ...]:
-        if item.text is None:
-            path = item.path
-            assert path is not None
-            if not os.path.isfile(path) or not os.access(path, os.R_OK):
-                raise InputUnreadable(f"input file {path!r} is missing or unreadable")
-            copy = self._copies.copy
-            others = tuple(
-                (name, copy(item.key, fixed), *self._names(fixed))
-                for name, fixed in self._fixed_files.items()
-            )
-            return ("file", copy(item.key, path), *self._names(path), others)
-        try:
-            line = json.loads(item.text)
-        except ValueError as exc:
-            raise InputUnreadable(
-                f"line {item.line} is not valid JSON: {exc}"
-            ) from None
-        if not isinstance(line, dict):
-            raise InputUnreadable(
-                f"line {item.line} is not a JSON object of predict arguments"
-            )
-        base = os.path.dirname(item.path or "")
-        for name in self._file_args & line.keys():
-            value = line[name]
-            if isinstance(value, str):
-                path = os.path.join(base, value)
-                if not os.path.isfile(path):
-                    raise InputUnreadable(f"{name}: file {value!r} does not exist")
-                line[name] = self._upload(item, name, path)
-        pairs = [(k, v) for k, v in self._fixed_pairs if k not in line]
-        pairs += [
-            (name, self._upload(item, name, path))
-            for name, path in self._fixed_files.items()
-            if name not in line
-        ]
-        return (
-            "args",
-            RawArguments(pairs=pairs, json_body={**self._fixed_json, **line}),
-        )
-
-    def _names(self, path: str) -> tuple[str, str]:
-        """The media type and the original name of an input file."""
-        return _content_type(path, self._types), os.path.basename(path)
 
     def _record(self, item: InputItem, outcome: Any, seconds: float) -> None:
         """Write the record of one finished input."""
@@ -297,7 +134,7 @@ class BatchRun:
         run = self._run_id
         ok = isinstance(outcome, PredictOutcome)
         if isinstance(outcome, PredictOutcome):
-            if _is_json(outcome.content_type):
+            if is_json(outcome.content_type):
                 line = ok_record(item.key, seconds, run=run, json_body=outcome.body)
             else:
                 name = output_name(item, outcome.content_type)
@@ -315,7 +152,7 @@ class BatchRun:
                 outcome if isinstance(outcome, DeepaasError) else model_error(outcome)
             )
             if isinstance(error, ArgumentsInvalid):
-                self._check_fixed_args(error)
+                self._args.check_rejected(error)
             details = error.errors if isinstance(error, ArgumentsInvalid) else None
             trace = error.traceback if isinstance(error, ModelError) else None
             line = error_record(
@@ -331,18 +168,6 @@ class BatchRun:
             LOG.warning("input %s failed: %s", item.key, error.message)
         self._writer.write(line)
         self._progress.update(ok)
-
-    def _check_fixed_args(self, error: ArgumentsInvalid) -> None:
-        """A rejected --arg fails every input alike: that is a usage error."""
-        fixed = {name for name, _ in self.options.fixed_args}
-        for name, messages in error.errors.items():
-            if name in fixed:
-                text = (
-                    "; ".join(map(str, messages))
-                    if isinstance(messages, list)
-                    else str(messages)
-                )
-                raise UsageError(f"--arg {name}: {text}")
 
     # -- the run -----------------------------------------------------------
 
@@ -364,7 +189,7 @@ class BatchRun:
             # Done, by the records of the run recorded here: only if this is
             # that run (the model's version decides too).
             description = load_wrapped(options.model).describe()
-            self._check_usage(description)
+            self._args.check(description)
             self._settle(description)
             todo = self._plan()
         LOG.info(
@@ -439,12 +264,15 @@ class BatchRun:
         options = self.options
         wrapper = load_wrapped(options.model, warm=options.warm)
         description = wrapper.describe()
-        self._check_usage(description)
+        self._args.check(description)
         self._settle(description)
         self._open()
         assert self._progress is not None
         call = PredictCall(
-            wrapper, fixed=self._fixed(), file_arg=self._file_arg, accept=options.accept
+            wrapper,
+            fixed=self._args.fixed(),
+            file_arg=self._args.file_arg,
+            accept=options.accept,
         )
         clock = time.perf_counter
         for item in self._todo():
@@ -453,7 +281,7 @@ class BatchRun:
             begin = clock()
             outcome: Any
             try:
-                request = self._request(item)
+                request = self._args.request(item)
                 if request[0] == "file":
                     outcome = call.file(*request[1:])
                 else:
@@ -475,9 +303,9 @@ class BatchRun:
         )
         description = pool.start()
         try:
-            self._check_usage(description)
+            self._args.check(description)
             self._settle(description)
-            pool.setup(self._fixed(), self._file_arg, options.accept)
+            pool.setup(self._args.fixed(), self._args.file_arg, options.accept)
             self._open()
             self._feed(pool, self._todo())
         finally:
@@ -508,7 +336,7 @@ class BatchRun:
                     if item is None:
                         break
                     try:
-                        request = self._request(item)
+                        request = self._args.request(item)
                     except InputUnreadable as exc:
                         self._record(item, exc, 0.0)
                         continue
