@@ -148,6 +148,11 @@ def _syslog_handler(
     facility: str, prog: str, use_json: bool, address: str
 ) -> logging.Handler:
     code = syslog_facility_code(facility)
+    # SysLogHandler itself stays silent when nothing listens; say so at once.
+    if not os.path.exists(address):
+        raise LoggingSetupError(
+            f"--use-syslog: no syslog at {address} (is a syslog daemon running?)"
+        )
     try:
         handler = logging.handlers.SysLogHandler(address=address, facility=code)
     except OSError as exc:
@@ -279,7 +284,13 @@ def encode_journal_fields(fields: dict[str, str]) -> bytes:
     return b"".join(parts)
 
 
-def setup_logging_from_config(conf: Any, prog: str) -> int:
+def setup_logging_from_config(
+    conf: Any,
+    prog: str,
+    *,
+    syslog_address: str = SYSLOG_SOCKET,
+    journal_socket: str = JOURNAL_SOCKET,
+) -> int:
     """:func:`setup_logging` with the options of a parsed deepaas config."""
     return setup_logging(
         level=conf.log_level,
@@ -294,4 +305,6 @@ def setup_logging_from_config(conf: Any, prog: str) -> int:
         use_journal=conf.use_journal,
         config_append=conf.log_config_append,
         prog=prog,
+        syslog_address=syslog_address,
+        journal_socket=journal_socket,
     )

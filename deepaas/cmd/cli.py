@@ -399,7 +399,9 @@ def _main(argv: list[str]) -> int:
     parser, kinds = build_parser(wrapper)
     args, extra = parser.parse_known_args(argv)
     if extra:
-        where = f"{PROG} {args.method}" if args.method else PROG
+        # Options after the method belong to the method's own --help.
+        after = args.method and argv.index(args.method) < argv.index(extra[0])
+        where = f"{PROG} {args.method}" if after else PROG
         raise UsageError(
             f"unrecognized arguments: {' '.join(extra)}", help_command=f"{where} --help"
         )

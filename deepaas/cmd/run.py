@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from aiohttp import web
 from oslo_config import cfg
@@ -163,11 +164,11 @@ async def _serve(
     answer_protocol_errors_in_json(runner)
     freeze_startup_objects()
     try:
-        site = web.SockSite(runner, sock)
-        await site.start()
-        port = int(sock.getsockname()[1])
-        _announce(conf, port, executors)
-        await _wait_for_signal()
+        with _stop_signals() as stop:
+            site = web.SockSite(runner, sock)
+            await site.start()
+            _announce(conf, int(sock.getsockname()[1]), executors)
+            await stop.wait()
         LOG.info(
             "stopping: finishing requests in progress (at most %g s)",
             conf.shutdown_timeout,
@@ -197,13 +198,19 @@ def _announce(
         LOG.info("model %r ready: %s", name, executor.status())
 
 
-async def _wait_for_signal() -> None:
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs.
+
+    Installed before the server is announced, so that a signal sent as soon
+    as the address is printed stops it cleanly instead of killing it.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

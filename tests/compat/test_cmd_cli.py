@@ -1,0 +1,192 @@
+"""deepaas-cli and deepaas-predict take DEEPaaS 2.x's command lines.
+
+Real console-script processes, with models registered as installed entry
+points (issue 9 items 6 and 7, issue 10 items 5 and 9).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAKE_MODELS, ROOT, subprocess_env, write_distribution
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "deepaas-cli")
+PREDICT = str(BIN / "deepaas-predict")
+
+#: A model written as published 2.x models are: a file argument named files.
+FILES_MODEL = '''
+import os
+
+from marshmallow import fields
+
+
+def get_metadata():
+    return {"name": "files-model", "description": "reads {files}"}
+
+
+def get_predict_args():
+    return {"files": fields.Field(required=True, metadata={"type": "file",
+                                  "location": "form", "description": "a file"})}
+
+
+def predict(files):
+    return {"name": files.original_filename, "size": os.path.getsize(files.filename)}
+'''
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two models installed: the 2.x-style files model and old-style."""
+    site = tmp_path_factory.mktemp("cli-site")
+    (site / "files_model.py").write_text(FILES_MODEL)
+    return write_distribution(
+        site, {"files-model": "files_model", "old-style": FAKE_MODELS["old-style"]}
+    )
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("inputs") / "x.jpg"
+    path.write_bytes(b"\xff\xd8 fake jpeg")
+    return path
+
+
+def cli(site: Path, *args: object, model: str | None = "files-model",
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = subprocess_env(site, COLUMNS="200",
+                         **({"DEEPAAS_V2_MODEL": model} if model else {}))
+    return subprocess.run([CLI, *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=cwd)
+
+
+def test_a_2x_command_line_with_its_options_before_the_method(site, image, tmp_path):
+    saved = tmp_path / "out" / "result.json"
+    saved.parent.mkdir()
+    result = cli(site, "--deepaas_method_output", saved,
+                 "--nodeepaas_with_multiprocessing", "predict", f"--files={image}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1  # one line of JSON
+    answer = json.loads(result.stdout)
+    assert answer == {"name": "x.jpg", "size": image.stat().st_size}
+    assert json.loads(saved.read_text()) == answer
+
+
+@pytest.mark.parametrize("flag", ["--deepaas_with_multiprocessing",
+                                  "--nodeepaas_with_multiprocessing",
+                                  "--no-deepaas_with_multiprocessing"])
+def test_its_options_after_the_method_too(site, image, tmp_path, flag):
+    saved = tmp_path / "result.json"
+    result = cli(site, "predict", "--files", image, flag,
+                 "--deepaas_method_output", saved)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(saved.read_text())["name"] == "x.jpg"
+
+
+def test_serverless_scripts_cut_the_answer_out_with_grep(site, image):
+    """``deepaas-cli predict --files X 2>&1 | grep -Po '{.*}'`` is the answer."""
+    script = (f"set -o pipefail; {CLI} --log-level INFO predict --files {image} 2>&1 "
+              "| grep -Po '{.*}'")
+    env = subprocess_env(site, DEEPAAS_V2_MODEL="files-model")
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert json.loads(line) == {"name": "x.jpg", "size": image.stat().st_size}
+
+
+def test_no_method_means_get_metadata_as_in_2x(site):
+    result = cli(site)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == "files-model"
+    assert "no method given: calling get_metadata" in result.stderr
+
+
+def test_train_answers_the_2x_training_record(site, tmp_path):
+    result = cli(site, "train", "--epochs", "2", model="old-style")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert set(record) == {"date", "args", "status", "uuid", "result"}
+    assert record["status"] == "done" and record["args"] == {"epochs": 2}
+    assert set(record["result"]) == {"finish_date", "duration", "output"}
+    assert record["result"]["output"] == {"epochs": 2}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"]])
+def test_help_works_with_several_models_installed(site, argv):
+    result = cli(site, *argv, model=None)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert text.startswith("usage: deepaas-cli")
+    assert "several models are installed (files-model, old-style)" in text
+
+
+def test_several_models_and_no_name_is_one_clear_line_exit_1(site):
+    result = cli(site, "predict", model=None)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "deepaas-cli: error: several models are installed (files-model, "
+        "old-style); choose one with --model-name NAME or the DEEPAAS_V2_MODEL "
+        "environment variable\n"
+    )
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["predict"], " (see deepaas-cli predict --help)"),
+    (["predict", "--files", "x", "--nope"], " (see deepaas-cli predict --help)"),
+    (["--nope", "get_metadata"], " (see deepaas-cli --help)"),
+    (["fly"], " (see deepaas-cli --help)"),
+    (["predict", "--files", "missing.jpg"], ""),
+    (["--model-name", "nope", "predict"], ""),
+])
+def test_errors_point_to_the_help_that_helps(site, image, argv, hint):
+    args = [str(image) if a == "x" else a for a in argv]
+    result = cli(site, *args)
+    [line] = result.stderr.splitlines()
+    assert line.startswith("deepaas-cli: error: ")
+    assert line.endswith(hint) if hint else "(see " not in line
+
+
+def test_several_models_in_deepaas_predict_is_one_line_exit_1(site, image, tmp_path):
+    env = subprocess_env(site)
+    result = subprocess.run([PREDICT, "-o", tmp_path / "out", image], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("deepaas-predict: error: several models are installed")
+
+
+@pytest.mark.parametrize("spelling", ["--no-warm", "--nowarm"])
+def test_deepaas_predict_takes_both_spellings_of_its_boolean(site, image, tmp_path,
+                                                             spelling):
+    env = subprocess_env(site, DEEPAAS_V2_MODEL="files-model")
+    result = subprocess.run(
+        [PREDICT, spelling, "--workers", "0", "-o", tmp_path / "out", image],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    [record] = [json.loads(line) for line in
+                (tmp_path / "out").glob("results*.jsonl").__next__().read_text()
+                .splitlines()]
+    assert record["status"] == "ok"
+
+
+def test_the_config_keys_deepaas_predict_reads_are_documented_alike():
+    """--help and docs/batch.md list the same config-file keys."""
+    result = subprocess.run([PREDICT, "--help"], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=60)
+    help_text = " ".join(result.stdout.split())
+    in_help = re.search(r"its ((?:\w+, )*\w+ and \w+) apply unless given here",
+                        help_text)
+    assert in_help, help_text
+    helped = set(re.findall(r"\w+", in_help[1])) - {"and"}
+    row = next(line for line in (ROOT / "docs" / "batch.md").read_text().splitlines()
+               if line.startswith("| `--config-file FILE`"))
+    documented = set(re.findall(r"`(\w+)`", row))
+    assert helped == documented == {"model_name", "warm", "gpus", "workers_per_gpu",
+                                    "log_level"}
