@@ -4,7 +4,9 @@
 (and appends that process's id to ``$DEEPAAS_TEST_WARM_FILE``);
 ``Gate`` holds a call until a file exists, so that a test knows a request
 is in flight without guessing how long to sleep; ``ThreadPeak`` reports
-how many of its calls ran at the same time.
+how many of its calls ran at the same time; ``StartedMarker`` (a batch
+model) writes down each input it starts; ``GpuPlaced`` needs a GPU and
+says where it was placed.
 """
 
 import os
