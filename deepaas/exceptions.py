@@ -132,12 +132,6 @@ class InvalidJsonBody(DeepaasError):
         return {"json": ["Invalid JSON body."], "message": self.message}
 
 
-class NotAcceptable(DeepaasError):
-    """None of the media types the client accepts is one the model offers."""
-
-    status = 406
-
-
 class QueueFull(DeepaasError):
     """Too many predictions are waiting for a worker."""
 

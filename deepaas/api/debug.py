@@ -1,4 +1,4 @@
-"""GET /debug/: what the server printed and logged, when switched on."""
+"""GET /debug/ and /v2/debug/: what the server printed and logged, when on."""
 
 from __future__ import annotations
 
@@ -19,4 +19,6 @@ async def debug(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    """Serve it where DEEPaaS 2.x did (``/v2/debug/``) and at ``/debug/``."""
     add_route(app, "GET", "/debug/", debug)
+    add_route(app, "GET", "/v2/debug/", debug)

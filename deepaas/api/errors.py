@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
-from deepaas.exceptions import DeepaasError, ModelError, QueueFull, WorkerCrashed
+from deepaas.api.keys import EXECUTORS, SETTINGS
+from deepaas.exceptions import (
+    DeepaasError,
+    ModelError,
+    ModelHTTPError,
+    ModelNotFound,
+    QueueFull,
+    WorkerCrashed,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -47,9 +55,22 @@ def answer_errors_in_json(handler: Handler) -> Handler:
 def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The JSON answer for an exception a handler raised (redirects re-raised)."""
     if isinstance(exc, DeepaasError):
-        if isinstance(exc, ModelError):
-            LOG.error("%s %s: model error: %s\n%s", request.method, request.path,
-                      exc.message, exc.traceback)
+        if isinstance(exc, ModelHTTPError):
+            LOG.info(
+                "%s %s: the model answered %d: %s",
+                request.method,
+                request.path,
+                exc.status,
+                exc.message,
+            )
+        elif isinstance(exc, ModelError):
+            LOG.error(
+                "%s %s: model error: %s\n%s",
+                request.method,
+                request.path,
+                exc.message,
+                exc.traceback,
+            )
         elif exc.status >= 500:
             LOG.error("%s %s: %s", request.method, request.path, exc.message)
         headers = {}
@@ -59,8 +80,11 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
-        headers = {k: v for k, v in exc.headers.items()
-                   if k.lower() in ("allow", "retry-after")}
+        headers = {
+            k: v
+            for k, v in exc.headers.items()
+            if k.lower() in ("allow", "retry-after")
+        }
         message = exc.reason
         if exc.text and not exc.text.startswith(f"{exc.status}:"):
             message = exc.text
@@ -73,8 +97,10 @@ async def no_such_route(request: web.Request) -> web.StreamResponse:
     """The last route: 405 naming the allowed methods when the path exists, else 404.
 
     Registered for every path and method after all the others, so a request
-    that no route takes still gets a JSON answer without a middleware.
+    that no route takes still gets a JSON answer without a middleware.  Any
+    method on a path of a model that is not served is a 404, as in 2.x.
     """
+    _check_model_is_served(request)
     allowed: set[str] = set()
     for resource in request.app.router.resources():
         if resource is request.match_info.route.resource:
@@ -83,8 +109,28 @@ async def no_such_route(request: web.Request) -> web.StreamResponse:
         allowed |= methods
     if allowed:
         raise web.HTTPMethodNotAllowed(
-            request.method, sorted(allowed),
+            request.method,
+            sorted(allowed),
             text=f"{request.path} does not answer {request.method}; it answers "
             f"{', '.join(sorted(allowed))}",
         )
     raise web.HTTPNotFound(text=f"no such path: {request.path}")
+
+
+def _check_model_is_served(request: web.Request) -> None:
+    """Raise 404 when the path names a model (``/v2/models/<name>/...``) not served."""
+    base = request.app[SETTINGS].base_path
+    if not request.path.startswith(f"{base}/v2/models/"):
+        return
+    parts = request.path[len(base) :].split("/", 4)  # "", v2, models, name, rest
+    served = request.app[EXECUTORS]
+    if parts[3] and parts[3] not in served:
+        raise unknown_model(parts[3], served)
+
+
+def unknown_model(name: str, served: Iterable[str]) -> ModelNotFound:
+    """The 404 for a model name that is not served here."""
+    return ModelNotFound(
+        f"model {name!r} is not served here; served models: "
+        f"{', '.join(sorted(served)) or 'none'}"
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas.api.errors import unknown_model
 from deepaas.api.keys import EXECUTORS, SETTINGS
 from deepaas.api.negotiation import choose_media_type
 from deepaas.api.request_args import (
@@ -17,7 +18,7 @@ from deepaas.api.request_args import (
     remove_uploads,
 )
 from deepaas.api.routing import add_route, url
-from deepaas.exceptions import EndpointDisabled, MethodNotImplemented, ModelNotFound
+from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
 from deepaas.model.execution import Executor
 
 
@@ -28,17 +29,14 @@ def get_executor(request: web.Request) -> Executor:
     try:
         return executors[name]
     except KeyError:
-        raise ModelNotFound(
-            f"model {name!r} is not served here; served models: "
-            f"{', '.join(sorted(executors)) or 'none'}"
-        ) from None
+        raise unknown_model(name, executors) from None
 
 
 def model_json(request: web.Request, executor: Executor) -> dict[str, Any]:
     """A model as the contract lists it: metadata, id, name and links."""
     desc = executor.description
     body = dict(desc.metadata)
-    body.setdefault("id", "0")
+    body.setdefault("id", desc.name)
     body.setdefault("name", desc.name)
     body["links"] = [
         {"rel": "self", "href": url(request, f"/v2/models/{desc.name}")}
@@ -81,15 +79,18 @@ async def _predict(request: web.Request, executor: Executor) -> web.Response:
     raw = await read_arguments(
         request, max_size=settings.client_max_size, upload_dir=settings.upload_dir
     )
-    add_header_arguments(request, raw, desc.predict.parameters_v2)
+    add_header_arguments(
+        request, raw, desc.predict.parameters_v2, negotiated=bool(desc.accept)
+    )
     try:
-        accept = choose_media_type(request, raw, desc.accept)
+        accept, concrete = choose_media_type(request, raw, desc.accept)
         outcome = await executor.predict(raw, accept)
     finally:
         remove_uploads(raw)
-    return web.Response(
-        body=outcome.body, headers={"Content-Type": outcome.content_type}
-    )
+    content_type = outcome.content_type
+    if concrete is not None and content_type == accept:
+        content_type = concrete  # image/png asked, the model's image/* answer
+    return web.Response(body=outcome.body, headers={"Content-Type": content_type})
 
 
 def setup(app: web.Application) -> None:

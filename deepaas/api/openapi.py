@@ -21,9 +21,7 @@ from deepaas import __version__
 from deepaas.model.description import RESPONSE_SCHEMA_NAME, ModelDescription
 
 TITLE = "DEEPaaS API"
-DESCRIPTION = (
-    "Machine-learning models served with deepaas through the DEEPaaS V2 API."
-)
+DESCRIPTION = "Machine-learning models served with deepaas through the DEEPaaS V2 API."
 
 _TRAINING_PROPERTIES: dict[str, Any] = {
     "uuid": {"type": "string", "description": "Identifier of the training"},
@@ -70,9 +68,7 @@ def _response_schemas(
         own = desc.response_definitions_v2 if version == 2 else desc.response_schemas_v3
         if not own:
             continue
-        mapping = {
-            name: name if not schemas else f"{desc.name}_{name}" for name in own
-        }
+        mapping = {name: name if not schemas else f"{desc.name}_{name}" for name in own}
         for name, schema in own.items():
             schemas[mapping[name]] = _rename_refs(copy.deepcopy(schema), mapping, "")
         refs[desc.name] = mapping[RESPONSE_SCHEMA_NAME]
@@ -80,9 +76,7 @@ def _response_schemas(
 
 
 def _json(schema_ref: str | dict[str, Any], version: int) -> dict[str, Any]:
-    schema = (
-        {"$ref": schema_ref} if isinstance(schema_ref, str) else schema_ref
-    )
+    schema = {"$ref": schema_ref} if isinstance(schema_ref, str) else schema_ref
     if version == 2:
         return {"schema": schema}
     return {"content": {"application/json": {"schema": schema}}}
@@ -97,7 +91,6 @@ def _error_responses(version: int, *codes: int) -> dict[int, Any]:
         400: "Malformed request",
         402: "Endpoint disabled on this server",
         404: "No such model or training",
-        406: "None of the accepted media types is offered",
         409: "Run by another server sharing the state directory; cancel it there",
         413: "Request body too large",
         415: "Unsupported request body type",
@@ -126,7 +119,7 @@ def _predict_operation(
         "operationId": f"predict_{desc.name}",
         "responses": {
             200: {"description": "The prediction"},
-            **_error_responses(version, 400, 402, 406, 413, 422, 500, 501, 503, 504),
+            **_error_responses(version, 400, 402, 413, 422, 500, 501, 503, 504),
         },
     }
     ok = _ref(response_ref or "Prediction", version)
@@ -203,8 +196,12 @@ def _train_operations(desc: ModelDescription, version: int) -> dict[str, Any]:
 
 
 def _uuid_param(version: int) -> dict[str, Any]:
-    param: dict[str, Any] = {"name": "uuid", "in": "path", "required": True,
-                             "description": "The training's uuid"}
+    param: dict[str, Any] = {
+        "name": "uuid",
+        "in": "path",
+        "required": True,
+        "description": "The training's uuid",
+    }
     if version == 2:
         param["type"] = "string"
     else:
@@ -220,16 +217,20 @@ def _training_item_operations(desc: ModelDescription, version: int) -> dict[str,
             "tags": [desc.name],
             "summary": "Status and result of a training",
             "operationId": f"get_training_{desc.name}",
-            "responses": {200: {"description": "The training", **training},
-                          **_error_responses(version, 400, 402, 404)},
+            "responses": {
+                200: {"description": "The training", **training},
+                **_error_responses(version, 400, 402, 404),
+            },
         },
         "delete": {
             "tags": [desc.name],
             "summary": "Cancel a running training (its processes stop), or forget "
             "a finished one with its logs",
             "operationId": f"delete_training_{desc.name}",
-            "responses": {200: {"description": "The training", **training},
-                          **_error_responses(version, 400, 402, 404, 409)},
+            "responses": {
+                200: {"description": "The training", **training},
+                **_error_responses(version, 400, 402, 404, 409),
+            },
         },
     }
 
@@ -240,8 +241,12 @@ def _training_logs_operation(desc: ModelDescription, version: int) -> dict[str, 
         ("offset", "Return the log from this byte offset on (to follow it)"),
         ("tail", "Return only the last N lines"),
     ):
-        param: dict[str, Any] = {"name": name, "in": "query", "required": False,
-                                 "description": text}
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+        }
         if version == 2:
             param["type"] = "integer"
             param["minimum"] = 0
@@ -249,7 +254,8 @@ def _training_logs_operation(desc: ModelDescription, version: int) -> dict[str, 
             param["schema"] = {"type": "integer", "minimum": 0}
         params.append(param)
     text_body: dict[str, Any] = (
-        {"schema": {"type": "string"}} if version == 2
+        {"schema": {"type": "string"}}
+        if version == 2
         else {"content": {"text/plain": {"schema": {"type": "string"}}}}
     )
     op: dict[str, Any] = {
@@ -257,23 +263,27 @@ def _training_logs_operation(desc: ModelDescription, version: int) -> dict[str, 
         "summary": "The training's output and log (stdout, stderr, logging). The "
         "X-Log-Offset header gives the offset to ask for next.",
         "operationId": f"training_logs_{desc.name}",
-        "responses": {200: {"description": "Log text", **text_body},
-                      **_error_responses(version, 400, 402, 404)},
+        "responses": {
+            200: {"description": "Log text", **text_body},
+            **_error_responses(version, 400, 402, 404),
+        },
     }
     if version == 2:
         op["produces"] = ["text/plain"]
     return {"parameters": params, "get": op}
 
 
-def _simple_get(summary: str, op_id: str, version: int, tag: str = "deepaas"
-                ) -> dict[str, Any]:
+def _simple_get(
+    summary: str, op_id: str, version: int, tag: str = "deepaas"
+) -> dict[str, Any]:
     return {
         "get": {
             "tags": [tag],
             "summary": summary,
             "operationId": op_id,
-            "responses": {200: {"description": summary, **_json({"type": "object"},
-                                                                  version)}},
+            "responses": {
+                200: {"description": summary, **_json({"type": "object"}, version)}
+            },
         }
     }
 
@@ -281,47 +291,80 @@ def _simple_get(summary: str, op_id: str, version: int, tag: str = "deepaas"
 def build_document(
     descriptions: Iterable[ModelDescription], *, version: int, base_path: str = ""
 ) -> dict[str, Any]:
-    """The API description, ``version`` 2 (Swagger) or 3 (OpenAPI 3.1)."""
+    """The API description, ``version`` 2 (Swagger) or 3 (OpenAPI 3.1).
+
+    Under ``base_path`` every path carries the prefix, as in DEEPaaS 2.x:
+    clients build URLs from ``paths`` alone, so ``basePath`` stays ``/``
+    (and OpenAPI 3 declares no server prefix) to keep the two from adding up.
+    """
     descriptions = list(descriptions)
     options: dict[str, Any] = {"info": {"description": DESCRIPTION}}
     if version == 2:
-        options["basePath"] = base_path or "/"
+        options["basePath"] = "/"
         openapi_version = "2.0"
     else:
-        if base_path:
-            options["servers"] = [{"url": base_path}]
         openapi_version = "3.1.0"
     spec = APISpec(TITLE, __version__, openapi_version, **options)
     schemas, refs = _response_schemas(descriptions, version)
     for name, schema in schemas.items():
         spec.components.schema(name, component=schema)
-    spec.components.schema("Error", component={
-        "type": "object", "properties": {"message": {"type": "string"}}})
-    spec.components.schema("ValidationErrors", component={
-        "type": "object",
-        "description": "Messages per invalid argument",
-        "additionalProperties": {"type": "array", "items": {"type": "string"}},
-    })
-    spec.components.schema("Prediction", component={
-        "type": "object",
-        "properties": {"status": {"type": "string"}, "predictions": {}},
-    })
+    spec.components.schema(
+        "Error",
+        component={"type": "object", "properties": {"message": {"type": "string"}}},
+    )
+    spec.components.schema(
+        "ValidationErrors",
+        component={
+            "type": "object",
+            "description": "Messages per invalid argument",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    )
+    spec.components.schema(
+        "Prediction",
+        component={
+            "type": "object",
+            "properties": {"status": {"type": "string"}, "predictions": {}},
+        },
+    )
     spec.components.schema(
         "Training", component={"type": "object", "properties": _TRAINING_PROPERTIES}
     )
 
-    spec.path("/", operations=_simple_get("API versions", "versions", version))
-    spec.path("/v2/", operations=_simple_get("The V2 API", "v2", version))
-    spec.path("/v2/models/", operations=_simple_get(
-        "Served models with their metadata", "models", version))
-    spec.path("/health", operations=_simple_get(
-        "Liveness: the server answers", "health", version))
-    spec.path("/ready", operations=_simple_get(
-        "Readiness: every worker is warm (503 otherwise)", "ready", version))
+    spec.path(
+        f"{base_path}/", operations=_simple_get("API versions", "versions", version)
+    )
+    spec.path(f"{base_path}/v2/", operations=_simple_get("The V2 API", "v2", version))
+    spec.path(
+        f"{base_path}/v2/models/",
+        operations=_simple_get("Served models with their metadata", "models", version),
+    )
+    spec.path(
+        f"{base_path}/v2/debug/",
+        operations=_simple_get(
+            "What the server printed and logged (204 unless --debug-endpoint)",
+            "debug",
+            version,
+        ),
+    )
+    spec.path(
+        f"{base_path}/health",
+        operations=_simple_get("Liveness: the server answers", "health", version),
+    )
+    spec.path(
+        f"{base_path}/ready",
+        operations=_simple_get(
+            "Readiness: every worker is warm (503 otherwise)", "ready", version
+        ),
+    )
     for desc in descriptions:
-        prefix = f"/v2/models/{desc.name}"
-        spec.path(f"{prefix}/", operations=_simple_get(
-            "The model's metadata", f"model_{desc.name}", version, desc.name))
+        prefix = f"{base_path}/v2/models/{desc.name}"
+        spec.path(
+            f"{prefix}/",
+            operations=_simple_get(
+                "The model's metadata", f"model_{desc.name}", version, desc.name
+            ),
+        )
         spec.path(
             f"{prefix}/predict/",
             operations={"post": _predict_operation(desc, refs.get(desc.name), version)},
@@ -332,8 +375,9 @@ def build_document(
             ("train/{uuid}/logs", _training_logs_operation(desc, version)),
         ):
             parameters = operations.pop("parameters")
-            spec.path(f"{prefix}/{suffix}", operations=operations,
-                      parameters=parameters)
+            spec.path(
+                f"{prefix}/{suffix}", operations=operations, parameters=parameters
+            )
     document = spec.to_dict()
     return _stringify_status_codes(document)
 

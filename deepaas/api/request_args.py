@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from deepaas.exceptions import InvalidJsonBody
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import RawArguments
 
@@ -45,19 +46,25 @@ def remove_uploads(raw: RawArguments) -> None:
 
 
 def add_header_arguments(
-    request: web.Request, raw: RawArguments, parameters: list[dict[str, Any]]
+    request: web.Request,
+    raw: RawArguments,
+    parameters: list[dict[str, Any]],
+    *,
+    negotiated: bool,
 ) -> None:
-    """Take arguments documented ``in: header`` from the request's headers.
+    """Take arguments declared ``location="headers"`` from the request's headers.
 
-    A value sent in the query, form or JSON body wins; ``accept`` is left to
-    content negotiation.
+    A value sent in the query, form or JSON body wins.  With ``negotiated``
+    the ``Accept`` header is left to content negotiation (predict with
+    ``accept`` choices); otherwise it is the argument's value as sent, as
+    DEEPaaS 2.x read it (e.g. an ``accept`` training argument).
     """
     given: set[str] | None = None
     for param in parameters:
         if param.get("in") != "header":
             continue
         name = param.get("name", "")
-        if name.lower() == "accept" or name not in request.headers:
+        if (negotiated and name.lower() == "accept") or name not in request.headers:
             continue
         if given is None:
             given = {key for key, _ in raw.pairs} | set(raw.json_body or {})
@@ -115,12 +122,10 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
                 return {}
             value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(
-            text=f"the request body is not valid JSON: {exc}"
-        ) from None
+        raise InvalidJsonBody(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise web.HTTPBadRequest(
-            text="the JSON body must be an object mapping argument names to values"
+        raise InvalidJsonBody(
+            "the JSON body must be an object mapping argument names to values"
         )
     return value
 
@@ -137,9 +142,7 @@ async def _read_multipart(
         try:
             part = await reader.next()
         except _MALFORMED as exc:
-            raise web.HTTPBadRequest(
-                text=f"malformed multipart body: {exc}"
-            ) from None
+            raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}") from None
         if part is None:
             break
         if not isinstance(part, BodyPartReader):

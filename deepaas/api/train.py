@@ -31,24 +31,32 @@ from deepaas.training import (
 LOG_OFFSET_HEADER = "X-Log-Offset"
 LOG_DROPPED_HEADER = "X-Log-Dropped"
 STATUS_HEADER = "X-Training-Status"
+# Only 32 hex digits name a training: any other id finds no route (404, as 2.x).
+TRAINING = "/v2/models/{name}/train/{uuid:[0-9a-fA-F]{32}}"
 
 
 def _resolve(request: web.Request) -> tuple[Executor, TrainingService]:
     """The model's executor and the training service, or the reason why not."""
-    executor = get_executor(request)
-    if not request.app[SETTINGS].train_endpoint:
-        raise EndpointDisabled(
-            "the train endpoint is disabled on this server (--train-endpoint false)"
-        )
+    executor = _trainable(request)
+    desc = executor.description
+    if not desc.train.available:
+        raise MethodNotImplemented(f"model {desc.name!r} does not implement train")
     service = request.app.get(TRAININGS)
     if service is None:
         raise TrainingsNotConfigured(
             "trainings are not configured on this server"
         )
-    desc = executor.description
-    if not desc.train.available:
-        raise MethodNotImplemented(f"model {desc.name!r} does not implement train")
     return executor, service
+
+
+def _trainable(request: web.Request) -> Executor:
+    """The model's executor, unless the train endpoint is switched off (402)."""
+    executor = get_executor(request)
+    if not request.app[SETTINGS].train_endpoint:
+        raise EndpointDisabled(
+            "the train endpoint is disabled on this server (--train-endpoint false)"
+        )
+    return executor
 
 
 def training_json(request: web.Request, training: Training) -> dict[str, Any]:
@@ -83,7 +91,9 @@ async def start_training(request: web.Request) -> web.Response:
     raw = await read_arguments(
         request, max_size=settings.client_max_size, upload_dir=settings.upload_dir
     )
-    add_header_arguments(request, raw, executor.description.train.parameters_v2)
+    add_header_arguments(
+        request, raw, executor.description.train.parameters_v2, negotiated=False
+    )
     try:
         args = await executor.validate_train(raw)
         training = await service.submit(executor.spec, raw, args)
@@ -93,6 +103,8 @@ async def start_training(request: web.Request) -> web.Response:
 
 
 async def list_trainings(request: web.Request) -> web.Response:
+    if not _trainable(request).description.train.available:
+        return web.json_response([])  # a model without train has none (as 2.x)
     executor, service = _resolve(request)
     trainings = service.list(executor.spec.name)
     return web.json_response([training_json(request, t) for t in trainings])
@@ -132,6 +144,6 @@ def setup(app: web.Application) -> None:
     """Register the training routes."""
     add_route(app, "POST", "/v2/models/{name}/train/", start_training)
     add_route(app, "GET", "/v2/models/{name}/train/", list_trainings)
-    add_route(app, "GET", "/v2/models/{name}/train/{uuid}", get_training)
-    add_route(app, "DELETE", "/v2/models/{name}/train/{uuid}", delete_training)
-    add_route(app, "GET", "/v2/models/{name}/train/{uuid}/logs", training_logs)
+    add_route(app, "GET", TRAINING, get_training)
+    add_route(app, "DELETE", TRAINING, delete_training)
+    add_route(app, "GET", f"{TRAINING}/logs", training_logs)

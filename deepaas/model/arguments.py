@@ -10,7 +10,9 @@ read through the same attributes here.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -90,6 +92,8 @@ class _LoadPlan:
     file_fields: frozenset[str]
     # list-of-number fields whose JSON values skip per-element loading
     number_lists: dict[str, fields.List]
+    # request keys of list fields (a form value may hold a JSON list)
+    list_keys: frozenset[str]
 
 
 def _load_plan(schema: marshmallow.Schema) -> _LoadPlan:
@@ -105,6 +109,11 @@ def _load_plan(schema: marshmallow.Schema) -> _LoadPlan:
             name for name, field in schema.fields.items() if is_file_field(field)
         ),
         number_lists=_plain_number_list_fields(schema),
+        list_keys=frozenset(
+            field.data_key if field.data_key is not None else attr
+            for attr, field in schema.load_fields.items()
+            if isinstance(field, fields.List)
+        ),
     )
     schema.__dict__["_deepaas_load_plan"] = plan
     return plan
@@ -145,6 +154,28 @@ def _load_number_list(field: fields.List, value: Any) -> list[Any] | None:
             return None
         return converted
     return list(value)
+
+
+def _literal_list(values: Any) -> Any:
+    """A list written as one JSON (or Python) literal, e.g. ``features=[1,2,3]``.
+
+    Form fields and query values are strings; deepaas-cli already takes a
+    list argument as a literal, so one value that reads as a list literal
+    is that list.  Anything else (repeated fields included) is left as is.
+    """
+    if not (isinstance(values, list) and len(values) == 1):
+        return values
+    text = values[0]
+    if not isinstance(text, str) or not text.lstrip().startswith("["):
+        return values
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        try:
+            parsed = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return values
+    return parsed if isinstance(parsed, list) else values
 
 
 def _load_fields(
@@ -197,7 +228,10 @@ def parse_arguments(
     if pairs:
         multi = MultiDict(pairs)
         proxy = MultiDictProxy(multi, schema)
-        raw = {key: proxy[key] for key in set(multi.keys())} | dict(raw)
+        given = {key: proxy[key] for key in set(multi.keys())}
+        for key in plan.list_keys.intersection(given):
+            given[key] = _literal_list(given[key])
+        raw = given | dict(raw)
     errors: dict[str, Any] = {}
     for name in plan.file_fields:
         if name in raw and not isinstance(raw[name], UploadedFile):
@@ -213,8 +247,9 @@ def parse_arguments(
         try:
             for validator in field.validators:
                 if validator(loaded_list) is False:
-                    raise marshmallow.ValidationError(field.error_messages.get(
-                        "validator_failed", "Invalid value."))
+                    raise marshmallow.ValidationError(
+                        field.error_messages.get("validator_failed", "Invalid value.")
+                    )
         except marshmallow.ValidationError as exc:
             errors[name] = exc.messages
     field_errors: dict[str, Any] = {}

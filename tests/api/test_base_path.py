@@ -43,10 +43,13 @@ async def test_nothing_is_served_outside_the_prefix(client):
 async def test_docs_and_spec_under_the_prefix(client):
     document = await (await client.get("/deepaas/swagger.json")).json()
     validate(document, cls=OpenAPIV2SpecValidator)
-    assert document["basePath"] == "/deepaas"
-    assert "/v2/models/echo/predict/" in document["paths"]
+    # As in DEEPaaS 2.x, the paths carry the prefix (clients read them alone).
+    assert document["basePath"] == "/"
+    assert "/deepaas/v2/models/echo/predict/" in document["paths"]
+    assert all(path.startswith("/deepaas/") for path in document["paths"])
     openapi = await (await client.get("/deepaas/openapi.json")).json()
-    assert openapi["servers"] == [{"url": "/deepaas"}]
+    assert "servers" not in openapi
+    assert set(openapi["paths"]) == set(document["paths"])
     page = await (await client.get("/deepaas/api")).text()
     assert '"/deepaas/swagger.json"' in page
     assert "/deepaas/api/static/swagger-ui.css" in page

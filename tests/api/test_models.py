@@ -22,7 +22,7 @@ async def test_models_lists_every_served_model_with_its_metadata(make_client):
                 "links": self_link("old-style"),
             },
             {
-                "id": "0",
+                "id": "new-style",
                 "name": "new-style",
                 "description": "new idiom",
                 "version": "2.0",
