@@ -206,3 +206,26 @@ async def test_a_process_that_outlives_its_training_still_logs(
     ended = text.index("training ended: done")
     assert "still writes to its output" in text[:ended]
     assert "daemon 59\n" in text[ended:]
+
+
+def test_a_cap_too_small_is_one_line_and_a_failure(installed_models, tmp_path, capsys):
+    from deepaas.cmd.run import main
+
+    code = main(
+        [
+            "--train-log-max-bytes",
+            "100",
+            "--model-name",
+            "printer",
+            "--listen-port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ]
+    )
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "deepaas-run: error: --train-log-max-bytes must be 0 (no cap) "
+        "or >= 16384 (got 100)"
+    )
