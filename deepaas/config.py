@@ -255,9 +255,9 @@ _slurm_opts = [
                     "'module load CUDA' or 'source /shared/venv/bin/activate'; "
                     "repeat for several."),
     cfg.StrOpt("slurm-python", metavar="PATH",
-               sample_default="the Python interpreter of deepaas-run",
                help="Python interpreter that runs the training in the job; it "
-               "must reach the same deepaas and model."),
+               "must reach the same deepaas and model. Default: the one "
+               "running deepaas-run."),
     cfg.FloatOpt("slurm-poll-interval", default=5.0, min=0.05,
                  help="Seconds between two questions to SLURM about the jobs."),
 ]
