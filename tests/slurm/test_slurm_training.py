@@ -340,3 +340,24 @@ def test_bad_configuration_stops_deepaas_run_with_one_line(slurm, tmp_path):
     assert line.startswith("deepaas-run: error: --train-backend slurm: the SLURM "
                            "controller does not answer (`scontrol ping`: ")
     assert "DOWN" in line
+
+
+def test_uploaded_files_reach_the_job_through_the_job_directory(server):
+    boundary = "deepaas-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; "
+            f"filename=\"weights.txt\"\r\nContent-Type: text/plain\r\n\r\n"
+            f"shared bytes\r\n--{boundary}--\r\n").encode()
+    request = urllib.request.Request(
+        server.url + TRAIN, data=body, method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        training = json.loads(resp.read())
+    job_dir = server.state / "trainings" / training["uuid"]
+    server.job_ids.add(training["slurm"]["job_id"])
+    done = server.wait_status(training, "done")
+    data = done["result"]["output"]["data"]
+    assert data["content"] == "shared bytes"
+    assert data["original_filename"] == "weights.txt"
+    assert Path(data["path"]).parent == job_dir / "uploads"
+    assert not (job_dir / "uploads").exists()  # removed once it ended
