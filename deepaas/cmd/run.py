@@ -19,12 +19,12 @@ from deepaas.api.debug import DebugCapture
 from deepaas.api.protocol import answer_protocol_errors_in_json
 from deepaas.cmd import fail
 from deepaas.config import build_config
-from deepaas.exceptions import DeepaasError
+from deepaas.exceptions import DeepaasError, ModelLoadError
 from deepaas.log import LoggingSetupError, setup_logging_from_config
 from deepaas.model._process import freeze_startup_objects
 from deepaas.model.execution import Executor
 from deepaas.model.executors import build_executors
-from deepaas.model.loading import available_models, select_models
+from deepaas.model.loading import ModelSpec, available_models, select_models
 
 LOG = logging.getLogger("deepaas.run")
 PROG = "deepaas-run"
@@ -126,6 +126,8 @@ async def _serve(
     sock: socket.socket,
 ) -> int:
     specs = select_models(conf.model_name, available_models(), all_when_unnamed=True)
+    if not conf.model_name and len(specs) > 1:
+        specs = await _loadable(specs)
     from deepaas.model.devices import plan_from_config
 
     envs = await plan_from_config(specs, conf)
@@ -177,6 +179,32 @@ async def _serve(
         await runner.cleanup()
     LOG.info("stopped")
     return 0
+
+
+async def _loadable(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """The models, served without being named, that can be loaded.
+
+    Nobody asked for a broken one, so it must not stop the others: each is
+    imported once in a probe process; one that fails is logged and left out.
+    """
+    from deepaas.model._worker_main import probe_models
+
+    results = await asyncio.gather(
+        *(probe_models([spec]) for spec in specs), return_exceptions=True
+    )
+    good = []
+    for spec, result in zip(specs, results, strict=True):
+        if isinstance(result, DeepaasError):
+            LOG.error("model %r is not served: %s", spec.name, result.message)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            good.append(spec)
+    if not good:
+        raise ModelLoadError(
+            "none of the installed models could be loaded; see the errors above"
+        )
+    return good
 
 
 def _announce(

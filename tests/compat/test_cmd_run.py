@@ -79,6 +79,24 @@ def test_several_installed_models_are_all_served_with_a_warning(all_served):
         200, {"status": "OK", "predictions": "x"})
 
 
+def test_a_broken_model_never_hides_the_others_served_without_a_name(
+    tmp_path: Path,
+):
+    site = write_distribution(
+        tmp_path, {"echo": FAKE_MODELS["echo"], "broken": FAKE_MODELS["broken"]}
+    )
+    server = Server("--workers", "0", env=subprocess_env(site),
+                    log=tmp_path / "stderr.log")
+    try:
+        server.wait_serving()
+        assert server.models == "echo"
+        assert "model 'broken' is not served" in server.stderr()
+        assert "this_module_does_not_exist" in server.stderr()
+        assert server.stop() == 0
+    finally:
+        server.close()
+
+
 def test_every_training_runs_at_once_by_default(all_served):
     train = all_served.url + "/v2/models/trainer/train/"
     started = [_post(f"{train}?seconds=60") for _ in range(3)]
