@@ -10,6 +10,7 @@ import select
 import signal
 import sys
 import time
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
@@ -53,20 +54,40 @@ def prepare_worker_process(
     """Set up a freshly spawned worker before it imports any model.
 
     The environment comes first (``CUDA_VISIBLE_DEVICES`` must be set before
-    a framework reads it).  Ctrl-C reaches the whole process group, but the
-    parent decides when workers stop, so they ignore SIGINT (and SIGTERM,
-    when the parent handles that too) and finish the call in hand.
+    a framework reads it).  Ctrl-C, a batch scheduler or a service manager
+    may signal every process, but the parent decides when workers stop, so
+    they disregard SIGINT (and SIGTERM, when the parent handles that too)
+    and finish the call in hand.
+
+    They disregard them with a handler that does nothing rather than by
+    ignoring them: an ignored signal stays ignored in every process the
+    model starts, and a ``multiprocessing.Pool`` whose workers ignore
+    SIGTERM hangs when it is closed.  Handlers are reset by ``exec``, and a
+    fork from the worker restores the defaults.
     """
     os.environ.update(env)
     die_with_parent()
     contain_children()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    disregarded = [signal.SIGINT]
     if ignore_sigterm:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        disregarded.append(signal.SIGTERM)
+    for signum in disregarded:
+        signal.signal(signum, _disregard)
+    os.register_at_fork(after_in_child=_restore_default_signals)
     logging.basicConfig(
         level=log_level,
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+
+
+def _disregard(signum: int, frame: Any) -> None:
+    """A handler that does nothing: the parent decides when a worker stops."""
+
+
+def _restore_default_signals() -> None:
+    """In a process forked from a worker: SIGINT and SIGTERM as Python has them."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def contain_children(grace: float = DESCENDANTS_GRACE) -> None:
@@ -121,7 +142,8 @@ def _guard(worker: int, grace: float) -> None:
     """The guard's whole life: wait for the worker, then stop its group."""
     try:
         os.setpgid(0, 0)  # out of the group it will signal
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # it ends with the worker
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         _name_process(b"deepaas-guard")
         _wait_for_parent(worker)
