@@ -142,3 +142,24 @@ def test_killing_the_server_takes_its_workers_and_their_processes(
             server.kill()
             server.wait()
         kill_leftovers(started)
+
+
+def test_deepaas_predict_workers_may_start_processes(
+    installed_models: Path, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"how": "pool"}\n{"how": "executor"}\n')
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepaas.cmd.predict", "--model-name",
+         "compat-spawner", "--input-jsonl", str(inputs), "-o", str(out),
+         "--workers", "1"],
+        env=subprocess_env(installed_models), capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in
+               (out / "results.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok"], records
+    assert [r["output"]["predictions"] for r in records] == [
+        {"squares": [0, 1, 4, 9, 16]}] * 2
