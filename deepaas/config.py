@@ -42,6 +42,7 @@ _server_opts = [
     ),
     cfg.IntOpt(
         "workers",
+        short="p",  # DEEPaaS 2.x's
         default=1,
         min=0,
         help="Worker processes per model that run predictions. 0 runs the model "

@@ -118,6 +118,19 @@ def test_model_names_from_the_environment():
     assert conf.model_name == ["c"]
 
 
+def test_command_line_model_names_replace_those_of_config_files(tmp_path):
+    path = tmp_path / "deepaas.conf"
+    path.write_text("[DEFAULT]\nmodel_name = a\nmodel_name = b\n")
+    conf = build_config(["--config-file", str(path), "--model-name", "c",
+                         "--model-name=d"], environ={"DEEPAAS_V2_MODEL": "e"})
+    assert conf.model_name == ["c", "d"]
+
+
+def test_the_short_options_of_deepaas_2x():
+    conf = build_config(["-p", "3", "-d"], environ={})
+    assert (conf.workers, conf.debug) == (3, True)
+
+
 def test_model_names_in_a_config_file(tmp_path):
     path = tmp_path / "deepaas.conf"
     path.write_text("[DEFAULT]\nmodel_name = a\nmodel_name = b\n")
