@@ -144,12 +144,26 @@ def _guard(worker: int, grace: float) -> None:
         os.setpgid(0, 0)  # out of the group it will signal
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # it ends with the worker
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        _close_inherited_files()
         _name_process(b"deepaas-guard")
         _wait_for_parent(worker)
         _stop_group(worker, grace)
     finally:
         os._exit(0)
+
+
+def _close_inherited_files() -> None:
+    """Close every file but the standard streams (the worker's socket too)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _name_process(name: bytes) -> None:
