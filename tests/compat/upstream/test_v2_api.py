@@ -217,36 +217,17 @@ class TestApiV2:
     def server(self, upstream_server):
         return upstream_server
 
-    def test_not_found(self, server):
-        assert server.get(f"/v2/models/{uuid.uuid4().hex}").status == 404
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="issue 9 item 12: any method on an unknown model's paths is 404 "
-        "in 2.x; ours answers 405 (the path pattern exists for GET)",
-    )
-    @pytest.mark.parametrize("method", ["PUT", "POST", "DELETE"])
-    def test_not_found_other_methods(self, server, method):
-        """Part of 2.6.0's ``test_not_found``: PUT, POST, DELETE are 404 too."""
+    @pytest.mark.parametrize("method", ["GET", "PUT", "POST", "DELETE"])
+    def test_not_found(self, server, method):
         answer = server.request(method, f"/v2/models/{uuid.uuid4().hex}")
         assert answer.status == 404
 
     @pytest.mark.parametrize(
         ("method", "path"),
-        [("POST", "/predict"), ("GET", "")],
+        [("PUT", "/train"), ("POST", "/predict"), ("GET", "")],
     )
     def test_model_not_found(self, server, method, path):
         answer = server.request(method, f"/v2/models/{uuid.uuid4().hex}{path}")
-        assert answer.status == 404
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="issue 9 item 12: PUT on an unknown model's train path is 404 in "
-        "2.x; ours answers 405",
-    )
-    def test_model_not_found_put_train(self, server):
-        """Part of 2.6.0's ``test_model_not_found``."""
-        answer = server.request("PUT", f"/v2/models/{uuid.uuid4().hex}/train")
         assert answer.status == 404
 
     def test_predict_no_parameters(self, server):
