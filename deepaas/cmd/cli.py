@@ -34,13 +34,13 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
-from marshmallow import fields, missing, validate
+from marshmallow import fields
 
 from deepaas.cmd import fail
+from deepaas.cmd._fields import add_field_options
 from deepaas.config import MODEL_ENV_VAR
 from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
 from deepaas.log import setup_logging
-from deepaas.model.arguments import is_file_field
 from deepaas.model.files import UploadedFile, private_copies
 from deepaas.model.loading import available_models, select_models
 from deepaas.model.wrapper import (
@@ -132,106 +132,6 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) 
         default=argparse.SUPPRESS,
         help="leave the platform's default start method for them",
     )
-
-
-# -- options generated from fields ---------------------------------------------
-
-
-def _choices(field: fields.Field) -> list[Any] | None:
-    for validator in getattr(field, "validators", []):
-        if isinstance(validator, validate.OneOf):
-            return list(validator.choices)
-    enum = field.metadata.get("enum")
-    return list(enum) if isinstance(enum, (list, tuple)) else None
-
-
-def _kind(field: fields.Field) -> str:
-    if is_file_field(field):
-        return "file"
-    if isinstance(field, fields.List):
-        return "list"
-    if isinstance(field, (fields.Dict, fields.Nested)):
-        return "dict"
-    if isinstance(field, fields.Boolean):
-        return "bool"
-    return "scalar"
-
-
-_METAVARS = {
-    fields.Integer: "INT",
-    fields.Float: "FLOAT",
-    fields.Number: "NUMBER",
-    fields.DateTime: "DATETIME",
-}
-
-
-def _metavar(field: fields.Field, kind: str) -> str:
-    if kind == "file":
-        return "PATH"
-    if kind == "list":
-        return "LIST"
-    if kind == "dict":
-        return "DICT"
-    if kind == "bool":
-        return "{true,false}"
-    for cls, name in _METAVARS.items():
-        if isinstance(field, cls):
-            return name
-    return "TEXT"
-
-
-def _help(field: fields.Field, kind: str) -> str:
-    meta = field.metadata
-    parts = [str(meta.get("description") or "")]
-    choices = _choices(field)
-    if choices:
-        parts.append(f"one of: {', '.join(map(str, choices))}")
-    if kind == "list":
-        parts.append("a JSON/Python list, or repeat the option")
-    elif kind == "dict":
-        parts.append("a JSON/Python dict")
-    elif kind == "file":
-        parts.append("path of a local file")
-    if field.required:
-        parts.append("required")
-    else:
-        default = field.load_default
-        if default is not None and default is not missing and not callable(default):
-            try:
-                parts.append(f"default: {json.dumps(default)}")
-            except (TypeError, ValueError):
-                parts.append(f"default: {default!r}")
-    text = "; ".join(p for p in parts if p)
-    return text.replace("%", "%%")
-
-
-def _add_field_options(
-    parser: argparse.ArgumentParser, arg_fields: Mapping[str, fields.Field]
-) -> dict[str, str]:
-    """One option per field; returns each argument's kind."""
-    kinds: dict[str, str] = {}
-    for name, field in arg_fields.items():
-        kind = _kind(field)
-        kinds[name] = kind
-        option: dict[str, Any] = {
-            "dest": f"field:{name}",
-            "metavar": _metavar(field, kind),
-            "help": _help(field, kind),
-            "default": None,
-        }
-        if kind == "list":
-            option["action"] = "append"
-        elif kind == "bool":
-            option.update(nargs="?", const="true")
-        else:
-            choices = _choices(field)
-            if choices and all(isinstance(c, str) for c in choices):
-                option["choices"] = choices
-                option["metavar"] = "{" + ",".join(choices) + "}"
-        if field.required:
-            option["required"] = True
-        parser.add_argument(f"--{name}", **option)
-    return kinds
 
 
 def _literal(name: str, text: str) -> Any:
@@ -326,7 +226,7 @@ def build_parser(
         )
         _global_options(sub, suppress=True)
         if wrapper is not None and method in ("predict", "train"):
-            kinds[method] = _add_field_options(sub, _fields_of(wrapper, method))
+            kinds[method] = add_field_options(sub, _fields_of(wrapper, method))
     return parser, kinds
 
 
