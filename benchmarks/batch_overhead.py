@@ -13,7 +13,12 @@ Side by side, in one run, over the same files (read once beforehand, so
 every contender reads them from the page cache):
 
 * **plain loop**: ``predict(data=UploadedFile(...))`` called in a Python
-  loop in this process, results kept in a list: the floor.
+  loop in this process, results kept in a list: the floor.  It hands the
+  model the input file itself; deepaas-predict hands it a copy of its own
+  (the contract lets a model delete or truncate its file), made and removed
+  by the batch process, so that cost is part of every deepaas-predict
+  figure.  The copy alone is measured too (last line): a reflink where the
+  filesystem of ``$TMPDIR`` and the inputs allows it, else a byte copy.
 * **deepaas-predict** ``--workers 0`` (the model in the batch process),
   ``--workers 1`` and ``--workers 2`` (worker processes), each a real
   subprocess writing its results file; when ``taskset`` exists,
@@ -223,6 +228,37 @@ def same_process(work: Path, paths: list[Path], rounds: int) -> dict[str, float]
     return best
 
 
+def copy_cost(paths: list[Path], rounds: int) -> tuple[float, float, bool]:
+    """Wall and CPU seconds per input of the copy deepaas-predict makes (and
+    removes) for the model, and whether reflinks work here."""
+    from deepaas.model.files import copy_for_model
+
+    scratch = tempfile.mkdtemp(prefix="deepaas-bench-")
+    wall = cpu = 1e9
+    try:
+        for number in range(rounds):
+            start, began = time.perf_counter(), time.process_time()
+            for index, path in enumerate(paths):
+                os.unlink(copy_for_model(str(path), scratch, f"{number}-{index}"))
+            wall = min(wall, (time.perf_counter() - start) / len(paths))
+            cpu = min(cpu, (time.process_time() - began) / len(paths))
+        return wall, cpu, reflinks_work(paths[0], scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def reflinks_work(source: Path, directory: str) -> bool:
+    """Whether a file in ``directory`` can share ``source``'s blocks."""
+    import fcntl
+
+    with open(source, "rb") as src, open(Path(directory) / "probe", "wb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), 0x40049409, src.fileno())  # FICLONE
+        except OSError:
+            return False
+    return True
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -340,6 +376,7 @@ def main() -> int:
                 )
                 runs[name].append(full)
         same = same_process(work, paths, args.repeat)
+        copy_wall, copy_cpu, reflinks = copy_cost(paths, args.repeat)
     rows = []
     for name, _, _ in contenders:
         best = dict(max(runs[name], key=lambda r: r["steady_rate"]))
@@ -377,6 +414,12 @@ def main() -> int:
         f"{count / same['batch_wall']:.0f}/s: "
         f"{same['loop_cpu'] / same['batch_cpu']:.0%} of the loop's speed in CPU time, "
         f"{same['loop_wall'] / same['batch_wall']:.0%} in wall time"
+    )
+    print(
+        f"the copy each input gets (made and removed by the batch process, in "
+        f"{tempfile.gettempdir()}): {1e3 * copy_wall:.3f} ms per input, "
+        f"{1e3 * copy_cpu:.3f} ms CPU; "
+        + ("reflinks" if reflinks else "byte copies (no reflinks on this filesystem)")
     )
     return 0
 

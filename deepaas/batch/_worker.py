@@ -5,8 +5,8 @@ chunks (``("files", chunk id, [(path, media type, original name, other
 files), ...])`` or ``("args", chunk id, [raw arguments, ...])``), answered by
 one ``("done", chunk id, [result, ...])`` message each, in the order sent: a
 few system calls per chunk instead of per input.  Every file an input brings
-is that input's own temporary copy, removed after its call.  Around each
-input the worker counts in ``progress`` (shared memory): ``2n + 1`` while
+is that input's own temporary copy, removed by the batch process.  Around
+each input the worker counts in ``progress`` (shared memory): ``2n + 1`` while
 its n-th input is in hand, ``2n + 2`` once answered, so that the batch
 process knows which input was in hand if the worker dies.
 

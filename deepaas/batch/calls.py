@@ -10,17 +10,14 @@ reuses those parsed arguments for the next inputs with only the file
 swapped.  Anything else (JSON Lines inputs, fields with validators, fixed
 file arguments) is parsed in full every time.
 
-Every file an input brings is its own temporary copy (made by the batch
-process, see :func:`deepaas.model.files.copy_for_model`): the model may
-move, truncate or delete it, and it is removed after the call, whatever the
-call did.
+Every file an input brings is its own temporary copy (made and, once the
+answer is recorded, removed by the batch process: see
+:mod:`deepaas.batch.copies`): the model may move, truncate or delete it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,8 +66,7 @@ class PredictCall:
         """Predict for an input file; ``path`` is the input's own copy.
 
         ``others`` are the copies of fixed file arguments, as ``(name,
-        path, media type, original name)``.  Every copy is removed after
-        the call.
+        path, media type, original name)``.
         """
         assert self.file_arg is not None
         upload = UploadedFile(
@@ -117,32 +113,12 @@ class PredictCall:
             raise
         except Exception as exc:  # e.g. a returned file that cannot be read
             raise model_error(exc) from exc
-        finally:
-            _discard(path)
-            for other in extra:
-                _discard(other.filename)
 
     def raw(self, raw: RawArguments) -> PredictOutcome:
-        """Predict for arguments given in full (a JSON Lines input).
-
-        The files among them are the input's own copies, removed after the
-        call.
-        """
+        """Predict for arguments given in full (a JSON Lines input)."""
         try:
             return self.wrapper.run_predict(raw, self.accept)
         except DeepaasError:
             raise
         except Exception as exc:
             raise model_error(exc) from exc
-        finally:
-            for value in [v for _, v in raw.pairs] + list(
-                (raw.json_body or {}).values()
-            ):
-                if isinstance(value, UploadedFile) and value.filename:
-                    _discard(value.filename)
-
-
-def _discard(path: str) -> None:
-    """Remove an input's copy; the model may have removed or moved it already."""
-    with contextlib.suppress(OSError):
-        os.unlink(path)

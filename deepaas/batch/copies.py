@@ -3,10 +3,10 @@
 The contract lets a model move, truncate or delete the file it is given, so
 each input's files are copied (a reflink where the filesystem can, see
 :func:`deepaas.model.files.copy_for_model`) into one temporary folder of
-the run just before the input is handed out.  The call that uses a copy
-removes it; the copies of an input no call will answer (its worker died,
-it is handed out again) are removed here; and the folder goes, with
-anything left in it, when the run ends.
+the run just before the input is handed out, and removed as soon as the
+input's record is written (or when the input is handed out again); this
+process does both, so that a worker spends its time on the model alone.
+The folder goes, with anything left in it, when the run ends.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class InputCopies:
     def __init__(self) -> None:
         self.directory = ""
         self._made = 0
-        #: Input key -> its copies not yet removed by the call that used them.
+        #: Input key -> its copies.
         self._by_input: dict[str, list[str]] = {}
 
     def __enter__(self) -> InputCopies:
@@ -62,12 +62,8 @@ class InputCopies:
         self._by_input.setdefault(key, []).append(copied)
         return copied
 
-    def used(self, key: str) -> None:
-        """Input ``key`` was answered: its call removed its copies."""
-        self._by_input.pop(key, None)
-
     def drop(self, key: str) -> None:
-        """Remove what is left of input ``key``'s copies (no call will)."""
+        """Remove input ``key``'s copies (the model may have done it already)."""
         for path in self._by_input.pop(key, ()):
             with contextlib.suppress(OSError):
                 os.unlink(path)

@@ -45,7 +45,6 @@ from deepaas.exceptions import (
     ArgumentsInvalid,
     DeepaasError,
     ModelError,
-    WorkerCrashed,
 )
 from deepaas.model.description import ModelDescription
 from deepaas.model.wrapper import (
@@ -127,10 +126,7 @@ class BatchRun:
     def _record(self, item: InputItem, outcome: Any, seconds: float) -> None:
         """Write the record of one finished input."""
         assert self._writer is not None and self._progress is not None
-        if isinstance(outcome, WorkerCrashed):  # no call removed its copies
-            self._copies.drop(item.key)
-        else:
-            self._copies.used(item.key)
+        self._copies.drop(item.key)
         run = self._run_id
         ok = isinstance(outcome, PredictOutcome)
         if isinstance(outcome, PredictOutcome):

@@ -155,3 +155,50 @@ def test_a_stepped_array_with_worker_processes_covers_every_input(
     )
     assert merge.returncode == 0, merge.stderr
     check_merged(out, inputs, failed=0)
+
+
+def test_array_tasks_restarting_another_run_agree_on_one_new_run(
+    slurm: None, installed_models: Path, tmp_path: Path
+) -> None:
+    inputs = make_inputs(tmp_path / "data", 60, fail=set())
+    out = tmp_path / "out"
+    env = subprocess_env(installed_models)
+    base = [SCRIPT, str(tmp_path / "data"), "--output-dir", str(out)]
+    base += ["--model-name", "batch-reader", "--workers", "0"]
+    first = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    old_run = json.loads((out / "run.json").read_text())["run"]
+    # Another --arg into the same folder: refused without --restart ...
+    refused = subprocess.run(
+        [*base, "--arg", "scale=2"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "--arg scale was not given, now 2" in (
+        refused.stderr
+    )
+    # ... and with it, three array tasks started together restart into one run.
+    command = " ".join([*base, "--arg", "scale=2", "--restart"])
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--array=0-2", f"--output={out}/slurm-%A_%a.out",
+         "--wrap", command],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    wait_for_job(submitted.stdout.strip().split(";")[0])
+    logs = [log.read_text() for log in out.glob("slurm-*.out")]
+    new_run = json.loads((out / "run.json").read_text())["run"]
+    assert new_run != old_run, logs
+    runs = Counter(
+        json.loads(line)["run"]
+        for path in out.glob("results-*.jsonl")
+        for line in path.open()
+    )
+    assert runs == {new_run: 60}, logs
+    merge = subprocess.run(
+        [SCRIPT, "merge", "--output-dir", str(out)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert merge.returncode == 0, merge.stderr
+    merged = [json.loads(line) for line in (out / "merged.jsonl").open()]
+    assert [r["input"] for r in merged] == inputs
+    assert {r["run"] for r in merged} == {new_run}
+    assert merged[3]["output"]["predictions"]["length"] == 2 * 3
