@@ -176,6 +176,9 @@ async def test_a_model_raising_an_http_error_gets_its_status_and_reason(
         assert resp.status == status
         assert resp.content_type == "application/json"
         assert await resp.json() == {"message": message}
+    failed = await client.post(path, params={"status": "404"})
+    assert failed.status == 500  # urllib's HTTPError: the model failed
+    assert "HTTPError" in (await failed.json())["message"]
     ok = await client.post("/v2/models/echo/predict/", params={"value": "on"})
     assert (await ok.json())["predictions"] == "on"
 

@@ -1,5 +1,7 @@
 """Models written as published DEEPaaS 2.x models are, for the HTTP compat tests."""
 
+import urllib.error
+
 from aiohttp import web
 from webargs import fields, validate
 
@@ -62,7 +64,10 @@ class Refuser:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=10, actual_size=20, text="at most 10 pixels"
             )
-        raise web.HTTPServiceUnavailable(reason="the GPU is busy")
+        if status == 503:
+            raise web.HTTPServiceUnavailable(reason="the GPU is busy")
+        # Another library's HTTP error (a failed download) is the model's failure.
+        raise urllib.error.HTTPError("http://x/weights", 404, "Not Found", {}, None)
 
 
 class Lists:
