@@ -113,4 +113,13 @@ def add_field_options(
         if field.required:
             option["required"] = True
         parser.add_argument(f"--{name}", **option)
+        if kind == "bool" and not field.required:
+            # --no-warm is how the other deepaas tools spell false.
+            parser.add_argument(
+                f"--no-{name}",
+                dest=f"field:{name}",
+                action="store_const",
+                const="false",
+                help=f"same as --{name} false",
+            )
     return kinds

@@ -176,6 +176,15 @@ def test_deepaas_predict_takes_both_spellings_of_its_boolean(site, image, tmp_pa
     assert record["status"] == "ok"
 
 
+def test_a_boolean_argument_takes_the_no_spelling_too(tmp_path):
+    site = write_distribution(tmp_path, {"new-style": FAKE_MODELS["new-style"]})
+    on = cli(site, "predict", "--text", "hi", "--bad", model=None)
+    off = cli(site, "predict", "--text", "hi", "--bad", "--no-bad", model=None)
+    assert (on.returncode, off.returncode) == (0, 0), on.stderr + off.stderr
+    assert json.loads(on.stdout) == {"label": "hi"}
+    assert json.loads(off.stdout) == {"label": "HI", "score": 0.5}
+
+
 def test_the_config_keys_deepaas_predict_reads_are_documented_alike():
     """--help and docs/batch.md list the same config-file keys."""
     result = subprocess.run([PREDICT, "--help"], env=subprocess_env(),
