@@ -47,8 +47,13 @@ def setup_logging(
     prog: str = "deepaas",
     syslog_address: str = SYSLOG_SOCKET,
     journal_socket: str = JOURNAL_SOCKET,
+    label: str = "",
+    also_stderr: bool = False,
 ) -> int:
     """Configure the root logger; return the numeric level chosen.
+
+    ``label`` starts every text line (``worker[123] ``); ``also_stderr``
+    keeps standard error as a destination beside a log file.
 
     Raises :class:`LoggingSetupError` naming the option when a log file,
     syslog or the journal cannot be used, or a configuration file is bad.
@@ -62,18 +67,19 @@ def setup_logging(
     path = log_file_path(log_file, log_dir, prog)
     if path:
         handlers.append(_file_handler(path, watch=watch_log_file))
-    else:
+    if not path or also_stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
+    text_format = FORMAT.replace("%(levelname)s", f"{label}%(levelname)s")
     formatter: logging.Formatter = (
         JsonFormatter(datefmt=date_format)
         if use_json
-        else logging.Formatter(FORMAT, datefmt=date_format)
+        else logging.Formatter(text_format, datefmt=date_format)
     )
     for handler in handlers:
         handler.setFormatter(formatter)
     if use_syslog:
         handlers.append(
-            _syslog_handler(syslog_facility, prog, use_json, syslog_address)
+            _syslog_handler(syslog_facility, prog, use_json, syslog_address, label)
         )
     if use_journal:
         handlers.append(JournalHandler(prog, journal_socket))
@@ -145,7 +151,7 @@ def syslog_facility_code(name: str) -> int:
 
 
 def _syslog_handler(
-    facility: str, prog: str, use_json: bool, address: str
+    facility: str, prog: str, use_json: bool, address: str, label: str = ""
 ) -> logging.Handler:
     code = syslog_facility_code(facility)
     # SysLogHandler itself stays silent when nothing listens; say so at once.
@@ -163,7 +169,7 @@ def _syslog_handler(
     handler.setFormatter(
         JsonFormatter()
         if use_json
-        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        else logging.Formatter(f"{label}%(levelname)s %(name)s: %(message)s")
     )
     return handler
 
@@ -308,3 +314,59 @@ def setup_logging_from_config(
         syslog_address=syslog_address,
         journal_socket=journal_socket,
     )
+
+
+#: Environment variable that hands deepaas-run's logging options to the
+#: processes it spawns (prediction workers, model probes).
+WORKER_LOGGING_ENV = "DEEPAAS_WORKER_LOGGING"
+
+
+def worker_logging_settings(conf: Any, prog: str, *, also_stderr: bool) -> str:
+    """deepaas-run's logging options, as the value of WORKER_LOGGING_ENV."""
+    return json.dumps(
+        {
+            "log_file": conf.log_file,
+            "log_dir": conf.log_dir,
+            "watch_log_file": conf.watch_log_file,
+            "date_format": conf.log_date_format,
+            "use_json": conf.use_json,
+            "use_syslog": conf.use_syslog,
+            "syslog_facility": conf.syslog_log_facility,
+            "use_journal": conf.use_journal,
+            "config_append": conf.log_config_append,
+            "prog": prog,
+            "also_stderr": also_stderr,
+        }
+    )
+
+
+def setup_worker_logging(level: int) -> None:
+    """Log from a spawned worker where the server logs.
+
+    A model's own log records (``logging.getLogger(__name__)`` in predict)
+    then reach the server's log file, JSON lines, syslog or journal, as they
+    did in DEEPaaS 2.x where models ran inside the server.  Without the
+    server's settings (deepaas-predict's workers), or if they cannot be
+    applied, the worker logs to standard error.
+    """
+    label = f"worker[{os.getpid()}] "
+    settings = os.environ.get(WORKER_LOGGING_ENV)
+    problem = None
+    if settings:
+        try:
+            setup_logging(
+                level=logging.getLevelName(level), label=label, **json.loads(settings)
+            )
+            return
+        except (LoggingSetupError, ValueError, TypeError) as exc:
+            problem = str(exc)
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s {label}%(levelname)s %(name)s: %(message)s",
+    )
+    if problem:
+        logging.getLogger(__name__).warning(
+            "this worker logs to standard error: the server's logging options "
+            "cannot be applied here (%s)",
+            problem,
+        )

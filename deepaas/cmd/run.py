@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -20,7 +21,12 @@ from deepaas.api.protocol import answer_protocol_errors_in_json
 from deepaas.cmd import fail
 from deepaas.config import build_config
 from deepaas.exceptions import DeepaasError, ModelLoadError
-from deepaas.log import LoggingSetupError, setup_logging_from_config
+from deepaas.log import (
+    WORKER_LOGGING_ENV,
+    LoggingSetupError,
+    setup_logging_from_config,
+    worker_logging_settings,
+)
 from deepaas.model._process import freeze_startup_objects
 from deepaas.model.execution import Executor
 from deepaas.model.executors import build_executors
@@ -74,6 +80,12 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
         sock = listening_socket(conf.listen_ip, conf.listen_port)
     except OSError as exc:
         return fail(PROG, _listen_error(conf.listen_ip, conf.listen_port, exc))
+    # Spawned workers inherit the environment: they log where the server
+    # does (and to the captured stderr too, for /debug/).
+    previous = os.environ.get(WORKER_LOGGING_ENV)
+    os.environ[WORKER_LOGGING_ENV] = worker_logging_settings(
+        conf, PROG, also_stderr=debug_capture is not None
+    )
     try:
         return asyncio.run(_serve(conf, level, debug_capture, sock))
     except DeepaasError as exc:
@@ -82,6 +94,10 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
         return fail(PROG, str(exc))
     finally:
         sock.close()
+        if previous is None:
+            os.environ.pop(WORKER_LOGGING_ENV, None)
+        else:
+            os.environ[WORKER_LOGGING_ENV] = previous
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import multiprocessing
 import os
 import select
@@ -74,10 +73,9 @@ def prepare_worker_process(
     for signum in disregarded:
         signal.signal(signum, _disregard)
     os.register_at_fork(after_in_child=_restore_default_signals)
-    logging.basicConfig(
-        level=log_level,
-        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
-    )
+    from deepaas.log import setup_worker_logging
+
+    setup_worker_logging(log_level)  # where deepaas-run logs, else stderr
 
 
 def _disregard(signum: int, frame: Any) -> None:

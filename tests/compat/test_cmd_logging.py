@@ -85,6 +85,24 @@ def test_json_lines_in_a_log_file_from_a_config_file_reopened_when_moved(
     assert "loading and warming" not in stderr  # the file, not stderr
 
 
+def test_what_a_model_logs_in_a_worker_reaches_the_log_file(tmp_path: Path):
+    site = write_distribution(tmp_path, {"chatty": FAKE_MODELS["chatty"]})
+    log_file = tmp_path / "deepaas.log"
+    server = Server("--workers", "1", "--log-file", str(log_file), "--use-json",
+                    env=subprocess_env(site), log=tmp_path / "stderr.log")
+    try:
+        server.wait_serving()
+        assert server.post("/v2/models/chatty/predict/", {})[0] == 200
+        assert server.stop() == 0
+    finally:
+        server.close()
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    [logged] = [r for r in records if r["message"] == "chatty: logged a warning"]
+    assert (logged["name"], logged["levelname"]) == ("chatty", "WARNING")
+    assert logged["process"] != server.process.pid  # from the worker
+    assert "chatty: logged a warning" not in (tmp_path / "stderr.log").read_text()
+
+
 def test_log_dir_holds_the_program_s_log(echo_site: Path, tmp_path: Path):
     logs = tmp_path / "logs"
     logs.mkdir()
