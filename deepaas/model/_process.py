@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from deepaas.log import setup_worker_logging
+
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
@@ -73,8 +75,6 @@ def prepare_worker_process(
     for signum in disregarded:
         signal.signal(signum, _disregard)
     os.register_at_fork(after_in_child=_restore_default_signals)
-    from deepaas.log import setup_worker_logging
-
     setup_worker_logging(log_level)  # where deepaas-run logs, else stderr
 
 
