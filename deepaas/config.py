@@ -60,8 +60,8 @@ _server_opts = [
     cfg.BoolOpt(
         "debug-endpoint",
         default=False,
-        help="Serve /debug/ with the captured standard output, standard error "
-        "and log of the server.",
+        help="Serve /v2/debug/ (and /debug/) with the captured standard output, "
+        "standard error and log of the server.",
     ),
     cfg.BoolOpt(
         "doc-endpoint",
