@@ -433,8 +433,12 @@ def _emit(body: bytes, media: str, output: str | None) -> int:
 
 
 def _write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (no half-written file on failure)."""
+    """Write ``data`` to ``path`` atomically (no half-written file on failure).
+
+    Missing folders on the way are created, as DEEPaaS 2.x does.
+    """
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)  # as DEEPaaS 2.x does
     partial = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.part")
     try:
         with open(partial, "wb") as handle:

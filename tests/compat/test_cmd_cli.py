@@ -67,8 +67,7 @@ def cli(site: Path, *args: object, model: str | None = "files-model",
 
 
 def test_a_2x_command_line_with_its_options_before_the_method(site, image, tmp_path):
-    saved = tmp_path / "out" / "result.json"
-    saved.parent.mkdir()
+    saved = tmp_path / "out" / "new" / "result.json"  # folders made, as in 2.x
     result = cli(site, "--deepaas_method_output", saved,
                  "--nodeepaas_with_multiprocessing", "predict", f"--files={image}")
     assert result.returncode == 0, result.stderr
