@@ -55,13 +55,14 @@ class UploadedFile(_UploadedFileFields):
 
     __slots__ = ()
 
-    def to_json(self) -> dict[str, Any]:
-        """What is recorded of the upload (never the temporary path)."""
-        return {
-            "name": self.name,
-            "content_type": self.content_type,
-            "original_filename": self.original_filename,
-        }
+    def to_json(self) -> list[Any]:
+        """What a training record shows of the upload: never the temporary path.
+
+        DEEPaaS 2.x records an upload as ``[name, content_type,
+        original_filename]`` (a namedtuple serialised to JSON), and clients
+        read it by position, so the record keeps that shape.
+        """
+        return [self.name, self.content_type, self.original_filename]
 
     def remove(self) -> None:
         """Delete the temporary copy; a missing file is not an error."""

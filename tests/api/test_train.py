@@ -323,8 +323,8 @@ async def test_uploads_live_in_the_job_directory_until_it_ends(make_client, tmp_
     resp = await client.post(TRAIN, data=form)
     started = await resp.json()
     assert resp.status == 200, started
-    assert started["args"]["data"] == {"name": "data", "content_type": "text/csv",
-                                       "original_filename": "train.csv"}
+    # As DEEPaaS 2.x records it: [name, content_type, original_filename].
+    assert started["args"]["data"] == ["data", "text/csv", "train.csv"]
     assert list(uploads.iterdir()) == []
 
     done = await wait_until(client, started["uuid"], "done")

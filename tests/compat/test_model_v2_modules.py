@@ -53,8 +53,7 @@ def test_uploaded_file_is_the_2x_namedtuple(tmp_path: Path) -> None:
     # What deepaas adds keeps working, and survives the trip to a worker.
     moved = pickle.loads(pickle.dumps(upload._replace(filename=str(tmp_path / "y"))))
     assert type(moved) is UploadedFile
-    assert moved.to_json() == {"name": "data", "content_type": "image/png",
-                               "original_filename": "x.png"}
+    assert moved.to_json() == ["data", "image/png", "x.png"]
     Path(moved.filename).write_bytes(b"1")
     moved.remove()
     moved.remove()  # a second removal is harmless

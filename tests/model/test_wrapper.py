@@ -187,8 +187,7 @@ def test_file_argument_object(tmp_path):
     assert got["size"] == 5
     assert got["original_filename"] == "samples.csv"
     assert got["content_type"] == "text/csv"
-    assert upload.to_json() == {"name": "data", "content_type": "text/csv",
-                                "original_filename": "samples.csv"}
+    assert upload.to_json() == ["data", "text/csv", "samples.csv"]
     upload.remove()
     upload.remove()  # a second removal is harmless
     assert not path.exists()
