@@ -15,6 +15,7 @@ own error.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,8 +105,11 @@ class Batcher:
         batch_timeout: float = 0.01,
         concurrency: int = 1,
         max_queue: int = 64,
+        sizes: collections.Counter[int] | None = None,
     ) -> None:
         self._name = name
+        #: How many batches of each size left (read by /metrics).
+        self.sizes = collections.Counter() if sizes is None else sizes
         self._run_batch = run_batch
         self._max = max(1, int(max_batch_size))
         self._timeout = max(0.0, float(batch_timeout))
@@ -126,6 +130,7 @@ class Batcher:
         *,
         concurrency: int,
         max_queue: int,
+        sizes: collections.Counter[int] | None = None,
     ) -> Batcher | None:
         """The batcher a described model asks for, or None when it does not batch."""
         batching = description.batching
@@ -135,7 +140,7 @@ class Batcher:
             description.name, run_batch,
             max_batch_size=batching["max_batch_size"],
             batch_timeout=batching["batch_timeout"],
-            concurrency=concurrency, max_queue=max_queue,
+            concurrency=concurrency, max_queue=max_queue, sizes=sizes,
         )
 
     @property
@@ -183,6 +188,7 @@ class Batcher:
             live = [item for item in batch if not item[2].done()]
             if not live:
                 continue
+            self.sizes[len(live)] += 1
             try:
                 results = await self._run_batch([(raw, acc) for raw, acc, _ in live])
                 if len(results) != len(live):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import concurrent.futures
+import dataclasses
 import functools
 import inspect
 import json
@@ -37,11 +39,34 @@ from deepaas.model.wrapper import (
 )
 
 
+@dataclasses.dataclass
+class ExecutorStats:
+    """What an executor counts since it was built, for ``/metrics``.
+
+    Plain counters bumped on the event loop where the event happens (a few
+    per crash, timeout or batch, nothing per ordinary call) and read when
+    the metrics are scraped.
+    """
+
+    #: Calls answered 504 for exceeding ``--predict-timeout``.
+    timeouts: int = 0
+    #: Worker restarts by cause: ``timeout``, ``signal``, ``exit``,
+    #: ``start_failed`` (a restart whose worker did not come up).
+    restarts: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter
+    )
+    #: Batches sent to ``predict_batch``, by size.
+    batch_sizes: collections.Counter[int] = dataclasses.field(
+        default_factory=collections.Counter
+    )
+
+
 class Executor(abc.ABC):
     """Runs one model's calls; see the module docstring for the choices."""
 
     spec: ModelSpec
     description: ModelDescription
+    stats: ExecutorStats
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -120,6 +145,7 @@ class InProcessExecutor(Executor):
         self._async_predict = False
         self._inline = False
         self._batcher: Batcher | None = None
+        self.stats = ExecutorStats()
 
     @property
     def wrapper(self) -> ModelWrapper:
@@ -154,6 +180,7 @@ class InProcessExecutor(Executor):
         self._batcher = Batcher.for_model(
             self.description, self._predict_batch,
             concurrency=self._threads, max_queue=self._max_queue,
+            sizes=self.stats.batch_sizes,
         )
 
     async def _run(self, func: Any, *args: Any) -> Any:
@@ -168,6 +195,7 @@ class InProcessExecutor(Executor):
                 return await asyncio.wait_for(func(*args), self._call_timeout)
             return await func(*args)
         except asyncio.TimeoutError:
+            self.stats.timeouts += 1
             # A thread cannot be stopped: the call goes on in the background,
             # the client is answered now.
             raise CallTimeout(

@@ -43,7 +43,7 @@ from deepaas.model._process import describe_exit
 from deepaas.model._wire import MessageReader, error_from_wire
 from deepaas.model._worker_main import run_worker
 from deepaas.model.batching import Batcher
-from deepaas.model.execution import Executor
+from deepaas.model.execution import Executor, ExecutorStats
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
@@ -113,6 +113,7 @@ class ProcessPool(Executor):
         self._tasks: set[asyncio.Task[None]] = set()
         self._batcher: Batcher | None = None
         self._last_error = ""
+        self.stats = ExecutorStats()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -134,6 +135,7 @@ class ProcessPool(Executor):
         self._batcher = Batcher.for_model(
             self.description, self._call_batch,
             concurrency=len(self._workers), max_queue=self._max_queue,
+            sizes=self.stats.batch_sizes,
         )
 
     async def _spawn(self, worker: _Worker) -> None:
@@ -288,6 +290,13 @@ class ProcessPool(Executor):
             return
         LOG.error("model %r: worker %d (pid %s) died: %s", self.spec.name,
                   worker.index, process.pid, how)
+        if worker.timed_out:
+            cause = "timeout"
+        elif process.exitcode is not None and process.exitcode < 0:
+            cause = "signal"
+        else:
+            cause = "exit"
+        self.stats.restarts[cause] += 1
         if time.monotonic() - worker.ready_since > HEALTHY_AFTER:
             worker.failures = 0
         worker.failures += 1
@@ -312,6 +321,7 @@ class ProcessPool(Executor):
                 LOG.error("model %r: worker %d restart failed: %s", self.spec.name,
                           worker.index, message)
                 self._last_error = message
+                self.stats.restarts["start_failed"] += 1
                 if worker.state == "starting":
                     worker.state = "dead"
                     if worker.channel is not None:
@@ -411,6 +421,7 @@ class ProcessPool(Executor):
                   "restarting it", self.spec.name, worker.index, self._call_timeout)
         worker.call = None
         worker.timed_out = True
+        self.stats.timeouts += 1
         call.set_exception(CallTimeout(
             f"model {self.spec.name!r} did not answer within "
             f"{self._call_timeout:g} s (--predict-timeout); its worker is being "
