@@ -234,6 +234,14 @@ class TrainingStore:
             rows = conn.execute(query + " ORDER BY seq", params).fetchall()
         return [_from_row(row) for row in rows]
 
+    def count_by_status(self) -> dict[tuple[str, str], int]:
+        """How many trainings each (model, status) has, for ``/metrics``."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT model, status, COUNT(*) FROM trainings GROUP BY model, status"
+            ).fetchall()
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
     def unfinished(self) -> builtins.list[Training]:
         """Queued and running trainings of every server."""
         marks = ", ".join("?" for _ in UNFINISHED)
