@@ -38,7 +38,12 @@ def create_app(
     settings = settings or ApiSettings()
     max_size = settings.client_max_size or sys.maxsize
     # No middleware: handlers answer their own errors (see api.errors).
-    app = web.Application(client_max_size=max_size)
+    # handler_cancellation: a client that disconnects cancels its handler,
+    # so its queued call leaves the queue and its temp files go at once
+    # (docs/engine.md, "Abandoned requests").
+    app = web.Application(
+        client_max_size=max_size, handler_args={"handler_cancellation": True}
+    )
     app[SETTINGS] = settings
     app[EXECUTORS] = executors
     app[SPEC_CACHE] = {}
