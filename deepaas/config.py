@@ -17,6 +17,7 @@ from oslo_config import cfg
 
 from deepaas import __version__
 from deepaas._options_help import format_help
+from deepaas._security_options import security_opts
 
 MODEL_ENV_VAR = "DEEPAAS_V2_MODEL"
 DEFAULT_LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -70,10 +71,19 @@ _server_opts = [
     ),
     cfg.IntOpt(
         "client-max-size",
-        default=0,
+        default=16 * 1024 * 1024,
         min=0,
-        help="Largest request body accepted, in bytes; 0 means no limit. "
-        "Uploads are streamed to disk, so large files do not fill memory.",
+        help="Largest request body read into memory, in bytes: a JSON or "
+        "url-encoded body, or the text fields of a multipart body (413 "
+        "beyond). Parsing takes about 4 times this per request; 0 means no "
+        "limit (unsafe where clients are not trusted).",
+    ),
+    cfg.IntOpt(
+        "upload-max-size",
+        default=1024 * 1024 * 1024,
+        min=0,
+        help="Largest multipart/form-data body, in bytes (413 beyond). Its "
+        "files are streamed to temporary files on disk; 0 means no limit.",
     ),
     cfg.StrOpt(
         "base-path",
@@ -87,7 +97,36 @@ _server_opts = [
         default=30.0,
         min=0,
         help="Seconds that in-flight requests get to finish after SIGINT or "
-        "SIGTERM before the server stops.",
+        "SIGTERM; those still running are then answered 503, and the server "
+        "exits within a few seconds more (docs/deploying.md).",
+    ),
+    cfg.FloatOpt(
+        "header-timeout",
+        default=30.0,
+        min=0,
+        help="Seconds a client has to send a request's line and headers, from "
+        "connecting or from the request's first byte; else 408 and the "
+        "connection is closed. 0 means no limit.",
+    ),
+    cfg.FloatOpt(
+        "body-timeout",
+        default=60.0,
+        min=0,
+        help="Seconds a request body may stop arriving before the request is "
+        "answered 408. 0 means no limit.",
+    ),
+    cfg.FloatOpt(
+        "keepalive-timeout",
+        default=75.0,
+        min=0,
+        help="Seconds an idle kept-alive connection stays open.",
+    ),
+    cfg.IntOpt(
+        "max-connections",
+        default=1000,
+        min=1,
+        help="Open connections served at once; one more is answered 503 and "
+        "closed. Lowered to what the limit on open files allows (ulimit -n).",
     ),
 ]
 
@@ -180,6 +219,14 @@ _training_opts = [
         help="Trainings that may run at once per server; further ones wait in "
         "order with status 'queued'. 0 means no limit: every training starts "
         "at once, as in DEEPaaS 2.x.",
+    ),
+    cfg.IntOpt(
+        "max-trainings",
+        default=32,
+        min=0,
+        help="Unfinished trainings (queued and running) this server holds at "
+        "once; beyond it POST .../train/ answers 503 with Retry-After. "
+        "0 means no limit.",
     ),
     cfg.FloatOpt(
         "train-timeout",
@@ -290,7 +337,16 @@ _execution_opts = [
         default=0,
         min=0,
         help="Seconds a prediction may take before it is answered with 504 and "
-        "its worker is restarted; 0 means no limit.",
+        "its worker is restarted; 0 means no limit. Recommended: a few times "
+        "the model's slowest normal call (docs/engine.md).",
+    ),
+    cfg.FloatOpt(
+        "ready-stall-timeout",
+        default=60.0,
+        min=0,
+        help="Seconds with every worker of a model busy and none free to take "
+        "a call after which /ready answers 503 'stalled' (a hung model); "
+        "0 never reports a stall.",
     ),
 ]
 
@@ -301,6 +357,7 @@ _GROUPS: tuple[tuple[str, list[cfg.Opt]], ...] = (
     ("logging", _logging_opts),
     ("trainings", _training_opts),
     ("execution", _execution_opts),
+    ("security", security_opts),
     ("slurm", _slurm_opts),
 )
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
-from deepaas.api import debug, docs, health, models, train, versions
+from deepaas.api import debug, docs, health, metrics, models, train, versions
+from deepaas.api.guard import Guard, install
 from deepaas.api.keys import (
     DEBUG_CAPTURE,
     EXECUTORS,
@@ -28,12 +30,15 @@ def create_app(
     trainings: TrainingService | None = None,
     debug_capture: debug.DebugCapture | None = None,
     manage_executors: bool = True,
+    gpu_plan: Mapping[str, Any] | None = None,
+    guard: Guard | None = None,
 ) -> web.Application:
     """Build the DEEPaaS V2 API over already-configured executors.
 
     With ``manage_executors`` the application starts the executors (loading
     and warming every model) when it starts, and stops them, with their
-    worker processes, when it shuts down.
+    worker processes, when it shuts down.  ``guard`` holds the Host, Origin
+    and token checks (default: cross-site state changes refused, no tokens).
     """
     settings = settings or ApiSettings()
     max_size = settings.client_max_size or sys.maxsize
@@ -51,6 +56,7 @@ def create_app(
         app[TRAININGS] = trainings
     if settings.debug_endpoint and debug_capture is not None:
         app[DEBUG_CAPTURE] = debug_capture
+    install(app, guard)  # before the routes, which it guards
 
     versions.setup(app)
     models.setup(app)
@@ -58,6 +64,14 @@ def create_app(
     docs.setup(app, with_ui=settings.doc_endpoint)
     debug.setup(app)
     health.setup(app)
+    if settings.metrics:  # gpu_plan: the device plan, for deepaas_gpu_assigned
+        metrics.setup(
+            app,
+            executors,
+            base_path=settings.base_path,
+            trainings=trainings,
+            gpu_plan=gpu_plan,
+        )
     add_fallback(app)
 
     if manage_executors:

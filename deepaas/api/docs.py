@@ -11,6 +11,7 @@ from aiohttp import web
 
 from deepaas.api import openapi
 from deepaas.api.errors import answer_errors_in_json
+from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS, SETTINGS, SPEC_CACHE
 from deepaas.api.routing import add_route, url
 
@@ -47,9 +48,18 @@ def _document(request: web.Request, version: int) -> dict[str, object]:
     key = f"v{version}"
     if key not in cache:
         descriptions = [ex.description for ex in request.app[EXECUTORS].values()]
-        cache[key] = openapi.build_document(
+        document = openapi.build_document(
             descriptions, version=version, base_path=request.app[SETTINGS].base_path
         )
+        guard = request.app.get(GUARD)
+        if guard is not None and guard.auth is not None:
+            openapi.declare_bearer_auth(
+                document,
+                version=version,
+                base_path=request.app[SETTINGS].base_path,
+                is_open=guard.auth.is_open,
+            )
+        cache[key] = document
     return cache[key]
 
 

@@ -12,12 +12,13 @@ apispec from the workers' model descriptions.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from apispec import APISpec
 
 from deepaas import __version__
+from deepaas.api.auth import route_kind
 from deepaas.model.description import RESPONSE_SCHEMA_NAME, ModelDescription
 
 TITLE = "DEEPaaS API"
@@ -89,7 +90,9 @@ def _ref(name: str, version: int) -> str:
 def _error_responses(version: int, *codes: int) -> dict[int, Any]:
     texts = {
         400: "Malformed request",
+        401: "A bearer token is needed, or the one sent is not valid",
         402: "Endpoint disabled on this server",
+        403: "The token does not allow this operation, or another site asked",
         404: "No such model or training",
         409: "Run by another server sharing the state directory; cancel it there",
         413: "Request body too large",
@@ -388,3 +391,42 @@ def _stringify_status_codes(document: dict[str, Any]) -> dict[str, Any]:
             if isinstance(op, dict) and "responses" in op:
                 op["responses"] = {str(k): v for k, v in op["responses"].items()}
     return document
+
+
+def declare_bearer_auth(
+    document: dict[str, Any],
+    *,
+    version: int,
+    base_path: str,
+    is_open: Callable[[str], bool],
+) -> None:
+    """Declare the bearer token and the operations that need it (auth is on).
+
+    The Swagger UI then shows its Authorize button.  Swagger 2.0 has no
+    bearer scheme: there the token is an ``Authorization`` header, typed
+    as ``Bearer <token>``; OpenAPI 3 declares it as HTTP bearer.
+    """
+    about = "A bearer token (static, or an OpenID Connect access token)"
+    if version == 2:
+        scheme: dict[str, Any] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": f"{about}: type 'Bearer <token>'",
+        }
+        document["securityDefinitions"] = {"bearer": scheme}
+    else:
+        scheme = {"type": "http", "scheme": "bearer", "description": about}
+        document.setdefault("components", {})["securitySchemes"] = {"bearer": scheme}
+    errors = _error_responses(version, 401, 403)
+    for path, item in document.get("paths", {}).items():
+        relative = path[len(base_path) :] if path.startswith(base_path) else path
+        for method, op in item.items():
+            if method == "parameters" or not isinstance(op, dict):
+                continue
+            if is_open(route_kind(method.upper(), relative)):
+                op["security"] = []
+                continue
+            op["security"] = [{"bearer": []}]
+            for code, answer in errors.items():
+                op["responses"].setdefault(str(code), answer)

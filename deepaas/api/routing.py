@@ -14,7 +14,9 @@ from aiohttp import web
 from yarl import URL
 
 from deepaas.api.errors import answer_errors_in_json, no_such_route
+from deepaas.api.guard import GUARD, guard_route, preflight_first
 from deepaas.api.keys import SETTINGS
+from deepaas.api.request_id import with_request_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -26,7 +28,9 @@ def add_route(
     base = app[SETTINGS].base_path
     full = f"{base}{path}" if path != "/" or not base else base + "/"
     twin = full.rstrip("/") if full.endswith("/") else full + "/"
-    handler = answer_errors_in_json(handler)
+    # Host, Origin and token checks, when this route has any (else none).
+    handler = answer_errors_in_json(guard_route(app, method, path, handler))
+    handler = with_request_id(handler)  # outermost: every answer carries it
     paths = [full] + ([twin] if twin and twin != full else [])
     for index, route_path in enumerate(paths):
         route_name = (name or None) if index == 0 else None
@@ -69,4 +73,7 @@ async def fallback(request: web.Request) -> web.StreamResponse:
 
 def add_fallback(app: web.Application) -> None:
     """Answer 404 or 405 in JSON for whatever no other route takes; add it last."""
-    app.router.add_route("*", "/{path:.*}", answer_errors_in_json(fallback))
+    guard = app.get(GUARD)
+    last = preflight_first(fallback) if guard and guard.origins.cors else fallback
+    handler = with_request_id(answer_errors_in_json(last))
+    app.router.add_route("*", "/{path:.*}", handler)

@@ -17,7 +17,16 @@ from oslo_config import cfg
 
 from deepaas.api import ApiSettings, create_app
 from deepaas.api.debug import DebugCapture
-from deepaas.api.protocol import answer_protocol_errors_in_json
+from deepaas.api.guard import Guard, guard_from_config
+from deepaas.api.protocol import (
+    RateLimitedLoopErrors,
+    ServerLimits,
+    answer_in_progress,
+    connection_limit,
+    harden_server,
+    runner_options,
+    watch_connections,
+)
 from deepaas.cmd import fail
 from deepaas.config import build_config
 from deepaas.exceptions import DeepaasError, ModelLoadError
@@ -34,6 +43,10 @@ from deepaas.model.loading import ModelSpec, available_models, select_models
 
 LOG = logging.getLogger("deepaas.run")
 PROG = "deepaas-run"
+#: Seconds, past --shutdown-timeout, that stopping may take: workers still
+#: busy are killed after WORKER_STOP_TIMEOUT, the rest is closing files.
+WORKER_STOP_TIMEOUT = 2.0
+SHUTDOWN_MARGIN = 5.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +88,10 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
         # file (not to the captured stderr) reaches /debug/ through this one.
         logging.getLogger().addHandler(debug_capture)
     try:
+        guard = guard_from_config(conf)
+    except ValueError as exc:
+        return fail(PROG, str(exc), 2)
+    try:
         # Bound before the models load: a port in use is reported at once,
         # not after minutes of importing and warming a big model.
         sock = listening_socket(conf.listen_ip, conf.listen_port)
@@ -87,7 +104,7 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
         conf, PROG, also_stderr=debug_capture is not None
     )
     try:
-        return asyncio.run(_serve(conf, level, debug_capture, sock))
+        return asyncio.run(_serve(conf, level, debug_capture, sock, guard))
     except DeepaasError as exc:
         return fail(PROG, exc.message)
     except (ValueError, OSError) as exc:
@@ -140,6 +157,7 @@ async def _serve(
     level: int,
     debug_capture: DebugCapture | None,
     sock: socket.socket,
+    guard: Guard,
 ) -> int:
     specs = select_models(conf.model_name, available_models(), all_when_unnamed=True)
     if not conf.model_name and len(specs) > 1:
@@ -153,6 +171,7 @@ async def _serve(
         warm=conf.warm,
         max_queue=conf.max_queue,
         predict_timeout=conf.predict_timeout,
+        ready_stall_timeout=conf.ready_stall_timeout,
         worker_envs=envs,
         log_level=level,
     )
@@ -166,31 +185,62 @@ async def _serve(
         doc_endpoint=conf.doc_endpoint,
         base_path=conf.base_path,
         client_max_size=conf.client_max_size,
+        upload_max_size=conf.upload_max_size,
     )
     app = create_app(
-        executors, settings=settings, trainings=trainings, debug_capture=debug_capture
+        executors,
+        settings=settings,
+        trainings=trainings,
+        debug_capture=debug_capture,
+        guard=guard,
     )
     access_log = None if level > logging.DEBUG else logging.getLogger("aiohttp.access")
+    limits = ServerLimits(
+        header_timeout=conf.header_timeout,
+        body_timeout=conf.body_timeout,
+        keepalive_timeout=conf.keepalive_timeout,
+        max_connections=connection_limit(conf.max_connections),
+    )
+    # Requests get --shutdown-timeout in answer_in_progress(); what aiohttp
+    # waits for afterwards has been answered already.
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        shutdown_timeout=conf.shutdown_timeout,
+        shutdown_timeout=1.0,
         access_log=access_log,
+        **runner_options(limits),
     )
     LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
     await runner.setup()  # starts and warms every worker
-    answer_protocol_errors_in_json(runner)
+    harden_server(runner, limits)
+    asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
     freeze_startup_objects()
     try:
         with _stop_signals() as stop:
             site = web.SockSite(runner, sock)
-            await site.start()
-            _announce(conf, int(sock.getsockname()[1]), executors)
-            await stop.wait()
-        LOG.info(
-            "stopping: finishing requests in progress (at most %g s)",
-            conf.shutdown_timeout,
-        )
+            async with watch_connections(runner):
+                await site.start()
+                _announce(conf, int(sock.getsockname()[1]), executors)
+                await stop.wait()
+                LOG.info(
+                    "stopping: finishing requests in progress (at most %g s)",
+                    conf.shutdown_timeout,
+                )
+                await site.stop()
+                cut = await answer_in_progress(
+                    runner,
+                    conf.shutdown_timeout,
+                    "the server is stopping: this request did not finish within "
+                    f"--shutdown-timeout ({conf.shutdown_timeout:g} s)",
+                )
+            if cut:
+                LOG.warning(
+                    "answered 503 to %d requests still in progress after "
+                    "--shutdown-timeout",
+                    cut,
+                )
+            for executor in executors.values():
+                await executor.stop(timeout=WORKER_STOP_TIMEOUT)
     finally:
         await runner.cleanup()
     LOG.info("stopped")

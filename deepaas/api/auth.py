@@ -1,0 +1,274 @@
+"""Optional authentication: static bearer tokens and OpenID Connect tokens.
+
+Off unless tokens or an OIDC issuer are configured.  Every route has a
+*kind* (:func:`route_kind`): ``predict``, ``train`` (trainings and the
+debug log), ``read`` (versions, model listings and metadata), ``docs``
+(the API descriptions and Swagger UI) and the probes ``health``, ``ready``
+and ``metrics``.  Kinds listed in ``open_kinds`` need no token; the others
+need a valid token that the rules allow for that kind:
+
+* a static token lists the kinds it may use (all when it lists none);
+* an OIDC token must satisfy one of the kind's :class:`Requirement`s (a
+  claim holding a value, e.g. ``scope`` holding ``deepaas:predict``), or the
+  rules of ``*`` when the kind has none; with no rules at all, any valid
+  token will do.
+
+A missing or bad token answers 401 with ``WWW-Authenticate``; a valid one
+that the rules refuse answers 403.  Both are JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from deepaas.api.oidc import OidcError, OidcKeysUnavailable, OidcVerifier
+
+__all__ = [
+    "KINDS",
+    "AuthPolicy",
+    "Requirement",
+    "StaticTokens",
+    "parse_requirement",
+    "route_kind",
+]
+
+#: Every kind of operation, as rules and ``--auth-open`` name them.
+KINDS = ("predict", "train", "read", "docs", "health", "ready", "metrics")
+
+TOKENS_ENV_VAR = "DEEPAAS_API_TOKENS"
+
+_EXACT_KINDS = {
+    "/health": "health",
+    "/ready": "ready",
+    "/metrics": "metrics",
+    "/swagger.json": "docs",
+    "/openapi.json": "docs",
+    "/api": "docs",
+    "/ui": "docs",
+    "/debug/": "train",
+    "/v2/debug/": "train",
+}
+
+
+def route_kind(method: str, path: str) -> str:
+    """The kind of operation of a route, from its method and path (sans base)."""
+    parts = path.split("/")  # "", v2, models, <name>, predict|train, ...
+    if path.startswith("/v2/models/") and len(parts) > 4:
+        if parts[4] in ("predict", "train"):
+            return parts[4]
+    kind = _EXACT_KINDS.get(path) or _EXACT_KINDS.get(path.rstrip("/"))
+    if kind:
+        return kind
+    return "read" if method in ("GET", "HEAD") else "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    """A claim that must hold a value: ``scope`` holding ``deepaas:predict``.
+
+    ``claim`` may name a nested claim with dots (``realm_access.roles``).
+    A string claim is split on spaces (as ``scope`` is), a list is taken
+    as it is.
+    """
+
+    claim: str
+    value: str
+
+    def holds(self, claims: Mapping[str, Any]) -> bool:
+        found: Any = claims
+        for part in self.claim.split("."):
+            if not isinstance(found, Mapping) or part not in found:
+                return False
+            found = found[part]
+        if isinstance(found, str):
+            return self.value in found.split()
+        if isinstance(found, list):
+            return self.value in [str(item) for item in found]
+        return str(found) == self.value
+
+    def __str__(self) -> str:
+        return f"{self.claim}={self.value}"
+
+
+def parse_requirement(text: str) -> tuple[str, Requirement]:
+    """``KIND:CLAIM=VALUE`` (``--oidc-require``) as (kind, requirement)."""
+    kind, sep, rest = text.partition(":")
+    claim, eq, value = rest.partition("=")
+    kind = kind.strip()
+    if not sep or not eq or not claim.strip() or not value.strip():
+        raise ValueError(
+            f"--oidc-require takes KIND:CLAIM=VALUE, e.g. predict:scope=deepaas "
+            f"(got {text!r})"
+        )
+    if kind != "*" and kind not in KINDS:
+        raise ValueError(
+            f"--oidc-require: unknown kind {kind!r} in {text!r}; kinds: "
+            f"{', '.join(KINDS)} or *"
+        )
+    return kind, Requirement(claim.strip(), value.strip())
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+class StaticTokens:
+    """Bearer tokens known in advance, each allowed some kinds of operation.
+
+    Only digests are kept, and a token is compared with every known one in
+    constant time (equal-length digests, no early exit).
+    """
+
+    def __init__(self, tokens: Mapping[str, Iterable[str]]) -> None:
+        self._entries: list[tuple[bytes, frozenset[str]]] = []
+        for token, kinds in tokens.items():
+            allowed = frozenset(kinds) or frozenset(KINDS)
+            unknown = allowed - set(KINDS)
+            if unknown:
+                raise ValueError(
+                    f"unknown kind(s) {', '.join(sorted(unknown))} for a token; "
+                    f"kinds: {', '.join(KINDS)}"
+                )
+            self._entries.append((_digest(token), allowed))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def kinds_of(self, token: str) -> frozenset[str] | None:
+        """The kinds ``token`` may use, or None when it is not one of ours."""
+        digest = _digest(token)
+        found: frozenset[str] | None = None
+        for known, kinds in self._entries:
+            if hmac.compare_digest(digest, known):
+                found = kinds
+        return found
+
+    @classmethod
+    def load(
+        cls, path: str | None, environ: Mapping[str, str] | None = None
+    ) -> StaticTokens | None:
+        """Tokens from ``path`` (``TOKEN [KIND,...]`` per line) and the environment.
+
+        ``DEEPAAS_API_TOKENS`` holds tokens separated by commas or spaces,
+        each allowed every kind.  None when neither gives a token.
+        """
+        env = os.environ if environ is None else environ
+        tokens: dict[str, set[str]] = {}
+        for token in env.get(TOKENS_ENV_VAR, "").replace(",", " ").split():
+            tokens[token] = set()
+        if path:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(
+                    f"cannot read the token file {path!r} (--auth-token-file): "
+                    f"{getattr(exc, 'strerror', None) or exc}"
+                ) from None
+            count = len(tokens)
+            for line in text.splitlines():
+                fields = line.split("#", 1)[0].split()
+                if not fields:
+                    continue
+                kinds = {
+                    k.strip() for k in " ".join(fields[1:]).split(",") if k.strip()
+                }
+                tokens[fields[0]] = kinds
+            if len(tokens) == count:
+                raise ValueError(
+                    f"the token file {path!r} (--auth-token-file) holds no token; "
+                    "write one token per line, optionally followed by kinds "
+                    "such as predict,read"
+                )
+        return cls(tokens) if tokens else None
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _unauthorized(message: str, error: str = "") -> web.Response:
+    challenge = 'Bearer realm="deepaas"'
+    if error:
+        detail = message.replace('"', "'")
+        challenge += f', error="{error}", error_description="{detail}"'
+    return web.json_response(
+        {"message": message}, status=401, headers={"WWW-Authenticate": challenge}
+    )
+
+
+@dataclasses.dataclass
+class AuthPolicy:
+    """Who may do what; :meth:`check` answers a request it refuses."""
+
+    tokens: StaticTokens | None = None
+    oidc: OidcVerifier | None = None
+    rules: dict[str, list[Requirement]] = dataclasses.field(default_factory=dict)
+    open_kinds: frozenset[str] = frozenset({"health", "ready", "docs"})
+
+    def __post_init__(self) -> None:
+        unknown = set(self.open_kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(
+                f"--auth-open: unknown kind(s) {', '.join(sorted(unknown))}; "
+                f"kinds: {', '.join(KINDS)}"
+            )
+        if self.rules and self.oidc is None:
+            raise ValueError("--oidc-require needs --oidc-issuer")
+
+    @property
+    def enabled(self) -> bool:
+        return self.tokens is not None or self.oidc is not None
+
+    def is_open(self, kind: str) -> bool:
+        """Whether ``kind`` needs no token."""
+        return not self.enabled or kind in self.open_kinds
+
+    async def check(self, request: web.Request, kind: str) -> web.Response | None:
+        """None when the request may go on; else its 401, 403 or 503 answer."""
+        token = _bearer(request)
+        if token is None:
+            return _unauthorized(
+                "this server requires a bearer token: send the header "
+                "'Authorization: Bearer <token>'"
+            )
+        if self.tokens is not None:
+            kinds = self.tokens.kinds_of(token)
+            if kinds is not None:
+                return None if kind in kinds else _forbidden(kind, "this token")
+        if self.oidc is None:
+            return _unauthorized("the bearer token is not valid", "invalid_token")
+        try:
+            claims = await self.oidc.verify(token)
+        except OidcKeysUnavailable as exc:
+            return web.json_response(
+                {"message": str(exc)}, status=503, headers={"Retry-After": "5"}
+            )
+        except OidcError as exc:
+            return _unauthorized(
+                f"the bearer token is not valid: {exc}", "invalid_token"
+            )
+        rules = self.rules.get(kind) or self.rules.get("*")
+        if not rules or any(rule.holds(claims) for rule in rules):
+            return None
+        needed = " or ".join(str(rule) for rule in rules)
+        return _forbidden(kind, "this token", needed)
+
+
+def _forbidden(kind: str, who: str, needed: str = "") -> web.Response:
+    message = f"{who} is not allowed to {kind}"
+    headers = {"WWW-Authenticate": 'Bearer realm="deepaas", error="insufficient_scope"'}
+    if needed:
+        message += f": it needs {needed}"
+    return web.json_response({"message": message}, status=403, headers=headers)

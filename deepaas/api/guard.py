@@ -1,0 +1,152 @@
+"""The per-route checks: Host, Origin and token, chosen when the app is built.
+
+There is no middleware (see :mod:`deepaas.api.errors`): ``routing.add_route``
+asks :func:`guard_route` for each handler, which returns the handler itself
+when the route has nothing to check (authentication off, a GET with every
+Host allowed), so that those requests pay nothing; otherwise a wrapper that
+runs only the checks that route needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from deepaas.api.auth import (
+    AuthPolicy,
+    Requirement,
+    StaticTokens,
+    parse_requirement,
+    route_kind,
+)
+from deepaas.api.origins import STATE_CHANGING, OriginPolicy, default_allowed_hosts
+
+__all__ = ["GUARD", "Guard", "guard_from_config", "guard_route", "install"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Kinds answered whatever the Host: probes are read-only and are often
+#: sent by an orchestrator with an address for Host.
+_ANY_HOST_KINDS = frozenset({"health", "ready", "metrics"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Guard:
+    """The security options of one application."""
+
+    origins: OriginPolicy = dataclasses.field(default_factory=OriginPolicy)
+    auth: AuthPolicy | None = None
+
+
+GUARD = web.AppKey("deepaas_guard", Guard)
+
+
+def install(app: web.Application, guard: Guard | None) -> None:
+    """Keep ``guard`` on the app (before routes are added) and add CORS headers."""
+    guard = guard or Guard()
+    app[GUARD] = guard
+    if guard.origins.cors:
+        app.on_response_prepare.append(guard.origins.add_cors_headers)
+
+
+def guard_route(
+    app: web.Application, method: str, path: str, handler: Handler
+) -> Handler:
+    """``handler``, behind the checks that its route needs (none: itself)."""
+    guard = app.get(GUARD) or Guard()
+    kind = route_kind(method, path)
+    origins = guard.origins
+    check_host = origins.checks_hosts and kind not in _ANY_HOST_KINDS
+    check_origin = method in STATE_CHANGING
+    auth = (
+        guard.auth if guard.auth is not None and not guard.auth.is_open(kind) else None
+    )
+    if not (check_host or check_origin or auth):
+        return handler
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if check_host and (refused := origins.check_host(request)) is not None:
+            return refused
+        if check_origin and (refused := origins.check_origin(request)) is not None:
+            return refused
+        if (
+            auth is not None
+            and (refused := await auth.check(request, kind)) is not None
+        ):
+            return refused
+        return await handler(request)
+
+    guarded.__name__ = getattr(handler, "__name__", "guarded")
+    return guarded
+
+
+async def allowed_methods(request: web.Request) -> set[str]:
+    """The methods that the routes of the request's path answer."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    return allowed
+
+
+def preflight_first(fallback: Handler) -> Handler:
+    """``fallback``, answering CORS preflights first when other origins are allowed.
+
+    No route answers ``OPTIONS``, so preflights reach the last route; only
+    requests that no route took pay for the test.
+    """
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        guard = request.app[GUARD]
+        if (
+            request.method == "OPTIONS"
+            and "Access-Control-Request-Method" in request.headers
+        ):
+            if (refused := guard.origins.check_host(request)) is not None:
+                return refused
+            methods = await allowed_methods(request)
+            if methods:
+                return guard.origins.preflight(request, methods)
+        return await fallback(request)
+
+    return answer
+
+
+def guard_from_config(conf: Any, environ: Mapping[str, str] | None = None) -> Guard:
+    """The Guard that deepaas-run's options ask for; ValueError names a bad one.
+
+    ``conf`` holds the parsed options (:func:`deepaas.config.build_config`).
+    """
+    hosts = conf.allowed_hosts or default_allowed_hosts(conf.listen_ip)
+    origins = OriginPolicy(
+        allowed_origins=tuple(conf.allowed_origins),
+        allowed_hosts=tuple(hosts) if hosts is not None else None,
+    )
+    tokens = StaticTokens.load(conf.auth_token_file, environ)
+    oidc = None
+    if conf.oidc_issuer:
+        from deepaas.api.oidc import OidcVerifier
+
+        oidc = OidcVerifier(
+            issuer=conf.oidc_issuer,
+            audience=conf.oidc_audience,
+            jwks_url=conf.oidc_jwks_url,
+            jwks_file=conf.oidc_jwks_file,
+            algorithms=conf.oidc_algorithms,
+            leeway=conf.oidc_leeway,
+        )
+    elif conf.oidc_jwks_url or conf.oidc_jwks_file or conf.oidc_audience:
+        raise ValueError("the --oidc-* options need --oidc-issuer")
+    rules: dict[str, list[Requirement]] = {}
+    for text in conf.oidc_require:
+        kind, requirement = parse_requirement(text)
+        rules.setdefault(kind, []).append(requirement)
+    auth = AuthPolicy(
+        tokens=tokens, oidc=oidc, rules=rules, open_kinds=frozenset(conf.auth_open)
+    )
+    return Guard(origins=origins, auth=auth if auth.enabled else None)
