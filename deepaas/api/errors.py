@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 
 from deepaas.api.keys import EXECUTORS, SETTINGS
+from deepaas.api.request_id import request_id
 from deepaas.exceptions import (
     DeepaasError,
     ModelError,
@@ -57,22 +58,30 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
     if isinstance(exc, DeepaasError):
         if isinstance(exc, ModelHTTPError):
             LOG.info(
-                "%s %s: the model answered %d: %s",
+                "%s %s (request %s): the model answered %d: %s",
                 request.method,
                 request.path,
+                request_id(request),
                 exc.status,
                 exc.message,
             )
         elif isinstance(exc, ModelError):
             LOG.error(
-                "%s %s: model error: %s\n%s",
+                "%s %s (request %s): model error: %s\n%s",
                 request.method,
                 request.path,
+                request_id(request),
                 exc.message,
                 exc.traceback,
             )
         elif exc.status >= 500:
-            LOG.error("%s %s: %s", request.method, request.path, exc.message)
+            LOG.error(
+                "%s %s (request %s): %s",
+                request.method,
+                request.path,
+                request_id(request),
+                exc.message,
+            )
         headers = {}
         if isinstance(exc, (QueueFull, WorkerCrashed)):
             headers["Retry-After"] = "1"
@@ -89,7 +98,13 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
         if exc.text and not exc.text.startswith(f"{exc.status}:"):
             message = exc.text
         return json_error(exc.status, {"message": message}, **headers)
-    LOG.exception("%s %s failed", request.method, request.path, exc_info=exc)
+    LOG.exception(
+        "%s %s failed (request %s)",
+        request.method,
+        request.path,
+        request_id(request),
+        exc_info=exc,
+    )
     return json_error(500, {"message": f"internal server error: {exc}"})
 
 

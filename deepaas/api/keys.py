@@ -23,6 +23,10 @@ class ApiSettings:
     base_path: str = ""
     client_max_size: int = 0
     upload_dir: str | None = None
+    #: Serve Prometheus metrics at /metrics and count every request for them.
+    metrics: bool = True
+    #: Log one line per request (logger aiohttp.access, level INFO).
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         path = self.base_path.strip()
