@@ -42,7 +42,7 @@ DEFAULTS = {
     "predict_endpoint": True,
     "debug_endpoint": False,
     "doc_endpoint": True,
-    "client_max_size": 0,
+    "client_max_size": 16 * 1024 * 1024,
     "base_path": "",
     "debug": False,
     "log_level": "INFO",

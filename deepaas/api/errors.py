@@ -1,10 +1,25 @@
-"""The one place where exceptions become HTTP answers: always JSON."""
+"""The one place where exceptions become HTTP answers: always JSON.
+
+What a client may read depends on where the error comes from:
+
+* a domain error (:class:`~deepaas.exceptions.DeepaasError`) carries a
+  message written for clients, so it is answered as is.  A model's own
+  exception is one of them (:class:`~deepaas.exceptions.ModelError`): the
+  contract answers ``{"message": "<the model's message>"}`` with 500, and
+  the model's author chose that message;
+* aiohttp's HTTP errors keep their status and text;
+* anything else is unexpected: a fault of the framework or of the system
+  (a full disk, a file name too long, a bug), whose text may name server
+  paths.  The client gets a generic message with a reference, and the log
+  gets the traceback with the same reference.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
@@ -97,15 +112,40 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
         message = exc.reason
         if exc.text and not exc.text.startswith(f"{exc.status}:"):
             message = exc.text
-        return json_error(exc.status, {"message": message}, **headers)
-    LOG.exception(
-        "%s %s failed (request %s)",
+        response = json_error(exc.status, {"message": message}, **headers)
+        if exc.keep_alive is False:  # e.g. 413: the rest of the body is not read
+            response.force_close()
+        return response
+    return unexpected_error(request, exc)
+
+
+def error_reference(request: web.Request) -> str:
+    """The reference that ties an answer to its lines in the server's log.
+
+    It is the request's id (``X-Request-ID``, also in the access log line).
+    """
+    reference = request_id(request)
+    return reference if reference != "-" else secrets.token_hex(8)
+
+
+def unexpected_error(request: web.Request, exc: BaseException) -> web.Response:
+    """A 500 that names no detail of the server, and logs them under a reference."""
+    reference = error_reference(request)
+    LOG.error(
+        "%s %s failed (reference %s)",
         request.method,
         request.path,
-        request_id(request),
+        reference,
         exc_info=exc,
     )
-    return json_error(500, {"message": f"internal server error: {exc}"})
+    return json_error(
+        500,
+        {
+            "message": "internal server error; the server's log has the details "
+            f"under reference {reference}",
+            "reference": reference,
+        },
+    )
 
 
 async def no_such_route(request: web.Request) -> web.StreamResponse:

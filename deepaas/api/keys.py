@@ -11,6 +11,12 @@ from deepaas.api.capture import DebugCapture
 from deepaas.model.execution import Executor
 from deepaas.training import TrainingService
 
+#: Largest body read into memory (JSON, url-encoded forms, multipart fields):
+#: such bodies take about four times their size while they are parsed.
+DEFAULT_CLIENT_MAX_SIZE = 16 * 1024 * 1024
+#: Largest multipart body; its files are streamed to disk, not held in memory.
+DEFAULT_UPLOAD_MAX_SIZE = 1024 * 1024 * 1024
+
 
 @dataclasses.dataclass(frozen=True)
 class ApiSettings:
@@ -21,7 +27,8 @@ class ApiSettings:
     debug_endpoint: bool = False
     doc_endpoint: bool = True
     base_path: str = ""
-    client_max_size: int = 0
+    client_max_size: int = DEFAULT_CLIENT_MAX_SIZE
+    upload_max_size: int = DEFAULT_UPLOAD_MAX_SIZE
     upload_dir: str | None = None
     #: Serve Prometheus metrics at /metrics and count every request for them.
     metrics: bool = True
@@ -33,10 +40,12 @@ class ApiSettings:
         if path and not path.startswith("/"):
             path = "/" + path
         object.__setattr__(self, "base_path", path.rstrip("/"))
-        if self.client_max_size < 0:
-            raise ValueError(
-                f"--client-max-size must be >= 0 (got {self.client_max_size})"
-            )
+        for option, value in (
+            ("--client-max-size", self.client_max_size),
+            ("--upload-max-size", self.upload_max_size),
+        ):
+            if value < 0:
+                raise ValueError(f"{option} must be >= 0 (got {value})")
 
 
 SETTINGS = web.AppKey("deepaas_settings", ApiSettings)

@@ -77,7 +77,10 @@ async def _predict(request: web.Request, executor: Executor) -> web.Response:
     if not desc.predict.available:
         raise MethodNotImplemented(f"model {desc.name!r} does not implement predict")
     raw = await read_arguments(
-        request, max_size=settings.client_max_size, upload_dir=settings.upload_dir
+        request,
+        max_size=settings.client_max_size,
+        upload_max_size=settings.upload_max_size,
+        upload_dir=settings.upload_dir,
     )
     add_header_arguments(
         request, raw, desc.predict.parameters_v2, negotiated=bool(desc.accept)

@@ -1,24 +1,127 @@
-"""JSON answers for requests that aiohttp rejects before any route runs.
+"""What deepaas-run's HTTP server does before and around the application.
 
-A request line or header that is too long, a garbage method or a bad
-Content-Length is answered by aiohttp's protocol handler itself, in plain
-text, before the application (and its JSON error answers) sees the request.
-Clients of the DEEPaaS API parse every error body as JSON, so the server
-built by ``deepaas-run`` swaps in a request handler that answers those
-errors with the same ``{"message": ...}`` body as every other error.
+aiohttp's protocol handler answers some requests itself, in plain text,
+before any route runs: a request line or header that is too long, a garbage
+method, a bad Content-Length, and a request target that no route can match
+(``OPTIONS *``, ``CONNECT host:port``).  Clients of the DEEPaaS API parse
+every error body as JSON, so the server built by ``deepaas-run`` answers
+those with the same ``{"message": ...}`` body as every other error.
+
+It also holds the server to limits that a client on a real network cannot
+be trusted to keep (:class:`ServerLimits`):
+
+* a client has ``header_timeout`` seconds to send a request's line and
+  headers (from connecting, or from its first byte on a kept-alive
+  connection), else it gets 408 and the connection is closed;
+* a body that stops arriving for ``body_timeout`` seconds is answered 408;
+* at most ``max_connections`` connections are open; one more is answered
+  503 at once and closed, so that file descriptors stay for the rest;
+* an idle kept-alive connection is closed after ``keepalive_timeout``.
+
+The timeouts are checked by one sweep per fraction of a second over the
+open connections, so a request pays nothing for them but a counter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import json
+import logging
+import resource
+import time
+from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+LOG = logging.getLogger("deepaas.run")
 
-class _JsonErrorRequestHandler(RequestHandler):  # type: ignore[misc]
+#: File descriptors kept for the rest of the server (worker sockets, upload
+#: files, the training store, logs) when the connection bound is derived
+#: from the process's limit on open files.
+FD_RESERVE = 64
+
+
+class BodyReadTimeout(asyncio.TimeoutError):
+    """A request body stopped arriving; raised where the body is read (408)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerLimits:
+    """Timeouts (seconds, 0: none) and the bound on open connections."""
+
+    header_timeout: float = 30.0
+    body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 1000
+
+    def __post_init__(self) -> None:
+        for option, value in (
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--keepalive-timeout", self.keepalive_timeout),
+        ):
+            if value < 0:
+                raise ValueError(f"{option} must be >= 0 (got {value})")
+        if self.max_connections < 1:
+            raise ValueError(
+                f"--max-connections must be >= 1 (got {self.max_connections})"
+            )
+
+    @property
+    def sweep_interval(self) -> float:
+        timeouts = [t for t in (self.header_timeout, self.body_timeout) if t]
+        return min([1.0] + [t / 4 for t in timeouts])
+
+
+def raw_json_response(status: int, message: str, **headers: str) -> bytes:
+    """A complete HTTP/1.1 answer that closes the connection, as bytes.
+
+    Written straight to a transport where no aiohttp request exists (a
+    connection over the bound, a request whose headers never came) or where
+    its handler will not answer (shutdown).
+    """
+    body = json.dumps({"message": message}).encode()
+    lines = [
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
+    """aiohttp's protocol handler, answering in JSON and watched for timeouts."""
+
+    _head_since: float | None = None  # waiting for a request head since then
+    _received = 0  # bytes received on the connection
+    _body_request: object = None  # the request whose body is watched
+    _body_mark = 0
+    _body_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._head_since = self._loop.time()
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        count = self._request_count
+        super().data_received(data)
+        self._received += len(data)
+        if self._request_count != count:
+            self._head_since = None
+        elif (
+            self._head_since is None
+            and not self._request_in_progress
+            and not self._messages
+        ):
+            self._head_since = self._loop.time()
+
     def handle_error(
         self,
         request: Any,
@@ -32,23 +135,271 @@ class _JsonErrorRequestHandler(RequestHandler):  # type: ignore[misc]
             text = "internal server error"
         else:
             text = (message or HTTPStatus(status).phrase)[:300]
-        response = web.Response(
-            status=status,
-            body=json.dumps({"message": text}).encode(),
-            content_type="application/json",
-        )
+        response = web.json_response({"message": text}, status=status)
         response.force_close()
         return response
 
+    async def finish_response(
+        self, request: Any, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        # Only aiohttp's own refusals reach here as HTTPException (the
+        # routes answer theirs in JSON): a target no route can match.
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            resp = _json_refusal(request, resp)
+        return await super().finish_response(request, resp, start_time)
 
-class _JsonErrorServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+    def sweep(self, now: float, limits: ServerLimits) -> str | None:
+        """Close the connection when it broke a timeout; say which one."""
+        if self.transport is None or self._force_close:
+            return None
+        since = self._head_since
+        if (
+            since is not None
+            and limits.header_timeout
+            and self._waiter is not None
+            and now - since > limits.header_timeout
+        ):
+            self.transport.write(
+                raw_json_response(
+                    408,
+                    "the request's headers did not arrive within "
+                    f"--header-timeout ({limits.header_timeout:g} s)",
+                )
+            )
+            self.force_close()
+            return "header"
+        request = self._current_request
+        if request is None or not limits.body_timeout or request.content.is_eof():
+            return None
+        if self._body_request is not request or self._received != self._body_mark:
+            self._body_request, self._body_mark = request, self._received
+            self._body_since = now
+        elif now - self._body_since > limits.body_timeout:
+            self.close()  # answered by the handler, then closed
+            request.content.set_exception(
+                BodyReadTimeout(
+                    "the request body stopped arriving for more than "
+                    f"--body-timeout ({limits.body_timeout:g} s)"
+                )
+            )
+            self._body_request = None
+            return "body"
+        return None
+
+    def answer_unfinished(self, message: str) -> bool:
+        """Answer 503 to a request still in progress (shutdown), and close.
+
+        Nothing is written when its handler already started an answer.
+        """
+        request = self._current_request
+        if request is None or self.transport is None:
+            return False
+        if getattr(request._payload_writer, "output_size", 0) == 0:
+            self.transport.write(
+                raw_json_response(503, message, **{"Retry-After": "1"})
+            )
+        self.force_close()
+        return True
+
+
+def _json_refusal(request: Any, resp: web.HTTPException) -> web.Response:
+    if resp.status == 404:
+        message = f"no such path: {request.raw_path}"
+    elif resp.status == 405:
+        message = f"{request.raw_path} does not answer {request.method}"
+    else:
+        message = resp.reason
+    answer = web.json_response({"message": message}, status=resp.status)
+    allow = resp.headers.get("Allow")
+    if allow:
+        answer.headers["Allow"] = allow
+    return answer
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection over the bound: answered 503 and closed at once."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(
+            raw_json_response(
+                503,
+                f"the server has {self._limit} connections open "
+                "(--max-connections); retry later",
+                **{"Retry-After": "1"},
+            )
+        )
+        transport.close()
+
+
+class _HardenedServer(web.Server):
+    _limits = ServerLimits()
+    _refused = 0
+
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override]
+        if len(self._connections) >= self._limits.max_connections:
+            self._refused += 1
+            return _Refusal(self._limits.max_connections)
+        return _HardenedRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+def harden_server(runner: web.AppRunner, limits: ServerLimits) -> None:
+    """Make a set-up runner answer malformed HTTP in JSON and keep ``limits``.
+
+    The runner must have been made with ``keepalive_timeout`` from the
+    limits (see :func:`runner_options`); the timeouts are enforced by
+    :func:`watch_connections`.
+    """
+    server = runner.server
+    if server is None:
+        raise RuntimeError("call this after runner.setup()")
+    server.__class__ = _HardenedServer
+    assert isinstance(server, _HardenedServer)
+    server._limits = limits
 
 
 def answer_protocol_errors_in_json(runner: web.AppRunner) -> None:
     """Make a set-up runner answer malformed HTTP with JSON error bodies."""
+    harden_server(runner, ServerLimits())
+
+
+def runner_options(limits: ServerLimits) -> dict[str, Any]:
+    """Keyword arguments of :class:`aiohttp.web.AppRunner` for these limits."""
+    return {"keepalive_timeout": limits.keepalive_timeout}
+
+
+@contextlib.asynccontextmanager
+async def watch_connections(runner: web.AppRunner) -> AsyncIterator[None]:
+    """Enforce the header and body timeouts while the block runs.
+
+    Connections refused over the bound are logged once per minute, with
+    their count, rather than once each.
+    """
+    server = runner.server
+    if not isinstance(server, _HardenedServer):
+        raise RuntimeError("call harden_server() first")
+    task = asyncio.create_task(_sweep(server))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _sweep(server: _HardenedServer) -> None:
+    limits = server._limits
+    loop = asyncio.get_running_loop()
+    counts = {"header": 0, "body": 0}
+    reported = float("-inf")  # the first refusals are logged at once
+    while True:
+        await asyncio.sleep(limits.sweep_interval)
+        now = loop.time()
+        for handler in list(server._connections):
+            if isinstance(handler, _HardenedRequestHandler):
+                broke = handler.sweep(now, limits)
+                if broke is not None:
+                    counts[broke] += 1
+        if time.monotonic() - reported >= 60 and (
+            server._refused or any(counts.values())
+        ):
+            reported = time.monotonic()
+            LOG.warning(
+                "in the last minute: %d connections refused (--max-connections "
+                "%d), %d closed by --header-timeout, %d requests answered 408 "
+                "by --body-timeout",
+                server._refused,
+                limits.max_connections,
+                counts["header"],
+                counts["body"],
+            )
+            server._refused = 0
+            counts = {"header": 0, "body": 0}
+
+
+async def answer_in_progress(
+    runner: web.AppRunner, timeout: float, message: str
+) -> int:
+    """Let requests in progress finish for ``timeout`` s; answer the rest 503.
+
+    Idle connections are closed at once; a connection whose request ends in
+    time is closed after its answer.  Returns how many requests were cut.
+    """
     server = runner.server
     if server is None:
-        raise RuntimeError("call this after runner.setup()")
-    server.__class__ = _JsonErrorServer
+        return 0
+    server.pre_shutdown()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and any(
+        handler._current_request is not None for handler in server.connections
+    ):
+        await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+    cut = 0
+    for handler in server.connections:
+        if isinstance(handler, _HardenedRequestHandler):
+            cut += handler.answer_unfinished(message)
+    return cut
+
+
+def connection_limit(requested: int) -> int:
+    """The bound on open connections that the limit on open files allows.
+
+    The soft limit is raised to the hard one when it is lower (the usual
+    1024 of a login shell); the bound keeps :data:`FD_RESERVE` descriptors,
+    and a quarter of a small limit, for the rest of the server.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft == resource.RLIM_INFINITY:
+        return requested
+    allowed = max(1, soft - max(FD_RESERVE, soft // 4))
+    if allowed < requested:
+        LOG.warning(
+            "serving at most %d connections, not --max-connections %d: the "
+            "process may open %d files (ulimit -n)",
+            allowed,
+            requested,
+            soft,
+        )
+    return min(requested, allowed)
+
+
+class RateLimitedLoopErrors:
+    """A loop exception handler that logs each kind of error once per interval.
+
+    Out of file descriptors, the loop reports every failed ``accept()``;
+    logging each with its traceback filled 27 MB of log in 10 s.
+    """
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        key = str(context.get("message", ""))
+        exc = context.get("exception")
+        if exc is not None:
+            key += f" {type(exc).__name__} {getattr(exc, 'errno', '')}"
+        now = time.monotonic()
+        if now - self._last.get(key, -self._interval) < self._interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            context = dict(context)
+            context["message"] = (
+                f"{context.get('message', '')} (and {suppressed} more like it "
+                f"in the last {self._interval:g} s)"
+            )
+        loop.default_exception_handler(context)

@@ -3,6 +3,12 @@
 Uploaded files are streamed to temporary files (never held in memory) and
 handed to the model as :class:`~deepaas.model.files.UploadedFile`; the
 caller removes them after the call with :func:`remove_uploads`.
+
+Two limits apply, both answered 413 in JSON before anything is parsed when
+the declared length is already too large: ``--client-max-size`` for what is
+held in memory (a JSON or url-encoded body, the text fields of a multipart
+body: parsing takes about four times their size) and ``--upload-max-size``
+for a whole multipart body, whose files go to disk.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from deepaas.api.protocol import BodyReadTimeout
 from deepaas.exceptions import InvalidJsonBody
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import RawArguments
@@ -29,12 +36,15 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
 
 
-def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
-    return web.HTTPRequestEntityTooLarge(
+def _too_large(limit: int, option: str = "--client-max-size") -> web.HTTPException:
+    what = "multipart body" if option == "--upload-max-size" else "request body"
+    exc = web.HTTPRequestEntityTooLarge(
         max_size=limit,
         actual_size=limit + 1,
-        text=f"the request body is larger than --client-max-size ({limit} bytes)",
+        text=f"the {what} is larger than {option} ({limit} bytes)",
     )
+    exc.force_close()  # the rest of the body is not worth reading
+    return exc
 
 
 def remove_uploads(raw: RawArguments) -> None:
@@ -73,25 +83,43 @@ def add_header_arguments(
 
 
 async def read_arguments(
-    request: web.Request, *, max_size: int, upload_dir: str | None
+    request: web.Request,
+    *,
+    max_size: int,
+    upload_max_size: int,
+    upload_dir: str | None,
 ) -> RawArguments:
-    """Collect the raw arguments of a predict or train call."""
+    """Collect the raw arguments of a predict or train call.
+
+    ``max_size`` bounds what is held in memory, ``upload_max_size`` a whole
+    multipart body (0: no limit); past either the answer is 413.
+    """
     query = request.query.items() if request.query_string else ()
     raw = RawArguments(pairs=list(query))
     if not request.body_exists:
         return raw
     content_type = request.content_type
+    multipart = content_type == MULTIPART_TYPE
+    if multipart:
+        limit, option = upload_max_size, "--upload-max-size"
+    else:
+        limit, option = max_size, "--client-max-size"
+    length = request.content_length
+    if limit and length is not None and length > limit:
+        raise _too_large(limit, option)
     try:
-        if content_type == MULTIPART_TYPE:
-            await _read_multipart(request, raw, max_size, upload_dir)
+        if multipart:
+            await _read_multipart(request, raw, max_size, upload_max_size, upload_dir)
         elif content_type == FORM_TYPE:
             try:
                 form = await request.post()
+            except web.HTTPRequestEntityTooLarge:  # a chunked body, counted
+                raise _too_large(max_size) from None
             except (ValueError, LookupError) as exc:  # bad encoding or charset
                 raise web.HTTPBadRequest(text=f"malformed form body: {exc}") from None
             raw.pairs.extend((k, v) for k, v in form.items() if isinstance(v, str))
         elif content_type in JSON_TYPES or content_type.endswith("+json"):
-            raw.json_body = await _read_json(request)
+            raw.json_body = await _read_json(request, max_size)
         elif content_type in ("", "application/octet-stream"):
             if await request.read():
                 raise web.HTTPUnsupportedMediaType(
@@ -104,14 +132,20 @@ async def read_arguments(
                 "multipart/form-data, application/x-www-form-urlencoded or "
                 "application/json"
             )
+    except BodyReadTimeout as exc:
+        remove_uploads(raw)
+        raise web.HTTPRequestTimeout(text=str(exc)) from None
     except BaseException:
         remove_uploads(raw)
         raise
     return raw
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    body = await request.read()
+async def _read_json(request: web.Request, max_size: int) -> dict[str, Any]:
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body, counted as it came
+        raise _too_large(max_size) from None
     try:
         # UTF-8 text first (what JSON is, and the fast path); the bytes
         # themselves as a fallback, so json.loads detects a BOM or UTF-16/32.
@@ -123,6 +157,10 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
             value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJsonBody(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidJsonBody(
+            "the request body is not valid JSON: it is nested too deeply"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidJsonBody(
             "the JSON body must be an object mapping argument names to values"
@@ -131,13 +169,18 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
 
 
 async def _read_multipart(
-    request: web.Request, raw: RawArguments, max_size: int, upload_dir: str | None
+    request: web.Request,
+    raw: RawArguments,
+    max_size: int,
+    upload_max_size: int,
+    upload_dir: str | None,
 ) -> None:
     try:
         reader = await request.multipart()
     except _MALFORMED as exc:
         raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}") from None
-    total = 0
+    total = 0  # bytes of the whole body, files included
+    in_memory = 0  # bytes of the text fields
     while True:
         try:
             part = await reader.next()
@@ -151,13 +194,18 @@ async def _read_multipart(
         if not name:
             raise web.HTTPBadRequest(text="a multipart part has no field name")
         if part.filename is not None:
-            upload, total = await _save_upload(part, name, total, max_size, upload_dir)
+            upload, total = await _save_upload(
+                part, name, total, upload_max_size, upload_dir
+            )
             raw.pairs.append((name, upload))
         else:
             chunks = []
             while chunk := await part.read_chunk(CHUNK):
                 total += len(chunk)
-                if max_size and total > max_size:
+                in_memory += len(chunk)
+                if upload_max_size and total > upload_max_size:
+                    raise _too_large(upload_max_size, "--upload-max-size")
+                if max_size and in_memory > max_size:
                     raise _too_large(max_size)
                 chunks.append(chunk)
             data = _decode(part, b"".join(chunks))
@@ -185,7 +233,7 @@ async def _save_upload(
             while chunk := await part.read_chunk(CHUNK):
                 total += len(chunk)
                 if max_size and total > max_size:
-                    raise _too_large(max_size)
+                    raise _too_large(max_size, "--upload-max-size")
                 out.write(_decode(part, chunk) if _encoded(part) else chunk)
     except BaseException:
         upload.remove()

@@ -89,7 +89,10 @@ async def start_training(request: web.Request) -> web.Response:
     executor, service = _resolve(request)
     settings = request.app[SETTINGS]
     raw = await read_arguments(
-        request, max_size=settings.client_max_size, upload_dir=settings.upload_dir
+        request,
+        max_size=settings.client_max_size,
+        upload_max_size=settings.upload_max_size,
+        upload_dir=settings.upload_dir,
     )
     add_header_arguments(
         request, raw, executor.description.train.parameters_v2, negotiated=False

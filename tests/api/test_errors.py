@@ -181,8 +181,8 @@ async def test_unsupported_body_type_is_415(make_client):
 # -- 413: bodies beyond --client-max-size ---------------------------------------------
 
 
-async def test_multipart_upload_beyond_client_max_size_is_413(make_client):
-    client = await make_client("old-style", client_max_size=1000)
+async def test_multipart_upload_beyond_upload_max_size_is_413(make_client):
+    client = await make_client("old-style", upload_max_size=1000)
     form = aiohttp.FormData()
     form.add_field("data", b"x" * 5000, filename="big.bin")
     resp = await client.post(OLD, data=form)
