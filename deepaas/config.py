@@ -379,11 +379,11 @@ def _bool_flag_names(opts: Sequence[cfg.Opt]) -> set[str]:
     return {opt.dest.replace("_", "-") for opt in opts if _is_bool(opt)}
 
 
-_TRUE_WORDS = {"true", "yes", "on", "1"}
-_FALSE_WORDS = {"false", "no", "off", "0"}
+TRUE_WORDS = {"true", "yes", "on", "1"}
+FALSE_WORDS = {"false", "no", "off", "0"}
 
 
-def _normalize_bool_flags(argv: Sequence[str], names: set[str]) -> list[str]:
+def normalize_bool_flags(argv: Sequence[str], names: set[str]) -> list[str]:
     """Accept ``--flag false``, ``--flag=true`` and ``--no-flag`` for booleans.
 
     oslo.config spells booleans ``--flag``/``--noflag``; users of the existing
@@ -405,14 +405,14 @@ def _normalize_bool_flags(argv: Sequence[str], names: set[str]) -> list[str]:
             flag = name[2:]
             if not sep and i + 1 < len(args):
                 word = args[i + 1].lower()
-                if word in _TRUE_WORDS | _FALSE_WORDS:
+                if word in TRUE_WORDS | FALSE_WORDS:
                     value, sep = word, "="
                     i += 1
             if sep:
                 word = value.lower()
-                if word in _TRUE_WORDS:
+                if word in TRUE_WORDS:
                     result.append(f"--{flag}")
-                elif word in _FALSE_WORDS:
+                elif word in FALSE_WORDS:
                     result.append(f"--no{flag}")
                 else:
                     raise cfg.Error(f"--{flag} takes true or false (got {value!r})")
@@ -469,7 +469,7 @@ def build_config(
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(opts)
     conf(
-        args=_normalize_bool_flags(argv, _bool_flag_names(opts)),
+        args=normalize_bool_flags(argv, _bool_flag_names(opts)),
         project="deepaas",
         prog=prog,
         version=__version__,
