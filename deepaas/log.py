@@ -296,10 +296,15 @@ def setup_logging_from_config(
     *,
     syslog_address: str = SYSLOG_SOCKET,
     journal_socket: str = JOURNAL_SOCKET,
+    level: str | None = None,
 ) -> int:
-    """:func:`setup_logging` with the options of a parsed deepaas config."""
+    """:func:`setup_logging` with the options of a parsed deepaas config.
+
+    ``level`` replaces the configured ``log_level`` (a tool whose default
+    differs from the server's: deepaas-cli logs warnings only).
+    """
     return setup_logging(
-        level=conf.log_level,
+        level=level or conf.log_level,
         debug=conf.debug,
         log_file=conf.log_file,
         log_dir=conf.log_dir,
