@@ -92,6 +92,14 @@ _server_opts = [
         help="Serve everything under this path prefix, e.g. /deepaas behind a "
         "reverse proxy.",
     ),
+    cfg.BoolOpt(
+        "metrics",
+        default=True,
+        help="Serve Prometheus metrics at /metrics: requests and their "
+        "durations per model, endpoint and status, workers, queues, restarts, "
+        "timeouts, batch sizes, trainings and GPUs (docs/operating.md). false: "
+        "no /metrics, and nothing is counted per request.",
+    ),
     cfg.FloatOpt(
         "shutdown-timeout",
         default=30.0,
@@ -143,6 +151,13 @@ _logging_opts = [
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         ignore_case=True,
         help="Level of the server log (overridden by --debug).",
+    ),
+    cfg.BoolOpt(
+        "access-log",
+        default=True,
+        help="Log one line per request (client, request line, status, size, "
+        "referer, user agent, seconds taken, request id) at INFO on the logger "
+        "aiohttp.access, as DEEPaaS 2.x did (docs/operating.md).",
     ),
     # The options below are DEEPaaS 2.x's (oslo.log's), with its names, so
     # that its command lines and config files keep working.

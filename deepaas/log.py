@@ -89,7 +89,9 @@ def setup_logging(
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(numeric)
-    logging.getLogger("aiohttp.access").setLevel(max(numeric, logging.WARNING))
+    # The access log (deepaas.api.access_log) follows the level; deepaas-run
+    # --access-log false turns it off.
+    logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
     return numeric
 
 

@@ -6,7 +6,7 @@ request for ``/metrics`` (:mod:`deepaas.api.metrics`) and writes the line
 on the logger ``aiohttp.access`` at INFO (DEEPaaS 2.x's logger and level,
 so log configurations written for it keep working).  The line carries the
 request id of :mod:`deepaas.api.request_id`; docs/operating.md shows it.
-:func:`runner_options` gives ``web.AppRunner`` what it needs.
+:func:`observer_options` gives ``web.AppRunner`` what it needs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class RequestObserver(AbstractAccessLogger):
     """aiohttp's access-log hook: count each answered request, log its line.
 
     aiohttp makes one per connection and calls :meth:`log` after each answer
-    is written.  :func:`runner_options` binds ``metrics`` and ``lines`` on a
+    is written.  :func:`observer_options` binds ``metrics`` and ``lines`` on a
     subclass per application.
     """
 
@@ -69,7 +69,7 @@ class RequestObserver(AbstractAccessLogger):
             self.logger.exception("cannot log or count a request")
 
 
-def runner_options(app: web.Application) -> dict[str, Any]:
+def observer_options(app: web.Application) -> dict[str, Any]:
     """Keyword arguments of ``web.AppRunner`` that log and count each request.
 
     With neither the access log nor the metrics, aiohttp's hook stays off

@@ -16,6 +16,7 @@ from aiohttp import web
 from oslo_config import cfg
 
 from deepaas.api import ApiSettings, create_app
+from deepaas.api.access_log import observer_options
 from deepaas.api.debug import DebugCapture
 from deepaas.api.guard import Guard, guard_from_config
 from deepaas.api.protocol import (
@@ -186,6 +187,8 @@ async def _serve(
         base_path=conf.base_path,
         client_max_size=conf.client_max_size,
         upload_max_size=conf.upload_max_size,
+        metrics=conf.metrics,
+        access_log=conf.access_log,
     )
     app = create_app(
         executors,
@@ -193,8 +196,8 @@ async def _serve(
         trainings=trainings,
         debug_capture=debug_capture,
         guard=guard,
+        gpu_plan=envs,
     )
-    access_log = None if level > logging.DEBUG else logging.getLogger("aiohttp.access")
     limits = ServerLimits(
         header_timeout=conf.header_timeout,
         body_timeout=conf.body_timeout,
@@ -207,8 +210,8 @@ async def _serve(
         app,
         handle_signals=False,
         shutdown_timeout=1.0,
-        access_log=access_log,
         **runner_options(limits),
+        **observer_options(app),  # access log and request metrics
     )
     LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
     await runner.setup()  # starts and warms every worker
