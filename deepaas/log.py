@@ -106,11 +106,33 @@ def log_file_path(log_file: str | None, log_dir: str | None, prog: str) -> str |
     return None
 
 
+def _private_opener(path: str, flags: int) -> int:
+    """Open a log file as 0600 when it is created: logs may hold user data."""
+    return os.open(path, flags, 0o600)
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    def _open(self) -> Any:
+        return open(  # noqa: SIM115 (the handler closes it)
+            self.baseFilename,
+            self.mode,
+            encoding=self.encoding,
+            errors=self.errors,
+            opener=_private_opener,
+        )
+
+
+class _PrivateWatchedFileHandler(logging.handlers.WatchedFileHandler):
+    """Reopened after rotation as the first one: created 0600."""
+
+    _open = _PrivateFileHandler._open
+
+
 def _file_handler(path: str, *, watch: bool) -> logging.Handler:
     try:
         if watch:
-            return logging.handlers.WatchedFileHandler(path)
-        return logging.FileHandler(path)
+            return _PrivateWatchedFileHandler(path)
+        return _PrivateFileHandler(path)
     except OSError as exc:
         raise LoggingSetupError(
             f"cannot write the log file {path!r} (--log-file, --log-dir): "

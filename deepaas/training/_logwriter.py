@@ -94,7 +94,8 @@ class LogWriter:
     def _open(self) -> None:
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # 0600: a training's output is its owner's only (docs/security.md).
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._fd = fd
         self._size = os.fstat(fd).st_size
         self._head, self._marker, self._dropped = None, 0, 0

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -34,6 +35,10 @@ UNFINISHED = (QUEUED, RUNNING)
 FINISHED = (DONE, ERROR, CANCELLED)
 
 DATABASE_NAME = "trainings.sqlite"
+
+#: Modes of what deepaas creates in its state directory: the owner's only.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 SCHEMA_VERSION = 1
 
 #: How DEEPaaS wrote dates (``str(datetime.now())``), kept for its clients.
@@ -67,6 +72,15 @@ _COLUMNS = (
     "owner_pid", "pid",
 )
 _UPDATABLE = {"status", "started_at", "finished_at", "output", "message", "pid"}
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if needed; a new one is 0700.
+
+    An existing directory keeps its mode: an operator may have chosen to
+    share it.
+    """
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
 
 
 def format_date(timestamp: float) -> str:
@@ -167,8 +181,14 @@ class TrainingStore:
         self.busy_timeout = busy_timeout
 
     def create(self) -> None:
-        """Create the database (and its folder) if needed; check its version."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the database (and its folder) if needed; check its version.
+
+        Both are private to the user running the server (0700 and 0600):
+        the records hold every training's arguments and results.  SQLite
+        gives its -wal and -shm files the database's own mode.
+        """
+        make_private_dir(self.path.parent)
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
         with self._connect() as conn:
             # WAL lets readers go on while one process writes, and survives a
             # crash mid-write; the setting is stored in the file itself.
