@@ -69,11 +69,13 @@ from deepaas.training.store import (
     DATABASE_NAME,
     DONE,
     ERROR,
+    PRIVATE_DIR_MODE,
     QUEUED,
     RUNNING,
     UNFINISHED,
     Training,
     TrainingStore,
+    make_private_dir,
     parse_uuid,
 )
 
@@ -174,8 +176,8 @@ class TrainingService:
     async def start(self) -> None:
         """Open the store, claim this server's lock, settle earlier trainings."""
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            (self.state_dir / JOBS_DIR).mkdir(exist_ok=True)
+            make_private_dir(self.state_dir)  # 0700: trainings are private
+            make_private_dir(self.state_dir / JOBS_DIR)
             self.store.create()
             self._lock.acquire()
         except (OSError, sqlite3.Error, RuntimeError) as exc:
@@ -228,7 +230,7 @@ class TrainingService:
             return await self.slurm.submit(spec, raw, args)
         training_id = uuid_mod.uuid4().hex
         job_dir = self.state_dir / JOBS_DIR / training_id
-        job_dir.mkdir(parents=True)
+        job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
         try:
             job_raw = await asyncio.to_thread(
                 move_uploads, raw, job_dir / UPLOADS_DIR
