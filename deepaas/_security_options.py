@@ -34,7 +34,6 @@ security_opts = [
         "allowed-hosts",
         metavar="HOST,...",
         default=[],
-        sample_default="loopback names if --listen-ip is loopback, else any",
         help="Host names this server answers for (guards against DNS "
         "rebinding); '.example.org' also allows its subdomains, '*' any. "
         "Requests for another Host are answered 421. Default: localhost, "
