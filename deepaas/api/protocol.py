@@ -217,7 +217,12 @@ def _json_refusal(request: Any, resp: web.HTTPException) -> web.Response:
 
 
 class _Refusal(asyncio.Protocol):
-    """A connection over the bound: answered 503 and closed at once."""
+    """A connection over the bound: answered 503 at once, closed soon after.
+
+    The answer is followed by the end of the stream, and what the client
+    sends meanwhile is read and dropped for a moment: closing with unread
+    data would reset the connection, and the client could lose the answer.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
@@ -232,18 +237,38 @@ class _Refusal(asyncio.Protocol):
                 **{"Retry-After": "1"},
             )
         )
-        transport.close()
+        transport.write_eof()
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(0.25, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        self._timer.cancel()
+        self._transport.close()
+        return False
 
 
 class _HardenedServer(web.Server):
     _limits = ServerLimits()
     _refused = 0
+    # Protocols made for accepted connections not yet registered: the loop
+    # accepts a burst of connections before any of them is set up.
+    _opening = 0
 
     def __call__(self) -> asyncio.Protocol:  # type: ignore[override]
-        if len(self._connections) >= self._limits.max_connections:
+        if len(self._connections) + self._opening >= self._limits.max_connections:
             self._refused += 1
             return _Refusal(self._limits.max_connections)
+        self._opening += 1
         return _HardenedRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def connection_made(
+        self, handler: RequestHandler, transport: asyncio.Transport
+    ) -> None:
+        self._opening = max(0, self._opening - 1)
+        super().connection_made(handler, transport)
 
 
 def harden_server(runner: web.AppRunner, limits: ServerLimits) -> None:
@@ -297,6 +322,7 @@ async def _sweep(server: _HardenedServer) -> None:
     reported = float("-inf")  # the first refusals are logged at once
     while True:
         await asyncio.sleep(limits.sweep_interval)
+        server._opening = 0  # one whose transport failed is not counted forever
         now = loop.time()
         for handler in list(server._connections):
             if isinstance(handler, _HardenedRequestHandler):
