@@ -35,11 +35,30 @@ def move_uploads(raw: RawArguments, directory: Path) -> RawArguments:
         if isinstance(value, UploadedFile):
             directory.mkdir(exist_ok=True)
             base = os.path.basename(value.original_filename.replace("\\", "/"))
-            target = directory / f"{index}-{base.lstrip('.') or 'upload'}"
+            target = directory / _fit_file_name(
+                f"{index}-{base.lstrip('.') or 'upload'}"
+            )
             shutil.move(value.filename, target)
             value = value._replace(filename=str(target))
         pairs.append((name, value))
     return RawArguments(pairs=pairs, json_body=raw.json_body)
+
+
+def _fit_file_name(name: str, limit: int = 255) -> str:
+    """``name`` shortened to ``limit`` bytes, its extension kept; no NUL.
+
+    A client's file name may be longer than the file system allows (255
+    bytes on most): the copy keeps its start and its extension.
+    """
+    name = name.replace("\0", "")
+    if len(name.encode()) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, dot, ext = name, "", ""
+    room = limit - len(dot.encode()) - len(ext.encode())
+    short = stem.encode()[:room].decode(errors="ignore")
+    return f"{short}{dot}{ext}"
 
 
 def read_outcome(path: Path) -> dict[str, Any] | None:
