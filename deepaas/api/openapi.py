@@ -94,11 +94,13 @@ def _error_responses(version: int, *codes: int) -> dict[int, Any]:
         402: "Endpoint disabled on this server",
         403: "The token does not allow this operation, or another site asked",
         404: "No such model or training",
+        408: "The request's body stopped arriving (--body-timeout)",
         409: "Run by another server sharing the state directory; cancel it there",
         413: "Request body too large",
         415: "Unsupported request body type",
         422: "Invalid arguments: {argument: [messages]}",
-        500: "The model failed",
+        500: "The model failed (its message), or the server did (a generic "
+        "message with a reference to its log)",
         501: "The model does not implement this method",
         503: "Busy or no worker available; retry after Retry-After seconds",
         504: "The model did not answer in time",
@@ -122,7 +124,9 @@ def _predict_operation(
         "operationId": f"predict_{desc.name}",
         "responses": {
             200: {"description": "The prediction"},
-            **_error_responses(version, 400, 402, 413, 422, 500, 501, 503, 504),
+            **_error_responses(
+                version, 400, 402, 408, 413, 415, 422, 500, 501, 503, 504
+            ),
         },
     }
     ok = _ref(response_ref or "Prediction", version)
@@ -174,7 +178,7 @@ def _train_operations(desc: ModelDescription, version: int) -> dict[str, Any]:
         "operationId": f"train_{desc.name}",
         "responses": {
             200: {"description": "The training, queued or running", **training},
-            **_error_responses(version, 400, 402, 413, 415, 422, 501),
+            **_error_responses(version, 400, 402, 408, 413, 415, 422, 501, 503),
         },
     }
     if version == 2:
@@ -205,10 +209,13 @@ def _uuid_param(version: int) -> dict[str, Any]:
         "required": True,
         "description": "The training's uuid",
     }
+    # Only 32 hexadecimal digits find the route (any other id is a 404).
+    pattern = "^[0-9a-fA-F]{32}$"
     if version == 2:
         param["type"] = "string"
+        param["pattern"] = pattern
     else:
-        param["schema"] = {"type": "string"}
+        param["schema"] = {"type": "string", "pattern": pattern}
     return param
 
 
@@ -272,12 +279,12 @@ def _training_logs_operation(desc: ModelDescription, version: int) -> dict[str, 
         },
     }
     if version == 2:
-        op["produces"] = ["text/plain"]
+        op["produces"] = ["text/plain", "application/json"]  # errors are JSON
     return {"parameters": params, "get": op}
 
 
 def _simple_get(
-    summary: str, op_id: str, version: int, tag: str = "deepaas"
+    summary: str, op_id: str, version: int, tag: str = "deepaas", *errors: int
 ) -> dict[str, Any]:
     return {
         "get": {
@@ -285,10 +292,24 @@ def _simple_get(
             "summary": summary,
             "operationId": op_id,
             "responses": {
-                200: {"description": summary, **_json({"type": "object"}, version)}
+                200: {"description": summary, **_json({"type": "object"}, version)},
+                **_error_responses(version, *errors),
             },
         }
     }
+
+
+def _ready_operation(version: int) -> dict[str, Any]:
+    operations = _simple_get(
+        "Readiness: every worker is warm", "ready", version, "deepaas"
+    )
+    counts = _json({"type": "object"}, version)
+    operations["get"]["responses"][503] = {
+        "description": "Not ready: 'warming', 'degraded', 'stalled' or 'not ready', "
+        "with each model's worker counts; retry after Retry-After seconds",
+        **counts,
+    }
+    return operations
 
 
 def build_document(
@@ -313,7 +334,17 @@ def build_document(
         spec.components.schema(name, component=schema)
     spec.components.schema(
         "Error",
-        component={"type": "object", "properties": {"message": {"type": "string"}}},
+        component={
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "reference": {
+                    "type": "string",
+                    "description": "For an error of the server's: where its "
+                    "log tells more",
+                },
+            },
+        },
     )
     spec.components.schema(
         "ValidationErrors",
@@ -354,12 +385,7 @@ def build_document(
         f"{base_path}/health",
         operations=_simple_get("Liveness: the server answers", "health", version),
     )
-    spec.path(
-        f"{base_path}/ready",
-        operations=_simple_get(
-            "Readiness: every worker is warm (503 otherwise)", "ready", version
-        ),
-    )
+    spec.path(f"{base_path}/ready", operations=_ready_operation(version))
     for desc in descriptions:
         prefix = f"{base_path}/v2/models/{desc.name}"
         spec.path(
@@ -372,6 +398,8 @@ def build_document(
             f"{prefix}/predict/",
             operations={"post": _predict_operation(desc, refs.get(desc.name), version)},
         )
+        if not desc.train.available:
+            continue  # no train: no train operations (GET .../train/ is [])
         spec.path(f"{prefix}/train/", operations=_train_operations(desc, version))
         for suffix, operations in (
             ("train/{uuid}", _training_item_operations(desc, version)),

@@ -56,10 +56,13 @@ async def test_every_contract_path_is_described(swagger):
     for model in ("old-style", "new-style", "images", "types"):
         assert f"/v2/models/{model}/" in paths
         assert "post" in swagger["paths"][f"/v2/models/{model}/predict/"]
-        train = swagger["paths"][f"/v2/models/{model}/train/"]
-        assert {"get", "post"} <= set(train)
-        assert {"get", "delete"} <= set(
-            swagger["paths"][f"/v2/models/{model}/train/{{uuid}}"])
+    train = swagger["paths"]["/v2/models/old-style/train/"]
+    assert {"get", "post"} <= set(train)
+    item = swagger["paths"]["/v2/models/old-style/train/{uuid}"]
+    assert {"get", "delete"} <= set(item)
+    assert item["parameters"][0]["pattern"] == "^[0-9a-fA-F]{32}$"
+    # A model without train documents no train operations.
+    assert not [path for path in paths if path.startswith("/v2/models/new-style/t")]
 
 
 async def test_old_style_file_and_keyword_arguments(swagger):
@@ -168,5 +171,6 @@ async def test_error_answers_are_described_as_they_are_sent(swagger):
         "type": "array", "items": {"type": "string"}}
     for status in ("400", "402", "500", "501"):
         assert responses[status]["schema"] == {"$ref": "#/definitions/Error"}
-    assert swagger["definitions"]["Error"]["properties"] == {
-        "message": {"type": "string"}}
+    properties = swagger["definitions"]["Error"]["properties"]
+    assert properties["message"] == {"type": "string"}
+    assert properties["reference"]["type"] == "string"
