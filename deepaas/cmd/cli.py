@@ -35,12 +35,26 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from marshmallow import fields
+from oslo_config import cfg
 
 from deepaas.cmd import fail
 from deepaas.cmd._fields import add_field_options
-from deepaas.config import MODEL_ENV_VAR
+from deepaas.cmd._general import (
+    OUTPUT_OPTION,
+    add_general_options,
+    early_values,
+    general_config,
+    general_values,
+    report_ignored,
+    split_command_line,
+    uses_default,
+)
 from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
-from deepaas.log import setup_logging
+from deepaas.log import (
+    LoggingSetupError,
+    setup_logging_from_config,
+    worker_logging_settings,
+)
 from deepaas.model.files import UploadedFile, private_copies
 from deepaas.model.loading import available_models, select_models
 from deepaas.model.wrapper import (
@@ -53,8 +67,6 @@ from deepaas.model.wrapper import (
 )
 
 PROG = "deepaas-cli"
-OUTPUT_OPTION = "--deepaas_method_output"
-MULTIPROCESSING_OPTION = "--deepaas_with_multiprocessing"
 METHODS = ("get_metadata", "warm", "predict", "train")
 
 
@@ -82,56 +94,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, help_command=f"{self.prog} --help")
-
-
-def _global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
-    """The options of deepaas-cli itself (also accepted after the method)."""
-    default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument(
-        "--model-name",
-        metavar="NAME",
-        default=default,
-        help=f"the model to call (default: ${MODEL_ENV_VAR}, else the only "
-        "installed model, else the demo model)",
-    )
-    parser.add_argument(
-        "--config-file",
-        metavar="FILE",
-        default=default,
-        help="a deepaas config file; its [DEFAULT] model_name applies unless "
-        "--model-name is given",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=default if suppress else "WARNING",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level on standard error (default WARNING)",
-    )
-    parser.add_argument(
-        OUTPUT_OPTION,
-        metavar="FILE",
-        dest="method_output",
-        default=default,
-        help="also save the answer in FILE (required for answers that are not "
-        "JSON when standard output is a terminal)",
-    )
-    parser.add_argument(
-        MULTIPROCESSING_OPTION,
-        dest="with_multiprocessing",
-        action="store_true",
-        default=default if suppress else True,
-        help="start the model's own processes with the 'spawn' method, as "
-        "DEEPaaS 2.x does (default)",
-    )
-    parser.add_argument(
-        "--no" + MULTIPROCESSING_OPTION[2:],
-        "--no-" + MULTIPROCESSING_OPTION[2:],
-        dest="with_multiprocessing",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="leave the platform's default start method for them",
-    )
 
 
 def _literal(name: str, text: str) -> Any:
@@ -206,7 +168,7 @@ def build_parser(
         "get_metadata is called.",
         epilog=note,
     )
-    _global_options(parser)
+    add_general_options(parser)
     methods = parser.add_subparsers(dest="method", metavar="METHOD")
     kinds: dict[str, dict[str, str]] = {}
     helps = {
@@ -215,16 +177,26 @@ def build_parser(
         "predict": "run predict with the arguments below",
         "train": "run train (in this process, until it ends) with the arguments below",
     }
+    general = (
+        f"The options of '{PROG} --help' are accepted here too; where one of "
+        "the model's arguments has the same name, the argument wins."
+    )
     for method in METHODS:
         sub = methods.add_parser(
             method,
             prog=f"{PROG} {method}",
             help=helps[method],
             description=helps[method],
-            epilog=note if method in ("predict", "train") else None,
+            epilog=" ".join(
+                filter(
+                    None, [note if method in ("predict", "train") else None, general]
+                )
+            ),
             allow_abbrev=False,
+            # The model's arguments are added last and win over ours (--debug).
+            conflict_handler="resolve",
         )
-        _global_options(sub, suppress=True)
+        add_general_options(sub, in_method=True)
         if wrapper is not None and method in ("predict", "train"):
             kinds[method] = add_field_options(sub, _fields_of(wrapper, method))
     return parser, kinds
@@ -260,24 +232,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    early = _Parser(prog=PROG, add_help=False)
-    _global_options(early)
-    known, _ = early.parse_known_args(argv)
-    setup_logging(level=known.log_level)
-    names = [known.model_name] if known.model_name else []
-    if not names and known.config_file:
-        from oslo_config import cfg
-
-        from deepaas.config import build_config
-
-        try:
-            names = list(
-                build_config(["--config-file", known.config_file], prog=PROG).model_name
-            )
-        except (cfg.Error, SystemExit) as exc:
-            raise UsageError(f"--config-file {known.config_file}: {exc}") from None
-    if not names and os.environ.get(MODEL_ENV_VAR):
-        names = [n.strip() for n in os.environ[MODEL_ENV_VAR].split(",") if n.strip()]
+    line = split_command_line(argv)
+    try:
+        known = early_values(line, lambda: _Parser(prog=PROG, add_help=False))
+    except cfg.Error as exc:  # --warm maybe
+        raise UsageError(str(exc), help_command=f"{PROG} --help") from None
+    conf, logging_key = _configure(known)
+    names = list(conf.model_name)
     if len(names) > 1:
         raise UsageError(
             f"{PROG} calls one model (got {', '.join(names)}); choose one with "
@@ -297,15 +258,26 @@ def _main(argv: list[str]) -> int:
         build_parser(note=note)[0].parse_args(argv)  # prints the help, exits
         raise
     parser, kinds = build_parser(wrapper)
-    args, extra = parser.parse_known_args(argv)
+    try:
+        words = line.normalized(taken=kinds.get(line.method or "", {}))
+    except cfg.Error as exc:
+        raise UsageError(
+            str(exc), help_command=f"{PROG} {line.method} --help"
+        ) from None
+    args, extra = parser.parse_known_args(words)
     if extra:
         # Options after the method belong to the method's own --help.
-        after = args.method and argv.index(args.method) < argv.index(extra[0])
-        where = f"{PROG} {args.method}" if after else PROG
+        past = args.method is not None and extra[0] not in line.before
+        where = f"{PROG} {args.method}" if past else PROG
         raise UsageError(
             f"unrecognized arguments: {' '.join(extra)}", help_command=f"{where} --help"
         )
-    if args.with_multiprocessing:
+    given = general_values(args)
+    if given != known:
+        # An option after the method that none of the model's arguments took.
+        conf, _ = _configure(given, logging_key)
+    report_ignored(given)
+    if getattr(args, "with_multiprocessing", True):
         # DEEPaaS 2.x's default: a model's Pool or DataLoader workers are
         # spawned, never forked from a process that holds threads.
         multiprocessing.set_start_method("spawn", force=True)
@@ -314,13 +286,16 @@ def _main(argv: list[str]) -> int:
         logging.getLogger("deepaas.cli").warning(
             "no method given: calling get_metadata (methods: %s)", ", ".join(METHODS)
         )
-    output = args.method_output
+    output = getattr(args, "method_output", None)
     if method == "get_metadata":
         return _emit(to_json_bytes(wrapper.metadata()), "application/json", output)
-    if method == "warm":
+    if method == "warm" or (conf.warm and not uses_default(conf, "warm")):
+        # --warm (or warm = true in a config file) prepares the model for
+        # predict or train, as deepaas-run's workers do.
         with _stdout_to_stderr():
             wrapper.warm()
         print(f"{PROG}: model {spec.name!r} warmed", file=sys.stderr)
+    if method == "warm":
         return 0
     values = {
         dest.split(":", 1)[1]: value
@@ -341,6 +316,33 @@ def _main(argv: list[str]) -> int:
         result = wrapper.call("predict", own)
     body, media = _answer(result, kwargs.get("accept"))
     return _emit(body, media, output)
+
+
+def _configure(
+    values: Mapping[str, Any], previous: tuple[Any, ...] | None = None
+) -> tuple[cfg.ConfigOpts, tuple[Any, ...]]:
+    """Read the options that apply and set up logging (again if it changed).
+
+    Returns the options and what the logging was set up with.
+    """
+    try:
+        conf = general_config(values, prog=PROG)
+        # deepaas-cli logs warnings only unless asked: stderr stays quiet.
+        level = "WARNING" if uses_default(conf, "log_level") else conf.log_level
+        key = (
+            level,
+            conf.debug,
+            worker_logging_settings(conf, PROG, also_stderr=False),
+        )
+        if key != previous:
+            setup_logging_from_config(conf, PROG, level=level)
+    except cfg.Error as exc:
+        raise UsageError(
+            f"configuration: {exc}", help_command=f"{PROG} --help"
+        ) from None
+    except LoggingSetupError as exc:
+        raise UsageError(str(exc)) from None
+    return conf, key
 
 
 def _wants_help(argv: Sequence[str]) -> bool:

@@ -65,12 +65,6 @@ def test_run(upstream_env):
         process.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 7: deepaas-cli refuses the general options 2.6.0's "
-    "deepaas-cli accepts before the method (--debug, logging options, "
-    "--[no]warm, --workers, the endpoint switches)",
-)
 def test_cli_takes_2x_general_options(upstream_env, tmp_path):
     """A 2.x ``deepaas-cli`` command line with 2.6.0's general options works.
 
