@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 
 from aiohttp import web
@@ -105,7 +106,9 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
         conf, PROG, also_stderr=debug_capture is not None
     )
     try:
-        return asyncio.run(_serve(conf, level, debug_capture, sock, guard))
+        status = asyncio.run(_serve(conf, level, debug_capture, sock, guard))
+        _leave_hung_threads(status)
+        return status
     except DeepaasError as exc:
         return fail(PROG, exc.message)
     except (ValueError, OSError) as exc:
@@ -116,6 +119,33 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
             os.environ.pop(WORKER_LOGGING_ENV, None)
         else:
             os.environ[WORKER_LOGGING_ENV] = previous
+
+
+def _leave_hung_threads(status: int) -> None:
+    """Exit now when a model call still runs in one of the server's threads.
+
+    A thread cannot be stopped, and Python waits for every pool thread at
+    exit: a hung in-process call (``--workers 0``, ``"thread"`` models)
+    would hold the process long past ``--shutdown-timeout``.  Its request
+    has been answered already.
+    """
+    hung = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread.name.startswith("deepaas-")
+        and thread.is_alive()
+        and not thread.daemon
+    ]
+    if not hung:
+        return
+    LOG.warning(
+        "exiting without waiting for model calls still running in %s",
+        ", ".join(sorted(hung)),
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -229,11 +229,12 @@ def test_with_256_files_slow_clients_cannot_stop_the_server(
     assert len(text.splitlines()) < 60, text[-3000:]
 
 
+@pytest.mark.parametrize("workers", ["1", "0"])  # a process; threads of the server
 def test_sigterm_answers_every_request_in_progress_and_exits_in_time(
-    site: Path, tmp_path: Path
+    site: Path, tmp_path: Path, workers: str
 ) -> None:
     server = Server(
-        "--model-name", "gate", "--workers", "1", "--shutdown-timeout", "1",
+        "--model-name", "gate", "--workers", workers, "--shutdown-timeout", "1",
         env=subprocess_env(site, XDG_STATE_HOME=str(tmp_path / "state")),
         log=tmp_path / "stderr.log",
     )
