@@ -2,8 +2,10 @@
 
 Both suit Kubernetes probes: /health is a liveness probe (200 whenever the
 server answers at all), /ready a readiness probe that answers 503 while
-workers warm up, after a crash until the replacement is warm, and when no
-worker of some model is alive.  Both bodies carry each model's worker
+workers warm up, after a crash until the replacement is warm, when no
+worker of some model is alive, and when some model is stalled (every worker
+busy, none free to take a call for ``--ready-stall-timeout``: a hung
+model).  Both bodies carry each model's worker
 counts, so that the same probes help a human see why.
 """
 
@@ -22,9 +24,12 @@ def _models(request: web.Request) -> dict[str, dict[str, Any]]:
 
 
 def readiness(models: dict[str, dict[str, Any]]) -> str:
-    """``ready``, ``warming``, ``degraded`` (some workers down) or ``not ready``."""
+    """``ready``, ``warming``, ``degraded`` (some workers down), ``stalled``
+    (no worker free to take a call for long) or ``not ready``."""
     if not models:
         return "not ready"
+    if any(s.get("stalled") for s in models.values()):
+        return "stalled"
     if all(0 < s["ready"] == s["workers"] for s in models.values()):
         return "ready"
     if any(s["ready"] == 0 for s in models.values()):

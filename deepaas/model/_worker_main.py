@@ -13,6 +13,7 @@ import asyncio
 import multiprocessing
 import os
 import socket
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -45,8 +46,13 @@ def run_worker(
     warm: bool,
     env: dict[str, str],
     log_level: int,
+    control: socket.socket | None = None,
 ) -> None:
-    """Serve calls on ``sock`` until told to stop."""
+    """Serve calls on ``sock`` until told to stop.
+
+    ``control`` carries the calls that must not wait behind predictions
+    (training-argument validation): a thread of their own answers them.
+    """
     prepare_worker_process(env, log_level)
     channel = BlockingChannel(sock)
     from deepaas.model.batching import run_batch
@@ -60,6 +66,13 @@ def run_worker(
         channel.send(("failed", *_start_error(spec.name, exc)))
         return
     freeze_startup_objects()
+    if control is not None:
+        threading.Thread(
+            target=_answer_control,
+            args=(BlockingChannel(control), wrapper),
+            name="deepaas-validate",
+            daemon=True,
+        ).start()
     channel.send(("ready", description, os.getpid()))
 
     while True:
@@ -97,6 +110,32 @@ def run_worker(
             return
         except Exception as exc:  # an answer that cannot be pickled
             channel.send(("error", call_id, error_to_wire(model_error(exc))))
+
+
+def _answer_control(channel: BlockingChannel, wrapper: Any) -> None:
+    """Answer training-argument validations until the socket closes."""
+    from deepaas.model.execution import jsonable_arguments
+    from deepaas.model.wrapper import model_error
+
+    while True:
+        try:
+            message = channel.recv()
+        except (EOFError, OSError):
+            return
+        call_id = message[1]
+        try:
+            if message[0] != "validate_train":
+                raise DeepaasError(f"unknown worker call {message[0]!r}")
+            args = jsonable_arguments(wrapper.parse_train_args(message[2]))
+            reply: tuple[Any, ...] = ("result", call_id, args)
+        except DeepaasError as exc:
+            reply = ("error", call_id, error_to_wire(exc))
+        except Exception as exc:
+            reply = ("error", call_id, error_to_wire(model_error(exc)))
+        try:
+            channel.send(reply)
+        except (OSError, ValueError):
+            return
 
 
 # -- the start-up probe -----------------------------------------------------------

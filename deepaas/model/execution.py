@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import time
 from typing import Any
 
 from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
@@ -59,6 +60,26 @@ class ExecutorStats:
     batch_sizes: collections.Counter[int] = dataclasses.field(
         default_factory=collections.Counter
     )
+    #: Calls whose caller went away (its client disconnected): they left
+    #: the queue, or the worker's answer was dropped.
+    abandoned: int = 0
+
+
+#: Seconds with every worker busy and none taking a new call after which
+#: ``/ready`` reports the model ``stalled`` (``--ready-stall-timeout``).
+DEFAULT_STALL_TIMEOUT = 60.0
+
+
+def stall(state: dict[str, Any], stalled_for: float, timeout: float) -> None:
+    """Add ``stalled`` (and how long) to a ``status()`` dict.
+
+    A model is stalled when, for longer than ``timeout`` seconds (0: never),
+    every worker was busy and none could take a new call: from outside,
+    what a hung ``predict`` looks like.
+    """
+    state["stalled"] = bool(timeout) and stalled_for > timeout
+    if state["stalled"]:
+        state["stalled_for"] = round(stalled_for, 1)
 
 
 class Executor(abc.ABC):
@@ -91,7 +112,11 @@ class Executor(abc.ABC):
     @property
     def ready(self) -> bool:
         state = self.status()
-        return state["ready"] > 0 and state["ready"] == state["workers"]
+        return (
+            state["ready"] > 0
+            and state["ready"] == state["workers"]
+            and not state.get("stalled")
+        )
 
 
 def jsonable_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -126,9 +151,17 @@ class InProcessExecutor(Executor):
         call_timeout: float = 0,
         model: Any = None,
         mode: str | None = None,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1 (got {threads})")
+        if stall_timeout < 0:
+            raise ValueError(
+                f"--ready-stall-timeout must be >= 0 (got {stall_timeout})"
+            )
+        self.stall_timeout = stall_timeout
+        # When a thread last took or finished a call (see stalled_for).
+        self._last_progress = 0.0
         if mode not in (None, "thread", "async"):
             raise ValueError(f"mode must be 'thread' or 'async' (got {mode!r})")
         self.spec = spec
@@ -178,8 +211,10 @@ class InProcessExecutor(Executor):
         self._async_predict = inspect.iscoroutinefunction(predict)
         self._inline = self._mode == "async" and not self._async_predict
         self._batcher = Batcher.for_model(
-            self.description, self._predict_batch,
-            concurrency=self._threads, max_queue=self._max_queue,
+            self.description,
+            self._predict_batch,
+            concurrency=self._threads,
+            max_queue=self._max_queue,
             sizes=self.stats.batch_sizes,
         )
 
@@ -189,11 +224,18 @@ class InProcessExecutor(Executor):
                 f"model {self.spec.name!r} has {self._in_flight} predictions in "
                 "progress; retry later (--max-queue)"
             )
+        if self._in_flight < self._threads:
+            self._last_progress = time.monotonic()
         self._in_flight += 1
         try:
             if self._call_timeout:
                 return await asyncio.wait_for(func(*args), self._call_timeout)
             return await func(*args)
+        except asyncio.CancelledError:
+            # Its client went away: a call not yet in a thread is dropped; one
+            # running finishes in the background (a thread cannot be stopped).
+            self.stats.abandoned += 1
+            raise
         except asyncio.TimeoutError:
             self.stats.timeouts += 1
             # A thread cannot be stopped: the call goes on in the background,
@@ -204,6 +246,16 @@ class InProcessExecutor(Executor):
             ) from None
         finally:
             self._in_flight -= 1
+            self._last_progress = time.monotonic()
+
+    def stalled_for(self) -> float:
+        """Seconds every thread has been busy with no call finishing; else 0.
+
+        Coroutine models do not hold a thread, so they never stall this way.
+        """
+        if self._in_flight < self._threads or self._async_predict:
+            return 0.0
+        return max(0.0, time.monotonic() - self._last_progress)
 
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         if self._batcher is not None:
@@ -231,9 +283,7 @@ class InProcessExecutor(Executor):
 
     async def _predict_batch(self, requests: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, run_batch, self.wrapper, requests
-        )
+        return await loop.run_in_executor(self._pool, run_batch, self.wrapper, requests)
 
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
         return jsonable_arguments(self.wrapper.parse_train_args(raw))
@@ -248,7 +298,7 @@ class InProcessExecutor(Executor):
 
     def status(self) -> dict[str, Any]:
         ready = 1 if self._wrapper is not None else 0
-        return {
+        state: dict[str, Any] = {
             "mode": f"in-process ({self.mode})",
             "workers": 1,
             "ready": ready,
@@ -257,3 +307,5 @@ class InProcessExecutor(Executor):
             "queued": max(0, self._in_flight - self._threads),
             "restarts": 0,
         }
+        stall(state, self.stalled_for(), self.stall_timeout)
+        return state

@@ -6,7 +6,11 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from deepaas.model.devices import DevicePlan
-from deepaas.model.execution import Executor, InProcessExecutor
+from deepaas.model.execution import (
+    DEFAULT_STALL_TIMEOUT,
+    Executor,
+    InProcessExecutor,
+)
 from deepaas.model.loading import ModelSpec
 from deepaas.model.workers import ProcessPool
 
@@ -21,6 +25,7 @@ def build_executors(
     worker_envs: Mapping[str, list[dict[str, str]]] | None = None,
     modes: Mapping[str, str] | None = None,
     log_level: int = logging.INFO,
+    ready_stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> dict[str, Executor]:
     """One executor per model: in the API process or in worker processes.
 
@@ -29,6 +34,8 @@ def build_executors(
     ``"thread"`` or ``"async"``; otherwise in a :class:`ProcessPool`.
     ``worker_envs`` gives, per model, each worker's extra environment (the
     device plan: ``CUDA_VISIBLE_DEVICES``); its length overrides ``workers``.
+    ``ready_stall_timeout``: seconds with every worker busy and none taking
+    a call after which ``/ready`` says the model is stalled (0: never).
     """
     if workers < 0:
         raise ValueError(f"--workers must be >= 0 (got {workers})")
@@ -42,8 +49,12 @@ def build_executors(
         mode = (modes or {}).get(spec.name, "process")
         if workers == 0 or mode in ("thread", "async"):
             executors[spec.name] = InProcessExecutor(
-                spec, warm=warm, max_queue=max_queue, call_timeout=predict_timeout,
+                spec,
+                warm=warm,
+                max_queue=max_queue,
+                call_timeout=predict_timeout,
                 mode=None if workers == 0 and mode == "process" else mode,
+                stall_timeout=ready_stall_timeout,
             )
         else:
             size = len(envs) if envs else workers
@@ -55,5 +66,6 @@ def build_executors(
                 max_queue=max_queue,
                 call_timeout=predict_timeout,
                 log_level=log_level,
+                stall_timeout=ready_stall_timeout,
             )
     return executors

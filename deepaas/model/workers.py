@@ -17,6 +17,13 @@ Design (docs/engine.md tells the whole story):
   answers :class:`CallTimeout` and its worker is killed and restarted.
 * Models that offer ``predict_batch`` get a :class:`~deepaas.model.batching.
   Batcher` in front of the pool.
+* A caller that goes away (its client disconnected) leaves the queue at
+  once; a call already in a worker runs to its end (still bounded by
+  ``call_timeout``) and its answer is dropped.
+* Training arguments are validated on each worker's second socket, by a
+  thread of its own, so that validation never waits behind predictions.
+* ``status()`` says ``stalled`` when no worker has been free to take a call
+  for ``stall_timeout`` seconds (a hung model), which makes ``/ready`` 503.
 """
 
 from __future__ import annotations
@@ -43,7 +50,12 @@ from deepaas.model._process import describe_exit
 from deepaas.model._wire import MessageReader, error_from_wire
 from deepaas.model._worker_main import run_worker
 from deepaas.model.batching import Batcher
-from deepaas.model.execution import Executor, ExecutorStats
+from deepaas.model.execution import (
+    DEFAULT_STALL_TIMEOUT,
+    Executor,
+    ExecutorStats,
+    stall,
+)
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
@@ -70,6 +82,11 @@ class _Worker:
         self.ready_since = 0.0
         self.restarts = 0
         self.timed_out = False
+        #: When it last took a call (time.monotonic()); see ProcessPool.stalled_for.
+        self.busy_since = 0.0
+        #: The second socket, for calls that must not queue (validate_train).
+        self.control: MessageReader | None = None
+        self.validations: dict[int, asyncio.Future[Any]] = {}
 
     @property
     def pid(self) -> int | None:
@@ -90,6 +107,7 @@ class ProcessPool(Executor):
         call_timeout: float = 0,
         log_level: int = logging.INFO,
         start_timeout: float = 600.0,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         if size < 1:
             raise ValueError(f"--workers must be >= 1 for a process pool (got {size})")
@@ -98,7 +116,12 @@ class ProcessPool(Executor):
             raise ValueError(f"worker_envs needs {size} entries (got {len(envs)})")
         if call_timeout < 0:
             raise ValueError(f"--predict-timeout must be >= 0 (got {call_timeout})")
+        if stall_timeout < 0:
+            raise ValueError(
+                f"--ready-stall-timeout must be >= 0 (got {stall_timeout})"
+            )
         self.spec = spec
+        self.stall_timeout = stall_timeout
         self._warm = warm
         self._max_queue = max_queue or 64 * size
         self._call_timeout = call_timeout
@@ -133,17 +156,27 @@ class ProcessPool(Executor):
             await self.stop(timeout=2)
             raise errors[0]
         self._batcher = Batcher.for_model(
-            self.description, self._call_batch,
-            concurrency=len(self._workers), max_queue=self._max_queue,
+            self.description,
+            self._call_batch,
+            concurrency=len(self._workers),
+            max_queue=self._max_queue,
             sizes=self.stats.batch_sizes,
         )
 
     async def _spawn(self, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()
         parent_sock, child_sock = socket.socketpair()
+        control_parent, control_child = socket.socketpair()
         process = self._context.Process(
             target=run_worker,
-            args=(child_sock, self.spec, self._warm, worker.env, self._log_level),
+            args=(
+                child_sock,
+                self.spec,
+                self._warm,
+                worker.env,
+                self._log_level,
+                control_child,
+            ),
             name=f"deepaas-worker-{self.spec.name}-{worker.index}",
             daemon=True,
         )
@@ -156,6 +189,7 @@ class ProcessPool(Executor):
             process.start()
         finally:
             child_sock.close()
+            control_child.close()
         worker.process = process
         _, worker.channel = await loop.connect_accepted_socket(
             lambda: MessageReader(
@@ -164,8 +198,19 @@ class ProcessPool(Executor):
             ),
             sock=parent_sock,
         )
-        LOG.debug("model %r: worker %d started (pid %d)", self.spec.name,
-                  worker.index, process.pid)
+        _, worker.control = await loop.connect_accepted_socket(
+            lambda: MessageReader(
+                lambda message: self._on_control(worker, message),
+                lambda: self._fail_validations(worker, process),
+            ),
+            sock=control_parent,
+        )
+        LOG.debug(
+            "model %r: worker %d started (pid %d)",
+            self.spec.name,
+            worker.index,
+            process.pid,
+        )
 
     async def _await_ready(self, worker: _Worker) -> None:
         assert worker.ready is not None
@@ -204,6 +249,9 @@ class ProcessPool(Executor):
             if worker.channel is not None:
                 worker.channel.close()
                 worker.channel = None
+            if worker.control is not None:
+                worker.control.close()
+                worker.control = None
             call, worker.call = worker.call, None
             if call is not None and not call.done():
                 call.set_exception(shutting_down)
@@ -229,15 +277,24 @@ class ProcessPool(Executor):
         elif kind == "ready":
             self.description = message[1]
             worker.ready_since = time.monotonic()
-            LOG.info("model %r: worker %d ready (pid %d)", self.spec.name,
-                     worker.index, message[2])
+            LOG.info(
+                "model %r: worker %d ready (pid %d)",
+                self.spec.name,
+                worker.index,
+                message[2],
+            )
             if worker.ready is not None and not worker.ready.done():
                 worker.ready.set_result(None)
             self._release(worker)
         elif kind == "failed":
             error = error_from_wire(message[1])
-            LOG.error("model %r: worker %d failed to start: %s\n%s", self.spec.name,
-                      worker.index, error.message, message[2])
+            LOG.error(
+                "model %r: worker %d failed to start: %s\n%s",
+                self.spec.name,
+                worker.index,
+                error.message,
+                message[2],
+            )
             self._last_error = error.message
             if worker.ready is not None and not worker.ready.done():
                 worker.ready.set_exception(error)
@@ -249,6 +306,9 @@ class ProcessPool(Executor):
         was_ready = worker.state in ("idle", "busy")
         worker.state = "dead"
         worker.channel = None
+        if worker.control is not None:
+            worker.control.close()
+            worker.control = None
         if worker in self._idle:
             self._idle.remove(worker)
         if self._stopping:
@@ -276,20 +336,29 @@ class ProcessPool(Executor):
         self._last_error = f"worker {worker.index} (pid {process.pid}) died: {how}"
         call, worker.call = worker.call, None
         if call is not None and not call.done():
-            call.set_exception(WorkerCrashed(
-                f"the worker process of model {self.spec.name!r} died while "
-                f"answering: {how}; it is being restarted"
-            ))
+            call.set_exception(
+                WorkerCrashed(
+                    f"the worker process of model {self.spec.name!r} died while "
+                    f"answering: {how}; it is being restarted"
+                )
+            )
         if worker.ready is not None and not worker.ready.done():
             # Whoever is starting this worker (start() or _restart) handles it.
-            worker.ready.set_exception(ModelLoadError(
-                f"model {self.spec.name!r}: worker {worker.index} died while "
-                f"loading: {how}"
-            ))
+            worker.ready.set_exception(
+                ModelLoadError(
+                    f"model {self.spec.name!r}: worker {worker.index} died while "
+                    f"loading: {how}"
+                )
+            )
         if self._stopping or not was_ready:
             return
-        LOG.error("model %r: worker %d (pid %s) died: %s", self.spec.name,
-                  worker.index, process.pid, how)
+        LOG.error(
+            "model %r: worker %d (pid %s) died: %s",
+            self.spec.name,
+            worker.index,
+            process.pid,
+            how,
+        )
         if worker.timed_out:
             cause = "timeout"
         elif process.exitcode is not None and process.exitcode < 0:
@@ -306,8 +375,12 @@ class ProcessPool(Executor):
         """Re-spawn and re-warm a worker, backing off while it keeps failing."""
         while not self._stopping:
             delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (worker.failures - 1))
-            LOG.info("model %r: restarting worker %d in %.2f s", self.spec.name,
-                     worker.index, delay)
+            LOG.info(
+                "model %r: restarting worker %d in %.2f s",
+                self.spec.name,
+                worker.index,
+                delay,
+            )
             await asyncio.sleep(delay)
             if self._stopping:
                 return
@@ -318,8 +391,12 @@ class ProcessPool(Executor):
                 return
             except (DeepaasError, OSError) as exc:
                 message = getattr(exc, "message", str(exc))
-                LOG.error("model %r: worker %d restart failed: %s", self.spec.name,
-                          worker.index, message)
+                LOG.error(
+                    "model %r: worker %d restart failed: %s",
+                    self.spec.name,
+                    worker.index,
+                    message,
+                )
                 self._last_error = message
                 self.stats.restarts["start_failed"] += 1
                 if worker.state == "starting":
@@ -330,10 +407,12 @@ class ProcessPool(Executor):
                     self._kill(worker)
                 worker.failures += 1
                 if not any(w.state in ("idle", "busy") for w in self._workers):
-                    self._fail_waiters(WorkerCrashed(
-                        f"no worker of model {self.spec.name!r} is running "
-                        f"({message}); retrying"
-                    ))
+                    self._fail_waiters(
+                        WorkerCrashed(
+                            f"no worker of model {self.spec.name!r} is running "
+                            f"({message}); retrying"
+                        )
+                    )
 
     def _kill(self, worker: _Worker) -> None:
         """Kill a worker; its death is handled like any crash."""
@@ -364,6 +443,7 @@ class ProcessPool(Executor):
             waiter = self._waiters.popleft()
             if not waiter.done():
                 worker.state = "busy"
+                worker.busy_since = time.monotonic()
                 waiter.set_result(worker)
                 return
         self._idle.append(worker)
@@ -372,6 +452,7 @@ class ProcessPool(Executor):
         if self._idle:
             worker = self._idle.popleft()
             worker.state = "busy"
+            worker.busy_since = time.monotonic()
             return worker
         if self._stopping:
             raise WorkerCrashed("the server is shutting down")
@@ -386,6 +467,9 @@ class ProcessPool(Executor):
         try:
             return await waiter
         except asyncio.CancelledError:
+            # The caller went away (e.g. its client disconnected): it leaves
+            # the queue, or hands on the worker it was just given.
+            self.stats.abandoned += 1
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._release(waiter.result())
             elif waiter in self._waiters:
@@ -410,23 +494,37 @@ class ProcessPool(Executor):
             timer = loop.call_later(self._call_timeout, self._on_timeout, worker, call)
         try:
             return await call
+        except asyncio.CancelledError:
+            # Abandoned while the worker runs it: the call runs to its end and
+            # its answer is dropped (_on_message), but --predict-timeout
+            # still bounds it, so the timer stays.
+            self.stats.abandoned += 1
+            timer = None
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
 
     def _on_timeout(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
-        if call.done() or worker.call is not call:
-            return
-        LOG.error("model %r: worker %d exceeded --predict-timeout (%g s); "
-                  "restarting it", self.spec.name, worker.index, self._call_timeout)
+        if worker.call is not call:
+            return  # answered in time
+        LOG.error(
+            "model %r: worker %d exceeded --predict-timeout (%g s); restarting it",
+            self.spec.name,
+            worker.index,
+            self._call_timeout,
+        )
         worker.call = None
         worker.timed_out = True
         self.stats.timeouts += 1
-        call.set_exception(CallTimeout(
-            f"model {self.spec.name!r} did not answer within "
-            f"{self._call_timeout:g} s (--predict-timeout); its worker is being "
-            "restarted"
-        ))
+        if not call.done():  # done: abandoned by its caller
+            call.set_exception(
+                CallTimeout(
+                    f"model {self.spec.name!r} did not answer within "
+                    f"{self._call_timeout:g} s (--predict-timeout); its worker is "
+                    "being restarted"
+                )
+            )
         self._kill(worker)
 
     async def _call_batch(self, requests: list[Any]) -> list[Any]:
@@ -437,14 +535,88 @@ class ProcessPool(Executor):
         if self._batcher is not None:
             return await self._batcher.submit(raw, accept)
         # Plain tuples both ways: pickling a dataclass costs four times more.
-        body, media_type = await self.call(
-            "predict", raw.pairs, raw.json_body, accept
-        )
+        body, media_type = await self.call("predict", raw.pairs, raw.json_body, accept)
         return PredictOutcome(body, media_type)
 
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call("validate_train", raw)
-        return result
+        """Validate training arguments without waiting behind predictions.
+
+        A ready worker answers on its second socket, from a thread of its
+        own, even while it runs a prediction.  With no worker ready the call
+        queues like any other, and so waits for one to come back.
+        """
+        worker = next(
+            (
+                w
+                for w in self._workers
+                if w.state in ("idle", "busy") and w.control is not None
+            ),
+            None,
+        )
+        if worker is None or worker.control is None:
+            result: dict[str, Any] = await self.call("validate_train", raw)
+            return result
+        call_id = next(self._call_ids)
+        answer: asyncio.Future[dict[str, Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        worker.validations[call_id] = answer
+        try:
+            if not worker.control.send(("validate_train", call_id, raw)):
+                raise WorkerCrashed(
+                    f"the worker process of model {self.spec.name!r} is gone; "
+                    "it is being restarted"
+                )
+            if not self._call_timeout:
+                return await answer
+            try:
+                return await asyncio.wait_for(answer, self._call_timeout)
+            except asyncio.TimeoutError:
+                self.stats.timeouts += 1
+                raise CallTimeout(
+                    f"model {self.spec.name!r} did not validate the training "
+                    f"arguments within {self._call_timeout:g} s (--predict-timeout)"
+                ) from None
+        finally:
+            worker.validations.pop(call_id, None)
+
+    def _on_control(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        answer = worker.validations.pop(message[1], None)
+        if answer is None or answer.done():
+            return  # its caller went away
+        if message[0] == "error":
+            answer.set_exception(error_from_wire(message[2]))
+        else:
+            answer.set_result(message[2])
+
+    def _fail_validations(self, worker: _Worker, process: Any) -> None:
+        """The worker's second socket closed: its pending validations fail."""
+        if worker.process is not process:
+            return
+        pending = list(worker.validations.values())
+        worker.validations.clear()
+        for answer in pending:
+            if not answer.done():
+                answer.set_exception(
+                    WorkerCrashed(
+                        f"the worker process of model {self.spec.name!r} died while "
+                        "validating training arguments; it is being restarted"
+                    )
+                )
+
+    def stalled_for(self) -> float:
+        """Seconds since a worker last took a call while none is free; else 0.
+
+        Every ready worker busy for long, and none free, is what a hung
+        model looks like from outside: ``/ready`` answers 503 once this
+        passes ``stall_timeout``.
+        """
+        if self._idle:
+            return 0.0
+        busy = [w.busy_since for w in self._workers if w.state == "busy"]
+        if not busy:
+            return 0.0
+        return max(0.0, time.monotonic() - max(busy))
 
     def status(self) -> dict[str, Any]:
         states = [w.state for w in self._workers]
@@ -460,6 +632,7 @@ class ProcessPool(Executor):
             "queued": queued,
             "restarts": sum(w.restarts for w in self._workers),
         }
+        stall(state, self.stalled_for(), self.stall_timeout)
         if self._last_error:
             state["last_error"] = self._last_error
         return state

@@ -47,11 +47,15 @@ def training_service_from_config(
             env = env[0] if env else None
         if env:
             training_envs[spec.name] = {str(k): str(v) for k, v in env.items()}
-    level = logging.DEBUG if conf.debug else getattr(
-        logging, str(conf.log_level).upper(), logging.INFO)
+    level = (
+        logging.DEBUG
+        if conf.debug
+        else getattr(logging, str(conf.log_level).upper(), logging.INFO)
+    )
     return TrainingService(
         conf.state_dir or default_state_dir(),
         max_concurrent=conf.max_concurrent_trainings,
+        max_trainings=conf.max_trainings,
         timeout=conf.train_timeout,
         cancel_grace=conf.train_cancel_grace,
         keep=conf.keep_trainings,
@@ -60,5 +64,6 @@ def training_service_from_config(
         log_level=level,
         max_log_bytes=conf.train_log_max_bytes,
         slurm=slurm_backend_from_config(
-            executors, conf, conf.state_dir or default_state_dir(), level),
+            executors, conf, conf.state_dir or default_state_dir(), level
+        ),
     )

@@ -6,7 +6,7 @@ these cover what only trainings can get wrong.
 
 from __future__ import annotations
 
-from deepaas.exceptions import DeepaasError, MethodNotImplemented
+from deepaas.exceptions import DeepaasError, MethodNotImplemented, QueueFull
 
 
 class InvalidTrainingRequest(DeepaasError):
@@ -25,6 +25,10 @@ class TrainingsNotConfigured(MethodNotImplemented):
     """The server was built without a training service (501)."""
 
 
+class TooManyTrainings(QueueFull):
+    """The server holds ``--max-trainings`` unfinished trainings (503, Retry-After)."""
+
+
 class StateDirUnusable(DeepaasError):
     """The state directory cannot be created, written or locked."""
 
@@ -34,6 +38,7 @@ class StateDirUnusable(DeepaasError):
 __all__ = [
     "InvalidTrainingRequest",
     "StateDirUnusable",
+    "TooManyTrainings",
     "TrainingBusy",
     "TrainingsNotConfigured",
 ]

@@ -7,7 +7,9 @@ plus, while it runs, one spawned process in a session of its own
 others wait in submission order with status ``queued``.  Everything a
 training leaves on disk lives in its job directory
 ``<state_dir>/trainings/<uuid>/``: ``training.log``, the copied
-``uploads/`` (removed when it ends) and ``outcome.json``.
+``uploads/`` (removed when it ends) and ``outcome.json``.  Beyond
+``max_trainings`` unfinished (queued or running) trainings, a submission is
+refused with :class:`~deepaas.training.errors.TooManyTrainings` (503).
 
 Several servers may share one state directory.  Each runs only the
 trainings submitted to it, and holds a lock (see
@@ -60,6 +62,7 @@ from deepaas.training._logwriter import (
 from deepaas.training.errors import (
     InvalidTrainingRequest,
     StateDirUnusable,
+    TooManyTrainings,
     TrainingBusy,
 )
 from deepaas.training.logs import LogChunk, read_log
@@ -139,6 +142,7 @@ class TrainingService:
         training_envs: Mapping[str, Mapping[str, str]] | None = None,
         log_level: int = logging.INFO,
         max_log_bytes: int = DEFAULT_MAX_BYTES,
+        max_trainings: int = 32,
     ) -> None:
         if max_concurrent < 0:
             raise ValueError(
@@ -147,12 +151,14 @@ class TrainingService:
         for option, value in (("--train-timeout", timeout),
                               ("--train-cancel-grace", cancel_grace),
                               ("--keep-trainings", keep),
-                              ("--keep-trainings-days", keep_days)):
+                              ("--keep-trainings-days", keep_days),
+                              ("--max-trainings", max_trainings)):
             if value < 0:
                 raise ValueError(f"{option} must be >= 0 (got {value})")
         check_max_bytes(max_log_bytes)
         self.state_dir = Path(state_dir).expanduser().absolute()
         self.max_concurrent = max_concurrent
+        self.max_trainings = max_trainings
         self.timeout = timeout
         self.cancel_grace = cancel_grace
         self.keep = keep
@@ -168,6 +174,7 @@ class TrainingService:
         self._queue: collections.deque[_Job] = collections.deque()
         self._running: dict[str, _Job] = {}
         self._jobs: dict[str, _Job] = {}
+        self._submitting = 0
         self._started = False
         self._closing = False
 
@@ -228,9 +235,16 @@ class TrainingService:
         self._check_started()
         if self.slurm is not None:
             return await self.slurm.submit(spec, raw, args)
+        held = len(self._jobs) + self._submitting
+        if self.max_trainings and held >= self.max_trainings:
+            raise TooManyTrainings(
+                f"this server already holds {held} unfinished trainings "
+                "(--max-trainings); retry when one has ended"
+            )
         training_id = uuid_mod.uuid4().hex
         job_dir = self.state_dir / JOBS_DIR / training_id
         job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
+        self._submitting += 1  # counted while its uploads move
         try:
             job_raw = await asyncio.to_thread(
                 move_uploads, raw, job_dir / UPLOADS_DIR
@@ -249,6 +263,8 @@ class TrainingService:
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
+        finally:
+            self._submitting -= 1
         job = _Job(training_id, spec, job_raw, job_dir,
                    LogWriter(job_dir / LOG_NAME, self.max_log_bytes))
         self._jobs[training_id] = job
