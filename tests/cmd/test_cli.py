@@ -262,3 +262,41 @@ def test_the_console_script_pipes_json(installed_models: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"label": "SHELL", "score": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("options", "warmed"),
+    [
+        ([], False),
+        (["--warm"], True),
+        (["--warm", "false"], False),
+        (["--nowarm"], False),
+    ],
+)
+def test_warm_runs_before_predict_only_when_asked(
+    installed_models: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    warmed: bool,
+) -> None:
+    """DEEPaaS 2.x's deepaas-cli never warms; ``--warm`` asks for it."""
+    code, out, err = call(capsys, *options, "--model-name", "warm-recorder", "predict")
+    assert code == 0, err
+    assert json.loads(out)["warmed"] is warmed
+    assert ("model 'warm-recorder' warmed" in err) is warmed
+
+
+def test_warm_from_a_config_file_and_the_command_line_over_it(
+    installed_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "deepaas.conf"
+    conf.write_text("[DEFAULT]\nmodel_name = warm-recorder\nwarm = true\n")
+    code, out, _ = call(capsys, "--config-file", conf, "predict")
+    assert code == 0 and json.loads(out)["warmed"] is True
+    code, out, _ = call(capsys, "--config-file", conf, "predict", "--nowarm")
+    assert code == 0 and json.loads(out)["warmed"] is False
+
+
+def test_version_needs_no_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = call(capsys, "--model-name", "not-installed", "--version")
+    assert code == 0 and out.startswith("deepaas-cli ")

@@ -198,3 +198,91 @@ def test_the_config_keys_deepaas_predict_reads_are_documented_alike():
     documented = set(re.findall(r"`(\w+)`", row))
     assert helped == documented == {"model_name", "warm", "gpus", "workers_per_gpu",
                                     "log_level"}
+
+
+#: A model whose arguments share names with deepaas-cli's general options.
+CLASHING_MODEL = '''
+from marshmallow import fields
+
+
+def get_predict_args():
+    return {"debug": fields.Bool(load_default=False), "workers": fields.Int()}
+
+
+def predict(**kwargs):
+    return kwargs
+'''
+
+#: The options of DEEPaaS 2.6.0's deepaas-cli that concern the server.
+SERVER_OPTIONS = ["--workers", "2", "-p", "3", "--nopredict-endpoint",
+                  "--train-endpoint", "--nodebug-endpoint", "--doc-endpoint",
+                  "--client-max-size", "1024", "--nowarm", "--listen-ip", "0.0.0.0",
+                  "--listen-port", "8080", "--base-path", "/deepaas",
+                  "--predict-endpoint", "false"]
+
+
+def test_a_2x_command_line_with_logging_options_writes_its_log_file(site, image,
+                                                                    tmp_path):
+    result = cli(site, "--debug", "--log-dir", tmp_path, "--logfile", "cli.log",
+                 "--log-date-format", "%H:%M:%S", "--nouse-json", "--nouse-syslog",
+                 "--workers", "2", "--nodebug-endpoint", "predict", f"--files={image}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # the log went to the file
+    [line] = result.stdout.splitlines()
+    assert json.loads(line)["name"] == "x.jpg"
+    log = (tmp_path / "cli.log").read_text()
+    assert re.search(r"^\d\d:\d\d:\d\d\.\d{3} DEBUG ", log, re.MULTILINE), log
+    assert "--workers concerns deepaas-run's server, not one call: ignored" in log
+    assert "--debug-endpoint concerns deepaas-run's server" in log
+
+
+def test_debug_logs_on_stderr_and_the_answer_stays_the_only_json(site, image):
+    result = cli(site, "-d", "predict", "--files", image)
+    assert result.returncode == 0, result.stderr
+    assert " DEBUG " in result.stderr
+    assert "{" not in result.stderr and "}" not in result.stderr
+    [line] = result.stdout.splitlines()
+    assert json.loads(line) == {"name": "x.jpg", "size": image.stat().st_size}
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_the_server_s_options_are_accepted_and_ignored(site, image, where):
+    around = (SERVER_OPTIONS, []) if where == "before" else ([], SERVER_OPTIONS)
+    result = cli(site, *around[0], "predict", "--files", image, *around[1])
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["name"] == "x.jpg"
+
+
+def test_a_bad_value_of_a_server_option_is_still_a_usage_error(site):
+    result = cli(site, "--workers", "many", "get_metadata")
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("deepaas-cli: error: argument --workers/-p: 'many': ")
+
+
+def test_config_dir_files_apply_and_the_command_line_wins(site, image, tmp_path):
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    log = tmp_path / "from-config.log"
+    (folder / "deepaas.conf").write_text(
+        f"[DEFAULT]\nmodel_name = old-style\ndebug = true\nlog_file = {log}\n"
+        "workers = 4\nlisten_port = 8080\n")
+    # Two models installed: without the command line's name this would be
+    # old-style (the config's), without either an error.
+    result = cli(site, "--config-dir", folder, "--model-name", "files-model",
+                 "predict", "--files", image, model=None)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == "x.jpg"
+    assert " DEBUG " in log.read_text()
+    result = cli(site, "--config-dir", folder, "get_metadata", model=None)
+    assert json.loads(result.stdout)["id"] == "old-1"
+
+
+def test_after_the_method_a_model_argument_of_the_same_name_wins(tmp_path):
+    (tmp_path / "clashing_model.py").write_text(CLASHING_MODEL)
+    site = write_distribution(tmp_path, {"clashing": "clashing_model"})
+    result = cli(site, "--debug", "--workers", "2", "predict", "--debug", "false",
+                 "--workers", "3", model="clashing")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"debug": False, "workers": 3}
+    assert " DEBUG " in result.stderr  # the --debug before the method is ours
