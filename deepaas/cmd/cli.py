@@ -8,7 +8,10 @@
 DEEPaaS 2.x's command lines work as they are: its own options may come
 before the method (``deepaas-cli --deepaas_method_output out.json predict
 --files=x.jpg``), and the answer is one line of JSON on standard output,
-which scripts cut out with ``grep -Po '{.*}'``.
+which scripts cut out with ``grep -Po '{.*}'``.  Every option of
+deepaas-run is accepted too, as 2.x's general options were: the logging
+options, ``--debug`` and ``--warm`` apply, the server's are ignored (see
+``_general``).
 
 The options of ``predict`` and ``train`` are generated from the model's
 fields: their help, choices and defaults come from the field; values are
