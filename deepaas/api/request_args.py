@@ -34,6 +34,9 @@ _MALFORMED = (ValueError, AssertionError, KeyError, HttpProcessingError)
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_TYPE = "multipart/form-data"
+#: Deepest nesting of lists and objects accepted in a JSON body: arguments
+#: are never deeper, and much deeper values cannot be pickled to a worker.
+MAX_JSON_DEPTH = 100
 
 
 def _too_large(limit: int, option: str = "--client-max-size") -> web.HTTPException:
@@ -161,11 +164,30 @@ async def _read_json(request: web.Request, max_size: int) -> dict[str, Any]:
         raise InvalidJsonBody(
             "the request body is not valid JSON: it is nested too deeply"
         ) from None
+    # Counting brackets is quick and rules out deep nesting for most bodies.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(value):
+        raise InvalidJsonBody(
+            f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     if not isinstance(value, dict):
         raise InvalidJsonBody(
             "the JSON body must be an object mapping argument names to values"
         )
     return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether lists and objects in ``value`` nest beyond :data:`MAX_JSON_DEPTH`."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
 
 
 async def _read_multipart(

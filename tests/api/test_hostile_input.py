@@ -174,3 +174,27 @@ async def test_a_training_upload_with_a_300_character_name_is_kept_shorter(
     assert data["original_filename"] == name  # the model still sees it whole
     copy = Path(data["path"]).name
     assert copy.endswith(".csv") and len(copy.encode()) <= 255
+
+
+async def test_json_nested_500_deep_is_400_and_the_worker_goes_on(make_client):
+    # Deep enough for json.loads, too deep to be pickled to a worker process.
+    client = await make_client("lists", workers=1)
+    deep = b'{"features": ' + b"[" * 500 + b"1" + b"]" * 500 + b"}"
+    resp = await client.post(
+        "/v2/models/lists/predict/",
+        data=deep,
+        headers={"Content-Type": "application/json"},
+    )
+    answer = await json_error(resp, 400)
+    assert "nested more than 100 levels" in answer["message"]
+    ok = await client.post("/v2/models/lists/predict/", json={"features": [1, 2]})
+    assert (await ok.json())["predictions"]["features"] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("depth", [500, 100_000])
+async def test_a_deeply_nested_list_literal_in_a_form_is_422(make_client, depth):
+    client = await make_client("lists")
+    value = "[" * depth + "1" + "]" * depth
+    resp = await client.post("/v2/models/lists/predict/", data={"features": value})
+    answer = await json_error(resp, 422)
+    assert "features" in answer
