@@ -34,7 +34,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -47,8 +46,8 @@ from deepaas.exceptions import (
     WorkerCrashed,
 )
 from deepaas.model._process import describe_exit
-from deepaas.model._wire import MessageReader, error_from_wire
-from deepaas.model._worker_main import run_worker
+from deepaas.model._wire import error_from_wire
+from deepaas.model._worker_handle import WorkerHandle
 from deepaas.model.batching import Batcher
 from deepaas.model.execution import (
     DEFAULT_STALL_TIMEOUT,
@@ -65,32 +64,6 @@ FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 30.0
 #: A worker healthy this long starts its backoff afresh after a crash.
 HEALTHY_AFTER = 60.0
-
-
-class _Worker:
-    """The API process's view of one worker process."""
-
-    def __init__(self, index: int, env: dict[str, str]) -> None:
-        self.index = index
-        self.env = env
-        self.process: Any = None
-        self.channel: MessageReader | None = None
-        self.state = "stopped"  # starting | idle | busy | dead | stopped
-        self.call: asyncio.Future[Any] | None = None
-        self.ready: asyncio.Future[None] | None = None
-        self.failures = 0
-        self.ready_since = 0.0
-        self.restarts = 0
-        self.timed_out = False
-        #: When it last took a call (time.monotonic()); see ProcessPool.stalled_for.
-        self.busy_since = 0.0
-        #: The second socket, for calls that must not queue (validate_train).
-        self.control: MessageReader | None = None
-        self.validations: dict[int, asyncio.Future[Any]] = {}
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
 
 
 class ProcessPool(Executor):
@@ -127,9 +100,11 @@ class ProcessPool(Executor):
         self._call_timeout = call_timeout
         self._log_level = log_level
         self._start_timeout = start_timeout
-        self._workers = [_Worker(i, env) for i, env in enumerate(envs)]
-        self._idle: collections.deque[_Worker] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[_Worker]] = collections.deque()
+        self._workers = [WorkerHandle(i, env) for i, env in enumerate(envs)]
+        self._idle: collections.deque[WorkerHandle] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[WorkerHandle]] = (
+            collections.deque()
+        )
         self._call_ids = itertools.count(1)
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
@@ -163,48 +138,16 @@ class ProcessPool(Executor):
             sizes=self.stats.batch_sizes,
         )
 
-    async def _spawn(self, worker: _Worker) -> None:
-        loop = asyncio.get_running_loop()
-        parent_sock, child_sock = socket.socketpair()
-        control_parent, control_child = socket.socketpair()
-        process = self._context.Process(
-            target=run_worker,
-            args=(
-                child_sock,
-                self.spec,
-                self._warm,
-                worker.env,
-                self._log_level,
-                control_child,
-            ),
-            name=f"deepaas-worker-{self.spec.name}-{worker.index}",
-            daemon=True,
+    async def _spawn(self, worker: WorkerHandle) -> None:
+        await worker.spawn(
+            self._context,
+            self.spec,
+            warm=self._warm,
+            log_level=self._log_level,
+            on_message=self._on_message,
+            on_closed=self._on_closed,
         )
-        worker.state = "starting"
-        worker.timed_out = False
-        worker.ready = loop.create_future()
-        # Started from the event-loop thread: the worker's parent-death
-        # signal is tied to the thread that started it.
-        try:
-            process.start()
-        finally:
-            child_sock.close()
-            control_child.close()
-        worker.process = process
-        _, worker.channel = await loop.connect_accepted_socket(
-            lambda: MessageReader(
-                lambda message: self._on_message(worker, message),
-                lambda: self._on_closed(worker, process),
-            ),
-            sock=parent_sock,
-        )
-        _, worker.control = await loop.connect_accepted_socket(
-            lambda: MessageReader(
-                lambda message: self._on_control(worker, message),
-                lambda: self._fail_validations(worker, process),
-            ),
-            sock=control_parent,
-        )
+        process = worker.process
         LOG.debug(
             "model %r: worker %d started (pid %d)",
             self.spec.name,
@@ -212,15 +155,8 @@ class ProcessPool(Executor):
             process.pid,
         )
 
-    async def _await_ready(self, worker: _Worker) -> None:
-        assert worker.ready is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(worker.ready), self._start_timeout)
-        except asyncio.TimeoutError:
-            raise ModelLoadError(
-                f"model {self.spec.name!r}: worker {worker.index} did not finish "
-                f"loading and warming within {self._start_timeout:g} s"
-            ) from None
+    async def _await_ready(self, worker: WorkerHandle) -> None:
+        await worker.await_ready(self.spec, self._start_timeout)
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True
@@ -233,37 +169,17 @@ class ProcessPool(Executor):
         self._fail_waiters(shutting_down)
         for worker in self._workers:
             if worker.state == "starting":
-                self._kill(worker)  # no point finishing a warm-up
+                worker.kill()  # no point finishing a warm-up
             elif worker.channel is not None:
                 worker.channel.send(("stop",))
-        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
         for worker in self._workers:
-            process = worker.process
-            if process is not None:
-                remaining = max(0.0, deadline - time.monotonic())
-                await loop.run_in_executor(None, process.join, remaining)
-                if process.is_alive():
-                    process.kill()
-                    await loop.run_in_executor(None, process.join, 5)
-            if worker.channel is not None:
-                worker.channel.close()
-                worker.channel = None
-            if worker.control is not None:
-                worker.control.close()
-                worker.control = None
-            call, worker.call = worker.call, None
-            if call is not None and not call.done():
-                call.set_exception(shutting_down)
-            if worker.ready is not None and not worker.ready.done():
-                worker.ready.set_exception(ModelLoadError("the server is stopping"))
-                worker.ready.exception()  # retrieved: nobody else awaits it
-            worker.state = "stopped"
+            await worker.join(deadline, shutting_down)
         self._idle.clear()
 
     # -- messages from workers ---------------------------------------------
 
-    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+    def _on_message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind in ("result", "error"):
             call, worker.call = worker.call, None
@@ -299,16 +215,13 @@ class ProcessPool(Executor):
             if worker.ready is not None and not worker.ready.done():
                 worker.ready.set_exception(error)
 
-    def _on_closed(self, worker: _Worker, process: Any) -> None:
+    def _on_closed(self, worker: WorkerHandle, process: Any) -> None:
         """The worker's socket reached end of file: it died or is dying."""
         if worker.process is not process or worker.state in ("dead", "stopped"):
             return
         was_ready = worker.state in ("idle", "busy")
         worker.state = "dead"
-        worker.channel = None
-        if worker.control is not None:
-            worker.control.close()
-            worker.control = None
+        worker.close_sockets()
         if worker in self._idle:
             self._idle.remove(worker)
         if self._stopping:
@@ -320,7 +233,7 @@ class ProcessPool(Executor):
         task.add_done_callback(self._tasks.discard)
 
     async def _after_death(
-        self, worker: _Worker, process: Any, was_ready: bool
+        self, worker: WorkerHandle, process: Any, was_ready: bool
     ) -> None:
         # The exit status tells the user why; it is there within
         # milliseconds of the socket closing.
@@ -371,7 +284,7 @@ class ProcessPool(Executor):
         worker.failures += 1
         await self._restart(worker)
 
-    async def _restart(self, worker: _Worker) -> None:
+    async def _restart(self, worker: WorkerHandle) -> None:
         """Re-spawn and re-warm a worker, backing off while it keeps failing."""
         while not self._stopping:
             delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (worker.failures - 1))
@@ -401,10 +314,8 @@ class ProcessPool(Executor):
                 self.stats.restarts["start_failed"] += 1
                 if worker.state == "starting":
                     worker.state = "dead"
-                    if worker.channel is not None:
-                        worker.channel.close()
-                        worker.channel = None
-                    self._kill(worker)
+                    worker.close_sockets()
+                    worker.kill()
                 worker.failures += 1
                 if not any(w.state in ("idle", "busy") for w in self._workers):
                     self._fail_waiters(
@@ -413,11 +324,6 @@ class ProcessPool(Executor):
                             f"({message}); retrying"
                         )
                     )
-
-    def _kill(self, worker: _Worker) -> None:
-        """Kill a worker; its death is handled like any crash."""
-        if worker.process is not None and worker.process.is_alive():
-            worker.process.kill()
 
     def _fail_waiters(self, error: DeepaasError) -> None:
         while self._waiters:
@@ -437,7 +343,7 @@ class ProcessPool(Executor):
 
     # -- dispatching calls --------------------------------------------------
 
-    def _release(self, worker: _Worker) -> None:
+    def _release(self, worker: WorkerHandle) -> None:
         worker.state = "idle"
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -448,7 +354,7 @@ class ProcessPool(Executor):
                 return
         self._idle.append(worker)
 
-    async def _acquire(self) -> _Worker:
+    async def _acquire(self) -> WorkerHandle:
         if self._idle:
             worker = self._idle.popleft()
             worker.state = "busy"
@@ -461,7 +367,9 @@ class ProcessPool(Executor):
                 f"model {self.spec.name!r}: {len(self._waiters)} requests are already "
                 "waiting for a worker; retry later (--max-queue)"
             )
-        waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[WorkerHandle] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._waiters.append(waiter)
         self._fail_waiters_if_hopeless()
         try:
@@ -505,7 +413,7 @@ class ProcessPool(Executor):
             if timer is not None:
                 timer.cancel()
 
-    def _on_timeout(self, worker: _Worker, call: asyncio.Future[Any]) -> None:
+    def _on_timeout(self, worker: WorkerHandle, call: asyncio.Future[Any]) -> None:
         if worker.call is not call:
             return  # answered in time
         LOG.error(
@@ -525,7 +433,7 @@ class ProcessPool(Executor):
                     "being restarted"
                 )
             )
-        self._kill(worker)
+        worker.kill()
 
     async def _call_batch(self, requests: list[Any]) -> list[Any]:
         result: list[Any] = await self.call("predict_batch", requests)
@@ -556,53 +464,13 @@ class ProcessPool(Executor):
         if worker is None or worker.control is None:
             result: dict[str, Any] = await self.call("validate_train", raw)
             return result
-        call_id = next(self._call_ids)
-        answer: asyncio.Future[dict[str, Any]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        worker.validations[call_id] = answer
         try:
-            if not worker.control.send(("validate_train", call_id, raw)):
-                raise WorkerCrashed(
-                    f"the worker process of model {self.spec.name!r} is gone; "
-                    "it is being restarted"
-                )
-            if not self._call_timeout:
-                return await answer
-            try:
-                return await asyncio.wait_for(answer, self._call_timeout)
-            except asyncio.TimeoutError:
-                self.stats.timeouts += 1
-                raise CallTimeout(
-                    f"model {self.spec.name!r} did not validate the training "
-                    f"arguments within {self._call_timeout:g} s (--predict-timeout)"
-                ) from None
-        finally:
-            worker.validations.pop(call_id, None)
-
-    def _on_control(self, worker: _Worker, message: tuple[Any, ...]) -> None:
-        answer = worker.validations.pop(message[1], None)
-        if answer is None or answer.done():
-            return  # its caller went away
-        if message[0] == "error":
-            answer.set_exception(error_from_wire(message[2]))
-        else:
-            answer.set_result(message[2])
-
-    def _fail_validations(self, worker: _Worker, process: Any) -> None:
-        """The worker's second socket closed: its pending validations fail."""
-        if worker.process is not process:
-            return
-        pending = list(worker.validations.values())
-        worker.validations.clear()
-        for answer in pending:
-            if not answer.done():
-                answer.set_exception(
-                    WorkerCrashed(
-                        f"the worker process of model {self.spec.name!r} died while "
-                        "validating training arguments; it is being restarted"
-                    )
-                )
+            return await worker.validate_train(
+                next(self._call_ids), raw, spec=self.spec, timeout=self._call_timeout
+            )
+        except CallTimeout:
+            self.stats.timeouts += 1
+            raise
 
     def stalled_for(self) -> float:
         """Seconds since a worker last took a call while none is free; else 0.

@@ -1,0 +1,188 @@
+"""The API process's handle on one worker process and its two sockets.
+
+The first socket carries the calls that queue for the worker (predict,
+predict_batch) and is read by the pool.  The second, ``control``, carries
+the calls that must not wait behind predictions (training-argument
+validation): a thread of the worker answers them even while it predicts,
+and their pending answers live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from deepaas.exceptions import (
+    CallTimeout,
+    DeepaasError,
+    ModelLoadError,
+    WorkerCrashed,
+)
+from deepaas.model._wire import MessageReader, error_from_wire
+from deepaas.model._worker_main import run_worker
+from deepaas.model.loading import ModelSpec
+from deepaas.model.wrapper import RawArguments
+
+
+class WorkerHandle:
+    """One worker process as the pool sees it: state, process and sockets."""
+
+    def __init__(self, index: int, env: dict[str, str]) -> None:
+        self.index = index
+        self.env = env
+        self.process: Any = None
+        self.channel: MessageReader | None = None
+        self.state = "stopped"  # starting | idle | busy | dead | stopped
+        self.call: asyncio.Future[Any] | None = None
+        self.ready: asyncio.Future[None] | None = None
+        self.failures = 0
+        self.ready_since = 0.0
+        self.restarts = 0
+        self.timed_out = False
+        #: When it last took a call (time.monotonic()), for stall detection.
+        self.busy_since = 0.0
+        self.control: MessageReader | None = None
+        self._validations: dict[int, asyncio.Future[Any]] = {}
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def spawn(
+        self,
+        context: Any,
+        spec: ModelSpec,
+        *,
+        warm: bool,
+        log_level: int,
+        on_message: Callable[[WorkerHandle, tuple[Any, ...]], None],
+        on_closed: Callable[[WorkerHandle, Any], None],
+    ) -> None:
+        """Start the process and connect both sockets (it then warms up)."""
+        loop = asyncio.get_running_loop()
+        parent_sock, child_sock = socket.socketpair()
+        control_parent, control_child = socket.socketpair()
+        process = context.Process(
+            target=run_worker,
+            args=(child_sock, spec, warm, self.env, log_level, control_child),
+            name=f"deepaas-worker-{spec.name}-{self.index}",
+            daemon=True,
+        )
+        self.state = "starting"
+        self.timed_out = False
+        self.ready = loop.create_future()
+        # Started from the event-loop thread: the worker's parent-death
+        # signal is tied to the thread that started it.
+        try:
+            process.start()
+        finally:
+            child_sock.close()
+            control_child.close()
+        self.process = process
+        _, self.channel = await loop.connect_accepted_socket(
+            lambda: MessageReader(
+                lambda message: on_message(self, message),
+                lambda: on_closed(self, process),
+            ),
+            sock=parent_sock,
+        )
+        _, self.control = await loop.connect_accepted_socket(
+            lambda: MessageReader(self._on_control, lambda: self._control_closed(spec)),
+            sock=control_parent,
+        )
+
+    async def await_ready(self, spec: ModelSpec, timeout: float) -> None:
+        """Wait until the worker has loaded and warmed the model."""
+        assert self.ready is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self.ready), timeout)
+        except asyncio.TimeoutError:
+            raise ModelLoadError(
+                f"model {spec.name!r}: worker {self.index} did not finish "
+                f"loading and warming within {timeout:g} s"
+            ) from None
+
+    async def join(self, deadline: float, error: DeepaasError) -> None:
+        """Wait for the stopping process until ``deadline``, then kill it.
+
+        A call still in hand, or a warm-up still awaited, fails with ``error``.
+        """
+        loop = asyncio.get_running_loop()
+        process = self.process
+        if process is not None:
+            remaining = max(0.0, deadline - time.monotonic())
+            await loop.run_in_executor(None, process.join, remaining)
+            if process.is_alive():
+                process.kill()
+                await loop.run_in_executor(None, process.join, 5)
+        self.close_sockets()
+        call, self.call = self.call, None
+        if call is not None and not call.done():
+            call.set_exception(error)
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(ModelLoadError("the server is stopping"))
+            self.ready.exception()  # retrieved: nobody else awaits it
+        self.state = "stopped"
+
+    def kill(self) -> None:
+        """Kill the process; its death is handled like any crash."""
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+
+    def close_sockets(self) -> None:
+        for reader in (self.channel, self.control):
+            if reader is not None:
+                reader.close()
+        self.channel = self.control = None
+
+    async def validate_train(
+        self, call_id: int, raw: RawArguments, *, spec: ModelSpec, timeout: float
+    ) -> dict[str, Any]:
+        """Validate training arguments on the second socket (0: no timeout)."""
+        answer: asyncio.Future[dict[str, Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._validations[call_id] = answer
+        try:
+            if self.control is None or not self.control.send(
+                ("validate_train", call_id, raw)
+            ):
+                raise WorkerCrashed(
+                    f"the worker process of model {spec.name!r} is gone; "
+                    "it is being restarted"
+                )
+            if not timeout:
+                return await answer
+            try:
+                return await asyncio.wait_for(answer, timeout)
+            except asyncio.TimeoutError:
+                raise CallTimeout(
+                    f"model {spec.name!r} did not validate the training "
+                    f"arguments within {timeout:g} s (--predict-timeout)"
+                ) from None
+        finally:
+            self._validations.pop(call_id, None)
+
+    def _on_control(self, message: tuple[Any, ...]) -> None:
+        answer = self._validations.pop(message[1], None)
+        if answer is None or answer.done():
+            return  # its caller went away
+        if message[0] == "error":
+            answer.set_exception(error_from_wire(message[2]))
+        else:
+            answer.set_result(message[2])
+
+    def _control_closed(self, spec: ModelSpec) -> None:
+        pending = list(self._validations.values())
+        self._validations.clear()
+        for answer in pending:
+            if not answer.done():
+                answer.set_exception(
+                    WorkerCrashed(
+                        f"the worker process of model {spec.name!r} died while "
+                        "validating training arguments; it is being restarted"
+                    )
+                )
