@@ -92,6 +92,12 @@ async def test_a_bad_token_is_401_and_a_token_without_the_kind_is_403(
 
 
 async def test_the_open_kinds_are_an_option(serve: Any) -> None:
+    client = await serve(static())
+    assert (await client.get("/metrics")).status == 401  # closed by default
+    assert (await client.get("/metrics", headers=bearer(EVERYTHING))).ok
+    client = await serve(static(open_kinds=frozenset({"metrics"})))
+    assert (await client.get("/metrics")).ok
+    assert (await client.get("/ready")).status == 401
     client = await serve(static(open_kinds=frozenset({"read"})))
     assert (await client.get("/v2/models/")).ok
     assert (await client.get("/health")).status == 401
