@@ -6,7 +6,9 @@ each input's files are copied (a reflink where the filesystem can, see
 the run just before the input is handed out, and removed as soon as the
 input's record is written (or when the input is handed out again); this
 process does both, so that a worker spends its time on the model alone.
-The folder goes, with anything left in it, when the run ends.
+The folder goes, with anything left in it, when the run ends; the folder
+of a run whose batch process was killed outright (SIGKILL) is removed by
+the next run on the same host.
 """
 
 from __future__ import annotations
@@ -24,6 +26,50 @@ class InputUnreadable(DeepaasError):
     """An input that cannot be handed to the model (missing file, bad line)."""
 
 
+#: Start of the name of every run's folder: the host and the batch
+#: process's pid follow, so that a later run can tell a stale folder.
+FOLDER_PREFIX = "deepaas-predict-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_folders(base: str) -> list[str]:
+    """Remove the copy folders in ``base`` of runs on this host that are gone.
+
+    A batch process killed with SIGKILL cannot remove its folder; the
+    folder's name holds the host and the pid, so the next run on the host
+    removes it once no process has that pid.  Returns the folders removed.
+    """
+    prefix = f"{FOLDER_PREFIX}{os.uname().nodename}-"
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        try:
+            mine = entry.is_dir(follow_symlinks=False) and (
+                entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            )
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
 class InputCopies:
     """The temporary folder of one run and the copies in it, by input."""
 
@@ -34,7 +80,11 @@ class InputCopies:
         self._by_input: dict[str, list[str]] = {}
 
     def __enter__(self) -> InputCopies:
-        self.directory = tempfile.mkdtemp(prefix="deepaas-predict-")
+        base = tempfile.gettempdir()
+        remove_stale_folders(base)
+        self.directory = tempfile.mkdtemp(
+            prefix=f"{FOLDER_PREFIX}{os.uname().nodename}-{os.getpid()}-", dir=base
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,7 @@ temporary folder.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,34 @@ def test_deepaas_cli_hands_the_model_a_copy(
     assert answer["path"].endswith(".wav")  # the extension is kept
     assert snapshot(data) == before
     assert list(scratch.iterdir()) == []
+
+
+def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(
+    installed_models: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    before = make_folder(data)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid no process has now
+    host = os.uname().nodename
+    stale = scratch / f"deepaas-predict-{host}-{gone.pid}-abc123"
+    alive = scratch / f"deepaas-predict-{host}-{os.getpid()}-def456"
+    elsewhere = scratch / f"deepaas-predict-otherhost-{gone.pid}-ghi789"
+    for folder in (stale, alive, elsewhere):
+        folder.mkdir()
+        (folder / "1-clip_0.wav").write_bytes(b"left behind")
+    proc = subprocess.run(
+        [PREDICT, data, "-o", tmp_path / "out", "--model-name", "batch-harmful",
+         "--workers", "1"],
+        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in scratch.iterdir()) == sorted(
+        [alive.name, elsewhere.name]
+    )
+    assert snapshot(data) == before

@@ -523,7 +523,9 @@ def test_resume_after_sigkill_mid_run_redoes_only_what_is_missing(
         "--workers",
         workers,
     ]
-    env = subprocess_env(installed_models)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = subprocess_env(installed_models, TMPDIR=str(scratch))
     proc = _start(args, env)
     _wait_for_records(out / "results.jsonl", 5)
     proc.kill()
@@ -544,6 +546,8 @@ def test_resume_after_sigkill_mid_run_redoes_only_what_is_missing(
     inputs = [r["input"] for r in whole]
     assert len(inputs) == 30 == len(set(inputs))
     assert f"{len(first)} done earlier" in err
+    # the copies the killed run left are removed by the next run
+    assert list(scratch.iterdir()) == []
     # the partial line was ended, so the records after it are whole
     assert [line for line in lines if not line.endswith(b"}")] == [
         b'{"input": "' + str(tmp_path).encode()
