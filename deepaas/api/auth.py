@@ -246,7 +246,7 @@ class AuthPolicy:
         if self.tokens is not None:
             kinds = self.tokens.kinds_of(token)
             if kinds is not None:
-                return None if kind in kinds else _forbidden(kind, "this token")
+                return None if kind in kinds else _forbidden(kind)
         if self.oidc is None:
             return _unauthorized("the bearer token is not valid", "invalid_token")
         try:
@@ -263,12 +263,23 @@ class AuthPolicy:
         if not rules or any(rule.holds(claims) for rule in rules):
             return None
         needed = " or ".join(str(rule) for rule in rules)
-        return _forbidden(kind, "this token", needed)
+        return _forbidden(kind, needed)
 
 
-def _forbidden(kind: str, who: str, needed: str = "") -> web.Response:
-    message = f"{who} is not allowed to {kind}"
-    headers = {"WWW-Authenticate": 'Bearer realm="deepaas", error="insufficient_scope"'}
+_KIND_TEXTS = {
+    "predict": "predictions",
+    "train": "trainings and the debug log",
+    "read": "the model listings and metadata",
+    "docs": "the API descriptions",
+    "health": "/health",
+    "ready": "/ready",
+    "metrics": "/metrics",
+}
+
+
+def _forbidden(kind: str, needed: str = "") -> web.Response:
+    message = f"this token does not give access to {_KIND_TEXTS.get(kind, kind)}"
     if needed:
-        message += f": it needs {needed}"
+        message += f": that needs a token with {needed}"
+    headers = {"WWW-Authenticate": 'Bearer realm="deepaas", error="insufficient_scope"'}
     return web.json_response({"message": message}, status=403, headers=headers)
