@@ -286,11 +286,6 @@ def harden_server(runner: web.AppRunner, limits: ServerLimits) -> None:
     server._limits = limits
 
 
-def answer_protocol_errors_in_json(runner: web.AppRunner) -> None:
-    """Make a set-up runner answer malformed HTTP with JSON error bodies."""
-    harden_server(runner, ServerLimits())
-
-
 def runner_options(limits: ServerLimits) -> dict[str, Any]:
     """Keyword arguments of :class:`aiohttp.web.AppRunner` for these limits."""
     return {"keepalive_timeout": limits.keepalive_timeout}
