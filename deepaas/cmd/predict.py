@@ -232,10 +232,10 @@ def build_merge_parser() -> argparse.ArgumentParser:
     """The options of ``deepaas-predict merge``."""
     parser = _Parser(
         prog=f"{PROG} merge",
-        description="Combine the results files of OUTPUT_DIR into "
-        "OUTPUT_DIR/merged.jsonl (one record per input, in input order) and list "
-        "the inputs without a record in OUTPUT_DIR/missing.txt. The inputs are "
-        "those of the run (recorded in OUTPUT_DIR/run.json) unless given here.",
+        description="Combine the records of the run recorded in OUTPUT_DIR/run.json "
+        "into OUTPUT_DIR/merged.jsonl (one record per input, in input order) and, "
+        "when some inputs have no record, list them in OUTPUT_DIR/missing.txt. The "
+        "inputs are those of the run unless given here.",
     )
     _add_input_options(parser)
     return parser
