@@ -16,7 +16,10 @@ checkout (its default options unless the case says otherwise):
 * ``abandoned``: 10 calls of 3 s abandoned after 0.5 s, then a fresh call:
   how long it waited, and how many abandoned calls the model ran;
 * ``flood``: 100 ``POST .../train/`` as fast as one client sends them: how
-  many were accepted, how many refused (503/429 with ``Retry-After``).
+  many were accepted, how many refused (503/429 with ``Retry-After``);
+* ``crashing_uploads``, ``train_behind_predictions``, ``dead_calls``,
+  ``hung_model``: abandoned calls and hung models, see
+  ``benchmarks/_adversarial_engine.py``.
 
 Every loop is bounded in count and in time; nothing leaves loopback.
 
@@ -45,6 +48,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _adversarial_engine import engine_cases  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = b"Host: 127.0.0.1\r\n"
 
@@ -65,6 +71,8 @@ class Model:
     def predict(self, value, seconds, ran, data=None):
         if ran:
             (Path(ran) / uuid.uuid4().hex).write_text(value)
+        if value == "exit":
+            os._exit(3)
         time.sleep(seconds)
         return {"value": value[:20]}
 
@@ -542,6 +550,7 @@ CASES = {
     "abandoned": case_abandoned,
     "flood": case_flood,
 }
+CASES.update(engine_cases(serving))  # crashes, train validation, load, hangs
 
 
 def main(argv: list[str] | None = None) -> int:
