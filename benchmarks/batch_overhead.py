@@ -231,32 +231,24 @@ def same_process(work: Path, paths: list[Path], rounds: int) -> dict[str, float]
 def copy_cost(paths: list[Path], rounds: int) -> tuple[float, float, bool]:
     """Wall and CPU seconds per input of the copy deepaas-predict makes (and
     removes) for the model, and whether reflinks work here."""
-    from deepaas.model.files import copy_for_model
+    from deepaas.model.files import can_reflink, copy_for_model
 
     scratch = tempfile.mkdtemp(prefix="deepaas-bench-")
     wall = cpu = 1e9
     try:
         for number in range(rounds):
             start, began = time.perf_counter(), time.process_time()
+            reflink = can_reflink(str(paths[0]), scratch)
             for index, path in enumerate(paths):
-                os.unlink(copy_for_model(str(path), scratch, f"{number}-{index}"))
+                copied = copy_for_model(
+                    str(path), scratch, f"{number}-{index}", reflink=reflink
+                )
+                os.unlink(copied)
             wall = min(wall, (time.perf_counter() - start) / len(paths))
             cpu = min(cpu, (time.process_time() - began) / len(paths))
-        return wall, cpu, reflinks_work(paths[0], scratch)
+        return wall, cpu, can_reflink(str(paths[0]), scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def reflinks_work(source: Path, directory: str) -> bool:
-    """Whether a file in ``directory`` can share ``source``'s blocks."""
-    import fcntl
-
-    with open(source, "rb") as src, open(Path(directory) / "probe", "wb") as dst:
-        try:
-            fcntl.ioctl(dst.fileno(), 0x40049409, src.fileno())  # FICLONE
-        except OSError:
-            return False
-    return True
 
 
 def children_cpu() -> float:

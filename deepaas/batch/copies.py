@@ -19,7 +19,7 @@ import shutil
 import tempfile
 
 from deepaas.exceptions import DeepaasError
-from deepaas.model.files import copy_for_model
+from deepaas.model.files import can_reflink, copy_for_model
 
 
 class InputUnreadable(DeepaasError):
@@ -78,6 +78,8 @@ class InputCopies:
         self._made = 0
         #: Input key -> its copies.
         self._by_input: dict[str, list[str]] = {}
+        #: Input folder -> whether its files can be reflinked here.
+        self._reflinks: dict[str, bool] = {}
 
     def __enter__(self) -> InputCopies:
         base = tempfile.gettempdir()
@@ -97,8 +99,14 @@ class InputCopies:
     def copy(self, key: str, path: str) -> str:
         """A new copy of ``path`` for input ``key``; returns its path."""
         self._made += 1
+        folder = os.path.dirname(path)
+        reflink = self._reflinks.get(folder)
         try:
-            copied = copy_for_model(path, self.directory, str(self._made))
+            if reflink is None:
+                reflink = self._reflinks[folder] = can_reflink(path, self.directory)
+            copied = copy_for_model(
+                path, self.directory, str(self._made), reflink=reflink
+            )
         except OSError as exc:
             if exc.filename == path:
                 raise InputUnreadable(

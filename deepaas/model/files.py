@@ -84,7 +84,9 @@ _COPY_NAME_MAX = 200
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK}
 
 
-def copy_for_model(source: str, directory: str, prefix: str) -> str:
+def copy_for_model(
+    source: str, directory: str, prefix: str, *, reflink: bool = True
+) -> str:
     """Copy the user's file ``source`` into ``directory`` for one model call.
 
     The command-line tools hand a model a copy, never the user's file: the
@@ -98,7 +100,8 @@ def copy_for_model(source: str, directory: str, prefix: str) -> str:
 
     Returns the copy's path, ``directory/<prefix>-<name of source>``: the
     extension is kept for models that look at it; the caller chooses a
-    ``prefix`` unique within ``directory`` and removes the copy.
+    ``prefix`` unique within ``directory`` and removes the copy.  With
+    ``reflink=False`` (see :func:`can_reflink`) no reflink is tried.
     """
     name = f"{prefix}-{os.path.basename(source)}"
     if len(os.fsencode(name)) > _COPY_NAME_MAX:
@@ -111,7 +114,7 @@ def copy_for_model(source: str, directory: str, prefix: str) -> str:
             target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
         )
         try:
-            _copy_data(src, dst)
+            _copy_data(src, dst, reflink)
         except BaseException:
             os.unlink(target)
             raise
@@ -122,12 +125,31 @@ def copy_for_model(source: str, directory: str, prefix: str) -> str:
     return target
 
 
-def _copy_data(src: int, dst: int) -> None:
+def can_reflink(source: str, directory: str) -> bool:
+    """Whether a copy of ``source`` in ``directory`` can be a reflink.
+
+    Tries once (a probe file, removed), so that a tool copying many files
+    from one folder does not try, and fail, for each of them.
+    """
+    fd, probe = tempfile.mkstemp(prefix=".reflink-probe-", dir=directory)
     try:
-        fcntl.ioctl(dst, _FICLONE, src)
-        return
+        with open(source, "rb") as src:
+            fcntl.ioctl(fd, _FICLONE, src.fileno())
     except OSError:
-        pass  # no reflinks here (ext4, tmpfs, two filesystems): copy the bytes
+        return False
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return True
+
+
+def _copy_data(src: int, dst: int, reflink: bool = True) -> None:
+    if reflink:
+        try:
+            fcntl.ioctl(dst, _FICLONE, src)
+            return
+        except OSError:
+            pass  # no reflinks here (ext4, tmpfs, two filesystems): copy bytes
     offset = 0
     try:
         while sent := os.sendfile(dst, src, offset, 1 << 30):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from deepaas.model.files import can_reflink, copy_for_model
 from tests.conftest import subprocess_env
 
 BIN = Path(sys.executable).parent
@@ -218,3 +219,22 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(
         [alive.name, elsewhere.name]
     )
     assert snapshot(data) == before
+
+
+@pytest.mark.parametrize("reflink", [True, False])
+def test_a_copy_has_the_same_bytes_its_extension_and_a_name_that_fits(
+    tmp_path: Path, reflink: bool
+) -> None:
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    source = tmp_path / ("long" * 60 + ".flac")  # 245 characters
+    source.write_bytes(bytes(range(256)) * 300)
+    copied = copy_for_model(str(source), str(folder), "7", reflink=reflink)
+    assert Path(copied).read_bytes() == source.read_bytes()
+    assert Path(copied).name == "7.flac"  # too long with the name: shortened
+    short = copy_for_model(str(folder / ".." / source.name), str(folder), "8")
+    assert Path(short).parent == folder
+    with pytest.raises(FileExistsError):  # never overwrites a file
+        copy_for_model(str(source), str(folder), "7")
+    can_reflink(str(source), str(folder))  # a probe, removed afterwards
+    assert sorted(p.name for p in folder.iterdir()) == ["7.flac", "8.flac"]
