@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from deepaas.api.keys import SETTINGS
 from deepaas.api.metrics import METRICS, RequestMetrics
-from deepaas.api.request_id import REQUEST_ID_KEY
+from deepaas.api.request_id import REQUEST_ID_HEADER
 
 ACCESS_LOGGER = "aiohttp.access"
 _LINE = '%s "%s %s HTTP/%d.%d" %d %d "%s" "%s" %.6f %s'
@@ -48,11 +48,11 @@ class RequestObserver(AbstractAccessLogger):
         try:
             if self.metrics is not None:
                 self.metrics.observe(request, response, time)
-            if self.lines and self.logger.isEnabledFor(logging.INFO):
+            logger = self.logger
+            if self.lines and logger.isEnabledFor(logging.INFO):
                 headers = request.headers
                 version = request.version
-                self.logger.info(
-                    _LINE,
+                args = (
                     request.remote or "-",
                     request.method,
                     request.raw_path,
@@ -63,7 +63,21 @@ class RequestObserver(AbstractAccessLogger):
                     headers.get("Referer", "-"),
                     headers.get("User-Agent", "-"),
                     time,
-                    request.get(REQUEST_ID_KEY, "-"),
+                    response.headers.get(REQUEST_ID_HEADER, "-"),
+                )
+                # logger.info() less its search of the caller's frame (the
+                # caller is always this method): a fifth of the line's cost.
+                logger.handle(
+                    logger.makeRecord(
+                        logger.name,
+                        logging.INFO,
+                        __file__,
+                        0,
+                        _LINE,
+                        args,
+                        None,
+                        "log",
+                    )
                 )
         except Exception:  # never let bookkeeping break serving
             self.logger.exception("cannot log or count a request")

@@ -75,5 +75,5 @@ def add_fallback(app: web.Application) -> None:
     """Answer 404 or 405 in JSON for whatever no other route takes; add it last."""
     guard = app.get(GUARD)
     last = preflight_first(fallback) if guard and guard.origins.cors else fallback
-    handler = with_request_id(answer_errors_in_json(last))
+    handler = with_request_id(answer_errors_in_json(last), keep_answered=True)
     app.router.add_route("*", "/{path:.*}", handler)

@@ -151,3 +151,18 @@ async def test_with_neither_log_nor_metrics_aiohttps_hook_stays_off(installed_mo
     app = create_app(executors, settings=ApiSettings(access_log=False, metrics=False))
     assert observer_options(app) == {"access_log": None}
     assert METRICS not in app
+
+
+async def test_a_path_with_merged_slashes_keeps_one_request_id(
+    installed_models, access_log
+):
+    async with serve("failing") as url, aiohttp.ClientSession() as session:
+        async with session.post(f"{url}//v2/models//failing/predict/") as resp:
+            assert resp.status == 500
+            rid = resp.headers["X-Request-ID"]
+    errors = [
+        r.getMessage() for r in access_log.records if r.name == "deepaas.api.errors"
+    ]
+    assert any(f"(request {rid})" in e for e in errors), (rid, errors)
+    [line] = access_lines(access_log)
+    assert (line["path"], line["id"]) == ("//v2/models//failing/predict/", rid)
