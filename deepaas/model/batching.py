@@ -137,18 +137,39 @@ class Batcher:
         if not batching:
             return None
         return cls(
-            description.name, run_batch,
+            description.name,
+            run_batch,
             max_batch_size=batching["max_batch_size"],
             batch_timeout=batching["batch_timeout"],
-            concurrency=concurrency, max_queue=max_queue, sizes=sizes,
+            concurrency=concurrency,
+            max_queue=max_queue,
+            sizes=sizes,
         )
 
     @property
     def queued(self) -> int:
+        """Requests waiting for a batch, not counting abandoned ones."""
+        self._drop_abandoned()
         return self._queue.qsize()
+
+    def _drop_abandoned(self) -> None:
+        """Take out of the queue the requests whose callers went away.
+
+        A cancelled caller cannot pull its item out of an asyncio.Queue, so
+        the queue is rebuilt here; only when it is read or full, never per
+        call.  No dispatcher awaits a non-empty queue, so none is woken.
+        """
+        items = []
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        for item in items:
+            if not item[2].done():
+                self._queue.put_nowait(item)
 
     async def submit(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         """Queue one request and wait for its own answer."""
+        if self._queue.qsize() >= self._max_queue:
+            self._drop_abandoned()
         if self._queue.qsize() >= self._max_queue:
             raise QueueFull(
                 f"model {self._name!r}: {self._queue.qsize()} requests are waiting "
