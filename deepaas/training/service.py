@@ -43,6 +43,14 @@ from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import _processes
 from deepaas.training._child import ChildJob, start_process
+from deepaas.training._housekeeping import (
+    INTERRUPTED_BY_RESTART as INTERRUPTED_BY_RESTART,  # where callers find it
+)
+from deepaas.training._housekeeping import (
+    SERVERS_DIR,
+    apply_retention,
+    interrupt_orphans,
+)
 from deepaas.training._jobdir import (
     LOG_NAME,
     OUTCOME_NAME,
@@ -56,7 +64,6 @@ from deepaas.training._logwriter import (
     DRAIN_SECONDS,
     LogPump,
     LogWriter,
-    append_line,
     check_max_bytes,
 )
 from deepaas.training.errors import (
@@ -85,12 +92,7 @@ from deepaas.training.store import (
 LOG = logging.getLogger(__name__)
 
 JOBS_DIR = "trainings"
-SERVERS_DIR = "servers"
 
-INTERRUPTED_BY_RESTART = (
-    "interrupted by a server restart: the server that ran this training "
-    "stopped before it finished"
-)
 INTERRUPTED_BY_SHUTDOWN = (
     "interrupted: the server shut down before this training finished"
 )
@@ -246,9 +248,17 @@ class TrainingService:
         job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
         self._submitting += 1  # counted while its uploads move
         try:
-            job_raw = await asyncio.to_thread(
-                move_uploads, raw, job_dir / UPLOADS_DIR
+            moving = asyncio.ensure_future(
+                asyncio.to_thread(move_uploads, raw, job_dir / UPLOADS_DIR)
             )
+            try:
+                job_raw = await asyncio.shield(moving)
+            except asyncio.CancelledError:
+                # Its client went away: let the move end before the removal.
+                await asyncio.wait([moving])
+                if not moving.cancelled():
+                    moving.exception()  # retrieved: the request is gone anyway
+                raise
             self.store.insert(Training(
                 uuid=training_id,
                 model=spec.name,
@@ -334,33 +344,9 @@ class TrainingService:
 
     def reconcile(self) -> builtins.list[str]:
         """Mark as interrupted the unfinished trainings whose server is gone."""
-        servers = self.state_dir / SERVERS_DIR
-        alive: dict[str, bool] = {}
-        interrupted = []
-        for training in self.store.unfinished():
-            owner = training.owner
-            if slurm_job_id(training) is not None:
-                continue  # SLURM runs it, whether or not its server lives
-            if owner == self.server_id:
-                continue
-            if owner not in alive:
-                alive[owner] = _processes.server_alive(servers, owner)
-            if alive[owner]:
-                continue
-            job_dir = self.state_dir / training.job_dir
-            log_file = job_dir / LOG_NAME
-            # The log's last write is the best estimate of when it stopped.
-            try:
-                ended = log_file.stat().st_mtime
-            except OSError:
-                ended = time.time()
-            ended = max(ended, training.started_at or training.submitted_at)
-            if self.store.update(training.uuid, only_if=UNFINISHED, status=ERROR,
-                                 message=INTERRUPTED_BY_RESTART, finished_at=ended):
-                append_line(log_file, self.max_log_bytes, INTERRUPTED_BY_RESTART)
-                shutil.rmtree(job_dir / UPLOADS_DIR, ignore_errors=True)
-                interrupted.append(training.uuid)
-        return interrupted
+        return interrupt_orphans(
+            self.store, self.state_dir, self.server_id, self.max_log_bytes
+        )
 
     # -- running ------------------------------------------------------------
 
@@ -523,13 +509,5 @@ class TrainingService:
             self._schedule()
 
     def _prune(self) -> None:
-        try:
-            removed = self.store.prune(keep=self.keep, keep_days=self.keep_days)
-        except sqlite3.Error:
-            LOG.exception("trainings: applying the retention failed")
-            return
-        for training in removed:
-            shutil.rmtree(self.state_dir / training.job_dir, ignore_errors=True)
-        if removed:
-            LOG.info("trainings: %d finished training(s) forgotten (retention)",
-                     len(removed))
+        apply_retention(self.store, self.state_dir, keep=self.keep,
+                        keep_days=self.keep_days)
