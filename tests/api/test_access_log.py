@@ -19,6 +19,7 @@ from aiohttp import web
 from deepaas.api import ApiSettings, create_app
 from deepaas.api.access_log import ACCESS_LOGGER, observer_options
 from deepaas.api.metrics import METRICS
+from deepaas.api.routing import add_route
 from deepaas.model.executors import build_executors
 from tests.conftest import spec
 
@@ -30,10 +31,16 @@ LINE = re.compile(
 )
 
 
+async def broken_handler(request: web.Request) -> web.Response:
+    raise OSError(f"cannot write /srv/secret/{request.path}")
+
+
 @contextlib.asynccontextmanager
 async def serve(*models: str, **settings: Any) -> AsyncIterator[str]:
     executors = build_executors([spec(m) for m in models], workers=0)
     app = create_app(executors, settings=ApiSettings(**settings))
+    # A framework fault: the kind of error that answers a generic 500.
+    add_route(app, "GET", "/test-broken", broken_handler)
     runner = web.AppRunner(app, **observer_options(app))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -166,3 +173,21 @@ async def test_a_path_with_merged_slashes_keeps_one_request_id(
     assert any(f"(request {rid})" in e for e in errors), (rid, errors)
     [line] = access_lines(access_log)
     assert (line["path"], line["id"]) == ("//v2/models//failing/predict/", rid)
+
+
+async def test_an_unexpected_errors_reference_is_the_request_id(
+    installed_models, access_log
+):
+    async with serve("echo") as url, aiohttp.ClientSession() as session:
+        async with session.get(
+            f"{url}/test-broken", headers={"X-Request-ID": "lb-1234"}
+        ) as resp:
+            assert resp.status == 500
+            body = await resp.json()
+            assert resp.headers["X-Request-ID"] == "lb-1234"
+    assert body["reference"] == "lb-1234"
+    assert "/srv/secret" not in body["message"]
+    errors = [
+        r.getMessage() for r in access_log.records if r.name == "deepaas.api.errors"
+    ]
+    assert any("(reference lb-1234)" in e for e in errors), errors
