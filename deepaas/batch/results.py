@@ -74,7 +74,9 @@ def output_name(item: InputItem, content_type: str) -> str:
     the name shows which input it answers, the digest keeps inputs with the
     same name in different folders apart.
     """
-    digest = hashlib.sha1(item.key.encode("utf-8", "surrogateescape")).hexdigest()
+    digest = hashlib.sha1(
+        item.key.encode("utf-8", "surrogateescape"), usedforsecurity=False
+    ).hexdigest()
     return f"{item.label}-{digest[:8]}{extension_for(content_type)}"
 
 

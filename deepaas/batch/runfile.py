@@ -73,7 +73,7 @@ class RunIdentity:
     def run_id(self, token: str = "") -> str:
         """The id of this run: a digest of the identity (and a restart token)."""
         text = json.dumps([self.to_json(), token], sort_keys=True)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
+        return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
 
     def differences(self, recorded: RunIdentity) -> list[str]:
         """How this run differs from ``recorded``, in the user's words."""

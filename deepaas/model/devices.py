@@ -128,7 +128,7 @@ def list_gpus(*, timeout: float = 10.0) -> list[Gpu]:
     if exe is None:
         return []
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 (nvidia-smi from PATH, fixed argv)
             [exe, *NVIDIA_SMI_QUERY], capture_output=True, text=True,
             timeout=timeout, check=False,
         )

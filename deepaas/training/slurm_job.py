@@ -49,7 +49,8 @@ def _stop_group(pgid: int, grace: float) -> None:
 def run_job(job_dir: Path) -> int:
     """Run the training prepared in ``job_dir``; 0 when it is done."""
     with open(job_dir / JOB_FILE, "rb") as handle:
-        child: ChildJob = pickle.load(handle)
+        # Written by the server into the training's private (0700) directory.
+        child: ChildJob = pickle.load(handle)  # noqa: S301
     status: dict[str, Any] = {
         "job_id": os.environ.get("SLURM_JOB_ID", ""),
         "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename,

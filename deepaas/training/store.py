@@ -66,6 +66,8 @@ CREATE INDEX IF NOT EXISTS trainings_by_model ON trainings (model, seq);
 CREATE INDEX IF NOT EXISTS trainings_by_status ON trainings (status);
 """
 
+# SQL text is built only from these column names and from '?' placeholders
+# (marked noqa: S608 where it is joined); every value is a bound parameter.
 _COLUMNS = (
     "uuid", "model", "status", "args", "submitted_at", "started_at",
     "finished_at", "output", "message", "job_dir", "owner", "owner_host",
@@ -239,13 +241,13 @@ class TrainingStore:
         """The training ``uuid``, or None."""
         with self._connect() as conn:
             row = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM trainings WHERE uuid = ?", (uuid,)
+                f"SELECT {', '.join(_COLUMNS)} FROM trainings WHERE uuid = ?", (uuid,)  # noqa: S608
             ).fetchone()
         return None if row is None else _from_row(row)
 
     def list(self, model: str | None = None) -> list[Training]:
         """Trainings in submission order, of one model or of all."""
-        query = f"SELECT {', '.join(_COLUMNS)} FROM trainings"
+        query = f"SELECT {', '.join(_COLUMNS)} FROM trainings"  # noqa: S608
         params: tuple[Any, ...] = ()
         if model is not None:
             query += " WHERE model = ?"
@@ -267,7 +269,7 @@ class TrainingStore:
         marks = ", ".join("?" for _ in UNFINISHED)
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM trainings "
+                f"SELECT {', '.join(_COLUMNS)} FROM trainings "  # noqa: S608
                 f"WHERE status IN ({marks}) ORDER BY seq",
                 UNFINISHED,
             ).fetchall()
@@ -280,7 +282,7 @@ class TrainingStore:
         marks = ", ".join("?" for _ in _COLUMNS)
         with self._transaction() as conn:
             conn.execute(
-                f"INSERT INTO trainings ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                f"INSERT INTO trainings ({', '.join(_COLUMNS)}) VALUES ({marks})",  # noqa: S608
                 training._row(),
             )
 
@@ -298,7 +300,7 @@ class TrainingStore:
         if "output" in changes and changes["output"] is not None:
             changes["output"] = json.dumps(changes["output"])
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        query = f"UPDATE trainings SET {assignments} WHERE uuid = ?"
+        query = f"UPDATE trainings SET {assignments} WHERE uuid = ?"  # noqa: S608
         params: builtins.list[Any] = [*changes.values(), uuid]
         statuses = tuple(only_if)
         if statuses:
@@ -313,7 +315,7 @@ class TrainingStore:
         marks = ", ".join("?" for _ in statuses)
         with self._transaction() as conn:
             cursor = conn.execute(
-                f"DELETE FROM trainings WHERE uuid = ? AND status IN ({marks})",
+                f"DELETE FROM trainings WHERE uuid = ? AND status IN ({marks})",  # noqa: S608
                 (uuid, *statuses),
             )
             return cursor.rowcount == 1
@@ -335,7 +337,7 @@ class TrainingStore:
             columns = ", ".join(_COLUMNS)
             if keep:
                 rows = conn.execute(
-                    f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER ("
+                    f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER ("  # noqa: S608
                     "PARTITION BY model ORDER BY finished_at DESC, seq DESC) AS rank "
                     f"FROM trainings WHERE status IN ({marks})) WHERE rank > ?",
                     (*FINISHED, keep),
@@ -343,7 +345,7 @@ class TrainingStore:
                 doomed.update((row["uuid"], row) for row in rows)
             if keep_days:
                 rows = conn.execute(
-                    f"SELECT {columns} FROM trainings WHERE status IN ({marks}) "
+                    f"SELECT {columns} FROM trainings WHERE status IN ({marks}) "  # noqa: S608
                     "AND finished_at < ?",
                     (*FINISHED, now - keep_days * 86400),
                 ).fetchall()
