@@ -111,6 +111,8 @@ class Server:
     predict_path: str
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    #: Sent with every request, e.g. ``Authorization`` for a token.
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -149,7 +151,8 @@ class Server:
     def post(self, body: bytes, content_type: str) -> tuple[int, Any]:
         request = urllib.request.Request(
             self.url, data=body, method="POST",
-            headers={"Content-Type": content_type, "Accept": "application/json"},
+            headers={"Content-Type": content_type, "Accept": "application/json",
+                     **self.headers},
         )
         try:
             with urllib.request.urlopen(request, timeout=60) as resp:

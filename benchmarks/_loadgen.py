@@ -5,6 +5,7 @@ far slower than wrk and shares the two cores with the server under test, so
 its numbers understate fast servers; prefer wrk.
 
     python _loadgen.py URL BODY_FILE CONTENT_TYPE --concurrency 16 --duration 6
+    (--header 'Authorization: Bearer x' adds a header to every request)
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import aiohttp
 
 
 async def drive(url: str, body: bytes, content_type: str, concurrency: int,
-                duration: float) -> dict[str, float]:
+                duration: float, extra: dict[str, str] | None = None,
+                ) -> dict[str, float]:
     latencies: list[float] = []
     errors = status_errors = 0
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, **(extra or {})}
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -67,11 +69,16 @@ def main() -> None:
     parser.add_argument("content_type")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--header", help="one more header, 'Name: value'")
     args = parser.parse_args()
     with open(args.body_file, "rb") as handle:
         body = handle.read()
+    extra = {}
+    if args.header:
+        name, _, value = args.header.partition(":")
+        extra[name.strip()] = value.strip()
     summary = asyncio.run(drive(args.url, body, args.content_type, args.concurrency,
-                                args.duration))
+                                args.duration, extra))
     print("BENCH_JSON " + json.dumps(summary), flush=True)
 
 

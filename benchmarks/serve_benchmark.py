@@ -13,7 +13,9 @@ on loopback, side by side:
 drives each with ``wrk`` (or an aiohttp client when wrk is missing) at
 concurrency 1, 16 and 64, cells interleaved round-robin and repeated, and
 prints throughput, p50/p99 latency and server memory, with ratios to DEEPaaS
-2.6.0 and to the floor, then the targets of issue 5 as PASS/FAIL.
+2.6.0 and to the floor, then the targets of issue 5 as PASS/FAIL, and what
+the access log, the metrics and token checking cost (issue 11): variants of
+the same server with each turned off or on, measured side by side.
 
     .venv/bin/python benchmarks/serve_benchmark.py            # full run
     .venv/bin/python benchmarks/serve_benchmark.py --quick    # smoke run
@@ -56,6 +58,7 @@ BOUNDARY = "deepaasbenchboundary7MA4YWxkTrZu0gW"
 UPLOAD_SIZE = 100 * 1024
 DEEPAAS = "deepaas-2.6"
 FLOOR = "floor"
+BENCH_TOKEN = "bench-token-0123456789abcdef"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +70,9 @@ class Variant:
     entry: str
     flags: tuple[str, ...] = ()
     settings: str = ""
+    #: Served with a bearer token required (--auth-token-file), sent by the
+    #: load generator.
+    token: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +93,29 @@ def _floor(entry: str) -> Variant:
     return Variant(FLOOR, "floor", entry, settings="bare aiohttp, model on the loop")
 
 
+#: What the access log, the metrics and token checking cost: ``ours-inline``
+#: (the defaults: metrics on, access-log lines hidden by --log-level WARNING)
+#: against itself with each turned off or on.  Left out of the targets.
+COST_VARIANTS = {
+    "ours-inline-bare": "no metrics, no access log: the hook is off",
+    "ours-inline-log": "defaults, access log written (--log-level INFO)",
+    "ours-inline-token": "defaults, a bearer token checked on every request",
+}
+
+
+def _cost_variants(entry: str) -> tuple[Variant, ...]:
+    flags = ("--workers", "0")
+    return (
+        Variant("ours-inline-bare", "ours", entry,
+                (*flags, "--metrics", "false", "--access-log", "false"),
+                "inline, --metrics false --access-log false"),
+        Variant("ours-inline-log", "ours", entry, (*flags, "--log-level", "INFO"),
+                "inline, access log on (--log-level INFO)"),
+        Variant("ours-inline-token", "ours", entry, flags,
+                "inline, --auth-token-file (bearer token)", token=True),
+    )
+
+
 CASES = {
     "echo": Case(
         "echo", False,
@@ -97,6 +126,7 @@ CASES = {
                  'deepaas_execution = "async" (on the loop)'),
          Variant("ours-w1", "ours", "bench_echo", ("--workers", "1"),
                  "--workers 1 (one process: the default)"),
+         *_cost_variants("bench_echo_inline"),
          _floor("bench_echo")),
         lambda p: p == "hello, benchmark",
     ),
@@ -109,6 +139,7 @@ CASES = {
                  'deepaas_execution = "async" (on the loop)'),
          Variant("ours-w1", "ours", "bench_small_mlp", ("--workers", "1"),
                  "--workers 1 (one process)"),
+         *_cost_variants("bench_small_mlp_inline"),
          _floor("bench_small_mlp")),
         lambda p: isinstance(p, list) and len(p) == 10,
     ),
@@ -181,6 +212,10 @@ def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
         command = [*env.ours_command(), *common, "--log-level", "WARNING",
                    "--shutdown-timeout", "2", *variant.flags]
         ready = "/ready"
+        if variant.token:
+            tokens = env.work / "bench-tokens.txt"
+            tokens.write_text(BENCH_TOKEN + "\n")
+            command += ["--auth-token-file", str(tokens)]
     else:
         command = [str(env.ours_python), str(HERE / "_floor_server.py"),
                    "--port", str(port), "--model", MODELS[variant.entry]]
@@ -190,6 +225,7 @@ def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
         label=variant.label, settings=variant.settings, command=command,
         env=server_env, port=port, ready_path=ready, predict_path=predict_path,
         log=env.work / "logs" / f"{case.key}-{variant.label}.log",
+        headers={"Authorization": f"Bearer {BENCH_TOKEN}"} if variant.token else {},
     )
 
 
@@ -197,12 +233,14 @@ def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
 
 
 def loadgen_command(kind: str, url: str, body: Path, ctype: str, concurrency: int,
-                    duration: int) -> list[str]:
+                    duration: int, headers: dict[str, str] | None = None) -> list[str]:
+    extra = [f"{k}: {v}" for k, v in (headers or {}).items()][:1]
     if kind == "wrk":
         return ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--timeout", "30s",
-                "-s", str(HERE / "wrk_post.lua"), url, "--", str(body), ctype]
+                "-s", str(HERE / "wrk_post.lua"), url, "--", str(body), ctype, *extra]
     return [sys.executable, str(HERE / "_loadgen.py"), url, str(body), ctype,
-            "--concurrency", str(concurrency), "--duration", str(duration)]
+            "--concurrency", str(concurrency), "--duration", str(duration),
+            *(["--header", extra[0]] if extra else [])]
 
 
 def _own_cpu() -> float:
@@ -226,7 +264,8 @@ def run_cell(server: Server, loadgen: str, body: Path, ctype: str,
     sampler.start()
     try:
         done = subprocess.run(
-            loadgen_command(loadgen, server.url, body, ctype, concurrency, duration),
+            loadgen_command(loadgen, server.url, body, ctype, concurrency, duration,
+                            server.headers),
             capture_output=True, text=True, timeout=duration + 90,
         )
     finally:
@@ -262,7 +301,8 @@ def sanity_check(server: Server, case: Case, body: Path, ctype: str) -> Any:
 def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
              results: list[dict[str, Any]], failures: list[str]) -> None:
     variants = [v for v in case.variants
-                if not (v.kind == "deepaas" and env.deepaas_venv is None)]
+                if not (v.kind == "deepaas" and env.deepaas_venv is None)
+                and (not args.servers or v.label in args.servers)]
     body, ctype = write_body(case, env.work)
     servers = [build_server(v, case, env) for v in variants]
     print(f"\n== {case.key}: starting {', '.join(s.label for s in servers)}",
@@ -371,7 +411,8 @@ def target_checks(table: dict[tuple[str, str, int], dict]) -> list[tuple[str, st
 
     def best_ours(case: str, conc: int) -> tuple[str, float | None]:
         rows = [(row["rps"], server) for (c, server, n), row in table.items()
-                if c == case and n == conc and server.startswith("ours")]
+                if c == case and n == conc and server.startswith("ours")
+                and server not in COST_VARIANTS]
         if not rows:
             return "ours", None
         rate, server = max(rows)
@@ -410,6 +451,40 @@ def target_checks(table: dict[tuple[str, str, int], dict]) -> list[tuple[str, st
     return checks
 
 
+def cost_lines(table: dict[tuple[str, str, int], dict]) -> list[str]:
+    """What each feature costs: a variant against the same server without it."""
+    pairs = (
+        ("metrics (and the request hook)", "ours-inline", "ours-inline-bare"),
+        ("access log written", "ours-inline-log", "ours-inline"),
+        ("metrics + access log", "ours-inline-log", "ours-inline-bare"),
+        ("bearer token checked", "ours-inline-token", "ours-inline"),
+    )
+    lines = []
+    for case, conc in sorted({(k[0], k[2]) for k in table}):
+        for what, with_it, without in pairs:
+            on = table.get((case, with_it, conc))
+            off = table.get((case, without, conc))
+            if on is None or off is None:
+                continue
+            cpu_on, cpu_off = _cpu_us(on), _cpu_us(off)
+            lines.append(
+                f"- {case} c{conc}, {what}: {with_it} {on['rps']:.0f} vs {without} "
+                f"{off['rps']:.0f} req/s = {on['rps'] / off['rps']:.1%}; server CPU "
+                f"per request {cpu_on:.0f} vs {cpu_off:.0f} us = "
+                f"{cpu_on / cpu_off:.1%} (p50 {on['p50_ms']:.2f} vs "
+                f"{off['p50_ms']:.2f} ms)")
+    return lines
+
+
+def _cpu_us(row: dict[str, Any]) -> float:
+    """Server CPU time per answered request, in microseconds.
+
+    Steadier than req/s when other programs share the cores: it counts
+    the work the server did, not how much CPU it was given.
+    """
+    return row["server_cores"] / max(row["rps"], 1e-9) * 1e6
+
+
 # -- command line ------------------------------------------------------------
 
 
@@ -425,6 +500,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, help="seconds per cell (default 6)")
     parser.add_argument("--repeats", type=int, help="rounds over all cells (default 2)")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per server")
+    parser.add_argument("--servers", default="",
+                        help="comma-separated server labels to run (default: all), "
+                        "e.g. ours-inline,ours-inline-bare,floor")
     parser.add_argument("--concurrency", default="1,16,64",
                         help="comma-separated concurrencies (default 1,16,64)")
     parser.add_argument("--skip-deepaas", action="store_true",
@@ -447,6 +525,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency takes positive integers, e.g. 1,16,64")
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    args.servers = {v.strip() for v in args.servers.split(",") if v.strip()}
     unknown = [c for c in args.only if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose among {', '.join(CASES)}")
@@ -514,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     if busiest > 0.2:
         print(f"\nwarning: other processes used up to {busiest:.2f} cores during "
               "some cells (column 'other CPU'); those numbers are perturbed")
+    costs = cost_lines(table)
+    if costs:
+        print("\n## What the access log, metrics and token checking cost (issue 11)\n")
+        print("\n".join(costs))
     checks = target_checks(table)
     print("\n## Targets (issue 5)\n")
     for verdict, text in checks:
@@ -524,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.json or env.work / "results" / f"serve-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"header": header, "cells": results,
-                               "checks": checks, "failures": failures}, indent=1))
+                               "checks": checks, "costs": costs,
+                               "failures": failures}, indent=1))
     print(f"\nraw results: {out}")
     return 1 if failures else 0
 

@@ -1,13 +1,19 @@
 -- wrk script: POST one fixed body (read from a file) to the URL, and print
 -- a machine-readable summary line at the end.
---   wrk -t1 -c16 -d6s -s wrk_post.lua URL -- BODY_FILE CONTENT_TYPE
+--   wrk -t1 -c16 -d6s -s wrk_post.lua URL -- BODY_FILE CONTENT_TYPE [HEADER]
+-- HEADER, e.g. "Authorization: Bearer x", is sent with every request.
 local req
 
 function init(args)
   local f = assert(io.open(args[1], "rb"))
   local body = f:read("*a")
   f:close()
-  req = wrk.format("POST", nil, {["Content-Type"] = args[2]}, body)
+  local headers = {["Content-Type"] = args[2]}
+  if args[3] then
+    local name, value = args[3]:match("^([^:]+):%s*(.*)$")
+    headers[name] = value
+  end
+  req = wrk.format("POST", nil, headers, body)
 end
 
 function request()

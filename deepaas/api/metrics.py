@@ -209,6 +209,12 @@ class EngineCollector(Collector):
                 ("busy", "workers_busy", "Workers running a call now."),
                 ("warming", "workers_warming", "Workers starting or warming up."),
                 ("queued", "queue_depth", "Calls waiting for a worker or a batch."),
+                (
+                    "stalled",
+                    "stalled",
+                    "1 while no worker has been free to take a call for longer "
+                    "than --ready-stall-timeout (a hung model), else 0.",
+                ),
             )
         }
         restarts = CounterMetricFamily(

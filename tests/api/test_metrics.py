@@ -231,6 +231,7 @@ def test_requests_crash_restart_and_timeout_are_counted(server: Server) -> None:
     )
     assert value(samples, "deepaas_predict_timeouts_total", model="crashy") == 1
     assert value(samples, "deepaas_workers", model="crashy") == 1
+    assert value(samples, "deepaas_stalled", model="crashy") == 0
 
     # The duration histogram agrees with the counter, and the 504 took long.
     labels = {"model": "crashy", "endpoint": PREDICT, "method": "POST", "status": "504"}
