@@ -98,7 +98,10 @@ class RequestMetrics:
         self, request: web.BaseRequest, response: web.StreamResponse, seconds: float
     ) -> None:
         """Count one answered request that took ``seconds``."""
-        match_info = getattr(request, "match_info", None)
+        try:
+            match_info = request.match_info
+        except (AssertionError, AttributeError):  # refused before routing
+            match_info = None
         route = name = None
         if match_info is not None:
             route = match_info.route

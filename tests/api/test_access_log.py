@@ -6,6 +6,7 @@ under a ``web.AppRunner`` given :func:`observer_options`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -25,7 +26,7 @@ from tests.conftest import spec
 
 # client "request line" status size "referer" "user agent" seconds id
 LINE = re.compile(
-    r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+) HTTP/1\.1" (?P<status>\d{3}) '
+    r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+) HTTP/1\.[01]" (?P<status>\d{3}) '
     r'(?P<size>\d+) "(?P<referer>[^"]*)" "(?P<agent>[^"]*)" '
     r"(?P<seconds>\d+\.\d{6}) (?P<id>\S+)"
 )
@@ -191,3 +192,24 @@ async def test_an_unexpected_errors_reference_is_the_request_id(
         r.getMessage() for r in access_log.records if r.name == "deepaas.api.errors"
     ]
     assert any("(reference lb-1234)" in e for e in errors), errors
+
+
+async def test_a_request_refused_before_routing_is_logged_and_counted(
+    installed_models, access_log
+):
+    async with serve("echo") as url:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GARBAGE\x00 / HTTP/1.1\r\n\r\n")
+        assert (await reader.readline()).split()[1] == b"400"
+        writer.close()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+    [line, _] = access_lines(access_log)
+    assert line["status"] == "400"
+    assert (
+        'deepaas_requests_total{endpoint="other",method="other",model="",'
+        'status="400"} 1.0'
+    ) in text
+    assert "cannot log or count" not in access_log.text
