@@ -25,7 +25,7 @@ import bisect
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -99,7 +99,7 @@ class RequestMetrics:
     ) -> None:
         """Count one answered request that took ``seconds``."""
         try:
-            match_info = request.match_info
+            match_info = cast(web.Request, request).match_info
         except (AssertionError, AttributeError):  # refused before routing
             match_info = None
         route = name = None
