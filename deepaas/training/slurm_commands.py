@@ -176,7 +176,10 @@ def check_cluster(settings: SlurmSettings, *, timeout: float = 30.0) -> None:
     try:
         # SLURM's commands are found on PATH, as on any login node.
         ping = subprocess.run(  # noqa: S603
-            ["scontrol", "ping"],  # noqa: S607 capture_output=True, text=True, timeout=timeout
+            ["scontrol", "ping"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SlurmUnavailable(
