@@ -73,6 +73,8 @@ class Variant:
     #: Served with a bearer token required (--auth-token-file), sent by the
     #: load generator.
     token: bool = False
+    #: Served from this source tree instead of this checkout (--before-source).
+    source: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +103,8 @@ COST_VARIANTS = {
     "ours-inline-log": "defaults, access log written (--log-level INFO)",
     "ours-inline-token": "defaults, a bearer token checked on every request",
 }
+#: Label prefix of ours-inline served from a --before-source tree.
+BEFORE = "ours-inline@"
 
 
 def _cost_variants(entry: str) -> tuple[Variant, ...]:
@@ -198,7 +202,9 @@ def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
     tmp.mkdir(parents=True, exist_ok=True)
     server_env = {k: v for k, v in os.environ.items() if k != "DEEPAAS_V2_MODEL"}
     path = [str(env.site)]
-    if variant.kind == "ours" and env.ours_source is not None:
+    if variant.source:
+        path.insert(0, variant.source)
+    elif variant.kind == "ours" and env.ours_source is not None:
         path.insert(0, str(env.ours_source))
     server_env.update(PYTHONPATH=os.pathsep.join(path), TMPDIR=str(tmp),
                       OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
@@ -301,8 +307,13 @@ def sanity_check(server: Server, case: Case, body: Path, ctype: str) -> Any:
 def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
              results: list[dict[str, Any]], failures: list[str]) -> None:
     variants = [v for v in case.variants
-                if not (v.kind == "deepaas" and env.deepaas_venv is None)
-                and (not args.servers or v.label in args.servers)]
+                if not (v.kind == "deepaas" and env.deepaas_venv is None)]
+    variants += [
+        dataclasses.replace(v, label=f"{BEFORE}{before.name}",
+                            settings=f"ours-inline from {before}", source=str(before))
+        for before in args.before_source for v in variants if v.label == "ours-inline"
+    ]
+    variants = [v for v in variants if not args.servers or v.label in args.servers]
     body, ctype = write_body(case, env.work)
     servers = [build_server(v, case, env) for v in variants]
     print(f"\n== {case.key}: starting {', '.join(s.label for s in servers)}",
@@ -412,7 +423,7 @@ def target_checks(table: dict[tuple[str, str, int], dict]) -> list[tuple[str, st
     def best_ours(case: str, conc: int) -> tuple[str, float | None]:
         rows = [(row["rps"], server) for (c, server, n), row in table.items()
                 if c == case and n == conc and server.startswith("ours")
-                and server not in COST_VARIANTS]
+                and server not in COST_VARIANTS and not server.startswith(BEFORE)]
         if not rows:
             return "ours", None
         rate, server = max(rows)
@@ -459,6 +470,9 @@ def cost_lines(table: dict[tuple[str, str, int], dict]) -> list[str]:
         ("metrics + access log", "ours-inline-log", "ours-inline-bare"),
         ("bearer token checked", "ours-inline-token", "ours-inline"),
     )
+    befores = sorted({k[1] for k in table if k[1].startswith(BEFORE)})
+    pairs += tuple((f"this tree against {b}, both with their defaults",
+                    "ours-inline", b) for b in befores)
     lines = []
     for case, conc in sorted({(k[0], k[2]) for k in table}):
         for what, with_it, without in pairs:
@@ -500,6 +514,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, help="seconds per cell (default 6)")
     parser.add_argument("--repeats", type=int, help="rounds over all cells (default 2)")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per server")
+    parser.add_argument("--before-source", type=Path, action="append", default=[],
+                        help="also serve ours-inline from this source tree (the "
+                        "folder holding deepaas/, e.g. `git archive` of an older "
+                        "commit) as ours-inline@<folder name>: what the changes "
+                        "since cost, side by side; repeat for several trees")
     parser.add_argument("--servers", default="",
                         help="comma-separated server labels to run (default: all), "
                         "e.g. ours-inline,ours-inline-bare,floor")
@@ -526,6 +545,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--concurrency takes positive integers, e.g. 1,16,64")
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     args.servers = {v.strip() for v in args.servers.split(",") if v.strip()}
+    args.before_source = [b.resolve() for b in args.before_source]
+    for before in args.before_source:
+        if not (before / "deepaas" / "__init__.py").is_file():
+            parser.error(f"--before-source {before}: no deepaas/ there")
     unknown = [c for c in args.only if c not in CASES]
     if unknown:
         parser.error(f"unknown case(s) {unknown}; choose among {', '.join(CASES)}")
