@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def pid_exists(pid: int) -> bool:
@@ -21,3 +26,21 @@ def pid_running(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
     except OSError:
         return False
+
+
+def wait_for(
+    predicate: Callable[[], T], what: str, timeout: float = 30, interval: float = 0.05
+) -> T:
+    """Poll ``predicate`` until it answers something true, and answer that.
+
+    Tests wait for another process (a server, a worker, a SLURM job) this
+    way rather than sleeping a fixed time; ``what`` names the wait in the
+    failure when ``timeout`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)

@@ -15,26 +15,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.api.conftest import MakeClient
 from tests.conftest import subprocess_env
-from tests.processes import pid_running
+from tests.processes import pid_running, wait_for
 
 PREDICT = "/v2/models/compat-spawner/predict/"
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def guards_of(worker: int) -> list[int]:

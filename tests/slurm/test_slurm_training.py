@@ -24,11 +24,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
-from tests.processes import pid_running
+from tests.processes import pid_running, wait_for
 
 pytestmark = pytest.mark.slurm
 
 TRAIN = "/v2/models/trainer/train/"
+# SLURM starts and ends jobs more slowly than a local process, and each look
+# at a job is a command: wait longer and look less often.
+SLURM_WAIT = {"timeout": 60.0, "interval": 0.1}
 GPU_TRAIN = "/v2/models/slurm-gpu-trainer/train/"
 SERVER_OPTIONS = (
     "--train-backend", "slurm", "--slurm-poll-interval", "0.2",
@@ -117,17 +120,8 @@ class Server:
     def wait_status(self, training: dict[str, Any], *statuses: str,
                     path: str = TRAIN, timeout: float = 60) -> dict[str, Any]:
         return wait_for(lambda: (t := self.get(training, path))["status"] in statuses
-                        and t, f"status {statuses} of {training['uuid']}", timeout)
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+                        and t, f"status {statuses} of {training['uuid']}", timeout,
+                        interval=SLURM_WAIT["interval"])
 
 
 def slurm_state(job_id: str) -> dict[str, str]:
@@ -154,7 +148,7 @@ def blocker() -> Iterator[str]:
     ).stdout.strip()
     try:
         wait_for(lambda: slurm_state(job_id).get("JobState") == "RUNNING",
-                 "the blocking job to run")
+                 "the blocking job to run", **SLURM_WAIT)
         yield job_id
     finally:
         subprocess.run(["scancel", job_id], timeout=30)
@@ -189,7 +183,8 @@ def test_a_training_waits_in_the_queue_then_runs_then_is_done(server, blocker):
     server.wait_status(training, "running", "done")
     # The node shows once the job has started on it.
     wait_for(lambda: server.get(training)["slurm"]
-             == {"job_id": job_id, "node": os.uname().nodename}, "the node")
+             == {"job_id": job_id, "node": os.uname().nodename}, "the node",
+             **SLURM_WAIT)
     done = server.wait_status(training, "done")
     assert done["result"]["output"]["seconds"] == 1.0
     assert done["slurm"]["node"] == os.uname().nodename
@@ -228,7 +223,8 @@ def test_cancel_while_running_stops_every_process_of_the_job(server, tmp_path):
     training = server.train(f"seconds=120&child=true&record={tmp_path}")
     server.wait_status(training, "running")
     child = wait_for(lambda: (tmp_path / "child.pid").exists()
-                     and int((tmp_path / "child.pid").read_text()), "the child")
+                     and int((tmp_path / "child.pid").read_text()), "the child",
+                     **SLURM_WAIT)
     trainer = int(next(tmp_path.glob("*.start")).stem)
     assert pid_running(child) and pid_running(trainer)
 
@@ -288,7 +284,7 @@ def test_trainings_outlive_a_killed_server(server, tmp_path):
     short_job = short["slurm"]["job_id"]
     # The short one ends while no server watches.
     wait_for(lambda: slurm_state(short_job).get("JobState") == "COMPLETED",
-             "the short job to complete")
+             "the short job to complete", **SLURM_WAIT)
     assert slurm_state(long["slurm"]["job_id"])["JobState"] == "RUNNING"
 
     server.start()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import subprocess_env
-from tests.processes import pid_running
+from tests.processes import pid_running, wait_for
 
 TRAIN = "/v2/models/trainer/train/"
 
@@ -48,16 +48,6 @@ def call(method: str, url: str) -> Any:
         body = resp.read()
     return json.loads(body) if resp.headers.get_content_type() == "application/json" \
         else body.decode()
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
