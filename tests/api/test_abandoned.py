@@ -9,10 +9,6 @@ reaches the model.
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.cmd.test_run import Server as RunServer
 from tests.conftest import subprocess_env, write_distribution
 
 MODEL = "slow"
-SERVING = re.compile(r"serving .+ on (?P<url>http://127\.0\.0\.1:\d+)")
 
 
-class Server:
+class Server(RunServer):
     """``deepaas-run --workers 1`` over the ``slow`` fake model."""
 
     def __init__(self, tmp: Path, *args: str) -> None:
@@ -36,52 +32,24 @@ class Server:
         )
         self.uploads = tmp / "uploads"
         self.uploads.mkdir()
-        self.log = open(tmp / "server.log", "wb")  # noqa: SIM115 (closed in close)
         env = subprocess_env(
             site, TMPDIR=str(self.uploads), XDG_STATE_HOME=str(tmp / "state")
         )
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "deepaas.cmd.run",
-                "--listen-port",
-                "0",
-                "--model-name",
-                MODEL,
-                "--workers",
-                "1",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
+        super().__init__(
+            "--model-name",
+            MODEL,
+            "--workers",
+            "1",
+            *args,
             env=env,
-            text=True,
+            log=tmp / "server.log",
         )
-        self.url = ""
-        found = threading.Event()
-
-        def read() -> None:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                match = SERVING.search(line)
-                if match and not self.url:
-                    self.url = match["url"]
-                    found.set()
-            found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        assert found.wait(90) and self.url, (tmp / "server.log").read_text()
+        self.wait_serving(90)
         self.predict = f"{self.url}/v2/models/{MODEL}/predict/"
         self.train = f"{self.url}/v2/models/{MODEL}/train/"
 
     def upload_files(self) -> list[Path]:
         return list(self.uploads.glob("deepaas-upload-*"))
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
