@@ -48,36 +48,42 @@ def results(out: Path) -> list[dict]:
     ]
 
 
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    """The temporary folder (TMPDIR) the tools make the model's copies in."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    return folder
+
+
+def run(
+    tool: str, *args: str | Path, site: Path, scratch: Path
+) -> subprocess.CompletedProcess[str]:
+    """``tool ARGS`` over the installed fake models, its copies in ``scratch``."""
+    return subprocess.run(
+        [tool, *args],
+        env=subprocess_env(site, TMPDIR=str(scratch)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 @pytest.mark.parametrize(
     ("action", "workers"),
     [("delete", "1"), ("truncate", "1"), ("truncate", "0"), ("move", "2")],
 )
 def test_deepaas_predict_leaves_the_input_folder_as_it_was(
-    installed_models: Path, tmp_path: Path, action: str, workers: str
+    installed_models: Path, tmp_path: Path, scratch: Path, action: str, workers: str
 ) -> None:
     data = tmp_path / "data"
     before = make_folder(data)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            PREDICT,
-            data,
-            "-o",
-            out,
-            "--model-name",
-            "batch-harmful",
-            "--arg",
-            f"action={action}",
-            "--workers",
-            workers,
-        ],
-        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run(
+        PREDICT, data, "-o", out, "--model-name", "batch-harmful",
+        "--arg", f"action={action}", "--workers", workers,
+        site=installed_models, scratch=scratch,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert snapshot(data) == before
     got = {Path(r["input"]).name: r["output"]["predictions"] for r in results(out)}
@@ -91,65 +97,34 @@ def test_deepaas_predict_leaves_the_input_folder_as_it_was(
 
 
 def test_a_fixed_file_argument_is_copied_for_every_input(
-    installed_models: Path, tmp_path: Path
+    installed_models: Path, tmp_path: Path, scratch: Path
 ) -> None:
     data = tmp_path / "data"
     before = make_folder(data)
     left = tmp_path / "left.txt"
     left.write_text("the user's own")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    proc = subprocess.run(
-        [
-            PREDICT,
-            data,
-            "-o",
-            tmp_path / "out",
-            "--model-name",
-            "batch-two-files",
-            "--file-arg",
-            "right",
-            "--arg",
-            f"left={left}",
-            "--workers",
-            "1",
-        ],
-        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run(
+        PREDICT, data, "-o", tmp_path / "out", "--model-name", "batch-two-files",
+        "--file-arg", "right", "--arg", f"left={left}", "--workers", "1",
+        site=installed_models, scratch=scratch,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert snapshot(data) == before and left.read_text() == "the user's own"
     assert list(scratch.iterdir()) == []
 
 
 def test_a_crashing_worker_leaves_no_copy_behind(
-    installed_models: Path, tmp_path: Path
+    installed_models: Path, tmp_path: Path, scratch: Path
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
     for i in range(8):
         (data / f"in_{i}.txt").write_text("crash" if i in (2, 5) else "x" * i)
     before = snapshot(data)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    proc = subprocess.run(
-        [
-            PREDICT,
-            data,
-            "-o",
-            tmp_path / "out",
-            "--model-name",
-            "batch-reader",
-            "--workers",
-            "1",
-        ],
-        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run(
+        PREDICT, data, "-o", tmp_path / "out", "--model-name", "batch-reader",
+        "--workers", "1", site=installed_models, scratch=scratch,
+    )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     crashed = [r for r in results(tmp_path / "out") if r["status"] == "error"]
     assert sorted(Path(r["input"]).name for r in crashed) == ["in_2.txt", "in_5.txt"]
@@ -159,28 +134,14 @@ def test_a_crashing_worker_leaves_no_copy_behind(
 
 @pytest.mark.parametrize("action", ["delete", "truncate", "overwrite"])
 def test_deepaas_cli_hands_the_model_a_copy(
-    installed_models: Path, tmp_path: Path, action: str
+    installed_models: Path, tmp_path: Path, scratch: Path, action: str
 ) -> None:
     data = tmp_path / "data"
     before = make_folder(data)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    proc = subprocess.run(
-        [
-            CLI,
-            "--model-name",
-            "batch-harmful",
-            "predict",
-            "--data",
-            data / "clip_2.wav",
-            "--action",
-            action,
-        ],
-        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run(
+        CLI, "--model-name", "batch-harmful", "predict", "--data", data / "clip_2.wav",
+        "--action", action, site=installed_models, scratch=scratch,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert answer["size"] == len(before["clip_2.wav"])
@@ -191,12 +152,10 @@ def test_deepaas_cli_hands_the_model_a_copy(
 
 
 def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(
-    installed_models: Path, tmp_path: Path
+    installed_models: Path, tmp_path: Path, scratch: Path
 ) -> None:
     data = tmp_path / "data"
     before = make_folder(data)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a pid no process has now
     host = os.uname().nodename
@@ -206,13 +165,9 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(
     for folder in (stale, alive, elsewhere):
         folder.mkdir()
         (folder / "1-clip_0.wav").write_bytes(b"left behind")
-    proc = subprocess.run(
-        [PREDICT, data, "-o", tmp_path / "out", "--model-name", "batch-harmful",
-         "--workers", "1"],
-        env=subprocess_env(installed_models, TMPDIR=str(scratch)),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run(
+        PREDICT, data, "-o", tmp_path / "out", "--model-name", "batch-harmful",
+        "--workers", "1", site=installed_models, scratch=scratch,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in scratch.iterdir()) == sorted(
