@@ -31,6 +31,15 @@ class LoggingSetupError(ValueError):
     """A logging option that cannot be honoured (a usage error)."""
 
 
+def numeric_level(level: str, *, debug: bool = False) -> int:
+    """The number of ``--log-level`` (INFO if unknown); ``--debug`` means DEBUG.
+
+    deepaas-run's own logging and the trainings it starts read the options
+    the same way, so that both log at one level.
+    """
+    return logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO)
+
+
 def setup_logging(
     *,
     level: str = "INFO",
@@ -58,7 +67,7 @@ def setup_logging(
     Raises :class:`LoggingSetupError` naming the option when a log file,
     syslog or the journal cannot be used, or a configuration file is bad.
     """
-    numeric = logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO)
+    numeric = numeric_level(level, debug=debug)
     root = logging.getLogger()
     if config_append:
         _apply_config_file(config_append)

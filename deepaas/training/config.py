@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepaas.log import numeric_level
 from deepaas.model.loading import ModelSpec
 from deepaas.training.service import TrainingService
 from deepaas.training.slurm_config import slurm_backend_from_config
@@ -47,11 +47,7 @@ def training_service_from_config(
             env = env[0] if env else None
         if env:
             training_envs[spec.name] = {str(k): str(v) for k, v in env.items()}
-    level = (
-        logging.DEBUG
-        if conf.debug
-        else getattr(logging, str(conf.log_level).upper(), logging.INFO)
-    )
+    level = numeric_level(str(conf.log_level), debug=conf.debug)
     return TrainingService(
         conf.state_dir or default_state_dir(),
         max_concurrent=conf.max_concurrent_trainings,
