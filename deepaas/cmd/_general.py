@@ -216,26 +216,24 @@ def add_general_options(
             strings = [s for s in strings if not _ambiguous(s)]
             negations = [s for s in negations if not _ambiguous(s)]
         if _is_bool(opt):
-            if strings:
-                group.add_argument(
-                    *strings,
-                    dest=opt.dest,
-                    action="store_const",
-                    const=True,
-                    default=suppress,
-                    help=help_text
-                    if help_text is suppress
-                    else f"{help_text} (--no{opt.name}: off)",
-                )
-            if negations:
-                group.add_argument(
-                    *negations,
-                    dest=opt.dest,
-                    action="store_const",
-                    const=False,
-                    default=suppress,
-                    help=suppress,
-                )
+            on_help = (
+                help_text
+                if help_text is suppress
+                else f"{help_text} (--no{opt.name}: off)"
+            )
+            for switches, const, text in (
+                (strings, True, on_help),
+                (negations, False, suppress),
+            ):
+                if switches:
+                    group.add_argument(
+                        *switches,
+                        dest=opt.dest,
+                        action="store_const",
+                        const=const,
+                        default=suppress,
+                        help=text,
+                    )
         elif strings:
             group.add_argument(
                 *strings,
