@@ -265,16 +265,12 @@ class SlurmBackend:
             job_id = await self.client.submit(script)
             append_log(log_file, f"submitted to SLURM as job {job_id}")
             self.store.insert(
-                Training(
+                Training.submitted(
                     uuid=training_id,
                     model=spec.name,
-                    status=QUEUED,
                     args=args,
-                    submitted_at=time.time(),
                     job_dir=str(job_dir.relative_to(self.state_dir)),
                     owner=OWNER_PREFIX + job_id,
-                    owner_host=os.uname().nodename,
-                    owner_pid=os.getpid(),
                 )
             )
         except BaseException:

@@ -125,6 +125,26 @@ class Training:
     message: str | None = None
     pid: int | None = None
 
+    @classmethod
+    def submitted(
+        cls, *, uuid: str, model: str, args: dict[str, Any], job_dir: str, owner: str
+    ) -> Training:
+        """A training ``owner`` (this process) has just accepted: queued, now.
+
+        Local and SLURM trainings are recorded alike; only the owner differs.
+        """
+        return cls(
+            uuid=uuid,
+            model=model,
+            status=QUEUED,
+            args=args,
+            submitted_at=time.time(),
+            job_dir=job_dir,
+            owner=owner,
+            owner_host=os.uname().nodename,
+            owner_pid=os.getpid(),
+        )
+
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
