@@ -35,6 +35,9 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", ".localhost")
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
+#: How many Host header values an OriginPolicy remembers the decision of.
+_HOSTS_REMEMBERED = 256
+
 #: Headers that a page of another origin may read from an answer.
 _EXPOSED = "Retry-After, X-Log-Offset, X-Request-Id, WWW-Authenticate"
 
@@ -80,6 +83,11 @@ class OriginPolicy:
 
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] | None = None
+    # Host header as sent -> whether it is allowed: clients send the same
+    # few values, and parsing one costs every request (bounded below).
+    _hosts_seen: dict[str, bool] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         origins = tuple(_normalize_origin(o) for o in self.allowed_origins if o)
@@ -104,6 +112,16 @@ class OriginPolicy:
         """Whether a request's ``Host`` names this server."""
         if self.allowed_hosts is None:
             return True
+        seen = self._hosts_seen
+        allowed = seen.get(host)
+        if allowed is None:
+            if len(seen) >= _HOSTS_REMEMBERED:  # many names: start over
+                seen.clear()
+            allowed = seen[host] = self._host_name_allowed(host)
+        return allowed
+
+    def _host_name_allowed(self, host: str) -> bool:
+        assert self.allowed_hosts is not None  # checked by the caller
         name = _host_name(host)
         for allowed in self.allowed_hosts:
             if name == allowed or (

@@ -31,7 +31,7 @@ import json
 import logging
 import resource
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from http import HTTPStatus
 from typing import Any
 
@@ -139,14 +139,15 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
         response.force_close()
         return response
 
-    async def finish_response(
+    def finish_response(
         self, request: Any, resp: web.StreamResponse, start_time: float | None
-    ) -> tuple[web.StreamResponse, bool]:
+    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         # Only aiohttp's own refusals reach here as HTTPException (the
-        # routes answer theirs in JSON): a target no route can match.
+        # routes answer theirs in JSON): a target no route can match.  Not
+        # a coroutine itself: the parent's is returned, one layer less.
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             resp = _json_refusal(request, resp)
-        return await super().finish_response(request, resp, start_time)
+        return super().finish_response(request, resp, start_time)  # type: ignore[no-any-return]
 
     def sweep(self, now: float, limits: ServerLimits) -> str | None:
         """Close the connection when it broke a timeout; say which one."""

@@ -4,17 +4,17 @@ Every request gets an id: the ``X-Request-ID`` a proxy sent, when it is
 sane (1 to 128 letters, digits or ``._:/+=@-``), else 16 random hex digits.
 It is answered in the ``X-Request-ID`` header, written in the access log
 line (:mod:`deepaas.api.access_log`) and in the server's error log lines,
-and it is the reference that a 500 answer gives.  :func:`with_request_id`
-wraps every route's handler (``routing.add_route``) rather than being an
-aiohttp middleware, which would cost every request two extra layers.
+and it is the reference that a 500 answer gives.  The one wrapper of each
+route's handler (``routing.add_route``) gives it, with
+:class:`RequestIds`, rather than an aiohttp middleware, which would cost
+every request two extra layers.
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
 import random
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -28,8 +28,6 @@ REQUEST_ID_KEY: Any = (
     else "deepaas_request_id"
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 _SANE_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 
@@ -41,35 +39,25 @@ def request_id(request: web.BaseRequest) -> str:
     return str(request.get(REQUEST_ID_KEY, "-"))
 
 
-def _new_request_id(request: web.BaseRequest) -> str:
-    incoming = request.headers.get(REQUEST_ID_HEADER)
-    if incoming is not None and _SANE_ID.fullmatch(incoming):
-        return incoming
-    # Unique, not secret: the Mersenne Twister (seeded from the system's
-    # entropy) is three times cheaper than os.urandom's system call.
-    return f"{random.getrandbits(64):016x}"  # noqa: S311
+class RequestIds:
+    """The request ids of one application.
 
-
-def with_request_id(handler: Handler, *, keep_answered: bool = False) -> Handler:
-    """Wrap a route handler: give the request its id and answer it in a header.
-
-    ``keep_answered``: for the last route, which answers a path with merged
-    slashes through that path's own route; the id that route gave (and
-    logged) is kept.
+    An id is a random 63-bit start counted up, in 16 hex digits: unique in
+    the process (the ids identify requests, they guard nothing), and a
+    counter and a format cost less per request than random bits.
     """
 
-    @functools.wraps(handler)
-    async def answer(request: web.Request) -> web.StreamResponse:
-        rid = request[REQUEST_ID_KEY] = _new_request_id(request)
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:  # a redirect, raised on purpose
-            exc.headers[REQUEST_ID_HEADER] = rid
-            raise
-        if not response.prepared and not (
-            keep_answered and REQUEST_ID_HEADER in response.headers
-        ):
-            response.headers[REQUEST_ID_HEADER] = rid
-        return response
+    def __init__(self) -> None:
+        # Unique, not secret: seeded from the system's entropy.
+        self._next = itertools.count(random.getrandbits(63)).__next__  # noqa: S311
 
-    return answer
+    def for_request(self, request: web.BaseRequest) -> str:
+        """The id for ``request``: a sane ``X-Request-ID`` it sent, else a new one."""
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        if incoming is not None and _SANE_ID.fullmatch(incoming):
+            return incoming
+        return f"{self._next():016x}"
+
+
+#: Each application's :class:`RequestIds` (made by its first route).
+REQUEST_IDS = web.AppKey("deepaas_request_ids", RequestIds)

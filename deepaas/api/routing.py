@@ -1,22 +1,30 @@
 """Route helpers: every path answers with and without a trailing slash.
 
-Every handler registered here answers its errors in JSON
-(:func:`~deepaas.api.errors.answer_errors_in_json`), and :func:`add_fallback`
-answers the requests that no route takes, after merging repeated slashes.
+Every handler registered here runs in one wrapper (:func:`route_handler`)
+that gives the request its id, runs the route's Host, Origin and token
+checks and answers errors in JSON; :func:`add_fallback` answers the
+requests that no route takes, after merging repeated slashes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from yarl import URL
 
-from deepaas.api.errors import answer_errors_in_json, no_such_route
-from deepaas.api.guard import GUARD, guard_route, preflight_first
+from deepaas.api.errors import error_response, no_such_route
+from deepaas.api.guard import GUARD, RouteChecks, preflight_first, route_checks
 from deepaas.api.keys import SETTINGS
-from deepaas.api.request_id import with_request_id
+from deepaas.api.request_id import (
+    REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    REQUEST_IDS,
+    RequestIds,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -28,9 +36,7 @@ def add_route(
     base = app[SETTINGS].base_path
     full = f"{base}{path}" if path != "/" or not base else base + "/"
     twin = full.rstrip("/") if full.endswith("/") else full + "/"
-    # Host, Origin and token checks, when this route has any (else none).
-    handler = answer_errors_in_json(guard_route(app, method, path, handler))
-    handler = with_request_id(handler)  # outermost: every answer carries it
+    handler = route_handler(app, handler, route_checks(app, method, path))
     paths = [full] + ([twin] if twin and twin != full else [])
     for index, route_path in enumerate(paths):
         route_name = (name or None) if index == 0 else None
@@ -38,6 +44,61 @@ def add_route(
             app.router.add_get(route_path, handler, name=route_name)
         else:
             app.router.add_route(method, route_path, handler, name=route_name)
+
+
+def route_handler(
+    app: web.Application,
+    handler: Handler,
+    checks: RouteChecks | None = None,
+    *,
+    keep_answered: bool = False,
+) -> Handler:
+    """``handler`` in the one wrapper that every route has.
+
+    The wrapper gives the request its id (answered in ``X-Request-ID``),
+    runs ``checks`` (Host, Origin, token) and answers whatever the handler
+    raises in JSON (:func:`~deepaas.api.errors.error_response`).  One
+    wrapper, chosen when the app is built, rather than one per concern or
+    an aiohttp middleware: each coroutine layer costs every request.
+    ``keep_answered``: for the last route, which answers a path with merged
+    slashes through that path's own route; the id that route gave (and
+    logged) is kept.
+    """
+    ids = app.get(REQUEST_IDS)
+    if ids is None:
+        ids = app[REQUEST_IDS] = RequestIds()
+    new_id = ids.for_request
+    auth = checks.auth if checks is not None else None
+    kind = checks.kind if checks is not None else ""
+    refusal = (
+        checks.refusal
+        if checks is not None and (checks.host is not None or checks.origin is not None)
+        else None
+    )
+
+    @functools.wraps(handler)
+    async def answer(request: web.Request) -> web.StreamResponse:
+        rid = request[REQUEST_ID_KEY] = new_id(request)
+        try:
+            refused = refusal(request) if refusal is not None else None
+            if refused is None and auth is not None:
+                refused = await auth.check(request, kind)
+            response = refused if refused is not None else await handler(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            try:
+                response = error_response(request, exc)
+            except web.HTTPException as redirect:  # raised on purpose
+                redirect.headers[REQUEST_ID_HEADER] = rid
+                raise
+        if not response.prepared and not (
+            keep_answered and REQUEST_ID_HEADER in response.headers
+        ):
+            response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    return answer
 
 
 def url(request: web.Request, path: str) -> str:
@@ -75,5 +136,5 @@ def add_fallback(app: web.Application) -> None:
     """Answer 404 or 405 in JSON for whatever no other route takes; add it last."""
     guard = app.get(GUARD)
     last = preflight_first(fallback) if guard and guard.origins.cors else fallback
-    handler = with_request_id(answer_errors_in_json(last), keep_answered=True)
+    handler = route_handler(app, last, keep_answered=True)
     app.router.add_route("*", "/{path:.*}", handler)
