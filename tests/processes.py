@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,7 +31,10 @@ def pid_running(pid: int) -> bool:
 
 
 def wait_for(
-    predicate: Callable[[], T], what: str, timeout: float = 30, interval: float = 0.05
+    predicate: Callable[[], T | None],
+    what: str,
+    timeout: float = 30,
+    interval: float = 0.05,
 ) -> T:
     """Poll ``predicate`` until it answers something true, and answer that.
 
@@ -44,3 +49,29 @@ def wait_for(
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(interval)
+
+
+async def poll(
+    check: Callable[[], Awaitable[T | None]],
+    what: str,
+    timeout: float = 30,
+    interval: float = 0.05,
+) -> T:
+    """:func:`wait_for` for a test that runs in the event loop: awaits ``check``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(interval)
+
+
+async def wait_for_file(path: Path, timeout: float = 30) -> str:
+    """What another process writes to ``path``, once the file is there."""
+
+    async def written() -> bool:
+        return path.exists()
+
+    await poll(written, f"{path} to appear", timeout)
+    return path.read_text()

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from deepaas.training import TrainingService
-from tests.processes import pid_exists, pid_running
+from tests.processes import pid_exists, pid_running, poll, wait_for_file
 
 TRAIN = "/v2/models/trainer/train/"
 
@@ -34,23 +34,14 @@ async def start(client: Any, **params: Any) -> dict[str, Any]:
 
 async def wait_until(client: Any, uuid: str, *statuses: str,
                      timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def reached() -> dict[str, Any] | None:
         resp = await client.get(f"{TRAIN}{uuid}")
-        body = await resp.json()
+        body: dict[str, Any] = await resp.json()
         assert resp.status == 200, body
-        if body["status"] in statuses:
-            return body
-        assert time.monotonic() < deadline, f"still {body['status']}: {body}"
-        await asyncio.sleep(0.05)
+        return body if body["status"] in statuses else None
 
-
-async def wait_for_file(path: Path, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        await asyncio.sleep(0.05)
-    return path.read_text()
+    return await poll(reached, f"training {uuid} to be {' or '.join(statuses)}",
+                      timeout)
 
 
 def training_pid(record: Path) -> int:
@@ -59,10 +50,10 @@ def training_pid(record: Path) -> int:
 
 
 async def wait_for_training_pid(record: Path, timeout: float = 30) -> int:
-    deadline = time.monotonic() + timeout
-    while not list(record.glob("*.start")):
-        assert time.monotonic() < deadline, "the training never started"
-        await asyncio.sleep(0.05)
+    async def started() -> bool:
+        return any(record.glob("*.start"))
+
+    await poll(started, "the training to start", timeout)
     return training_pid(record)
 
 
