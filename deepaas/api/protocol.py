@@ -144,8 +144,13 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
     ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
         # Only aiohttp's own refusals reach here as HTTPException (the
         # routes answer theirs in JSON): a target no route can match.  Not
-        # a coroutine itself: the parent's is returned, one layer less.
-        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+        # a coroutine itself: the parent's is returned, one layer less.  A
+        # plain Response (the routes' answers) skips the isinstance test.
+        if (
+            resp.__class__ is not web.Response
+            and isinstance(resp, web.HTTPException)
+            and resp.status >= 400
+        ):
             resp = _json_refusal(request, resp)
         return super().finish_response(request, resp, start_time)  # type: ignore[no-any-return]
 
