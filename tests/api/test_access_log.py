@@ -24,6 +24,8 @@ from deepaas.api.routing import add_route
 from deepaas.model.executors import build_executors
 from tests.conftest import spec
 
+ERRORS_LOGGER = "deepaas.api.errors"
+
 # client "request line" status size "referer" "user agent" seconds id
 LINE = re.compile(
     r'(?P<client>\S+) "(?P<method>\S+) (?P<path>\S+) HTTP/1\.[01]" (?P<status>\d{3}) '
@@ -60,10 +62,15 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
     return [m for m in matches if m is not None]
 
 
+def error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the error middleware logged: each line names its request id."""
+    return [r.getMessage() for r in caplog.records if r.name == ERRORS_LOGGER]
+
+
 @pytest.fixture
 def access_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
-    caplog.set_level(logging.INFO, logger="deepaas.api.errors")
+    caplog.set_level(logging.INFO, logger=ERRORS_LOGGER)
     return caplog
 
 
@@ -122,9 +129,7 @@ async def test_error_log_lines_carry_the_request_id(installed_models, access_log
         async with session.post(f"{url}/v2/models/failing/predict/") as resp:
             assert resp.status == 500
             rid = resp.headers["X-Request-ID"]
-    errors = [
-        r.getMessage() for r in access_log.records if r.name == "deepaas.api.errors"
-    ]
+    errors = error_lines(access_log)
     assert any(f"(request {rid})" in e and "the model exploded" in e for e in errors), (
         errors
     )
@@ -168,9 +173,7 @@ async def test_a_path_with_merged_slashes_keeps_one_request_id(
         async with session.post(f"{url}//v2/models//failing/predict/") as resp:
             assert resp.status == 500
             rid = resp.headers["X-Request-ID"]
-    errors = [
-        r.getMessage() for r in access_log.records if r.name == "deepaas.api.errors"
-    ]
+    errors = error_lines(access_log)
     assert any(f"(request {rid})" in e for e in errors), (rid, errors)
     [line] = access_lines(access_log)
     assert (line["path"], line["id"]) == ("//v2/models//failing/predict/", rid)
@@ -188,9 +191,7 @@ async def test_an_unexpected_errors_reference_is_the_request_id(
             assert resp.headers["X-Request-ID"] == "lb-1234"
     assert body["reference"] == "lb-1234"
     assert "/srv/secret" not in body["message"]
-    errors = [
-        r.getMessage() for r in access_log.records if r.name == "deepaas.api.errors"
-    ]
+    errors = error_lines(access_log)
     assert any("(reference lb-1234)" in e for e in errors), errors
 
 

@@ -9,11 +9,10 @@ and a training.  Then what ``/metrics`` says must match what happened.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import re
 import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,9 +28,10 @@ from deepaas.api import ApiSettings, create_app
 from deepaas.api.access_log import observer_options
 from deepaas.model.devices import DevicePlan
 from deepaas.model.executors import build_executors
+from tests.cmd.test_run import Server as RunServer
 from tests.conftest import FAKE_MODELS, spec, subprocess_env, write_distribution
+from tests.processes import wait_for
 
-SERVING = re.compile(r"serving .+ on (?P<url>http://127\.0\.0\.1:\d+)")
 TIMEOUT = 2.0
 PREDICT = "/v2/models/{name}/predict"
 
@@ -51,34 +51,12 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[name, frozenset(labels.items())]
 
 
-class Server:
+class Server(RunServer):
     """``deepaas-run`` on a free loopback port, its log in a file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._err = open(log, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            env=env,
-            text=True,
-        )
-        self.url = ""
-        served = threading.Event()
-
-        def read() -> None:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                match = SERVING.search(line)
-                if match and not self.url:
-                    self.url = match["url"]
-                    served.set()
-            served.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        assert served.wait(120), "deepaas-run did not start in time"
-        assert self.url, f"deepaas-run exited: {self.stderr()}"
+        super().__init__(*args, env=env, log=log)
+        self.wait_serving(120)
 
     def request(
         self,
@@ -109,27 +87,18 @@ class Server:
     def wait_until(
         self, check: Callable[[Samples], bool], timeout: float = 60
     ) -> Samples:
-        deadline = time.monotonic() + timeout
-        while True:
+        def met() -> Samples | None:
             samples = self.metrics()
-            if check(samples):
-                return samples
-            assert time.monotonic() < deadline, "condition not met in time"
-            time.sleep(0.05)
+            return samples if check(samples) else None
 
-    def stderr(self) -> str:
-        self._err.flush()
-        return self.log.read_text(errors="replace")
+        return wait_for(met, "the metrics to match", timeout)
 
     def close(self) -> None:
+        """Stop it as an operator does (SIGTERM); kill it if it hangs."""
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._err.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.stop()
+        super().close()
 
 
 @pytest.fixture(scope="module")

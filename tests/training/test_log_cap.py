@@ -20,7 +20,7 @@ from deepaas.model.executors import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 from tests.fake_models.trainers import printed_line
-from tests.processes import pid_running
+from tests.processes import pid_running, poll
 
 TRAIN = "/v2/models/printer/train/"
 CAP = 64 * 1024
@@ -42,14 +42,14 @@ async def post(client: Any, **params: Any) -> dict[str, Any]:
     return body
 
 
-async def poll(condition: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+async def wait_ended(client: Any, uuid: str) -> dict[str, Any]:
+    """The training's record, once it has ended."""
+
+    async def record() -> dict[str, Any] | None:
+        body: dict[str, Any] = await (await client.get(f"{TRAIN}{uuid}")).json()
+        return body if body["status"] in ("done", "error", "cancelled") else None
+
+    return await poll(record, f"training {uuid} to end", timeout=60)
 
 
 async def test_a_loud_training_keeps_the_start_and_the_end_of_its_log(
@@ -121,7 +121,7 @@ async def test_a_cancelled_training_ends_its_last_line_before_the_closing_line(
     async def unfinished_line() -> bool:
         return (await (await client.get(logs)).text()).endswith("progress 50%")
 
-    await poll(unfinished_line, "the unfinished line")
+    await poll(unfinished_line, "the unfinished line", timeout=60)
     resp = await client.delete(f"{TRAIN}{uuid}")
     assert (await resp.json())["status"] == "cancelled"
 
@@ -152,12 +152,7 @@ async def test_an_uncapped_log_keeps_everything(
     service = TrainingService(tmp_path / "state", max_log_bytes=0)
     client = await serve(aiohttp_client, service)
     uuid = (await post(client, lines=2000))["uuid"]
-
-    async def finished() -> bool:
-        body = await (await client.get(f"{TRAIN}{uuid}")).json()
-        return body["status"] == "done"
-
-    await poll(finished, "the training")
+    assert (await wait_ended(client, uuid))["status"] == "done"
     resp = await client.get(f"{TRAIN}{uuid}/logs")
     text = await resp.text()
     assert "".join(printed_line(n) for n in range(2000)) in text
@@ -187,12 +182,7 @@ async def test_a_process_that_outlives_its_training_still_logs(
     client = await serve(aiohttp_client, service)
     # It starts a process of its own session, printing for 6 s, and returns.
     uuid = (await post(client, daemon=6, record=record))["uuid"]
-
-    async def finished() -> Any:
-        body = await (await client.get(f"{TRAIN}{uuid}")).json()
-        return body["status"] in ("done", "error") and body
-
-    assert (await poll(finished, "the training"))["status"] == "done"
+    assert (await wait_ended(client, uuid))["status"] == "done"
     daemon = int((record / "daemon.pid").read_text())
     assert pid_running(daemon)  # not stopped: it left the training's group
 
@@ -202,7 +192,7 @@ async def test_a_process_that_outlives_its_training_still_logs(
 
     # Its output still reaches the log, after the closing line, and no
     # broken pipe stopped it half way.
-    text = await poll(daemon_done, "the daemon's last line")
+    text = await poll(daemon_done, "the daemon's last line", timeout=60)
     ended = text.index("training ended: done")
     assert "still writes to its output" in text[:ended]
     assert "daemon 59\n" in text[ended:]

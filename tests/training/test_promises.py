@@ -7,7 +7,6 @@ the retention rules apply when a server starts.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from deepaas.config import build_config
 from deepaas.model.executors import build_executors
 from deepaas.training import Training, TrainingService, training_service_from_config
 from tests.conftest import spec
-from tests.processes import pid_running
+from tests.processes import pid_running, poll, wait_for_file
 
 DAY = 86400
 
@@ -40,21 +39,11 @@ async def post(client: Any, model: str, **params: Any) -> dict[str, Any]:
 async def wait_status(
     client: Any, model: str, uuid: str, *statuses: str, timeout: float = 60
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def reached() -> dict[str, Any] | None:
         body = await (await client.get(f"/v2/models/{model}/train/{uuid}")).json()
-        if body["status"] in statuses:
-            return body
-        assert time.monotonic() < deadline, body
-        await asyncio.sleep(0.05)
+        return body if body["status"] in statuses else None
 
-
-async def wait_file(path: Path, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        await asyncio.sleep(0.05)
-    return path.read_text()
+    return await poll(reached, f"training {uuid} to be {statuses}", timeout)
 
 
 async def test_a_training_of_another_server_answers_409_there(
@@ -95,7 +84,7 @@ async def test_processes_left_behind_are_ended_when_train_returns(
         uuid = (
             await post(client, "trainer", child=True, stubborn=stubborn, record=record)
         )["uuid"]
-        child = int(await wait_file(record / "child.pid"))
+        child = int(await wait_for_file(record / "child.pid", timeout=60))
         done = await wait_status(client, "trainer", uuid, "done", "error")
         assert done["status"] == "done"
         # Gone (not even a zombie) once the training is recorded as done.
