@@ -26,7 +26,6 @@ import collections
 import dataclasses
 import logging
 import multiprocessing
-import os
 import shutil
 import signal
 import sqlite3
@@ -259,16 +258,12 @@ class TrainingService:
                 if not moving.cancelled():
                     moving.exception()  # retrieved: the request is gone anyway
                 raise
-            self.store.insert(Training(
+            self.store.insert(Training.submitted(
                 uuid=training_id,
                 model=spec.name,
-                status=QUEUED,
                 args=args,
-                submitted_at=time.time(),
                 job_dir=str(job_dir.relative_to(self.state_dir)),
                 owner=self.server_id,
-                owner_host=os.uname().nodename,
-                owner_pid=os.getpid(),
             ))
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
