@@ -61,29 +61,18 @@ def install(app: web.Application, guard: Guard | None) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RouteChecks:
-    """What one route checks before its handler runs (None: that check is off).
+    """What one route checks before its handler runs.
 
-    ``host`` and ``origin`` are the policy to check the Host or the Origin
-    against; ``auth`` checks the token for routes of ``kind``.
+    ``origins`` is the policy that the Host (``host``) and the Origin
+    (``origin``) are checked against, None when neither is; ``auth`` checks
+    the token for routes of ``kind``.
     """
 
     kind: str
-    host: OriginPolicy | None = None
-    origin: OriginPolicy | None = None
+    origins: OriginPolicy | None = None
+    host: bool = False
+    origin: bool = False
     auth: AuthPolicy | None = None
-
-    def refusal(self, request: web.Request) -> web.Response | None:
-        """The answer refusing ``request`` for its Host or Origin, if any.
-
-        The token is checked apart (``auth.check``, a coroutine), after this.
-        """
-        if self.host is not None:
-            refused = self.host.check_host(request)
-            if refused is not None:
-                return refused
-        if self.origin is not None:
-            return self.origin.check_origin(request)
-        return None
 
 
 def route_checks(app: web.Application, method: str, path: str) -> RouteChecks | None:
@@ -100,8 +89,9 @@ def route_checks(app: web.Application, method: str, path: str) -> RouteChecks | 
         return None
     return RouteChecks(
         kind=kind,
-        host=origins if check_host else None,
-        origin=origins if check_origin else None,
+        origins=origins if check_host or check_origin else None,
+        host=check_host,
+        origin=check_origin,
         auth=auth,
     )
 

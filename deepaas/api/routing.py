@@ -68,19 +68,17 @@ def route_handler(
     if ids is None:
         ids = app[REQUEST_IDS] = RequestIds()
     new_id = ids.for_request
-    auth = checks.auth if checks is not None else None
-    kind = checks.kind if checks is not None else ""
-    refusal = (
-        checks.refusal
-        if checks is not None and (checks.host is not None or checks.origin is not None)
-        else None
-    )
+    checks = checks or RouteChecks(kind="")
+    origins, host, origin = checks.origins, checks.host, checks.origin
+    auth, kind = checks.auth, checks.kind
 
     @functools.wraps(handler)
     async def answer(request: web.Request) -> web.StreamResponse:
         rid = request[REQUEST_ID_KEY] = new_id(request)
         try:
-            refused = refusal(request) if refusal is not None else None
+            refused = (
+                origins.refusal(request, host, origin) if origins is not None else None
+            )
             if refused is None and auth is not None:
                 refused = await auth.check(request, kind)
             response = refused if refused is not None else await handler(request)
