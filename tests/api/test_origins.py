@@ -172,6 +172,20 @@ async def test_a_host_outside_the_allow_list_is_refused(serve: Any) -> None:
         assert resp.status != 421
 
 
+async def test_host_decisions_stay_right_past_the_remembered_ones(serve: Any) -> None:
+    """Decisions are remembered per Host value, a bounded number of them."""
+    guard = Guard(origins=OriginPolicy(allowed_hosts=(".example.org",)))
+    client = await serve(guard)
+    # More distinct values than are remembered, allowed and refused in turn,
+    # then the first ones again (forgotten meanwhile).
+    hosts = [f"h{i}.example.org" if i % 2 else f"h{i}.evil.test" for i in range(300)]
+    for host in hosts + hosts[:4]:
+        resp = await client.get("/v2/models/", headers={"Host": host})
+        assert resp.status == (200 if host.endswith(".example.org") else 421), host
+        if resp.status == 421:
+            assert host in (await resp.json())["message"]
+
+
 def test_default_hosts_follow_the_listening_address() -> None:
     assert default_allowed_hosts("127.0.0.1") is not None
     assert default_allowed_hosts("::1") is not None
