@@ -40,7 +40,7 @@ from deepaas.api.auth import AuthPolicy, StaticTokens  # noqa: E402
 from deepaas.api.guard import Guard  # noqa: E402
 from deepaas.api.oidc import OidcVerifier  # noqa: E402
 from deepaas.api.origins import LOOPBACK_HOSTS, OriginPolicy  # noqa: E402
-from deepaas.model.executors import build_executors  # noqa: E402
+from deepaas.engine.executors import build_executors  # noqa: E402
 from deepaas.model.loading import ModelSpec  # noqa: E402
 
 ISSUER = "https://aai.example.org"

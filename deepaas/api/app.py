@@ -19,7 +19,7 @@ from deepaas.api.keys import (
     ApiSettings,
 )
 from deepaas.api.routing import add_fallback
-from deepaas.model.execution import Executor
+from deepaas.engine.execution import Executor
 from deepaas.training import TrainingService
 
 

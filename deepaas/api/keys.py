@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.api.capture import DebugCapture
-from deepaas.model.execution import Executor
+from deepaas.engine.execution import Executor
 from deepaas.training import TrainingService
 
 #: Largest body read into memory (JSON, url-encoded forms, multipart fields):

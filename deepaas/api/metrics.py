@@ -40,8 +40,8 @@ from prometheus_client.registry import Collector
 
 from deepaas import __version__
 from deepaas.api.routing import add_route
-from deepaas.model.devices import TRAINING_KEY
-from deepaas.model.execution import Executor
+from deepaas.engine.devices import TRAINING_KEY
+from deepaas.engine.execution import Executor
 
 LOG = logging.getLogger(__name__)
 

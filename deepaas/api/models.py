@@ -18,8 +18,8 @@ from deepaas.api.request_args import (
     remove_uploads,
 )
 from deepaas.api.routing import add_route, url
+from deepaas.engine.execution import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
-from deepaas.model.execution import Executor
 
 
 def get_executor(request: web.Request) -> Executor:

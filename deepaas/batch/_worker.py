@@ -24,8 +24,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from deepaas import exceptions
-from deepaas.model._process import freeze_startup_objects, prepare_worker_process
-from deepaas.model._wire import error_to_wire
+from deepaas.engine._process import freeze_startup_objects, prepare_worker_process
+from deepaas.engine._wire import error_to_wire
 
 
 def serve(

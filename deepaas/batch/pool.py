@@ -1,6 +1,6 @@
 """Worker processes for batch runs, fed ahead in chunks so they never wait.
 
-The API's :class:`~deepaas.model.workers.ProcessPool` hands one call to an
+The API's :class:`~deepaas.engine.workers.ProcessPool` hands one call to an
 idle worker and waits for the answer: right for requests that arrive one by
 one, but a batch knows its next inputs already.  Here each worker process
 (:func:`deepaas.batch._worker.serve`) gets chunks of inputs, up to
@@ -31,9 +31,9 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from deepaas.batch._worker import serve
+from deepaas.engine._process import describe_exit
+from deepaas.engine._wire import error_from_wire
 from deepaas.exceptions import DeepaasError, ModelLoadError, WorkerCrashed
-from deepaas.model._process import describe_exit
-from deepaas.model._wire import error_from_wire
 from deepaas.model.description import ModelDescription
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome

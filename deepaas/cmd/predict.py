@@ -327,14 +327,14 @@ def _plan_devices(
 ) -> list[dict[str, str]] | None:
     """Each worker's environment (CUDA_VISIBLE_DEVICES), as deepaas-run plans it.
 
-    :func:`deepaas.model.devices.plan_from_config` reads the model's declared
+    :func:`deepaas.engine.devices.plan_from_config` reads the model's declared
     resources (in a short-lived probe process) and the GPUs this task may use
     (``--gpus``, ``CUDA_VISIBLE_DEVICES``, SLURM's allocation).  A model asking
     for GPUs gets one worker per GPU group (times ``workers-per-gpu``); no
     GPU is held back for trainings.  ``--workers 0`` plans nothing.
     """
     from deepaas.config import build_config
-    from deepaas.model import devices
+    from deepaas.engine import devices
 
     plan = getattr(devices, "plan_from_config", None)
     if workers == 0 or plan is None:

@@ -1,4 +1,9 @@
-"""Finding, wrapping and running models; nothing here imports aiohttp."""
+"""The model contract: finding, loading and wrapping models.
+
+What a model offers and how it is called (arguments, description, uploaded
+files, the 2.x compatibility modules).  Running it is :mod:`deepaas.engine`'s
+job; nothing here imports the engine or aiohttp.
+"""
 
 from deepaas.model.files import UploadedFile
 from deepaas.model.loading import (

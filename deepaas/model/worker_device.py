@@ -22,7 +22,9 @@ import os
 import sys
 from typing import Any
 
-from deepaas.model.devices import DEVICE_ENV
+#: Environment variable telling model code which device is its own (the
+#: engine sets it in each worker it places on a GPU).
+DEVICE_ENV = "DEEPAAS_DEVICE"
 
 
 def device() -> str:
@@ -54,4 +56,4 @@ def torch_device() -> Any:
     return torch.device(device())
 
 
-__all__ = ["device", "torch_device"]
+__all__ = ["DEVICE_ENV", "device", "torch_device"]

@@ -36,8 +36,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from deepaas.engine._process import describe_exit
 from deepaas.exceptions import TrainingNotFound
-from deepaas.model._process import describe_exit
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import _processes

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepaas.model.devices import read_need
+from deepaas.engine.devices import read_need
 from deepaas.training.slurm import SlurmBackend
 from deepaas.training.slurm_commands import SlurmSettings, check_cluster
 from deepaas.training.store import DATABASE_NAME, TrainingStore

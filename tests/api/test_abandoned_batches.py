@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from deepaas.engine.batching import Batcher
 from deepaas.exceptions import QueueFull
-from deepaas.model.batching import Batcher
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
 

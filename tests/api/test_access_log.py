@@ -21,7 +21,7 @@ from deepaas.api import ApiSettings, create_app
 from deepaas.api.access_log import ACCESS_LOGGER, observer_options
 from deepaas.api.metrics import METRICS
 from deepaas.api.routing import add_route
-from deepaas.model.executors import build_executors
+from deepaas.engine.executors import build_executors
 from tests.conftest import spec
 
 ERRORS_LOGGER = "deepaas.api.errors"

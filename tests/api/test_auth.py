@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from deepaas.api import create_app
 from deepaas.api.auth import AuthPolicy, StaticTokens, parse_requirement, route_kind
 from deepaas.api.guard import Guard
-from deepaas.model.executors import build_executors
+from deepaas.engine.executors import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 

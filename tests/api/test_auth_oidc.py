@@ -22,7 +22,7 @@ from deepaas.api import create_app
 from deepaas.api.auth import AuthPolicy, parse_requirement
 from deepaas.api.guard import Guard
 from deepaas.api.oidc import OidcVerifier
-from deepaas.model.executors import build_executors
+from deepaas.engine.executors import build_executors
 from tests.conftest import spec
 
 PREDICT = "/v2/models/echo/predict/"

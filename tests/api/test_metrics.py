@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deepaas.api import ApiSettings, create_app
 from deepaas.api.access_log import observer_options
-from deepaas.model.devices import DevicePlan
-from deepaas.model.executors import build_executors
+from deepaas.engine.devices import DevicePlan
+from deepaas.engine.executors import build_executors
 from tests.cmd.test_run import Server as RunServer
 from tests.conftest import FAKE_MODELS, spec, subprocess_env, write_distribution
 from tests.processes import wait_for

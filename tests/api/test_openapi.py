@@ -8,7 +8,7 @@ from openapi_spec_validator import (
 )
 
 from deepaas.api import create_app
-from deepaas.model.executors import build_executors
+from deepaas.engine.executors import build_executors
 from deepaas.model.loading import DEMO_MODEL_NAME, available_models
 
 

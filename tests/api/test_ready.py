@@ -8,7 +8,7 @@ import time
 import aiohttp
 
 from deepaas.api import create_app
-from deepaas.model.executors import build_executors
+from deepaas.engine.executors import build_executors
 from tests.conftest import spec
 
 TIMEOUT = aiohttp.ClientTimeout(total=20)

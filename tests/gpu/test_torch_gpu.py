@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from deepaas.config import build_config
-from deepaas.model.devices import list_gpus, plan_from_config, visible_gpus
-from deepaas.model.executors import build_executors
+from deepaas.engine.devices import list_gpus, plan_from_config, visible_gpus
+from deepaas.engine.executors import build_executors
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 

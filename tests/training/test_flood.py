@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from deepaas.api import create_app
-from deepaas.model.executors import build_executors
+from deepaas.engine.executors import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from deepaas.api import create_app
+from deepaas.engine.executors import build_executors
 from deepaas.log import setup_logging
-from deepaas.model.executors import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 

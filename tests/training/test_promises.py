@@ -13,7 +13,7 @@ from typing import Any
 
 from deepaas.api import ApiSettings, create_app
 from deepaas.config import build_config
-from deepaas.model.executors import build_executors
+from deepaas.engine.executors import build_executors
 from deepaas.training import Training, TrainingService, training_service_from_config
 from tests.conftest import spec
 from tests.processes import pid_running, poll, wait_for_file

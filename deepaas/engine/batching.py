@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from deepaas.engine._wire import error_from_wire, is_wire_error
 from deepaas.exceptions import (
     DeepaasError,
     MethodNotImplemented,
@@ -27,7 +28,6 @@ from deepaas.exceptions import (
     ResponseInvalid,
     WorkerCrashed,
 )
-from deepaas.model._wire import error_from_wire, is_wire_error
 from deepaas.model.description import ModelDescription
 from deepaas.model.wrapper import (
     ModelWrapper,

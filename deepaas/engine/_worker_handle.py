@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deepaas.engine._wire import MessageReader, error_from_wire
+from deepaas.engine._worker_main import run_worker
 from deepaas.exceptions import (
     CallTimeout,
     DeepaasError,
     ModelLoadError,
     WorkerCrashed,
 )
-from deepaas.model._wire import MessageReader, error_from_wire
-from deepaas.model._worker_main import run_worker
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 

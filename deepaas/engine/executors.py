@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from deepaas.model.devices import DevicePlan
-from deepaas.model.execution import (
+from deepaas.engine.devices import DevicePlan
+from deepaas.engine.execution import (
     DEFAULT_STALL_TIMEOUT,
     Executor,
     InProcessExecutor,
 )
+from deepaas.engine.workers import ProcessPool
 from deepaas.model.loading import ModelSpec
-from deepaas.model.workers import ProcessPool
 
 
 def build_executors(

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from deepaas.engine.execution import InProcessExecutor
+from deepaas.engine.workers import ProcessPool
 from deepaas.exceptions import ArgumentsInvalid, ModelError
-from deepaas.model.execution import InProcessExecutor
-from deepaas.model.workers import ProcessPool
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import spec
 

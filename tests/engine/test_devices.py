@@ -9,8 +9,7 @@ import logging
 import pytest
 
 from deepaas.config import build_config
-from deepaas.exceptions import DeviceUnavailable, ModelLoadError
-from deepaas.model.devices import (
+from deepaas.engine.devices import (
     CPU_ENV,
     TRAINING_KEY,
     DevicePlan,
@@ -23,9 +22,10 @@ from deepaas.model.devices import (
     select_gpus,
     visible_gpus,
 )
-from deepaas.model.execution import InProcessExecutor
-from deepaas.model.executors import build_executors
-from deepaas.model.workers import ProcessPool
+from deepaas.engine.execution import InProcessExecutor
+from deepaas.engine.executors import build_executors
+from deepaas.engine.workers import ProcessPool
+from deepaas.exceptions import DeviceUnavailable, ModelLoadError
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import spec
 
@@ -199,7 +199,7 @@ def conf(*argv: str):
 
 async def test_plan_from_config_places_declared_models(installed_models, caplog):
     specs = [spec(n) for n in ("needs-gpu", "prefers-gpu", "echo", "thread-echo")]
-    caplog.set_level(logging.INFO, "deepaas.model.devices")
+    caplog.set_level(logging.INFO, "deepaas.engine.devices")
     plan = await plan_from_config(
         specs, conf("--workers", "2", "--workers-per-gpu", "2"),
         gpus=GPUS, environ={"CUDA_VISIBLE_DEVICES": "1,3"},

@@ -18,14 +18,14 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from deepaas.exceptions import DeepaasError, DeviceUnavailable, ModelLoadError
-from deepaas.model._process import (
+from deepaas.engine._process import (
     contain_children,
     die_with_parent,
     freeze_startup_objects,
     prepare_worker_process,
 )
-from deepaas.model._wire import BlockingChannel, error_from_wire, error_to_wire
+from deepaas.engine._wire import BlockingChannel, error_from_wire, error_to_wire
+from deepaas.exceptions import DeepaasError, DeviceUnavailable, ModelLoadError
 
 
 def _start_error(name: str, exc: BaseException) -> tuple[Any, str]:
@@ -55,8 +55,8 @@ def run_worker(
     """
     prepare_worker_process(env, log_level)
     channel = BlockingChannel(sock)
-    from deepaas.model.batching import run_batch
-    from deepaas.model.execution import jsonable_arguments
+    from deepaas.engine.batching import run_batch
+    from deepaas.engine.execution import jsonable_arguments
     from deepaas.model.wrapper import RawArguments, load_wrapped, model_error
 
     try:
@@ -114,7 +114,7 @@ def run_worker(
 
 def _answer_control(channel: BlockingChannel, wrapper: Any) -> None:
     """Answer training-argument validations until the socket closes."""
-    from deepaas.model.execution import jsonable_arguments
+    from deepaas.engine.execution import jsonable_arguments
     from deepaas.model.wrapper import model_error
 
     while True:
@@ -148,7 +148,7 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
     die_with_parent()
     contain_children()  # a model may start processes when imported
     channel = BlockingChannel(sock)
-    from deepaas.model.devices import read_execution, read_need
+    from deepaas.engine.devices import read_execution, read_need
     from deepaas.model.wrapper import load_wrapped
 
     try:

@@ -34,11 +34,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deepaas.exceptions import DeviceUnavailable, ModelLoadError
+from deepaas.model.worker_device import DEVICE_ENV
 
 LOG = logging.getLogger(__name__)
 
-#: Environment variable telling model code which device is its own.
-DEVICE_ENV = "DEEPAAS_DEVICE"
 #: Key prefix of the training environment in a :class:`DevicePlan`.
 TRAINING_KEY = "__training__:"
 #: Values of ``CUDA_VISIBLE_DEVICES`` (and SLURM) that mean "no GPU at all".
@@ -376,7 +375,7 @@ async def plan_from_config(
     ``gpus`` (the ``nvidia-smi`` listing) and ``environ`` default to this
     machine's; ``reserve_training`` defaults to the train endpoint being on.
     """
-    from deepaas.model._worker_main import probe_models
+    from deepaas.engine._worker_main import probe_models
 
     env = os.environ if environ is None else environ
     plan = DevicePlan()
@@ -420,7 +419,6 @@ def read_execution(model: str, declared: Any) -> str:
 
 
 __all__ = [
-    "DEVICE_ENV",
     "DevicePlan",
     "Gpu",
     "GpuNeed",

@@ -4,7 +4,7 @@ Design (docs/engine.md tells the whole story):
 
 * Each worker is a ``spawn`` process (safe for CUDA and TensorFlow) with its
   own environment, e.g. ``CUDA_VISIBLE_DEVICES`` chosen by
-  :mod:`deepaas.model.devices`.  It imports and warms the model once.
+  :mod:`deepaas.engine.devices`.  It imports and warms the model once.
 * The API process talks to each worker over a Unix socket pair read by an
   asyncio protocol: no helper thread per call, no polling, several answers
   per wake-up under load.
@@ -15,7 +15,7 @@ Design (docs/engine.md tells the whole story):
   cause, and the worker is restarted and re-warmed with exponential backoff
   while the others keep answering.  A call that exceeds ``call_timeout``
   answers :class:`CallTimeout` and its worker is killed and restarted.
-* Models that offer ``predict_batch`` get a :class:`~deepaas.model.batching.
+* Models that offer ``predict_batch`` get a :class:`~deepaas.engine.batching.
   Batcher` in front of the pool.
 * A caller that goes away (its client disconnected) leaves the queue at
   once; a call already in a worker runs to its end (still bounded by
@@ -38,22 +38,22 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from deepaas.engine._process import describe_exit
+from deepaas.engine._wire import error_from_wire
+from deepaas.engine._worker_handle import WorkerHandle
+from deepaas.engine.batching import Batcher
+from deepaas.engine.execution import (
+    DEFAULT_STALL_TIMEOUT,
+    Executor,
+    ExecutorStats,
+    stall,
+)
 from deepaas.exceptions import (
     CallTimeout,
     DeepaasError,
     ModelLoadError,
     QueueFull,
     WorkerCrashed,
-)
-from deepaas.model._process import describe_exit
-from deepaas.model._wire import error_from_wire
-from deepaas.model._worker_handle import WorkerHandle
-from deepaas.model.batching import Batcher
-from deepaas.model.execution import (
-    DEFAULT_STALL_TIMEOUT,
-    Executor,
-    ExecutorStats,
-    stall,
 )
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
+from deepaas.engine.workers import ProcessPool
 from deepaas.exceptions import ModelLoadError, WorkerCrashed
-from deepaas.model.workers import ProcessPool
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import spec
 from tests.processes import pid_running
@@ -40,7 +40,7 @@ async def test_the_restart_delay_doubles_from_a_quarter_second_to_30_s(
     installed_models, caplog
 ):
     """The pool's own restart loop announces each delay before it waits."""
-    caplog.set_level(logging.INFO, "deepaas.model.workers")
+    caplog.set_level(logging.INFO, "deepaas.engine.workers")
     pool = ProcessPool(spec("crashy"), size=1)  # never started: no process
     worker = pool._workers[0]
     for failures in range(1, 12):
@@ -60,7 +60,7 @@ async def test_the_restart_delay_doubles_from_a_quarter_second_to_30_s(
 async def test_real_crashes_back_off_and_60_s_of_health_start_afresh(
     installed_models, caplog
 ):
-    caplog.set_level(logging.INFO, "deepaas.model.workers")
+    caplog.set_level(logging.INFO, "deepaas.engine.workers")
     pool = ProcessPool(spec("crashy"), size=1)
     await pool.start()
     try:

@@ -8,7 +8,7 @@ the model itself.  Two implementations exist:
   API process; synchronous calls run in a thread pool, coroutine models (and
   ``"async"`` ones) run on the event loop.  No process hop, no pickling: the
   fastest path for light or thread-safe models.
-* :class:`deepaas.model.workers.ProcessPool` (``--workers N``): N spawned
+* :class:`deepaas.engine.workers.ProcessPool` (``--workers N``): N spawned
   processes, each importing and warming the model once; the API process
   stays small and a crashing model cannot take the server down.
 """
@@ -26,8 +26,8 @@ import json
 import time
 from typing import Any
 
+from deepaas.engine.batching import Batcher, run_batch
 from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
-from deepaas.model.batching import Batcher, run_batch
 from deepaas.model.description import ModelDescription
 from deepaas.model.files import UploadedFile
 from deepaas.model.loading import ModelSpec
