@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import logging
 import os
 import sys
@@ -40,6 +39,7 @@ from deepaas.batch import (
 from deepaas.batch.runfile import check_run, identity_for, restart_token, settle_run
 from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
+from deepaas.engine import plan_from_config
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
 from deepaas.model.loading import ModelSpec, available_models, select_models
@@ -327,29 +327,22 @@ def _plan_devices(
 ) -> list[dict[str, str]] | None:
     """Each worker's environment (CUDA_VISIBLE_DEVICES), as deepaas-run plans it.
 
-    :func:`deepaas.engine.devices.plan_from_config` reads the model's declared
+    :func:`deepaas.engine.plan_from_config` reads the model's declared
     resources (in a short-lived probe process) and the GPUs this task may use
     (``--gpus``, ``CUDA_VISIBLE_DEVICES``, SLURM's allocation).  A model asking
     for GPUs gets one worker per GPU group (times ``workers-per-gpu``); no
     GPU is held back for trainings.  ``--workers 0`` plans nothing.
     """
     from deepaas.config import build_config
-    from deepaas.engine import devices
 
-    plan = getattr(devices, "plan_from_config", None)
-    if workers == 0 or plan is None:
+    if workers == 0:
         return None
     argv = ["--gpus", gpus, "--workers", str(workers)]
     if conf is not None:
         argv += ["--workers-per-gpu", str(conf.workers_per_gpu)]
     plan_conf = build_config(argv, prog=PROG)
-    extra: dict[str, Any] = {}
-    if "reserve_training" in inspect.signature(plan).parameters:
-        extra["reserve_training"] = False
-    result = plan([spec], plan_conf, **extra)
-    if asyncio.iscoroutine(result):
-        result = asyncio.run(result)
-    envs = (result or {}).get(spec.name)
+    result = asyncio.run(plan_from_config([spec], plan_conf, reserve_training=False))
+    envs = result.get(spec.name)
     return [dict(env) for env in envs] if envs else None
 
 

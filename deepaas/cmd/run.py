@@ -31,9 +31,8 @@ from deepaas.api.protocol import (
 )
 from deepaas.cmd import fail
 from deepaas.config import build_config
+from deepaas.engine import Executor, build_executors, plan_from_config, probe_models
 from deepaas.engine._process import freeze_startup_objects
-from deepaas.engine.execution import Executor
-from deepaas.engine.executors import build_executors
 from deepaas.exceptions import DeepaasError, ModelLoadError
 from deepaas.log import (
     WORKER_LOGGING_ENV,
@@ -193,8 +192,6 @@ async def _serve(
     specs = select_models(conf.model_name, available_models(), all_when_unnamed=True)
     if not conf.model_name and len(specs) > 1:
         specs = await _loadable(specs)
-    from deepaas.engine.devices import plan_from_config
-
     envs = await plan_from_config(specs, conf)
     executors = build_executors(
         specs,
@@ -286,8 +283,6 @@ async def _loadable(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
     Nobody asked for a broken one, so it must not stop the others: each is
     imported once in a probe process; one that fails is logged and left out.
     """
-    from deepaas.engine._worker_main import probe_models
-
     results = await asyncio.gather(
         *(probe_models([spec]) for spec in specs), return_exceptions=True
     )

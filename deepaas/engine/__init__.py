@@ -8,6 +8,7 @@ and the trainings use it alike.
 from deepaas.engine.devices import DevicePlan
 from deepaas.engine.execution import Executor, InProcessExecutor
 from deepaas.engine.executors import build_executors
+from deepaas.engine.probe import plan_from_config, probe_models
 from deepaas.engine.workers import ProcessPool
 
 __all__ = [
@@ -16,4 +17,6 @@ __all__ = [
     "InProcessExecutor",
     "ProcessPool",
     "build_executors",
+    "plan_from_config",
+    "probe_models",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 import socket
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -133,6 +134,21 @@ def error_from_wire(wire: WireError) -> exceptions.DeepaasError:
     if isinstance(cls, type) and issubclass(cls, exceptions.DeepaasError):
         return cls(message)
     return exceptions.DeepaasError(message)
+
+
+def start_error(name: str, exc: BaseException) -> tuple[WireError, str]:
+    """A worker's or probe's start-up failure: a load error naming the model
+    (and why), with the traceback for the API process's log."""
+    if isinstance(exc, (exceptions.ModelLoadError, exceptions.DeviceUnavailable)):
+        error: exceptions.DeepaasError = exc
+    else:
+        reason = (
+            exc.message
+            if isinstance(exc, exceptions.DeepaasError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        error = exceptions.ModelLoadError(f"model {name!r} could not start: {reason}")
+    return error_to_wire(error), "".join(traceback.format_exception(exc))
 
 
 def is_wire_error(value: Any) -> bool:

@@ -3,7 +3,8 @@
 Discovery needs no torch: ``nvidia-smi`` lists the GPUs of the machine, and
 the environment says which of them this process may use
 (``CUDA_VISIBLE_DEVICES``, else SLURM's allocation).  Assignment is a set of
-pure functions over those facts, so it is tested without a GPU.  Each worker
+pure functions over those facts, so it is tested without a GPU; what each
+model asks for comes from :mod:`deepaas.engine.probe`, which calls them.  Each worker
 is bound to its GPUs by the environment it starts with: the worker sets
 ``CUDA_VISIBLE_DEVICES`` before it imports the model, so the model sees its
 GPU as ``cuda:0`` whatever its framework.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -353,59 +353,6 @@ def plan_devices(
     return plan
 
 
-# -- from the server's configuration --------------------------------------------
-
-
-async def plan_from_config(
-    specs: Sequence[Any],
-    conf: Any,
-    *,
-    gpus: Sequence[Gpu] | None = None,
-    environ: Mapping[str, str] | None = None,
-    reserve_training: bool | None = None,
-) -> DevicePlan:
-    """Decide how and where each model runs, before any worker starts.
-
-    The API process never imports a model, so each model is first described
-    by a short-lived spawned *probe* process (with every GPU hidden), which
-    reports its ``resources``, its ``deepaas_execution`` mode and whether it
-    trains.  That costs one import of the model at start-up, no warm.  With
-    ``--workers 0`` everything runs in-process and nothing is probed.
-
-    ``gpus`` (the ``nvidia-smi`` listing) and ``environ`` default to this
-    machine's; ``reserve_training`` defaults to the train endpoint being on.
-    """
-    from deepaas.engine._worker_main import probe_models
-
-    env = os.environ if environ is None else environ
-    plan = DevicePlan()
-    if conf.workers == 0:
-        return plan
-    facts = await probe_models(specs)
-    listing = list_gpus() if gpus is None else list(gpus)
-    allowed = select_gpus(visible_gpus(listing, env), str(conf.gpus))
-    if reserve_training is None:
-        reserve_training = bool(getattr(conf, "train_endpoint", True))
-    needs = {name: read_need(name, f["resources"]) for name, f in facts.items()}
-    in_process = {name for name, f in facts.items() if f["execution"] != "process"}
-    for name in in_process:
-        # In-process models share the server's environment; only check.
-        placement = place_model(name, needs[name], allowed, workers=1)
-        if placement.warning:
-            LOG.warning("%s", placement.warning)
-    planned = plan_devices(
-        {n: need for n, need in needs.items() if n not in in_process},
-        allowed,
-        workers=conf.workers,
-        workers_per_gpu=conf.workers_per_gpu,
-        trains={n: reserve_training and f["trains"] for n, f in facts.items()},
-        parent_restricted="CUDA_VISIBLE_DEVICES" in env,
-    )
-    plan.update(planned)
-    plan.modes = {name: f["execution"] for name, f in facts.items()}
-    return plan
-
-
 def read_execution(model: str, declared: Any) -> str:
     """Validate a model's ``deepaas_execution`` attribute."""
     if declared is None:
@@ -427,7 +374,6 @@ __all__ = [
     "parse_nvidia_smi",
     "place_model",
     "plan_devices",
-    "plan_from_config",
     "read_need",
     "select_gpus",
     "visible_gpus",

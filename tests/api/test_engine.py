@@ -16,8 +16,8 @@ import pytest
 
 from deepaas.api import create_app
 from deepaas.config import build_config
-from deepaas.engine.devices import plan_from_config
 from deepaas.engine.executors import build_executors
+from deepaas.engine.probe import plan_from_config
 from tests.conftest import spec, subprocess_env
 from tests.processes import pid_exists
 

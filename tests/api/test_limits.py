@@ -15,8 +15,8 @@ import aiohttp
 
 from deepaas.api import create_app
 from deepaas.config import build_config
-from deepaas.engine.devices import plan_from_config
 from deepaas.engine.executors import build_executors
+from deepaas.engine.probe import plan_from_config
 from tests.conftest import spec
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)

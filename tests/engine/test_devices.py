@@ -17,13 +17,13 @@ from deepaas.engine.devices import (
     GpuNeed,
     parse_nvidia_smi,
     place_model,
-    plan_from_config,
     read_need,
     select_gpus,
     visible_gpus,
 )
 from deepaas.engine.execution import InProcessExecutor
 from deepaas.engine.executors import build_executors
+from deepaas.engine.probe import plan_from_config
 from deepaas.engine.workers import ProcessPool
 from deepaas.exceptions import DeviceUnavailable, ModelLoadError
 from deepaas.model.wrapper import RawArguments

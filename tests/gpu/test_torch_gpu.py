@@ -11,8 +11,9 @@ import shutil
 import pytest
 
 from deepaas.config import build_config
-from deepaas.engine.devices import list_gpus, plan_from_config, visible_gpus
+from deepaas.engine.devices import list_gpus, visible_gpus
 from deepaas.engine.executors import build_executors
+from deepaas.engine.probe import plan_from_config
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 

@@ -1,0 +1,156 @@
+"""Before serving: each model described by a short-lived probe process, and
+the device plan made from what the probes report.
+
+The API process never imports a model, so each model is first imported in
+a spawned *probe* (every GPU hidden, no warm), which reports its
+``resources``, its ``deepaas_execution`` mode and whether it trains.
+:func:`plan_from_config` turns those facts, the machine's GPUs and the
+options into a :class:`~deepaas.engine.devices.DevicePlan`; the assignment
+itself is the pure functions of :mod:`deepaas.engine.devices`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from deepaas.engine._process import contain_children, die_with_parent
+from deepaas.engine._wire import BlockingChannel, error_from_wire, start_error
+from deepaas.engine.devices import (
+    DevicePlan,
+    Gpu,
+    list_gpus,
+    place_model,
+    plan_devices,
+    read_execution,
+    read_need,
+    select_gpus,
+    visible_gpus,
+)
+from deepaas.exceptions import ModelLoadError
+from deepaas.model.wrapper import load_wrapped
+
+LOG = logging.getLogger(__name__)
+
+
+def probe_model(sock: socket.socket, spec: Any) -> None:
+    """Import a model (GPUs hidden, no warm) and report what it declares."""
+    # The probe only reads declarations: it must never touch a GPU.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    die_with_parent()
+    contain_children()  # a model may start processes when imported
+    channel = BlockingChannel(sock)
+    try:
+        wrapper = load_wrapped(spec)
+        resources = wrapper.resources()
+        read_need(spec.name, resources)
+        facts = {
+            "resources": resources,
+            "execution": read_execution(
+                spec.name, getattr(wrapper.model, "deepaas_execution", None)
+            ),
+            "trains": wrapper.has("train"),
+        }
+    except BaseException as exc:
+        channel.send(("failed", *start_error(spec.name, exc)))
+        return
+    channel.send(("probe", facts))
+
+
+def _probe_one(spec: Any, timeout: float) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    parent, child = socket.socketpair()
+    process = context.Process(
+        target=probe_model,
+        args=(child, spec),
+        daemon=True,
+        name=f"deepaas-probe-{spec.name}",
+    )
+    process.start()
+    child.close()
+    parent.settimeout(timeout)
+    try:
+        message = BlockingChannel(parent).recv()
+    except (EOFError, OSError) as exc:
+        process.join(1)
+        raise ModelLoadError(
+            f"model {spec.name!r}: describing it failed ({exc}); exit code "
+            f"{process.exitcode}"
+        ) from None
+    finally:
+        parent.close()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    if message[0] == "failed":
+        raise error_from_wire(message[1])
+    facts: dict[str, Any] = message[1]
+    return facts
+
+
+async def probe_models(
+    specs: Sequence[Any], *, timeout: float = 600.0
+) -> dict[str, dict[str, Any]]:
+    """Describe every model in its own spawned process, all at once."""
+    loop = asyncio.get_running_loop()
+    results = await asyncio.gather(
+        *(loop.run_in_executor(None, _probe_one, spec, timeout) for spec in specs)
+    )
+    return {spec.name: facts for spec, facts in zip(specs, results, strict=True)}
+
+
+async def plan_from_config(
+    specs: Sequence[Any],
+    conf: Any,
+    *,
+    gpus: Sequence[Gpu] | None = None,
+    environ: Mapping[str, str] | None = None,
+    reserve_training: bool | None = None,
+) -> DevicePlan:
+    """Decide how and where each model runs, before any worker starts.
+
+    The API process never imports a model, so each model is first described
+    by a short-lived spawned *probe* process (with every GPU hidden), which
+    reports its ``resources``, its ``deepaas_execution`` mode and whether it
+    trains.  That costs one import of the model at start-up, no warm.  With
+    ``--workers 0`` everything runs in-process and nothing is probed.
+
+    ``gpus`` (the ``nvidia-smi`` listing) and ``environ`` default to this
+    machine's; ``reserve_training`` defaults to the train endpoint being on.
+    """
+    env = os.environ if environ is None else environ
+    plan = DevicePlan()
+    if conf.workers == 0:
+        return plan
+    facts = await probe_models(specs)
+    listing = list_gpus() if gpus is None else list(gpus)
+    allowed = select_gpus(visible_gpus(listing, env), str(conf.gpus))
+    if reserve_training is None:
+        reserve_training = bool(getattr(conf, "train_endpoint", True))
+    needs = {name: read_need(name, f["resources"]) for name, f in facts.items()}
+    in_process = {name for name, f in facts.items() if f["execution"] != "process"}
+    for name in in_process:
+        # In-process models share the server's environment; only check.
+        placement = place_model(name, needs[name], allowed, workers=1)
+        if placement.warning:
+            LOG.warning("%s", placement.warning)
+    planned = plan_devices(
+        {n: need for n, need in needs.items() if n not in in_process},
+        allowed,
+        workers=conf.workers,
+        workers_per_gpu=conf.workers_per_gpu,
+        trains={n: reserve_training and f["trains"] for n, f in facts.items()},
+        parent_restricted="CUDA_VISIBLE_DEVICES" in env,
+    )
+    plan.update(planned)
+    plan.modes = {name: f["execution"] for name, f in facts.items()}
+    return plan
+
+
+__all__ = ["plan_from_config", "probe_model", "probe_models"]
