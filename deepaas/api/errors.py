@@ -45,6 +45,17 @@ def json_error(status: int, body: dict[str, object], **headers: str) -> web.Resp
     return web.json_response(body, status=status, headers=headers or None)
 
 
+async def allowed_methods(request: web.Request) -> set[str]:
+    """The methods that the other routes of the request's path answer."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    return allowed
+
+
 def answer_errors_in_json(handler: Handler) -> Handler:
     """Wrap a route handler so that whatever it raises is answered as JSON.
 
@@ -158,12 +169,7 @@ async def no_such_route(request: web.Request) -> web.StreamResponse:
     method on a path of a model that is not served is a 404, as in 2.x.
     """
     _check_model_is_served(request)
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        if resource is request.match_info.route.resource:
-            continue
-        _, methods = await resource.resolve(request)
-        allowed |= methods
+    allowed = await allowed_methods(request)
     if allowed:
         raise web.HTTPMethodNotAllowed(
             request.method,

@@ -22,6 +22,7 @@ from deepaas.api.auth import (
     parse_requirement,
     route_kind,
 )
+from deepaas.api.errors import allowed_methods
 from deepaas.api.origins import STATE_CHANGING, OriginPolicy, default_allowed_hosts
 
 __all__ = [
@@ -95,16 +96,6 @@ def route_checks(app: web.Application, method: str, path: str) -> RouteChecks | 
         auth=auth,
     )
 
-
-async def allowed_methods(request: web.Request) -> set[str]:
-    """The methods that the routes of the request's path answer."""
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        if resource is request.match_info.route.resource:
-            continue
-        _, methods = await resource.resolve(request)
-        allowed |= methods
-    return allowed
 
 
 def preflight_first(fallback: Handler) -> Handler:
