@@ -52,7 +52,23 @@ def run_worker(
             daemon=True,
         ).start()
     channel.send(("ready", description, os.getpid()))
+    _answer_calls(channel, wrapper, _ALL_CALLS)
 
+
+#: Every call the main socket takes; the control socket takes validations only.
+_ALL_CALLS = frozenset({"predict", "predict_batch", "validate_train"})
+_CONTROL_CALLS = frozenset({"validate_train"})
+
+
+def _answer_control(channel: BlockingChannel, wrapper: Any) -> None:
+    """Answer training-argument validations until the socket closes."""
+    _answer_calls(channel, wrapper, _CONTROL_CALLS)
+
+
+def _answer_calls(
+    channel: BlockingChannel, wrapper: Any, kinds: frozenset[str]
+) -> None:
+    """Answer the calls of ``kinds`` on ``channel`` until it closes or says stop."""
     while True:
         try:
             message = channel.recv()
@@ -64,6 +80,8 @@ def run_worker(
         call_id = message[1]
         try:
             result: Any
+            if kind not in kinds:
+                raise DeepaasError(f"unknown worker call {kind!r}")
             if kind == "predict":  # (pairs, json_body, accept) -> (body, media type)
                 raw = RawArguments(pairs=message[2], json_body=message[3])
                 outcome = wrapper.run_predict(raw, message[4])
@@ -73,10 +91,8 @@ def run_worker(
                     error_to_wire(o) if isinstance(o, DeepaasError) else o
                     for o in run_batch(wrapper, message[2])
                 ]
-            elif kind == "validate_train":
+            else:  # validate_train
                 result = jsonable_arguments(wrapper.parse_train_args(message[2]))
-            else:
-                raise DeepaasError(f"unknown worker call {kind!r}")
             reply: tuple[Any, ...] = ("result", call_id, result)
         except DeepaasError as exc:
             reply = ("error", call_id, error_to_wire(exc))
@@ -88,26 +104,3 @@ def run_worker(
             return
         except Exception as exc:  # an answer that cannot be pickled
             channel.send(("error", call_id, error_to_wire(model_error(exc))))
-
-
-def _answer_control(channel: BlockingChannel, wrapper: Any) -> None:
-    """Answer training-argument validations until the socket closes."""
-    while True:
-        try:
-            message = channel.recv()
-        except (EOFError, OSError):
-            return
-        call_id = message[1]
-        try:
-            if message[0] != "validate_train":
-                raise DeepaasError(f"unknown worker call {message[0]!r}")
-            args = jsonable_arguments(wrapper.parse_train_args(message[2]))
-            reply: tuple[Any, ...] = ("result", call_id, args)
-        except DeepaasError as exc:
-            reply = ("error", call_id, error_to_wire(exc))
-        except Exception as exc:
-            reply = ("error", call_id, error_to_wire(model_error(exc)))
-        try:
-            channel.send(reply)
-        except (OSError, ValueError):
-            return
