@@ -391,7 +391,17 @@ class ProcessPool(Executor):
         call: asyncio.Future[Any] = loop.create_future()
         worker.call = call
         channel = worker.channel
-        if channel is None or not channel.send((kind, next(self._call_ids), *payload)):
+        try:
+            sent = channel is not None and channel.send(
+                (kind, next(self._call_ids), *payload)
+            )
+        except BaseException:
+            # Not sent (e.g. a value that cannot be pickled): the worker never
+            # saw the call and is free for the next one.
+            worker.call = None
+            self._release(worker)
+            raise
+        if not sent:
             worker.call = None
             raise WorkerCrashed(
                 f"the worker process of model {self.spec.name!r} is gone; "

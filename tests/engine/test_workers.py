@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import signal
 import subprocess
 import sys
@@ -79,6 +80,20 @@ async def test_a_crash_fails_its_call_and_the_worker_comes_back(
         assert second != first and time.monotonic() - started < 10
         assert not pid_exists(first)
         assert pool.status()["restarts"] == 1
+    finally:
+        await pool.stop()
+
+
+async def test_a_call_that_cannot_be_sent_leaves_its_worker_free(installed_models):
+    pool = ProcessPool(spec("crashy"), size=1)
+    await pool.start()
+    try:
+        pid = (await predict(pool))["pid"]
+        with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+            await pool.call("predict", lambda: None, None)  # cannot be pickled
+        # The one worker took no call: it answers the next one at once.
+        assert (await predict(pool))["pid"] == pid
+        assert pool.status()["busy"] == 0
     finally:
         await pool.stop()
 
