@@ -57,6 +57,8 @@ def create_app(
     if settings.debug_endpoint and debug_capture is not None:
         app[DEBUG_CAPTURE] = debug_capture
     install(app, guard)  # before the routes, which it guards
+    if settings.metrics:
+        metrics.count_requests(app, executors)  # before the routes too
 
     versions.setup(app)
     models.setup(app)
@@ -65,13 +67,7 @@ def create_app(
     debug.setup(app)
     health.setup(app)
     if settings.metrics:  # gpu_plan: the device plan, for deepaas_gpu_assigned
-        metrics.setup(
-            app,
-            executors,
-            base_path=settings.base_path,
-            trainings=trainings,
-            gpu_plan=gpu_plan,
-        )
+        metrics.setup(app, executors, trainings=trainings, gpu_plan=gpu_plan)
     add_fallback(app)
 
     if manage_executors:

@@ -10,10 +10,9 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from deepaas.api import openapi
-from deepaas.api.errors import answer_errors_in_json
 from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS, SETTINGS, SPEC_CACHE
-from deepaas.api.routing import add_route, url
+from deepaas.api.routing import add_route, route_handler, url
 
 SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 
@@ -104,6 +103,7 @@ def setup(app: web.Application, *, with_ui: bool) -> None:
         add_route(app, "GET", "/api", swagger_ui)
         add_route(app, "GET", "/ui", redirect_to_ui)
         base = app[SETTINGS].base_path
+        static = "/api/static/{filename}"  # no Host, Origin or token checks
         app.router.add_get(
-            f"{base}/api/static/{{filename}}", answer_errors_in_json(static_asset)
+            f"{base}{static}", route_handler(app, static_asset, "GET", static)
         )

@@ -16,8 +16,6 @@ What a client may read depends on where the error comes from:
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,7 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 
 from deepaas.api.keys import EXECUTORS, SETTINGS
-from deepaas.api.request_id import request_id
 from deepaas.exceptions import (
     DeepaasError,
     ModelError,
@@ -56,40 +53,21 @@ async def allowed_methods(request: web.Request) -> set[str]:
     return allowed
 
 
-def answer_errors_in_json(handler: Handler) -> Handler:
-    """Wrap a route handler so that whatever it raises is answered as JSON.
+def error_response(
+    request: web.Request, exc: Exception, request_id: str = "-"
+) -> web.StreamResponse:
+    """The JSON answer for an exception a handler raised (redirects re-raised).
 
-    Domain errors get their own status, aiohttp's HTTP errors keep theirs,
-    anything else is a logged 500.  Routes get the same answers from
-    ``routing.route_handler``, their one wrapper (which also sets the
-    request id and runs the Host/Origin/token checks); this plain wrapper is
-    for handlers outside it, such as the Swagger UI's static files.  Neither
-    is an aiohttp middleware: with any middleware installed aiohttp runs two
-    extra layers on every request, which measured about 8% of the throughput
-    of a small predict call (``benchmarks/serve_benchmark.py``).
+    ``request_id`` (:mod:`deepaas.api.request_id`) goes into the log lines
+    and is the reference of an unexpected error.
     """
-
-    @functools.wraps(handler)
-    async def answer(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return error_response(request, exc)
-
-    return answer
-
-
-def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
-    """The JSON answer for an exception a handler raised (redirects re-raised)."""
     if isinstance(exc, DeepaasError):
         if isinstance(exc, ModelHTTPError):
             LOG.info(
                 "%s %s (request %s): the model answered %d: %s",
                 request.method,
                 request.path,
-                request_id(request),
+                request_id,
                 exc.status,
                 exc.message,
             )
@@ -98,7 +76,7 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
                 "%s %s (request %s): model error: %s\n%s",
                 request.method,
                 request.path,
-                request_id(request),
+                request_id,
                 exc.message,
                 exc.traceback,
             )
@@ -107,7 +85,7 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
                 "%s %s (request %s): %s",
                 request.method,
                 request.path,
-                request_id(request),
+                request_id,
                 exc.message,
             )
         headers = {}
@@ -129,21 +107,18 @@ def error_response(request: web.Request, exc: Exception) -> web.StreamResponse:
         if exc.keep_alive is False:  # e.g. 413: the rest of the body is not read
             response.force_close()
         return response
-    return unexpected_error(request, exc)
+    return unexpected_error(request, exc, request_id)
 
 
-def error_reference(request: web.Request) -> str:
-    """The reference that ties an answer to its lines in the server's log.
+def unexpected_error(
+    request: web.Request, exc: BaseException, request_id: str = "-"
+) -> web.Response:
+    """A 500 that names no detail of the server, and logs them under a reference.
 
-    It is the request's id (``X-Request-ID``, also in the access log line).
+    The reference is the request's id (``X-Request-ID``, also in the access
+    log line), or a random one for a request that has none.
     """
-    reference = request_id(request)
-    return reference if reference != "-" else secrets.token_hex(8)
-
-
-def unexpected_error(request: web.Request, exc: BaseException) -> web.Response:
-    """A 500 that names no detail of the server, and logs them under a reference."""
-    reference = error_reference(request)
+    reference = request_id if request_id != "-" else secrets.token_hex(8)
     LOG.error(
         "%s %s failed (reference %s)",
         request.method,

@@ -4,11 +4,10 @@ Everything is counted in the API process, which owns the HTTP server, the
 executors, their worker pools and queues: worker processes count nothing
 themselves, so nothing is lost when one dies and nothing needs merging.
 
-* Per request, :meth:`RequestMetrics.observe` (called by the access-log hook
-  of :mod:`deepaas.api.access_log` once the answer is written) adds the
-  duration to one histogram per model, endpoint, method and status: a look-up
-  in a dictionary and two additions, with no lock, because requests and
-  scrapes all run on the event loop.
+* Requests are counted by each route's wrapper as it answers
+  (:mod:`deepaas.api.request_metrics`): a look-up in a dictionary and two
+  additions, with no lock, because requests and scrapes all run on the
+  event loop.
 * Everything else (workers, queues, restarts, timeouts, batch sizes,
   trainings, GPUs) is read from the engine's live state when Prometheus
   scrapes, by :class:`EngineCollector`: nothing is updated per request.
@@ -21,11 +20,9 @@ build many) never share a number.  docs/operating.md lists the metrics.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -39,140 +36,16 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from deepaas import __version__
+from deepaas.api.request_metrics import REQUEST_METRICS, RequestMetrics, bucket_label
 from deepaas.api.routing import add_route
 from deepaas.engine.devices import TRAINING_KEY
 from deepaas.engine.execution import Executor
 
 LOG = logging.getLogger(__name__)
 
-#: Upper bounds (seconds) of the request-duration buckets: from a
-#: sub-millisecond in-process call to a long model call.
-DURATION_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    float("inf"),
-)
 #: Upper bounds of the batch-size buckets.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, float("inf"))
-#: Methods that get their own label value; any other is ``other``.
-METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 TRAINING_STATUSES = ("queued", "running", "done", "error", "cancelled")
-
-_MODEL_PATH = re.compile(r"/v2/models/([^/{}]+)(/.*)?")
-
-Labels = tuple[str, str, str, str]  # model, endpoint, method, status
-
-
-class RequestMetrics:
-    """Request counts and durations per model, endpoint, method and status.
-
-    Label values are bounded whatever clients send: a model name counts only
-    when it is served, an unknown method is ``other``, and a path that no
-    route takes is the endpoint ``other``.
-    """
-
-    def __init__(self, models: Iterable[str], *, base_path: str = "") -> None:
-        self._models = frozenset(models)
-        self._base_path = base_path
-        # Label tuple -> bucket counts (not cumulative) followed by the sum.
-        self.series: dict[Labels, list[float]] = {}
-        # (route, model name in the path, method, status) -> its series.
-        self._cache: dict[tuple[Any, Any, str, int], list[float]] = {}
-        self._endpoints: dict[Any, tuple[str, str]] = {}
-
-    def observe(
-        self, request: web.BaseRequest, response: web.StreamResponse, seconds: float
-    ) -> None:
-        """Count one answered request that took ``seconds``."""
-        try:
-            match_info = cast(web.Request, request).match_info
-        except (AssertionError, AttributeError):  # refused before routing
-            match_info = None
-        route = name = None
-        if match_info is not None:
-            route = match_info.route
-            name = match_info.get("name")
-            if name is not None and name not in self._models:
-                name = None  # never a label value a client chose
-        method = request.method
-        if method not in METHODS:
-            method = "other"
-        key = (route, name, method, response.status)
-        series = self._cache.get(key)
-        if series is None:
-            series = self._series(route, name, method, response.status)
-            self._cache[key] = series
-        series[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-        series[-1] += seconds
-
-    def _series(
-        self, route: Any, name: str | None, method: str, status: int
-    ) -> list[float]:
-        endpoint, model = self._endpoint(route)
-        labels = (name or model, endpoint, method, str(status))
-        series = self.series.get(labels)
-        if series is None:
-            series = self.series[labels] = [0.0] * (len(DURATION_BUCKETS) + 1)
-        return series
-
-    def _endpoint(self, route: Any) -> tuple[str, str]:
-        """The endpoint label of a route (its path template) and its fixed model."""
-        found = self._endpoints.get(route)
-        if found is not None:
-            return found
-        endpoint, model = "other", ""
-        resource = getattr(route, "resource", None)
-        canonical = getattr(resource, "canonical", None)
-        if canonical and not canonical.startswith(f"{self._base_path}/{{path"):
-            path = canonical[len(self._base_path) :] if self._base_path else canonical
-            path = path.rstrip("/") or "/"
-            match = _MODEL_PATH.fullmatch(path)
-            if match and match[1] in self._models:
-                # A served model's own predict route: label it like {name}.
-                model = match[1]
-                path = f"/v2/models/{{name}}{match[2] or ''}"
-            endpoint = path
-        self._endpoints[route] = (endpoint, model)
-        return endpoint, model
-
-    def collect(self) -> Iterator[Metric]:
-        """The request counter and the duration histogram, from the same counts."""
-        names = ("model", "endpoint", "method", "status")
-        total = CounterMetricFamily(
-            "deepaas_requests", "HTTP requests answered.", labels=names
-        )
-        duration = HistogramMetricFamily(
-            "deepaas_request_duration_seconds",
-            "Time from reading a request to the end of its answer.",
-            labels=names,
-        )
-        for labels, series in sorted(self.series.items()):
-            buckets, running = [], 0.0
-            for bound, count in zip(DURATION_BUCKETS, series, strict=False):
-                running += count
-                buckets.append((_bound(bound), running))
-            total.add_metric(labels, running)
-            duration.add_metric(labels, buckets, series[-1])
-        yield total
-        yield duration
-
-
-def _bound(value: float) -> str:
-    return "+Inf" if value == float("inf") else repr(value)
 
 
 class EngineCollector(Collector):
@@ -254,7 +127,7 @@ class EngineCollector(Collector):
                     running = sum(
                         n for size, n in stats.batch_sizes.items() if size <= bound
                     )
-                    buckets.append((_bound(float(bound)), running))
+                    buckets.append((bucket_label(float(bound)), running))
                 total = sum(size * n for size, n in stats.batch_sizes.items())
                 batches.add_metric([name], buckets, total)
         yield from gauges.values()
@@ -308,11 +181,11 @@ class ServerMetrics:
         self,
         executors: Mapping[str, Executor],
         *,
-        base_path: str = "",
+        requests: RequestMetrics,
         trainings: Any = None,
         gpu_plan: Mapping[str, Any] | None = None,
     ) -> None:
-        self.requests = RequestMetrics(executors, base_path=base_path)
+        self.requests = requests
         self.engine = EngineCollector(
             executors, requests=self.requests, gpu_plan=gpu_plan
         )
@@ -354,12 +227,23 @@ def setup(
     app: web.Application,
     executors: Mapping[str, Executor],
     *,
-    base_path: str,
     trainings: Any = None,
     gpu_plan: Mapping[str, Any] | None = None,
 ) -> None:
-    """Serve ``/metrics`` and keep this application's registry on it."""
+    """Serve ``/metrics`` and keep this application's registry on it.
+
+    Call it after :func:`count_requests` and the routes it counts.
+    """
     app[METRICS] = ServerMetrics(
-        executors, base_path=base_path, trainings=trainings, gpu_plan=gpu_plan
+        executors,
+        requests=app[REQUEST_METRICS],
+        trainings=trainings,
+        gpu_plan=gpu_plan,
     )
     add_route(app, "GET", "/metrics", metrics)
+
+
+def count_requests(app: web.Application, models: Iterable[str]) -> None:
+    """Count the requests of every route added from now on (before the routes)."""
+    requests = app[REQUEST_METRICS] = RequestMetrics(models)
+    app.cleanup_ctx.append(requests.fold_periodically)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -107,6 +107,16 @@ class OriginPolicy:
     @property
     def checks_hosts(self) -> bool:
         return self.allowed_hosts is not None
+
+    @property
+    def host_decisions(self) -> Mapping[str, bool]:
+        """The Host values decided so far, and whether each is allowed.
+
+        The same mapping for the policy's life (bounded: cleared past a few
+        hundred values), so that a route can skip :meth:`refusal` for a
+        Host it knows is allowed.
+        """
+        return self._hosts_seen
 
     def host_allowed(self, host: str) -> bool:
         """Whether a request's ``Host`` names this server."""

@@ -38,6 +38,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from deepaas.api.request_metrics import REQUEST_METRICS, RequestMetrics
+
 LOG = logging.getLogger("deepaas.run")
 
 #: File descriptors kept for the rest of the server (worker sockets, upload
@@ -137,6 +139,7 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
     ) -> web.StreamResponse:
         # The parent logs the error and refuses when a response was started.
         super().handle_error(request, status, exc, message)
+        self._count_refused(request, status)
         if status >= 500:
             text = "internal server error"
         else:
@@ -158,7 +161,14 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
             and resp.status >= 400
         ):
             resp = _json_refusal(request, resp)
+            self._count_refused(request, resp.status)
         return _parent_finish_response(self, request, resp, start_time)  # type: ignore[no-any-return]
+
+    def _count_refused(self, request: Any, status: int) -> None:
+        """Count for ``/metrics`` a request refused before any route took it."""
+        requests = getattr(self._manager, "request_metrics", None)
+        if requests is not None:
+            requests.count_refused(str(getattr(request, "method", "")), status)
 
     def sweep(self, now: float, limits: ServerLimits) -> str | None:
         """Close the connection when it broke a timeout; say which one."""
@@ -264,6 +274,8 @@ class _Refusal(asyncio.Protocol):
 
 class _HardenedServer(web.Server):
     _limits = ServerLimits()
+    #: Where requests refused before routing are counted (None: nowhere).
+    request_metrics: RequestMetrics | None = None
     _refused = 0
     # Protocols made for accepted connections not yet registered: the loop
     # accepts a burst of connections before any of them is set up.
@@ -286,6 +298,9 @@ class _HardenedServer(web.Server):
 def harden_server(runner: web.AppRunner, limits: ServerLimits) -> None:
     """Make a set-up runner answer malformed HTTP in JSON and keep ``limits``.
 
+    The requests it refuses before any route are counted in the app's
+    request metrics, when it has them.
+
     The runner must have been made with ``keepalive_timeout`` from the
     limits (see :func:`runner_options`); the timeouts are enforced by
     :func:`watch_connections`.
@@ -296,6 +311,7 @@ def harden_server(runner: web.AppRunner, limits: ServerLimits) -> None:
     server.__class__ = _HardenedServer
     assert isinstance(server, _HardenedServer)
     server._limits = limits
+    server.request_metrics = runner.app.get(REQUEST_METRICS)
 
 
 def runner_options(limits: ServerLimits) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Every handler registered here runs in one wrapper (:func:`route_handler`)
 that gives the request its id, runs the route's Host, Origin and token
-checks and answers errors in JSON; :func:`add_fallback` answers the
-requests that no route takes, after merging repeated slashes.
+checks, answers errors in JSON and counts the answer for ``/metrics``;
+:func:`add_fallback` answers the requests that no route takes, after
+merging repeated slashes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.hdrs import HOST, ORIGIN
 from yarl import URL
 
 from deepaas.api.errors import error_response, no_such_route
@@ -21,10 +24,11 @@ from deepaas.api.guard import GUARD, RouteChecks, preflight_first, route_checks
 from deepaas.api.keys import SETTINGS
 from deepaas.api.request_id import (
     REQUEST_ID_HEADER,
-    REQUEST_ID_KEY,
     REQUEST_IDS,
     RequestIds,
+    is_sane_id,
 )
+from deepaas.api.request_metrics import REQUEST_METRICS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,7 +40,7 @@ def add_route(
     base = app[SETTINGS].base_path
     full = f"{base}{path}" if path != "/" or not base else base + "/"
     twin = full.rstrip("/") if full.endswith("/") else full + "/"
-    handler = route_handler(app, handler, route_checks(app, method, path))
+    handler = route_handler(app, handler, method, path, route_checks(app, method, path))
     paths = [full] + ([twin] if twin and twin != full else [])
     for index, route_path in enumerate(paths):
         route_name = (name or None) if index == 0 else None
@@ -49,6 +53,8 @@ def add_route(
 def route_handler(
     app: web.Application,
     handler: Handler,
+    method: str,
+    path: str,
     checks: RouteChecks | None = None,
     *,
     keep_answered: bool = False,
@@ -56,29 +62,49 @@ def route_handler(
     """``handler`` in the one wrapper that every route has.
 
     The wrapper gives the request its id (answered in ``X-Request-ID``),
-    runs ``checks`` (Host, Origin, token) and answers whatever the handler
-    raises in JSON (:func:`~deepaas.api.errors.error_response`).  One
+    runs ``checks`` (Host, Origin, token), answers whatever the handler
+    raises in JSON (:func:`~deepaas.api.errors.error_response`) and counts
+    the answer for ``/metrics`` when the app has request metrics (the
+    route's labels are fixed here, from ``method`` and ``path``).  One
     wrapper, chosen when the app is built, rather than one per concern or
-    an aiohttp middleware: each coroutine layer costs every request.
+    an aiohttp middleware: each coroutine layer costs every request, and so
+    does each Python call in this one (docs/benchmarks.md).
     ``keep_answered``: for the last route, which answers a path with merged
     slashes through that path's own route; the id that route gave (and
-    logged) is kept.
+    logged) is kept, and that route counted the answer.
+    Handlers return their answer unprepared (none streams), so its headers
+    can still be set here.
     """
     ids = app.get(REQUEST_IDS)
     if ids is None:
         ids = app[REQUEST_IDS] = RequestIds()
-    new_id = ids.for_request
+    new_id = ids.new
     checks = checks or RouteChecks(kind="")
     origins, host, origin = checks.origins, checks.host, checks.origin
     auth, kind = checks.auth, checks.kind
+    # Host values already allowed (the policy's memo): most requests need
+    # no call at all for the Host and Origin checks.
+    hosts_allowed = origins.host_decisions if origins is not None else {}
+    requests = app.get(REQUEST_METRICS)
+    counter = requests.for_route(method, path) if requests is not None else None
+    known = counter.known if counter is not None else {}
+    by_method = counter.by_method if counter is not None else False
+    clock = time.perf_counter
 
     @functools.wraps(handler)
     async def answer(request: web.Request) -> web.StreamResponse:
-        rid = request[REQUEST_ID_KEY] = new_id(request)
+        started = clock() if counter is not None else 0.0
+        headers = request.headers
+        rid = headers.get(REQUEST_ID_HEADER)
+        if rid is None or not is_sane_id(rid):
+            rid = new_id()
         try:
-            refused = (
-                origins.refusal(request, host, origin) if origins is not None else None
-            )
+            refused = None
+            if origins is not None and (
+                (host and hosts_allowed.get(headers.get(HOST, "")) is not True)
+                or (origin and ORIGIN in headers)
+            ):
+                refused = origins.refusal(request, host, origin)
             if refused is None and auth is not None:
                 refused = await auth.check(request, kind)
             response = refused if refused is not None else await handler(request)
@@ -86,14 +112,24 @@ def route_handler(
             raise
         except Exception as exc:
             try:
-                response = error_response(request, exc)
+                response = error_response(request, exc, rid)
             except web.HTTPException as redirect:  # raised on purpose
                 redirect.headers[REQUEST_ID_HEADER] = rid
+                if counter is not None:
+                    counter.count(request, redirect.status, clock() - started)
                 raise
-        if not response.prepared and not (
-            keep_answered and REQUEST_ID_HEADER in response.headers
-        ):
-            response.headers[REQUEST_ID_HEADER] = rid
+        if keep_answered and REQUEST_ID_HEADER in response.headers:
+            return response  # answered, counted and logged by the merged path
+        response.headers[REQUEST_ID_HEADER] = rid
+        if counter is not None:
+            # The usual answers skip counter.count(): a call costs more.
+            status = response.status
+            seconds = clock() - started
+            add = known.get((request.method, status) if by_method else status)
+            if add is not None:
+                add(seconds)
+            else:
+                counter.count(request, status, seconds)
         return response
 
     return answer
@@ -134,5 +170,5 @@ def add_fallback(app: web.Application) -> None:
     """Answer 404 or 405 in JSON for whatever no other route takes; add it last."""
     guard = app.get(GUARD)
     last = preflight_first(fallback) if guard and guard.origins.cors else fallback
-    handler = route_handler(app, last, keep_answered=True)
+    handler = route_handler(app, last, "*", "/{path}", keep_answered=True)
     app.router.add_route("*", "/{path:.*}", handler)

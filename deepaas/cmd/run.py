@@ -17,7 +17,7 @@ from aiohttp import web
 from oslo_config import cfg
 
 from deepaas.api import ApiSettings, create_app
-from deepaas.api.access_log import observer_options
+from deepaas.api.access_log import access_log_options
 from deepaas.api.debug import DebugCapture
 from deepaas.api.guard import Guard, guard_from_config
 from deepaas.api.protocol import (
@@ -238,7 +238,7 @@ async def _serve(
         handle_signals=False,
         shutdown_timeout=1.0,
         **runner_options(limits),
-        **observer_options(app),  # access log and request metrics
+        **access_log_options(app),
     )
     LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
     await runner.setup()  # starts and warms every worker

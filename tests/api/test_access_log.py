@@ -1,7 +1,8 @@
 """One access-log line per request, and the request id in answers and logs.
 
 A real server on loopback, built as deepaas-run builds it: ``create_app``
-under a ``web.AppRunner`` given :func:`observer_options`.
+under a ``web.AppRunner`` given :func:`access_log_options`, its HTTP server
+hardened (which answers and counts what no route sees).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import pytest
 from aiohttp import web
 
 from deepaas.api import ApiSettings, create_app
-from deepaas.api.access_log import ACCESS_LOGGER, observer_options
+from deepaas.api.access_log import ACCESS_LOGGER, access_log_options
 from deepaas.api.metrics import METRICS
+from deepaas.api.protocol import ServerLimits, harden_server, runner_options
 from deepaas.api.routing import add_route
 from deepaas.engine.executors import build_executors
 from tests.conftest import spec
@@ -44,8 +46,12 @@ async def serve(*models: str, **settings: Any) -> AsyncIterator[str]:
     app = create_app(executors, settings=ApiSettings(**settings))
     # A framework fault: the kind of error that answers a generic 500.
     add_route(app, "GET", "/test-broken", broken_handler)
-    runner = web.AppRunner(app, **observer_options(app))
+    limits = ServerLimits()
+    runner = web.AppRunner(
+        app, **runner_options(limits), **access_log_options(app)
+    )
     await runner.setup()
+    harden_server(runner, limits)
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
@@ -159,11 +165,12 @@ async def test_access_log_off_logs_nothing_but_metrics_still_count(
     assert 'deepaas_requests_total{endpoint="/v2",method="GET"' in text
 
 
-async def test_with_neither_log_nor_metrics_aiohttps_hook_stays_off(installed_models):
+async def test_without_the_access_log_aiohttps_hook_stays_off(installed_models):
+    # The routes count requests for /metrics themselves: no hook for that.
     executors = build_executors([spec("echo")], workers=0)
-    app = create_app(executors, settings=ApiSettings(access_log=False, metrics=False))
-    assert observer_options(app) == {"access_log": None}
-    assert METRICS not in app
+    app = create_app(executors, settings=ApiSettings(access_log=False))
+    assert access_log_options(app) == {"access_log": None}
+    assert METRICS in app
 
 
 async def test_a_path_with_merged_slashes_keeps_one_request_id(

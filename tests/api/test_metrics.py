@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import json
 import re
+import socket
 import subprocess
 import time
 import urllib.error
@@ -24,13 +25,14 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from deepaas.api import ApiSettings, create_app
-from deepaas.api.access_log import observer_options
+from deepaas.api import ApiSettings, create_app, request_metrics
+from deepaas.api.access_log import access_log_options
+from deepaas.api.request_metrics import DURATION_BUCKETS, Series
 from deepaas.engine.devices import DevicePlan
 from deepaas.engine.executors import build_executors
 from tests.cmd.test_run import Server as RunServer
 from tests.conftest import FAKE_MODELS, spec, subprocess_env, write_distribution
-from tests.processes import wait_for
+from tests.processes import poll, wait_for
 
 TIMEOUT = 2.0
 PREDICT = "/v2/models/{name}/predict"
@@ -224,6 +226,65 @@ def test_requests_crash_restart_and_timeout_are_counted(server: Server) -> None:
     assert re.search(rf'"POST {path} HTTP/1.1" 503 \d+ .* {crash_id}\n', log)
 
 
+def requests_delta(
+    before: Samples, after: Samples, name: str = "deepaas_requests_total", **labels: str
+) -> float:
+    key = (name, frozenset(labels.items()))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+@pytest.mark.slow
+def test_each_answer_is_counted_once_under_its_routes_labels(server: Server) -> None:
+    before = server.metrics()
+    assert server.request("HEAD", "/v2/")[0] == 200
+    assert server.request("GET", "/v2/")[0] == 200
+    # Merged slashes: answered by the route of /v2/models/, counted there only.
+    assert server.request("GET", "//v2//models/")[0] == 200
+    assert server.request("GET", "/api/static/swagger-ui.css")[0] == 200
+    assert server.request("GET", "/no/such/path")[0] == 404
+    # Refused by the HTTP server itself: no route ever sees it.
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert conn.recv(1024).split()[1] == b"404"
+    after = server.metrics()
+
+    def counted(**labels: str) -> float:
+        return requests_delta(before, after, model="", **labels)
+
+    assert counted(endpoint="/v2", method="HEAD", status="200") == 1
+    assert counted(endpoint="/v2", method="GET", status="200") == 1
+    assert counted(endpoint="/v2/models", method="GET", status="200") == 1
+    assert counted(endpoint="other", method="GET", status="200") == 0
+    assert counted(endpoint="/api/static/{filename}", method="GET", status="200") == 1
+    assert counted(endpoint="other", method="GET", status="404") == 1
+    assert counted(endpoint="other", method="OPTIONS", status="404") == 1
+    # Every routed answer has its duration; the refused one has none.
+    assert (
+        requests_delta(
+            before,
+            after,
+            "deepaas_request_duration_seconds_count",
+            model="",
+            endpoint="/v2",
+            method="HEAD",
+            status="200",
+        )
+        == 1
+    )
+    assert (
+        "deepaas_request_duration_seconds_count",
+        frozenset(
+            {
+                "model": "",
+                "endpoint": "other",
+                "method": "OPTIONS",
+                "status": "404",
+            }.items()
+        ),
+    ) not in after
+
+
 @pytest.mark.slow
 def test_busy_workers_and_queue_depth_are_read_live(server: Server) -> None:
     path = "/v2/models/crashy/predict/"
@@ -288,7 +349,7 @@ def test_batch_sizes_and_trainings_by_status(server: Server) -> None:
 
 
 async def scrape(app: web.Application) -> Samples:
-    runner = web.AppRunner(app, **observer_options(app))
+    runner = web.AppRunner(app, **access_log_options(app))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -360,3 +421,39 @@ async def test_metrics_off_is_404(installed_models, aiohttp_client) -> None:
     resp = await client.get("/metrics")
     assert resp.status == 404
     assert resp.content_type == "application/json"
+
+
+def test_a_duration_on_a_bound_is_counted_in_that_bucket() -> None:
+    series = Series()
+    series.durations.extend([0.0005, 0.0004, 0.2, 100.0])
+    series.fold()
+    below = dict(zip(DURATION_BUCKETS, series.cumulative, strict=True))
+    assert below[0.0005] == 2  # Prometheus buckets are "less or equal"
+    assert below[0.1] == 2
+    assert below[0.25] == 3
+    assert below[60.0] == 3
+    assert below[float("inf")] == 4
+    assert series.total == pytest.approx(100.2009)
+    series.durations.append(0.001)
+    series.fold()
+    assert series.durations == []
+    assert series.cumulative[DURATION_BUCKETS.index(0.001)] == 3
+    assert series.cumulative[-1] == 5
+
+
+async def test_durations_are_folded_without_a_scrape(
+    installed_models, aiohttp_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Between scrapes the durations wait in a list: a served app folds them
+    # into its buckets every FOLD_INTERVAL, so that list stays short.
+    monkeypatch.setattr(request_metrics, "FOLD_INTERVAL", 0.05)
+    app = create_app(build_executors([spec("echo")], workers=0))
+    client = await aiohttp_client(app)
+    for _ in range(5):
+        assert (await client.get("/v2/")).status == 200
+    series = app[request_metrics.REQUEST_METRICS].series["", "/v2", "GET", "200"]
+
+    async def folded() -> bool:
+        return series.durations == [] and series.cumulative[-1] == 5
+
+    await poll(folded, "the durations to be folded", timeout=10)
