@@ -16,7 +16,8 @@ from deepaas.model.wrapper import RawArguments
 #: when it differs from that value, i.e. a type inside a declared range)
 Negotiated = tuple[str | None, str | None]
 
-_NOTHING: Negotiated = (None, None)
+#: What a model without ``accept`` choices is given (and answers).
+NO_CHOICE: Negotiated = (None, None)
 
 
 def _parse_accept(header: str) -> list[str]:
@@ -58,12 +59,12 @@ def choose_media_type(
     the model's field, so that a value outside the choices is a 422).
     """
     if not choices:
-        return _NOTHING
+        return NO_CHOICE
     explicit = [v for k, v in raw.pairs if k == "accept"]
     if raw.json_body and "accept" in raw.json_body:
         explicit.append(raw.json_body["accept"])
     if explicit:
-        return (choices[0], None) if explicit[-1] == "*/*" else _NOTHING
+        return (choices[0], None) if explicit[-1] == "*/*" else NO_CHOICE
     header = request.headers.get("Accept", "").strip()
     if not header:
         return choices[0], None

@@ -262,7 +262,8 @@ class InProcessExecutor(Executor):
             return await self._run(self._batcher.submit, raw, accept)
         if self._inline:
             # No await between here and the answer: nothing to bound or queue.
-            return self.wrapper.run_predict(raw, accept)
+            # (_inline is set once the wrapper is.)
+            return self._wrapper.run_predict(raw, accept)  # type: ignore[union-attr]
         return await self._run(self._predict, raw, accept)
 
     async def _predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
