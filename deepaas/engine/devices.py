@@ -344,12 +344,18 @@ def plan_devices(
         if placement.training_env is not None:
             plan[TRAINING_KEY + model] = placement.training_env
         if need.count:
-            LOG.info(
-                "model %r: %d worker(s) on CUDA_VISIBLE_DEVICES %s; trainings on %s",
-                model, len(placement.worker_envs),
-                sorted({e.get("CUDA_VISIBLE_DEVICES", "") for e in plan[model]}),
-                (placement.training_env or {}).get("CUDA_VISIBLE_DEVICES"),
-            )
+            where = sorted({e.get("CUDA_VISIBLE_DEVICES", "") for e in plan[model]})
+            if (trains or {}).get(model):  # not deepaas-predict: it never trains
+                LOG.info(
+                    "model %r: %d worker(s) on CUDA_VISIBLE_DEVICES %s; trainings "
+                    "on %s", model, len(placement.worker_envs), where,
+                    (placement.training_env or {}).get("CUDA_VISIBLE_DEVICES"),
+                )
+            else:
+                LOG.info(
+                    "model %r: %d worker(s) on CUDA_VISIBLE_DEVICES %s",
+                    model, len(placement.worker_envs), where,
+                )
     return plan
 
 

@@ -17,6 +17,7 @@ from deepaas.engine.devices import (
     GpuNeed,
     parse_nvidia_smi,
     place_model,
+    plan_devices,
     read_need,
     select_gpus,
     visible_gpus,
@@ -188,6 +189,17 @@ def test_declaring_no_gpu_hides_them():
     placement = place_model("m", GpuNeed(0, False, True), GPUS, workers=1)
     hidden = {"CUDA_VISIBLE_DEVICES": "", "DEEPAAS_DEVICE": "cpu"}
     assert placement.worker_envs == [hidden]
+
+
+@pytest.mark.parametrize(("trains", "said"), [(True, True), (False, False)])
+def test_the_plan_mentions_trainings_only_for_a_model_that_trains(
+    caplog, trains, said
+):
+    caplog.set_level(logging.INFO, logger="deepaas.engine.devices")
+    plan_devices({"m": NEED_ONE}, GPUS[:2], workers=1, trains={"m": trains})
+    [line] = [m for r in caplog.records if "worker(s) on" in (m := r.getMessage())]
+    assert line.startswith("model 'm': ")
+    assert ("trainings on" in line) is said
 
 
 # -- from the configuration, with real probe processes ----------------------------
