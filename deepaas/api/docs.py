@@ -47,8 +47,12 @@ def _document(request: web.Request, version: int) -> dict[str, object]:
     key = f"v{version}"
     if key not in cache:
         descriptions = [ex.description for ex in request.app[EXECUTORS].values()]
+        settings = request.app[SETTINGS]
         document = openapi.build_document(
-            descriptions, version=version, base_path=request.app[SETTINGS].base_path
+            descriptions,
+            version=version,
+            base_path=settings.base_path,
+            metrics=settings.metrics,
         )
         guard = request.app.get(GUARD)
         if guard is not None and guard.auth is not None:

@@ -312,10 +312,35 @@ def _ready_operation(version: int) -> dict[str, Any]:
     return operations
 
 
+def _metrics_operation(version: int) -> dict[str, Any]:
+    media = ("text/plain", "application/openmetrics-text")
+    body: dict[str, Any] = (
+        {"schema": {"type": "string"}}
+        if version == 2
+        else {"content": {m: {"schema": {"type": "string"}} for m in media}}
+    )
+    op: dict[str, Any] = {
+        "tags": ["deepaas"],
+        "summary": "Prometheus metrics: requests, workers, queues, trainings, "
+        "GPUs (OpenMetrics when asked for in Accept)",
+        "operationId": "metrics",
+        "responses": {200: {"description": "The metrics", **body}},
+    }
+    if version == 2:
+        op["produces"] = list(media)
+    return {"get": op}
+
+
 def build_document(
-    descriptions: Iterable[ModelDescription], *, version: int, base_path: str = ""
+    descriptions: Iterable[ModelDescription],
+    *,
+    version: int,
+    base_path: str = "",
+    metrics: bool = False,
 ) -> dict[str, Any]:
     """The API description, ``version`` 2 (Swagger) or 3 (OpenAPI 3.1).
+
+    ``metrics``: ``/metrics`` is served, and described.
 
     Under ``base_path`` every path carries the prefix, as in DEEPaaS 2.x:
     clients build URLs from ``paths`` alone, so ``basePath`` stays ``/``
@@ -386,6 +411,8 @@ def build_document(
         operations=_simple_get("Liveness: the server answers", "health", version),
     )
     spec.path(f"{base_path}/ready", operations=_ready_operation(version))
+    if metrics:
+        spec.path(f"{base_path}/metrics", operations=_metrics_operation(version))
     for desc in descriptions:
         prefix = f"{base_path}/v2/models/{desc.name}"
         spec.path(

@@ -73,3 +73,21 @@ async def test_body_limits_and_timeouts_are_documented(make_client):
     for path in ("/v2/models/trainer/predict/", "/v2/models/trainer/train/"):
         responses = v2["paths"][path]["post"]["responses"]
         assert {"408", "413", "415"} <= set(responses)
+
+
+async def test_metrics_are_documented_when_served(make_client):
+    client = await make_client("echo")
+    v2, v3 = await documents(client)
+    assert v2["paths"]["/metrics"]["get"]["produces"] == [
+        "text/plain",
+        "application/openmetrics-text",
+    ]
+    answer = v3["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert set(answer) == {"text/plain", "application/openmetrics-text"}
+    resp = await client.get("/metrics")
+    assert resp.status == 200 and resp.content_type == "text/plain"
+
+    client = await make_client("echo", metrics=False)
+    v2, v3 = await documents(client)
+    assert "/metrics" not in v2["paths"] and "/metrics" not in v3["paths"]
+    assert (await client.get("/metrics")).status == 404
