@@ -136,12 +136,15 @@ class QueueFull(DeepaasError):
     """Too many predictions are waiting for a worker."""
 
     status = 503
+    #: Seconds a client should wait before retrying (the Retry-After header).
+    retry_after = 1
 
 
 class WorkerCrashed(DeepaasError):
     """The worker process running a call died before it answered."""
 
     status = 503
+    retry_after = 1  # its replacement is starting
 
 
 class CallTimeout(DeepaasError):

@@ -28,8 +28,6 @@ from deepaas.exceptions import (
     ModelError,
     ModelHTTPError,
     ModelNotFound,
-    QueueFull,
-    WorkerCrashed,
 )
 
 LOG = logging.getLogger(__name__)
@@ -89,8 +87,9 @@ def error_response(
                 exc.message,
             )
         headers = {}
-        if isinstance(exc, (QueueFull, WorkerCrashed)):
-            headers["Retry-After"] = "1"
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
         return json_error(exc.status, exc.to_json(), **headers)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:

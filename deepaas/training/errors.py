@@ -28,6 +28,11 @@ class TrainingsNotConfigured(MethodNotImplemented):
 class TooManyTrainings(QueueFull):
     """The server holds ``--max-trainings`` unfinished trainings (503, Retry-After)."""
 
+    # A place frees when a training ends, minutes away rather than the
+    # moment a prediction's queue moves: a client looping on 1 s would
+    # only add load.
+    retry_after = 30
+
 
 class StateDirUnusable(DeepaasError):
     """The state directory cannot be created, written or locked."""
