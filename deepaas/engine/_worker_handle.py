@@ -26,6 +26,12 @@ from deepaas.exceptions import (
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 
+#: Restart backoff: the first wait, doubled per failure in a row, capped.
+FIRST_BACKOFF = 0.25
+MAX_BACKOFF = 30.0
+#: A worker healthy this long starts its backoff afresh after a crash.
+HEALTHY_AFTER = 60.0
+
 
 class WorkerHandle:
     """One worker process as the pool sees it: state, process and sockets."""
@@ -50,6 +56,17 @@ class WorkerHandle:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+    def count_failure(self, *, while_serving: bool) -> None:
+        """One more failure in a row: a death ``while_serving`` after a long
+        healthy run starts the count afresh; a failed restart never does."""
+        if while_serving and time.monotonic() - self.ready_since > HEALTHY_AFTER:
+            self.failures = 0
+        self.failures += 1
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next restart: doubling, capped."""
+        return float(min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self.failures - 1)))
 
     async def spawn(
         self,

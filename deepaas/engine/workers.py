@@ -33,7 +33,6 @@ import collections
 import itertools
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -59,11 +58,6 @@ from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
 LOG = logging.getLogger(__name__)
-
-FIRST_BACKOFF = 0.25
-MAX_BACKOFF = 30.0
-#: A worker healthy this long starts its backoff afresh after a crash.
-HEALTHY_AFTER = 60.0
 
 
 class ProcessPool(Executor):
@@ -279,15 +273,13 @@ class ProcessPool(Executor):
         else:
             cause = "exit"
         self.stats.restarts[cause] += 1
-        if time.monotonic() - worker.ready_since > HEALTHY_AFTER:
-            worker.failures = 0
-        worker.failures += 1
+        worker.count_failure(while_serving=True)
         await self._restart(worker)
 
     async def _restart(self, worker: WorkerHandle) -> None:
         """Re-spawn and re-warm a worker, backing off while it keeps failing."""
         while not self._stopping:
-            delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (worker.failures - 1))
+            delay = worker.backoff()
             LOG.info(
                 "model %r: restarting worker %d in %.2f s",
                 self.spec.name,
@@ -316,7 +308,7 @@ class ProcessPool(Executor):
                     worker.state = "dead"
                     worker.close_sockets()
                     worker.kill()
-                worker.failures += 1
+                worker.count_failure(while_serving=False)
                 if not any(w.state in ("idle", "busy") for w in self._workers):
                     self._fail_waiters(
                         WorkerCrashed(
@@ -519,7 +511,3 @@ class ProcessPool(Executor):
         """Process ids of the workers (for tests and diagnostics)."""
         return [w.pid for w in self._workers]
 
-
-def default_worker_count() -> int:
-    """A sensible worker count for CPU-bound models on this machine."""
-    return max(1, (os.cpu_count() or 1))
