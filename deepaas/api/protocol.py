@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from deepaas._background import running_beside
 from deepaas.api.request_metrics import REQUEST_METRICS, RequestMetrics
 
 LOG = logging.getLogger("deepaas.run")
@@ -329,13 +330,8 @@ async def watch_connections(runner: web.AppRunner) -> AsyncIterator[None]:
     server = runner.server
     if not isinstance(server, _HardenedServer):
         raise RuntimeError("call harden_server() first")
-    task = asyncio.create_task(_sweep(server))
-    try:
+    async with running_beside(_sweep(server)):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _sweep(server: _HardenedServer) -> None:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from deepaas._background import running_beside
 
 #: Upper bounds (seconds) of the request-duration buckets: from a
 #: sub-millisecond in-process call to a long model call.
@@ -204,13 +205,8 @@ class RequestMetrics:
                 await asyncio.sleep(FOLD_INTERVAL)
                 self.fold()
 
-        task = asyncio.create_task(fold_forever())
-        try:
+        async with running_beside(fold_forever()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def collect(self) -> Iterator[Metric]:
         """The request counter and the duration histogram, from the same counts."""
