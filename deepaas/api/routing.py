@@ -114,9 +114,10 @@ def route_handler(
             try:
                 response = error_response(request, exc, rid)
             except web.HTTPException as redirect:  # raised on purpose
-                redirect.headers[REQUEST_ID_HEADER] = rid
-                if counter is not None:
-                    counter.count(request, redirect.status, clock() - started)
+                if not (keep_answered and REQUEST_ID_HEADER in redirect.headers):
+                    redirect.headers[REQUEST_ID_HEADER] = rid
+                    if counter is not None:
+                        counter.count(request, redirect.status, clock() - started)
                 raise
         if keep_answered and REQUEST_ID_HEADER in response.headers:
             return response  # answered, counted and logged by the merged path

@@ -240,6 +240,7 @@ def test_each_answer_is_counted_once_under_its_routes_labels(server: Server) -> 
     assert server.request("GET", "/v2/")[0] == 200
     # Merged slashes: answered by the route of /v2/models/, counted there only.
     assert server.request("GET", "//v2//models/")[0] == 200
+    assert server.request("GET", "//ui")[0] == 200  # a redirect to /api, followed
     assert server.request("GET", "/api/static/swagger-ui.css")[0] == 200
     assert server.request("GET", "/no/such/path")[0] == 404
     # Refused by the HTTP server itself: no route ever sees it.
@@ -256,6 +257,8 @@ def test_each_answer_is_counted_once_under_its_routes_labels(server: Server) -> 
     assert counted(endpoint="/v2", method="GET", status="200") == 1
     assert counted(endpoint="/v2/models", method="GET", status="200") == 1
     assert counted(endpoint="other", method="GET", status="200") == 0
+    assert counted(endpoint="/ui", method="GET", status="302") == 1
+    assert counted(endpoint="other", method="GET", status="302") == 0
     assert counted(endpoint="/api/static/{filename}", method="GET", status="200") == 1
     assert counted(endpoint="other", method="GET", status="404") == 1
     assert counted(endpoint="other", method="OPTIONS", status="404") == 1
