@@ -134,6 +134,10 @@ def test_fresh_install_serves_the_demo_and_stops_on_sigterm(start, tmp_path):
                                {"sample": [5.0, 3.4, 1.5, 0.2]})
     assert status == 200
     assert body["predictions"][0]["label"] == "setosa"
+    # Neither input: the client's mistake (422), also from a worker process.
+    status, body = server.post("/v2/models/deepaas-demo/predict/", {})
+    assert status == 422
+    assert "either a CSV file" in body["_schema"][0]
 
     workers = children(server.process.pid)
     assert workers  # the worker process (and multiprocessing's helper)

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from marshmallow import Schema, fields, validate
 
+from deepaas.exceptions import ArgumentsInvalid
+
 LOG = logging.getLogger(__name__)
 
 CLASSES = ("setosa", "versicolor", "virginica")
@@ -194,13 +196,25 @@ def predict(
     accept: str = "application/json",
     **kwargs: Any,
 ) -> Any:
-    """Classify the samples of ``data`` (a CSV upload) or one ``sample``."""
+    """Classify the samples of ``data`` (a CSV upload) or one ``sample``.
+
+    What the client sent wrong is answered 422 with the argument named
+    (:class:`~deepaas.exceptions.ArgumentsInvalid`), not as a model failure.
+    """
     if data is not None:
-        x = _read_csv(data.filename)
+        try:
+            x = _read_csv(data.filename)
+        except UnicodeDecodeError:
+            raise ArgumentsInvalid(
+                {"data": ["the file is not UTF-8 text, so not a CSV file"]}
+            ) from None
+        except ValueError as exc:
+            raise ArgumentsInvalid({"data": [str(exc)]}) from None
     elif sample is not None:
         x = np.array([sample], dtype=float)
     else:
-        raise ValueError("give either a CSV file as 'data' or four numbers as 'sample'")
+        neither = "give either a CSV file as 'data' or four numbers as 'sample'"
+        raise ArgumentsInvalid({"_schema": [neither]})
     w, b, mean, scale, trained = _load_weights()
     probs = _softmax(((x - mean) / scale) @ w + b)
     if accept == "text/csv":
