@@ -375,8 +375,11 @@ def build_document(
         "ValidationErrors",
         component={
             "type": "object",
-            "description": "Messages per invalid argument",
-            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "description": "Messages per invalid argument: a list of messages, "
+            "or, for a list or mapping argument, messages per item (e.g. "
+            '{"sample": {"0": ["Not a valid number."]}}); "_schema" for a '
+            "rule about several arguments",
+            "additionalProperties": {},
         },
     )
     spec.components.schema(
@@ -398,14 +401,15 @@ def build_document(
         f"{base_path}/v2/models/",
         operations=_simple_get("Served models with their metadata", "models", version),
     )
-    spec.path(
-        f"{base_path}/v2/debug/",
-        operations=_simple_get(
-            "What the server printed and logged (204 unless --debug-endpoint)",
-            "debug",
-            version,
-        ),
+    debug = _simple_get(
+        "What the server printed and logged (204 unless --debug-endpoint)",
+        "debug",
+        version,
     )
+    debug["get"]["responses"][204] = {
+        "description": "The server runs without --debug-endpoint: nothing to show"
+    }
+    spec.path(f"{base_path}/v2/debug/", operations=debug)
     spec.path(
         f"{base_path}/health",
         operations=_simple_get("Liveness: the server answers", "health", version),

@@ -91,3 +91,12 @@ async def test_metrics_are_documented_when_served(make_client):
     v2, v3 = await documents(client)
     assert "/metrics" not in v2["paths"] and "/metrics" not in v3["paths"]
     assert (await client.get("/metrics")).status == 404
+
+
+async def test_the_204_of_the_debug_endpoint_is_documented(make_client):
+    client = await make_client("echo")  # no --debug-endpoint
+    v2, v3 = await documents(client)
+    resp = await client.get("/v2/debug/")
+    assert resp.status == 204
+    for document in (v2, v3):
+        assert "204" in document["paths"]["/v2/debug/"]["get"]["responses"]
