@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 run = subprocess.run(
                     [args.st, "run", f"{url}/{document}", "--checks", "all",
                      "-n", str(args.examples)],
-                    capture_output=True, text=True, timeout=1800)
+                    capture_output=True, text=True, timeout=1800,
+                    cwd=work)  # its cache and reports stay out of the checkout
                 summary = run.stdout.split("SUMMARY")[-1]
                 found = _FINDING.findall(summary)
                 cases = re.search(r"(\d+) generated", summary)
