@@ -189,6 +189,18 @@ class Server:
             process.wait(5)
 
 
+def end_process(
+    process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 60
+) -> None:
+    """Ask ``process`` to stop with ``signum``; kill it if it has not in time."""
+    process.send_signal(signum)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class ServerSet:
     """Servers started together and always stopped together."""
 

@@ -30,7 +30,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _bench_servers import free_port
+from _bench_servers import end_process, free_port
 
 #: Findings that fail the run (see the module docstring).
 FORBIDDEN = {"ST101", "ST103", "ST104", "ST105", "ST108"}
@@ -106,11 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not found:
                     print("  no findings")
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            end_process(server)
     return 1 if failed else 0
 
 

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 from _bench_env import HERE, write_model_package
-from _bench_servers import free_port
+from _bench_servers import end_process, free_port
 
 ROOT = HERE.parent
 MODEL = "bench_echo_inline"
@@ -134,12 +134,7 @@ def count_once(label: str, source: Path, flags: list[str], site: Path,
         subprocess.run([*control, "-d", str(process.pid)], check=True,
                        capture_output=True)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, signal.SIGINT)
     total = 0
     for path in glob.glob(str(out_dir / "callgrind.*.out*")):
         with open(path) as dump:  # each dump ends with its "totals:" line
