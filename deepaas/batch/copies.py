@@ -16,58 +16,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 
 from deepaas.exceptions import DeepaasError
-from deepaas.model.files import can_reflink, copy_for_model
+from deepaas.model.files import can_reflink, copy_for_model, owned_temp_folder
 
 
 class InputUnreadable(DeepaasError):
     """An input that cannot be handed to the model (missing file, bad line)."""
-
-
-#: Start of the name of every run's folder: the host and the batch
-#: process's pid follow, so that a later run can tell a stale folder.
-FOLDER_PREFIX = "deepaas-predict-"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def remove_stale_folders(base: str) -> list[str]:
-    """Remove the copy folders in ``base`` of runs on this host that are gone.
-
-    A batch process killed with SIGKILL cannot remove its folder; the
-    folder's name holds the host and the pid, so the next run on the host
-    removes it once no process has that pid.  Returns the folders removed.
-    """
-    prefix = f"{FOLDER_PREFIX}{os.uname().nodename}-"
-    removed: list[str] = []
-    try:
-        entries = list(os.scandir(base))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(prefix):
-            continue
-        pid = entry.name[len(prefix) :].split("-", 1)[0]
-        try:
-            mine = entry.is_dir(follow_symlinks=False) and (
-                entry.stat(follow_symlinks=False).st_uid == os.getuid()
-            )
-        except OSError:
-            continue
-        if mine and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(entry.path)
-    return removed
 
 
 class InputCopies:
@@ -82,11 +37,7 @@ class InputCopies:
         self._reflinks: dict[str, bool] = {}
 
     def __enter__(self) -> InputCopies:
-        base = tempfile.gettempdir()
-        remove_stale_folders(base)
-        self.directory = tempfile.mkdtemp(
-            prefix=f"{FOLDER_PREFIX}{os.uname().nodename}-{os.getpid()}-", dir=base
-        )
+        self.directory = owned_temp_folder("predict")
         return self
 
     def __exit__(self, *exc: object) -> None:

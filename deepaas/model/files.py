@@ -164,6 +164,59 @@ def _copy_data(src: int, dst: int, reflink: bool = True) -> None:
             view = view[os.write(dst, view) :]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_folders(base: str, prefix: str) -> list[str]:
+    """Remove this user's folders ``<prefix><pid>-*`` in ``base`` whose
+    process is gone; returns them.
+
+    A process killed outright (SIGKILL, or a model's segfault when it runs
+    in the process) cannot remove its temporary folder; the folder's name
+    holds the host (in ``prefix``) and the pid, so the next run on the host
+    removes it once no process has that pid.
+    """
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        try:
+            mine = entry.is_dir(follow_symlinks=False) and (
+                entry.stat(follow_symlinks=False).st_uid == os.getuid()
+            )
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def owned_temp_folder(tool: str) -> str:
+    """A new temporary folder of this process, for ``tool``'s copies.
+
+    Named ``deepaas-<tool>-<host>-<pid>-<random>``: the stale folders of
+    the same tool on this host, left by processes that died before they
+    could remove theirs, are removed first (:func:`remove_stale_folders`).
+    """
+    base = tempfile.gettempdir()
+    prefix = f"deepaas-{tool}-{os.uname().nodename}-"
+    remove_stale_folders(base, prefix)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=base)
+
+
 @contextlib.contextmanager
 def private_copies(arguments: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """``arguments`` with each :class:`UploadedFile` pointing at its own copy.
@@ -171,9 +224,10 @@ def private_copies(arguments: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     For a tool that was given the user's own files (``deepaas-cli``): the
     copies (see :func:`copy_for_model`) live in a new temporary folder that
     is removed, with whatever the model left in it, when the block ends,
-    whether the call returned or raised.
+    whether the call returned or raised; if the process dies first (a
+    model that segfaults), by the next ``deepaas-cli`` on the host.
     """
-    directory = tempfile.mkdtemp(prefix="deepaas-")
+    directory = owned_temp_folder("cli")
     try:
         copied: dict[str, Any] = {}
         for key, value in arguments.items():

@@ -176,6 +176,29 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(
     assert snapshot(data) == before
 
 
+def test_a_cli_call_that_segfaults_leaves_a_folder_the_next_call_removes(
+    installed_models: Path, tmp_path: Path, scratch: Path
+) -> None:
+    data = tmp_path / "data"
+    before = make_folder(data)
+    crashed = run(
+        CLI, "--model-name", "batch-segfault", "predict", "--n", "1",
+        "--crash", "true", "--data", data / "clip_0.wav",
+        site=installed_models, scratch=scratch,
+    )  # fmt: skip
+    assert crashed.returncode != 0
+    [left] = scratch.iterdir()  # nothing ran after the crash to remove it
+    assert left.name.startswith(f"deepaas-cli-{os.uname().nodename}-")
+    proc = run(
+        CLI, "--model-name", "batch-segfault", "predict", "--n", "2",
+        "--data", data / "clip_2.wav", site=installed_models, scratch=scratch,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["size"] == len(before["clip_2.wav"])
+    assert list(scratch.iterdir()) == []
+    assert snapshot(data) == before
+
+
 @pytest.mark.parametrize("reflink", [True, False])
 def test_a_copy_has_the_same_bytes_its_extension_and_a_name_that_fits(
     tmp_path: Path, reflink: bool
