@@ -15,9 +15,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from deepaas.engine._process import describe_exit
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import RawArguments
 from deepaas.training._logwriter import append_line
+from deepaas.training.store import (
+    CANCELLED,
+    CANCELLED_MESSAGE,
+    DONE,
+    ERROR,
+    INTERRUPTED_BY_SHUTDOWN,
+)
 
 LOG_NAME = "training.log"
 OUTCOME_NAME = "outcome.json"
@@ -69,6 +77,32 @@ def read_outcome(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def local_outcome(
+    job_dir: Path, stop_reason: str | None, exitcode: int | None, timeout: float
+) -> tuple[str, Any, str | None]:
+    """Status, output and message of a training whose local process ended.
+
+    ``stop_reason``: why the server stopped it (``cancel``, ``timeout`` after
+    ``timeout`` s, ``shutdown``), None when it ended by itself.
+    """
+    outcome = read_outcome(job_dir / OUTCOME_NAME)
+    if outcome is not None and outcome.get("status") == DONE:
+        return DONE, outcome.get("output"), None
+    if stop_reason == "cancel":
+        return CANCELLED, None, CANCELLED_MESSAGE
+    if stop_reason == "timeout":
+        return ERROR, None, (
+            f"stopped: it ran longer than --train-timeout ({timeout:g} s)"
+        )
+    if stop_reason == "shutdown":
+        return ERROR, None, INTERRUPTED_BY_SHUTDOWN
+    if outcome is not None:
+        return ERROR, None, str(outcome.get("message", "the training failed"))
+    return ERROR, None, (
+        f"the training process ended without a result: {describe_exit(exitcode)}"
+    )
 
 
 def append_log(path: Path, message: str, max_bytes: int = 0) -> None:

@@ -36,7 +36,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from deepaas.engine._process import describe_exit
 from deepaas.exceptions import TrainingNotFound
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
@@ -54,8 +53,8 @@ from deepaas.training._jobdir import (
     LOG_NAME,
     OUTCOME_NAME,
     UPLOADS_DIR,
+    local_outcome,
     move_uploads,
-    read_outcome,
     remove_file,
 )
 from deepaas.training._logwriter import (
@@ -75,9 +74,10 @@ from deepaas.training.logs import LogChunk, read_log
 from deepaas.training.slurm import SlurmBackend, slurm_job_id, with_slurm_details
 from deepaas.training.store import (
     CANCELLED,
+    CANCELLED_MESSAGE,
     DATABASE_NAME,
-    DONE,
     ERROR,
+    INTERRUPTED_BY_SHUTDOWN,
     PRIVATE_DIR_MODE,
     QUEUED,
     RUNNING,
@@ -92,10 +92,6 @@ LOG = logging.getLogger(__name__)
 
 JOBS_DIR = "trainings"
 
-INTERRUPTED_BY_SHUTDOWN = (
-    "interrupted: the server shut down before this training finished"
-)
-CANCELLED_MESSAGE = "cancelled by a DELETE request"
 
 
 @dataclasses.dataclass(eq=False)
@@ -397,7 +393,7 @@ class TrainingService:
 
     async def _execute(self, job: _Job) -> tuple[str, Any, str | None]:
         if job.stop_reason is not None:
-            return self._outcome(job, None)
+            return local_outcome(job.job_dir, job.stop_reason, None, self.timeout)
         loop = asyncio.get_running_loop()
         child = ChildJob(
             uuid=job.uuid,
@@ -440,25 +436,8 @@ class TrainingService:
         if not await loop.run_in_executor(None, job.pump.finish, DRAIN_SECONDS):
             job.log.write_line("a process that outlived the training still writes "
                                "to its output; that goes on below")
-        return self._outcome(job, process.exitcode)
-
-    def _outcome(self, job: _Job, exitcode: int | None) -> tuple[str, Any, str | None]:
-        outcome = read_outcome(job.job_dir / OUTCOME_NAME)
-        if outcome is not None and outcome.get("status") == DONE:
-            return DONE, outcome.get("output"), None
-        if job.stop_reason == "cancel":
-            return CANCELLED, None, CANCELLED_MESSAGE
-        if job.stop_reason == "timeout":
-            return ERROR, None, (
-                f"stopped: it ran longer than --train-timeout ({self.timeout:g} s)"
-            )
-        if job.stop_reason == "shutdown":
-            return ERROR, None, INTERRUPTED_BY_SHUTDOWN
-        if outcome is not None:
-            return ERROR, None, str(outcome.get("message", "the training failed"))
-        return ERROR, None, (
-            f"the training process ended without a result: {describe_exit(exitcode)}"
-        )
+        return local_outcome(job.job_dir, job.stop_reason, process.exitcode,
+                             self.timeout)
 
     def _request_stop(self, job: _Job, reason: str) -> None:
         if job.stop_reason is not None:

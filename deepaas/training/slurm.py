@@ -55,6 +55,7 @@ from deepaas.training.slurm_files import (
 )
 from deepaas.training.store import (
     CANCELLED,
+    CANCELLED_MESSAGE,
     DONE,
     ERROR,
     QUEUED,
@@ -68,7 +69,6 @@ LOG = logging.getLogger(__name__)
 
 OWNER_PREFIX = "slurm:"
 CANCEL_FILE = "cancel-requested.json"
-CANCELLED_MESSAGE = "cancelled by a DELETE request"
 #: The state of a job that no SLURM command knows any more and that left no
 #: report of its end (deepaas's word, not SLURM's).
 FORGOTTEN = "UNKNOWN"

@@ -32,6 +32,11 @@ ERROR = "error"
 CANCELLED = "cancelled"
 
 UNFINISHED = (QUEUED, RUNNING)
+#: The messages of trainings ended by a DELETE, and by the server stopping.
+CANCELLED_MESSAGE = "cancelled by a DELETE request"
+INTERRUPTED_BY_SHUTDOWN = (
+    "interrupted: the server shut down before this training finished"
+)
 FINISHED = (DONE, ERROR, CANCELLED)
 
 DATABASE_NAME = "trainings.sqlite"
