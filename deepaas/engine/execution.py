@@ -70,6 +70,13 @@ class ExecutorStats:
 DEFAULT_STALL_TIMEOUT = 60.0
 
 
+def checked_stall_timeout(value: float) -> float:
+    """``--ready-stall-timeout`` as given, or ValueError when it is negative."""
+    if value < 0:
+        raise ValueError(f"--ready-stall-timeout must be >= 0 (got {value})")
+    return value
+
+
 def stall(state: dict[str, Any], stalled_for: float, timeout: float) -> None:
     """Add ``stalled`` (and how long) to a ``status()`` dict.
 
@@ -155,11 +162,7 @@ class InProcessExecutor(Executor):
     ) -> None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1 (got {threads})")
-        if stall_timeout < 0:
-            raise ValueError(
-                f"--ready-stall-timeout must be >= 0 (got {stall_timeout})"
-            )
-        self.stall_timeout = stall_timeout
+        self.stall_timeout = checked_stall_timeout(stall_timeout)
         # When a thread last took or finished a call (see stalled_for).
         self._last_progress = 0.0
         if mode not in (None, "thread", "async"):

@@ -45,6 +45,7 @@ from deepaas.engine.execution import (
     DEFAULT_STALL_TIMEOUT,
     Executor,
     ExecutorStats,
+    checked_stall_timeout,
     stall,
 )
 from deepaas.exceptions import (
@@ -83,12 +84,8 @@ class ProcessPool(Executor):
             raise ValueError(f"worker_envs needs {size} entries (got {len(envs)})")
         if call_timeout < 0:
             raise ValueError(f"--predict-timeout must be >= 0 (got {call_timeout})")
-        if stall_timeout < 0:
-            raise ValueError(
-                f"--ready-stall-timeout must be >= 0 (got {stall_timeout})"
-            )
         self.spec = spec
-        self.stall_timeout = stall_timeout
+        self.stall_timeout = checked_stall_timeout(stall_timeout)
         self._warm = warm
         self._max_queue = max_queue or 64 * size
         self._call_timeout = call_timeout
