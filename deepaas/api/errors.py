@@ -17,7 +17,6 @@ What a client may read depends on where the error comes from:
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
@@ -52,7 +51,7 @@ async def allowed_methods(request: web.Request) -> set[str]:
 
 
 def error_response(
-    request: web.Request, exc: Exception, request_id: str = "-"
+    request: web.Request, exc: Exception, request_id: str
 ) -> web.StreamResponse:
     """The JSON answer for an exception a handler raised (redirects re-raised).
 
@@ -110,14 +109,13 @@ def error_response(
 
 
 def unexpected_error(
-    request: web.Request, exc: BaseException, request_id: str = "-"
+    request: web.Request, exc: BaseException, reference: str
 ) -> web.Response:
     """A 500 that names no detail of the server, and logs them under a reference.
 
     The reference is the request's id (``X-Request-ID``, also in the access
-    log line), or a random one for a request that has none.
+    log line).
     """
-    reference = request_id if request_id != "-" else secrets.token_hex(8)
     LOG.error(
         "%s %s failed (reference %s)",
         request.method,

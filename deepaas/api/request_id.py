@@ -1,7 +1,8 @@
 """The request id: one per request, answered in ``X-Request-ID``.
 
 Every request gets an id: the ``X-Request-ID`` a proxy sent, when it is
-sane (1 to 128 letters, digits or ``._:/+=@-``), else 16 random hex digits.
+sane (1 to 128 letters, digits or ``._:/+=@-``, checked with
+:data:`is_sane_id`), else a new one of 16 hex digits (:class:`RequestIds`).
 It is answered in the ``X-Request-ID`` header, written in the access log
 line (:mod:`deepaas.api.access_log`) and in the server's error log lines,
 and it is the reference that a 500 answer gives.  The one wrapper of each
@@ -44,13 +45,6 @@ class RequestIds:
         self.new: Callable[[], str] = map(
             "%016x".__mod__, itertools.count(start)
         ).__next__
-
-    def for_request(self, request: web.BaseRequest) -> str:
-        """The id for ``request``: a sane ``X-Request-ID`` it sent, else a new one."""
-        incoming = request.headers.get(REQUEST_ID_HEADER)
-        if incoming is not None and is_sane_id(incoming):
-            return incoming
-        return self.new()
 
 
 #: Each application's :class:`RequestIds` (made by its first route).
