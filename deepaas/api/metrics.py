@@ -5,9 +5,9 @@ executors, their worker pools and queues: worker processes count nothing
 themselves, so nothing is lost when one dies and nothing needs merging.
 
 * Requests are counted by each route's wrapper as it answers
-  (:mod:`deepaas.api.request_metrics`): a look-up in a dictionary and two
-  additions, with no lock, because requests and scrapes all run on the
-  event loop.
+  (:mod:`deepaas.api.request_metrics`): a look-up in a dictionary and the
+  append of the duration, sorted into buckets later, many at a time; no
+  lock, because requests, folds and scrapes all run on the event loop.
 * Everything else (workers, queues, restarts, timeouts, batch sizes,
   trainings, GPUs) is read from the engine's live state when Prometheus
   scrapes, by :class:`EngineCollector`: nothing is updated per request.
