@@ -60,6 +60,7 @@ FAKE_MODELS = {
     "refuser": "tests.fake_models.compat_api:Refuser",
     "lists": "tests.fake_models.compat_api:Lists",
     "batch-harmful": "tests.fake_models.batch:Harmful",
+    "batch-harmful-pair": "tests.fake_models.batch:HarmfulPair",
     "batch-segfault": "tests.fake_models.batch:Segfaulting",
     "deepaas-test": "tests.fake_models.upstream_test_model:UpstreamTestModel",
     "warm-recorder": "tests.fake_models.promises:WarmRecorder",

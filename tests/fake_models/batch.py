@@ -113,18 +113,44 @@ class Harmful:
         }
 
     def predict(self, data, action):
-        with open(data.filename, "rb") as handle:
-            size = len(handle.read())
-        if action == "delete":
-            os.remove(data.filename)
-        elif action == "truncate":
-            os.truncate(data.filename, 0)
-        elif action == "overwrite":
-            with open(data.filename, "r+b") as handle:
-                handle.write(b"overwritten by the model")
-        else:
-            os.rename(data.filename, data.filename + ".moved")
-        return {"name": data.original_filename, "size": size, "path": data.filename}
+        return read_then_harm(data, action)
+
+
+def read_then_harm(upload, action):
+    """Read the file ``upload`` names, then do ``action`` to it; say what was read."""
+    with open(upload.filename, "rb") as handle:
+        size = len(handle.read())
+    if action == "delete":
+        os.remove(upload.filename)
+    elif action == "truncate":
+        os.truncate(upload.filename, 0)
+    elif action == "overwrite":
+        with open(upload.filename, "r+b") as handle:
+            handle.write(b"overwritten by the model")
+    else:
+        os.rename(upload.filename, upload.filename + ".moved")
+    return {"name": upload.original_filename, "size": size, "path": upload.filename}
+
+
+class HarmfulPair:
+    """Two file arguments, each read and then deleted, truncated, overwritten
+    or moved (``action``), as :class:`Harmful` does with its one."""
+
+    def get_predict_args(self):
+        return {
+            "data": fields.Raw(required=True, metadata={"type": "file"}),
+            "mask": fields.Raw(required=True, metadata={"type": "file"}),
+            "action": fields.Str(
+                load_default="delete",
+                validate=validate.OneOf(["delete", "truncate", "overwrite", "move"]),
+            ),
+        }
+
+    def predict(self, data, mask, action):
+        return {
+            "data": read_then_harm(data, action),
+            "mask": read_then_harm(mask, action),
+        }
 
 
 class Segfaulting:
