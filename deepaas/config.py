@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from deepaas import __version__
 from deepaas._options_help import format_help
 from deepaas._security_options import security_opts
+from deepaas.version import version_line
 
 MODEL_ENV_VAR = "DEEPAAS_V2_MODEL"
 DEFAULT_LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -487,7 +487,7 @@ def build_config(
         args=normalize_bool_flags(argv, _bool_flag_names(opts)),
         project="deepaas",
         prog=prog,
-        version=__version__,
+        version=version_line(),
         description=description,
         default_config_files=[],
         default_config_dirs=[],

@@ -23,7 +23,6 @@ from typing import Any
 
 from oslo_config import cfg
 
-from deepaas import __version__
 from deepaas.config import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -31,11 +30,13 @@ from deepaas.config import (
     list_opts,
     normalize_bool_flags,
 )
+from deepaas.version import version_line
 
 __all__ = [
     "APPLIED",
     "MULTIPROCESSING_OPTION",
     "OUTPUT_OPTION",
+    "STRICT_OPTION",
     "CommandLine",
     "add_general_options",
     "early_values",
@@ -52,6 +53,8 @@ LOG = logging.getLogger("deepaas.cli")
 #: may have them).
 OUTPUT_OPTION = "--deepaas_method_output"
 MULTIPROCESSING_OPTION = "--deepaas_with_multiprocessing"
+#: Refuse values that fail a field's validators (2.x passed them on).
+STRICT_OPTION = "--strict"
 
 _LOGGING = frozenset(
     {
@@ -76,8 +79,8 @@ CONFIG_OPTIONS = {"config_file": "--config-file", "config_dir": "--config-dir"}
 
 _HELP = {
     "log_level": "log level (default WARNING; --debug: DEBUG)",
-    "warm": "run the model's warm() before predict or train (deepaas-cli does "
-    "not otherwise, as DEEPaaS 2.x's)",
+    "warm": "run the model's warm() before predict or train (default; "
+    "--no-warm skips it)",
     "model_name": "the model to call (default: $DEEPAAS_V2_MODEL, else the only "
     "installed model, else the demo model)",
     "log_dir": "base of a relative --log-file; alone, the log goes to "
@@ -148,7 +151,11 @@ def add_general_options(
     suppress = argparse.SUPPRESS
     if not (in_method or unambiguous_only):
         parser.add_argument(
-            "--version", action="version", version=f"%(prog)s {__version__}"
+            "--version",
+            action="version",
+            version=version_line(),
+            help="print the version (e.g. 3.0.0, or 3.0.0-dev0 for a development "
+            "release) and exit",
         )
     parser.add_argument(
         OUTPUT_OPTION,
@@ -173,6 +180,14 @@ def add_general_options(
         action="store_false",
         default=suppress,
         help="leave the platform's default start method for them",
+    )
+    parser.add_argument(
+        STRICT_OPTION,
+        dest="strict",
+        action="store_true",
+        default=suppress,
+        help="refuse argument values that fail the model's checks (a choice, a "
+        "range); by default they reach the model with a warning, as in DEEPaaS 2.x",
     )
     shown = {"model_name"} if in_method else APPLIED
     model: Any = parser

@@ -44,6 +44,7 @@ from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
 from deepaas.model.loading import ModelSpec, available_models, select_models
 from deepaas.model.wrapper import load_wrapped
+from deepaas.version import version_line
 
 PROG = "deepaas-predict"
 LOG = logging.getLogger("deepaas.predict")
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "job array, each task takes its share. Results go to OUTPUT_DIR as JSON "
         "Lines, one record per input; rerunning the same command resumes. "
         f"Combine the tasks' results with '{PROG} merge --output-dir DIR'.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_line(),
+        help="print the version (e.g. 3.0.0, or 3.0.0-dev0) and exit",
     )
     _add_input_options(parser)
     model = parser.add_argument_group("model")
