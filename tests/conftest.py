@@ -70,6 +70,7 @@ FAKE_MODELS = {
     "batch-gpu-placed": "tests.fake_models.promises:GpuPlaced",
     "compat-subclassed": "tests.fake_models.compat_model:Subclassed",
     "compat-spawner": "tests.fake_models.compat_model:Spawner",
+    "serverless": "tests.fake_models.serverless:Published",
 }
 
 

@@ -2,7 +2,8 @@
 
 One option per field, with the field's description, choices and default in
 ``--help``; the values stay strings (or lists of strings) for the field to
-convert, as the API does.
+convert and check, as the API does (choices are listed, not enforced by
+argparse: see deepaas-cli's ``--strict``).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def add_field_options(
         else:
             choices = _choices(field)
             if choices and all(isinstance(c, str) for c in choices):
-                option["choices"] = choices
+                # Shown, not enforced here: the field's own validator checks
+                # the value (or lets it through with a warning, as 2.x did).
                 option["metavar"] = "{" + ",".join(choices) + "}"
         if field.required:
             option["required"] = True

@@ -41,9 +41,15 @@ from marshmallow import fields
 from oslo_config import cfg
 
 from deepaas.cmd import fail
+from deepaas.cmd._cli_output import (
+    OutputError,
+    answer_bytes,
+    emit,
+    prediction_output_path,
+)
 from deepaas.cmd._fields import add_field_options
 from deepaas.cmd._general import (
-    OUTPUT_OPTION,
+    STRICT_OPTION,
     add_general_options,
     early_values,
     general_config,
@@ -63,13 +69,12 @@ from deepaas.model.loading import available_models, select_models
 from deepaas.model.wrapper import (
     ModelWrapper,
     RawArguments,
-    is_json_media_type,
     load_wrapped,
-    read_if_file,
     to_json_bytes,
 )
 
 PROG = "deepaas-cli"
+LOG = logging.getLogger("deepaas.cli")
 METHODS = ("get_metadata", "warm", "predict", "train")
 
 
@@ -215,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(args_list)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    except UsageError as exc:
+    except (UsageError, OutputError) as exc:
         return fail(PROG, str(exc), 2)
     except ArgumentsInvalid as exc:
         problems = "; ".join(
@@ -225,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(PROG, f"invalid arguments: {problems}", 2)
     except DeepaasError as exc:
         if isinstance(exc, ModelError) and exc.traceback:
-            logging.getLogger("deepaas.cli").debug("%s", exc.traceback)
+            LOG.debug("%s", exc.traceback)
         return fail(PROG, exc.message, 1)
     except BrokenPipeError:  # e.g. piped into head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -286,19 +291,16 @@ def _main(argv: list[str]) -> int:
         multiprocessing.set_start_method("spawn", force=True)
     method = args.method or "get_metadata"
     if args.method is None:
-        logging.getLogger("deepaas.cli").warning(
+        LOG.warning(
             "no method given: calling get_metadata (methods: %s)", ", ".join(METHODS)
         )
     output = getattr(args, "method_output", None)
     if method == "get_metadata":
-        return _emit(to_json_bytes(wrapper.metadata()), "application/json", output)
-    if method == "warm" or (conf.warm and not uses_default(conf, "warm")):
-        # --warm (or warm = true in a config file) prepares the model for
-        # predict or train, as deepaas-run's workers do.
+        return emit(to_json_bytes(wrapper.metadata()), "application/json", output)
+    if method == "warm":
         with _stdout_to_stderr():
             wrapper.warm()
         print(f"{PROG}: model {spec.name!r} warmed", file=sys.stderr)
-    if method == "warm":
         return 0
     values = {
         dest.split(":", 1)[1]: value
@@ -306,19 +308,46 @@ def _main(argv: list[str]) -> int:
         if dest.startswith("field:")
     }
     raw = _raw_arguments(values, kinds[method])
+    waive = None if getattr(args, "strict", False) else _report_waived
     if method == "train":
-        kwargs = wrapper.parse_train_args(raw)
+        kwargs = wrapper.parse_train_args(raw, waive=waive)
+    else:
+        kwargs = wrapper.parse_predict_args(raw, waive=waive)
+    if conf.warm:
+        # As deepaas-run's workers do: a model that loads its weights in
+        # warm() is ready for its first call (--no-warm skips it).
+        with _stdout_to_stderr():
+            wrapper.warm()
+        LOG.debug("model %r warmed", spec.name)
+    if method == "train":
         began = datetime.datetime.now()
         # The model gets copies of the user's files: it may delete them.
         with _stdout_to_stderr(), private_copies(kwargs) as own:
             result = wrapper.call("train", own)
         record = _training_record(kwargs, result, began)
-        return _emit(to_json_bytes(record), "application/json", output)
-    kwargs = wrapper.parse_predict_args(raw)
+        return emit(to_json_bytes(record), "application/json", output)
+    accept = kwargs.get("accept")
     with _stdout_to_stderr(), private_copies(kwargs) as own:
         result = wrapper.call("predict", own)
-    body, media = _answer(result, kwargs.get("accept"))
-    return _emit(body, media, output)
+    body, media = answer_bytes(result, accept)
+    if output:
+        output = prediction_output_path(output, accept)
+    return emit(body, media, output)
+
+
+def _report_waived(name: str, value: Any, messages: Any) -> None:
+    """Warn of a value passed to the model although it fails a check."""
+    if isinstance(messages, dict):  # a list's items: {index: [message]}
+        messages = [f"item {k}: {' '.join(map(str, v))}" for k, v in messages.items()]
+    reasons = " ".join(map(str, messages)) if isinstance(messages, list) else messages
+    LOG.warning(
+        "--%s %r fails the model's check (%s); passed to the model unchecked, "
+        "as DEEPaaS 2.x did (%s refuses it)",
+        name,
+        value,
+        reasons,
+        STRICT_OPTION,
+    )
 
 
 def _configure(
@@ -395,63 +424,6 @@ def _stdout_to_stderr() -> Iterator[None]:
         sys.stderr.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def _answer(result: Any, accept: str | None) -> tuple[bytes, str]:
-    """What predict returned, as bytes and a media type."""
-    result = read_if_file(result)
-    json_accept = not accept or is_json_media_type(accept)
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        media = str(accept) if not json_accept else "application/octet-stream"
-        return bytes(result), media
-    if isinstance(result, str) and not json_accept:
-        return result.encode(), str(accept)
-    return to_json_bytes(result), "application/json"
-
-
-def _emit(body: bytes, media: str, output: str | None) -> int:
-    is_json = media == "application/json"
-    if is_json:
-        # One line: scripts written for DEEPaaS 2.x cut the answer out of the
-        # output with grep -Po '{.*}'.
-        text = body.decode() + "\n"
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        if output:
-            _write(output, text.encode())
-        return 0
-    if output:
-        _write(output, body)
-        print(
-            f"{PROG}: wrote {len(body)} bytes of {media} to {output}", file=sys.stderr
-        )
-        return 0
-    if sys.stdout.isatty():
-        raise UsageError(
-            f"the answer is {media}, not text for a terminal: save it with "
-            f"{OUTPUT_OPTION} FILE or redirect standard output"
-        )
-    sys.stdout.flush()
-    sys.stdout.buffer.write(body)
-    sys.stdout.buffer.flush()
-    return 0
-
-
-def _write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (no half-written file on failure).
-
-    Missing folders on the way are created, as DEEPaaS 2.x does.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)  # as DEEPaaS 2.x does
-    partial = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.part")
-    try:
-        with open(partial, "wb") as handle:
-            handle.write(data)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
 
 
 if __name__ == "__main__":

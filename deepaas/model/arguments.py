@@ -11,10 +11,11 @@ read through the same attributes here.
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import marshmallow
@@ -27,6 +28,10 @@ from deepaas.exceptions import ArgumentsInvalid
 from deepaas.model.files import UploadedFile
 
 FieldMap = dict[str, fields.Field]
+
+#: Told of each value that converts but fails its field's validators, when the
+#: caller lets such values through: (argument name, converted value, messages).
+WaivedCheck = Callable[[str, Any, Any], None]
 
 
 def is_file_field(field: fields.Field) -> bool:
@@ -178,11 +183,24 @@ def _literal_list(values: Any) -> Any:
     return parsed if isinstance(parsed, list) else values
 
 
+def _without_validators(field: fields.Field) -> fields.Field:
+    """A copy of ``field`` that converts values but checks none of them.
+
+    The validators of a list's items go too (``List(Str(validate=OneOf))``).
+    """
+    lenient = copy.copy(field)
+    lenient.validators = []
+    if isinstance(field, fields.List) and isinstance(lenient, fields.List):
+        lenient.inner = _without_validators(field.inner)
+    return lenient
+
+
 def _load_fields(
     plan: _LoadPlan,
     raw: Mapping[str, Any],
     skip: Mapping[str, Any],
     errors: dict[str, Any],
+    waive: WaivedCheck | None = None,
 ) -> dict[str, Any]:
     """Deserialize every field as ``Schema.load`` does, field by field.
 
@@ -190,17 +208,26 @@ def _load_fields(
     so they have no hooks or schema validators: what ``Schema.load`` adds
     around the fields' own ``deserialize`` is bookkeeping that costs more
     than the fields themselves on small requests.  Errors are collected
-    under the request key, as marshmallow does.
+    under the request key, as marshmallow does.  With ``waive``, a value
+    that converts but fails only a validator is loaded and reported to it.
     """
     loaded: dict[str, Any] = {}
     for attr, key, field in plan.loadable:
         if attr in skip:
             continue
+        given = raw.get(key, marshmallow.missing)
         try:
-            value = field.deserialize(raw.get(key, marshmallow.missing), key, raw)
+            value = field.deserialize(given, key, raw)
         except marshmallow.ValidationError as exc:
-            errors[key] = exc.messages
-            continue
+            if waive is None:
+                errors[key] = exc.messages
+                continue
+            try:
+                value = _without_validators(field).deserialize(given, key, raw)
+            except marshmallow.ValidationError:
+                errors[key] = exc.messages
+                continue
+            waive(key, value, exc.messages)
         if value is marshmallow.missing:
             continue
         if field.attribute:
@@ -214,6 +241,8 @@ def parse_arguments(
     schema: marshmallow.Schema,
     pairs: Iterable[tuple[str, Any]],
     json_body: Mapping[str, Any] | None = None,
+    *,
+    waive: WaivedCheck | None = None,
 ) -> dict[str, Any]:
     """Convert and validate raw request values with the model's fields.
 
@@ -221,6 +250,10 @@ def parse_arguments(
     order, repeated names included; list fields collect every value of their
     name.  ``json_body`` values (already typed) take precedence.  Raises
     :class:`ArgumentsInvalid` with the contract's flat error mapping.
+
+    ``waive`` lets values through that convert but fail only a validator
+    (a choice, a range), as DEEPaaS 2.x's deepaas-cli did: each one is
+    reported to it instead of being an error.
     """
     plan = _load_plan(schema)
     pairs = list(pairs)
@@ -251,9 +284,12 @@ def parse_arguments(
                         field.error_messages.get("validator_failed", "Invalid value.")
                     )
         except marshmallow.ValidationError as exc:
-            errors[name] = exc.messages
+            if waive is None:
+                errors[name] = exc.messages
+            else:
+                waive(name, loaded_list, exc.messages)
     field_errors: dict[str, Any] = {}
-    loaded = _load_fields(plan, raw, preloaded, field_errors)
+    loaded = _load_fields(plan, raw, preloaded, field_errors, waive)
     if errors or field_errors:
         raise ArgumentsInvalid({**field_errors, **errors})
     if preloaded:

@@ -132,12 +132,14 @@ class ModelWrapper:
         self.response_schema = self._read_response_schema()
         self.accept = args_mod.accept_choices(self._predict_fields)
         for method_name, schema in (
-            ("predict", self.predict_schema), ("train", self.train_schema)
+            ("predict", self.predict_schema),
+            ("train", self.train_schema),
         ):
             method = self._method(method_name)
             if method is not None:
-                check_signature(name, method_name, method, schema,
-                                f"get_{method_name}_args")
+                check_signature(
+                    name, method_name, method, schema, f"get_{method_name}_args"
+                )
 
     # -- reading the model -------------------------------------------------
 
@@ -296,9 +298,16 @@ class ModelWrapper:
             raise model_error(exc) from exc
 
     def parse_predict_args(
-        self, raw: RawArguments, accept: str | None = None
+        self,
+        raw: RawArguments,
+        accept: str | None = None,
+        *,
+        waive: args_mod.WaivedCheck | None = None,
     ) -> dict[str, Any]:
-        """Validate predict arguments; ``accept`` is the negotiated media type."""
+        """Validate predict arguments; ``accept`` is the negotiated media type.
+
+        ``waive``: see :func:`deepaas.model.arguments.parse_arguments`.
+        """
         if not self.has("predict"):
             raise MethodNotImplemented(
                 f"model {self.name!r} does not implement predict"
@@ -310,13 +319,22 @@ class ModelWrapper:
             pairs.append(("accept", accept))
         if accept is not None and json_body and "accept" in json_body:
             json_body = {k: v for k, v in json_body.items() if k != "accept"}
-        return args_mod.parse_arguments(self.predict_schema, pairs, json_body)
+        return args_mod.parse_arguments(
+            self.predict_schema, pairs, json_body, waive=waive
+        )
 
-    def parse_train_args(self, raw: RawArguments) -> dict[str, Any]:
-        """Validate training arguments with the model's train fields."""
+    def parse_train_args(
+        self, raw: RawArguments, *, waive: args_mod.WaivedCheck | None = None
+    ) -> dict[str, Any]:
+        """Validate training arguments with the model's train fields.
+
+        ``waive``: see :func:`deepaas.model.arguments.parse_arguments`.
+        """
         if not self.has("train"):
             raise MethodNotImplemented(f"model {self.name!r} does not implement train")
-        return args_mod.parse_arguments(self.train_schema, raw.pairs, raw.json_body)
+        return args_mod.parse_arguments(
+            self.train_schema, raw.pairs, raw.json_body, waive=waive
+        )
 
     def call(self, method_name: str, kwargs: Mapping[str, Any]) -> Any:
         """Call a model method; model exceptions become :class:`ModelError`."""
@@ -351,10 +369,14 @@ class ModelWrapper:
         if accept and not is_json_media_type(accept):
             if isinstance(result, str):
                 return PredictOutcome(result.encode(), accept)
-        body = result if self.response_schema is not None else {
-            "status": "OK",
-            "predictions": result,
-        }
+        body = (
+            result
+            if self.response_schema is not None
+            else {
+                "status": "OK",
+                "predictions": result,
+            }
+        )
         try:
             encoded = to_json_bytes(body)
         except (TypeError, ValueError) as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deepaas.cmd.cli import main
+from deepaas.version import version_line
 from tests.conftest import subprocess_env
 
 SCRIPT = str(Path(sys.executable).parent / "deepaas-cli")
@@ -199,16 +200,26 @@ def test_the_console_script_keeps_standard_output_for_the_answer(
             [
                 "--model-name",
                 "old-style",
+                "--strict",
                 "predict",
                 "--data",
                 "IMG",
                 "--mode",
                 "medium",
             ],
-            "argument --mode: invalid choice: 'medium'",
+            "invalid arguments: --mode: Must be one of:",
         ),
         (
-            ["--model-name", "old-style", "predict", "--data", "IMG", "--n", "11"],
+            [
+                "--model-name",
+                "old-style",
+                "predict",
+                "--data",
+                "IMG",
+                "--n",
+                "11",
+                "--strict",
+            ],
             "invalid arguments: --n: Must be greater than or equal to 1",
         ),
         (
@@ -267,23 +278,23 @@ def test_the_console_script_pipes_json(installed_models: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "warmed"),
     [
-        ([], False),
+        ([], True),
         (["--warm"], True),
         (["--warm", "false"], False),
         (["--nowarm"], False),
+        (["--no-warm"], False),
     ],
 )
-def test_warm_runs_before_predict_only_when_asked(
+def test_warm_runs_before_predict_unless_switched_off(
     installed_models: Path,
     capsys: pytest.CaptureFixture[str],
     options: list[str],
     warmed: bool,
 ) -> None:
-    """DEEPaaS 2.x's deepaas-cli never warms; ``--warm`` asks for it."""
+    """As deepaas-run's workers, deepaas-cli warms the model before its call."""
     code, out, err = call(capsys, *options, "--model-name", "warm-recorder", "predict")
     assert code == 0, err
     assert json.loads(out)["warmed"] is warmed
-    assert ("model 'warm-recorder' warmed" in err) is warmed
 
 
 def test_warm_from_a_config_file_and_the_command_line_over_it(
@@ -299,4 +310,4 @@ def test_warm_from_a_config_file_and_the_command_line_over_it(
 
 def test_version_needs_no_model(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = call(capsys, "--model-name", "not-installed", "--version")
-    assert code == 0 and out.startswith("deepaas-cli ")
+    assert code == 0 and out.strip() == version_line()
