@@ -36,6 +36,7 @@ from deepaas.batch import (
     sbatch_script,
     shard_from_slurm,
 )
+from deepaas.batch.legacy_output import write_legacy_output
 from deepaas.batch.runfile import check_run, identity_for, restart_token, settle_run
 from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
@@ -404,7 +405,21 @@ def _predict(argv: list[str]) -> int:
         LOG.info("shard %s (from %s) of %d inputs", shard, shard.source, len(inputs))
     summary = BatchRun(options, inputs).run()
     print(f"{PROG}: {summary.line()}", file=sys.stderr, flush=True)
+    if _is_2x_command_line(args):
+        written = write_legacy_output(output_dir, args.more_inputs[0])
+        if written is not None:
+            LOG.info("answer also saved as %s (DEEPaaS 2.x's name)", written)
     return summary.exit_code
+
+
+def _is_2x_command_line(args: argparse.Namespace) -> bool:
+    """``deepaas-predict -i FILE -o DIR``: DEEPaaS 2.x's one-file form."""
+    return (
+        len(args.more_inputs) == 1
+        and not args.inputs
+        and not args.input_jsonl
+        and os.path.isfile(args.more_inputs[0])
+    )
 
 
 def _self_command() -> list[str]:
