@@ -295,3 +295,25 @@ def test_a_real_deepaas_run_serves_with_the_container_args(tmp_path: Path) -> No
     pod = one(render("base"), "Deployment")["spec"]["template"]["spec"]
     assert took < pod["terminationGracePeriodSeconds"]
     assert "unknown" not in (tmp_path / "server.log").read_text().lower()
+
+
+DOCKERFILE = ROOT / "deploy" / "container" / "Dockerfile"
+
+
+@pytest.mark.skipif(not DOCKERFILE.exists(), reason="no deploy/container/Dockerfile")
+def test_the_manifests_fit_the_container_image() -> None:
+    text = DOCKERFILE.read_text()
+    instructions = dict(
+        re.findall(r"^(USER|VOLUME|EXPOSE|ENTRYPOINT)\s+(.+)$", text, re.MULTILINE)
+    )
+    documents = render("base")
+    model = container(documents)
+    pod = one(documents, "Deployment")["spec"]["template"]["spec"]
+    assert instructions["USER"].split(":")[0] == str(
+        pod["securityContext"]["runAsUser"]
+    )
+    assert option(model["args"], "--state-dir") in instructions["VOLUME"]
+    assert instructions["EXPOSE"].strip() == str(model["ports"][0]["containerPort"])
+    # The manifest's args replace the image's CMD and run under its ENTRYPOINT.
+    assert "deepaas-run" not in instructions["ENTRYPOINT"]
+    assert model["args"][0] == "deepaas-run"
