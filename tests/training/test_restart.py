@@ -93,3 +93,33 @@ def test_trainings_survive_a_killed_server(installed_models, tmp_path):
         assert server.wait(30) == 0
     assert not list((state / "servers").iterdir())
     assert os.path.exists(state / "trainings.sqlite")
+
+
+@pytest.mark.slow
+def test_sigterm_interrupts_the_running_trainings_of_the_local_backend(
+    installed_models, tmp_path
+):
+    """What a pod's SIGTERM does to a training (docs/deploying.md)."""
+    state = tmp_path / "state"
+    record = tmp_path / "record"
+    record.mkdir()
+    server, base = serve(state, installed_models, tmp_path / "first.out")
+    try:
+        slow = call("POST", f"{base}{TRAIN}?seconds=120&child=true&record={record}")
+        child = int(wait_for(lambda: (record / "child.pid").exists()
+                             and (record / "child.pid").read_text(), "its child"))
+        (start_file,) = record.glob("*.start")
+        trainer = int(start_file.name.split(".")[0])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(40) == 0
+    assert not pid_running(trainer) and not pid_running(child)
+
+    server, base = serve(state, installed_models, tmp_path / "second.out")
+    try:
+        stopped = call("GET", f"{base}{TRAIN}{slow['uuid']}")
+        assert stopped["status"] == "error"
+        assert stopped["message"].startswith("interrupted: the server shut down")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
