@@ -145,7 +145,7 @@ def read_arguments(input_path):
     return None
 
 
-def option_value(key, value):
+def option_value(value):
     """A JSON value as deepaas-cli reads it on its command line."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -178,7 +178,7 @@ def decode_files(files, work):
         with open(path, "wb") as handle:
             handle.write(data)
         log(f"{where}: {len(data)} bytes for --{item['key']}")
-        options += [f"--{item['key']}", path]
+        options.append(f"--{item['key']}={path}")
     return options
 
 
@@ -192,7 +192,8 @@ def command_options(arguments, work):
             raise Failure(f"{key!r} is not an argument this script can pass")
         if value is None:
             continue  # null: the model's default
-        options += [f"--{key}", option_value(key, value)]
+        # --key=value: a value that starts with '-' stays a value.
+        options.append(f"--{key}={option_value(value)}")
     return options
 
 
@@ -214,7 +215,7 @@ def main(input_path, work, log_path):
     check_version()
     arguments = read_arguments(input_path)
     if arguments is None:
-        options = [f"--{file_argument(input_path, work)}", input_path]
+        options = [f"--{file_argument(input_path, work)}={input_path}"]
     else:
         options = command_options(arguments, work)
     prefix = os.path.join(work, "output")

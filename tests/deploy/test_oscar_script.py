@@ -160,7 +160,7 @@ def test_a_synchronous_invocation_prints_the_answer(tmp_path: Path) -> None:
     [
         (
             '{"sample": [5.1, 3.5, 1.4, 0.2], "petals": 3}',
-            "unrecognized arguments: --petals 3",
+            "unrecognized arguments: --petals=3",
         ),
         ('{"sample": "many"}', "--sample"),
         ('{"sample": [5.1, 3.5', "the input is not valid JSON"),
