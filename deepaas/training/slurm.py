@@ -10,6 +10,12 @@ the server, and any server on the same state directory picks it up.
 
 A SLURM training is recorded with ``owner = "slurm:<job id>"``: it belongs
 to the scheduler, not to a server, and is never marked as interrupted.
+
+DEEPaaS 2.x clients poll a training while its status is ``running`` and
+take any other status for its end, so a SLURM training is ``running`` from
+its submission until its job ends, pending or not.  What SLURM says of the
+job (``PENDING`` and why, ``RUNNING``, ``COMPLETING``...) is recorded beside
+the status and answered in the training's ``slurm`` object.
 """
 
 from __future__ import annotations
@@ -85,14 +91,24 @@ def slurm_job_id(training: Training) -> str | None:
 
 @dataclasses.dataclass
 class SlurmTraining(Training):
-    """A training run by SLURM; its JSON adds the job id and the node."""
+    """A training run by SLURM; its JSON adds the job id, node and job state.
+
+    ``state`` is SLURM's state of the job when a server last asked (every
+    job starts ``PENDING``); once the training has ended, the state that
+    ended it.  ``reason`` is SLURM's reason for it, e.g. why a job waits.
+    """
 
     slurm_job_id: str = ""
     slurm_node: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         body = super().to_json()
-        body["slurm"] = {"job_id": self.slurm_job_id, "node": self.slurm_node}
+        body["slurm"] = {
+            "job_id": self.slurm_job_id,
+            "node": self.slurm_node,
+            "state": self.scheduler_state,
+            "reason": self.scheduler_reason,
+        }
         return body
 
 
@@ -106,6 +122,11 @@ def with_slurm_details(training: Training, state_dir: Path) -> Training:
     return SlurmTraining(
         **fields, slurm_job_id=job_id, slurm_node=status.get("node") or None
     )
+
+
+def _reason(info: JobInfo) -> str | None:
+    """SLURM's reason for the job's state; None where it gives none."""
+    return None if info.reason in ("", "None", "(null)") else info.reason
 
 
 def _ended_message(job_id: str, info: JobInfo, detail: str) -> str:
@@ -264,13 +285,18 @@ class SlurmBackend:
             log_file.touch()
             job_id = await self.client.submit(script)
             append_log(log_file, f"submitted to SLURM as job {job_id}")
+            submitted = Training.submitted(
+                uuid=training_id,
+                model=spec.name,
+                args=args,
+                job_dir=str(job_dir.relative_to(self.state_dir)),
+                owner=OWNER_PREFIX + job_id,
+            )
+            # Running to DEEPaaS clients, pending to SLURM (where every
+            # accepted job starts): see the module's docstring.
             self.store.insert(
-                Training.submitted(
-                    uuid=training_id,
-                    model=spec.name,
-                    args=args,
-                    job_dir=str(job_dir.relative_to(self.state_dir)),
-                    owner=OWNER_PREFIX + job_id,
+                dataclasses.replace(
+                    submitted, status=RUNNING, scheduler_state="PENDING"
                 )
             )
         except BaseException:
@@ -318,16 +344,19 @@ class SlurmBackend:
                 return
             else:
                 info = JobInfo(job_id, FORGOTTEN, "SLURM no longer knows the job")
-        if info.pending:
-            return
+        seen = {"scheduler_state": info.state, "scheduler_reason": _reason(info)}
         if not info.ended and info.state != FORGOTTEN:
-            if training.status == QUEUED:
-                self.store.update(
-                    training.uuid,
-                    only_if=(QUEUED,),
-                    status=RUNNING,
-                    started_at=status.get("started_at") or time.time(),
-                )
+            changes: dict[str, Any] = {
+                name: value
+                for name, value in seen.items()
+                if getattr(training, name) != value
+            }
+            if training.status == QUEUED:  # recorded so by an earlier deepaas
+                changes["status"] = RUNNING
+            if not info.pending and training.started_at is None:
+                changes["started_at"] = status.get("started_at") or time.time()
+            if changes:
+                self.store.update(training.uuid, only_if=UNFINISHED, **changes)
             return
         state, output, message = settle(job_id, info, job_dir)
         finished_at = status.get("ended_at") or time.time()
@@ -340,6 +369,7 @@ class SlurmBackend:
             message=message,
             started_at=started_at,
             finished_at=finished_at,
+            **seen,
         ):
             ending = f"training ended: {state}" + (f" ({message})" if message else "")
             append_log(job_dir / LOG_NAME, ending)

@@ -65,7 +65,9 @@ CREATE TABLE IF NOT EXISTS trainings (
     owner TEXT NOT NULL,
     owner_host TEXT NOT NULL,
     owner_pid INTEGER NOT NULL,
-    pid INTEGER
+    pid INTEGER,
+    scheduler_state TEXT,
+    scheduler_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS trainings_by_model ON trainings (model, seq);
 CREATE INDEX IF NOT EXISTS trainings_by_status ON trainings (status);
@@ -76,9 +78,16 @@ CREATE INDEX IF NOT EXISTS trainings_by_status ON trainings (status);
 _COLUMNS = (
     "uuid", "model", "status", "args", "submitted_at", "started_at",
     "finished_at", "output", "message", "job_dir", "owner", "owner_host",
-    "owner_pid", "pid",
+    "owner_pid", "pid", "scheduler_state", "scheduler_reason",
 )
-_UPDATABLE = {"status", "started_at", "finished_at", "output", "message", "pid"}
+_UPDATABLE = {
+    "status", "started_at", "finished_at", "output", "message", "pid",
+    "scheduler_state", "scheduler_reason",
+}
+#: Columns added after schema 1 was first written, with their types.  An
+#: added column does not change ``SCHEMA_VERSION``: older deepaas names the
+#: columns it reads and writes, so it keeps working beside a newer one.
+_ADDED_COLUMNS = (("scheduler_state", "TEXT"), ("scheduler_reason", "TEXT"))
 
 
 def make_private_dir(path: Path) -> None:
@@ -113,6 +122,8 @@ class Training:
     ``job_dir`` is relative to the state directory (so that the directory
     may move); it holds the training's log, its copied uploads and its
     outcome.  ``owner`` identifies the server that runs (or ran) it.
+    ``scheduler_state`` and ``scheduler_reason`` are what a batch scheduler
+    (SLURM) last said of the training's job, None for a local training.
     """
 
     uuid: str
@@ -129,6 +140,8 @@ class Training:
     output: Any = None
     message: str | None = None
     pid: int | None = None
+    scheduler_state: str | None = None
+    scheduler_reason: str | None = None
 
     @classmethod
     def submitted(
@@ -231,6 +244,14 @@ class TrainingStore:
                     )
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
+                present = {
+                    row[1] for row in conn.execute("PRAGMA table_info(trainings)")
+                }
+                for column, kind in _ADDED_COLUMNS:
+                    if column not in present:
+                        conn.execute(
+                            f"ALTER TABLE trainings ADD COLUMN {column} {kind}"
+                        )
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -286,6 +307,22 @@ class TrainingStore:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT model, status, COUNT(*) FROM trainings GROUP BY model, status"
+            ).fetchall()
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
+    def count_by_scheduler_state(self) -> dict[tuple[str, str], int]:
+        """Unfinished trainings per (model, scheduler state), for ``/metrics``.
+
+        A SLURM job waiting in the queue is ``running`` to DEEPaaS clients;
+        this count tells an operator how many of them the scheduler holds.
+        """
+        marks = ", ".join("?" for _ in UNFINISHED)
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT model, scheduler_state, COUNT(*) FROM trainings "  # noqa: S608
+                f"WHERE status IN ({marks}) AND scheduler_state IS NOT NULL "
+                "GROUP BY model, scheduler_state",
+                UNFINISHED,
             ).fetchall()
         return {(row[0], row[1]): int(row[2]) for row in rows}
 

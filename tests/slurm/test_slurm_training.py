@@ -123,6 +123,13 @@ class Server:
                         and t, f"status {statuses} of {training['uuid']}", timeout,
                         interval=SLURM_WAIT["interval"])
 
+    def wait_started(self, training: dict[str, Any], path: str = TRAIN
+                     ) -> dict[str, Any]:
+        """The training once SLURM runs its job (its status is running before)."""
+        return wait_for(
+            lambda: (t := self.get(training, path))["slurm"]["state"] != "PENDING"
+            and t, f"the job of {training['uuid']} to start", **SLURM_WAIT)
+
 
 def slurm_state(job_id: str) -> dict[str, str]:
     shown = subprocess.run(["scontrol", "show", "job", "-d", "-o", job_id],
@@ -171,23 +178,55 @@ def server(slurm_gpus: int, tmp_path_factory: pytest.TempPathFactory
             subprocess.run(["scancel", *running.job_ids], timeout=30)
 
 
-def test_a_training_waits_in_the_queue_then_runs_then_is_done(server, blocker):
+def metric(server: Server, name: str, **labels: str) -> float:
+    """One sample of the server's /metrics."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in server.call("GET", "/metrics").splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name}{{{wanted}}}")
+
+
+def test_a_pending_training_is_running_with_slurms_state_beside(server, blocker):
+    # DEEPaaS 2.x clients poll while the status is "running": a job waiting
+    # in SLURM's queue is running to them, and PENDING in "slurm".
     training = server.train("seconds=1&talk=true")
     job_id = training["slurm"]["job_id"]
-    assert training["status"] == "queued"
+    assert training["status"] == "running"
+    assert training["slurm"] == {"job_id": job_id, "node": None,
+                                 "state": "PENDING", "reason": None}
+    assert "start_date" not in training
     assert slurm_state(job_id)["JobState"] == "PENDING"
-    time.sleep(0.5)  # several polls: still queued while SLURM holds it
-    assert server.get(training)["status"] == "queued"
+    # SLURM says why once it has tried to schedule the job.
+    waiting = wait_for(lambda: (t := server.get(training))["slurm"]["reason"] and t,
+                       "SLURM's reason", **SLURM_WAIT)
+    assert waiting["status"] == "running" and "start_date" not in waiting
+    assert waiting["slurm"]["state"] == "PENDING"
+    assert waiting["slurm"]["reason"] == slurm_state(job_id)["Reason"]
+    listed = server.call("GET", TRAIN)
+    mine = next(t for t in listed if t["uuid"] == training["uuid"])
+    assert (mine["status"], mine["slurm"]["state"]) == ("running", "PENDING")
+    # /metrics counts it as running, and as PENDING among SLURM's jobs.
+    pending = [t for t in listed if t["slurm"]["state"] == "PENDING"]
+    assert metric(server, "deepaas_slurm_trainings", model="trainer",
+                  state="PENDING") == len(pending)
+    assert metric(server, "deepaas_trainings", model="trainer",
+                  status="running") >= len(pending)
+    assert metric(server, "deepaas_trainings", model="trainer",
+                  status="queued") == 0
 
     subprocess.run(["scancel", blocker], check=True, timeout=30)
-    server.wait_status(training, "running", "done")
+    started = server.wait_started(training)
+    assert started["status"] == "running"
+    assert (started["slurm"]["state"], started["slurm"]["reason"]) == (
+        "RUNNING", None)
+    assert "start_date" in started
     # The node shows once the job has started on it.
-    wait_for(lambda: server.get(training)["slurm"]
-             == {"job_id": job_id, "node": os.uname().nodename}, "the node",
-             **SLURM_WAIT)
     done = server.wait_status(training, "done")
     assert done["result"]["output"]["seconds"] == 1.0
-    assert done["slurm"]["node"] == os.uname().nodename
+    assert done["slurm"] == {"job_id": job_id, "node": os.uname().nodename,
+                             "state": "COMPLETED", "reason": None}
+    assert done["start_date"] <= done["finish_date"]
 
     log = server.call("GET", TRAIN + training["uuid"] + "/logs")
     assert f"submitted to SLURM as job {job_id}" in log
@@ -211,17 +250,20 @@ def test_a_failing_training_is_an_error_naming_the_job(server):
 
 def test_cancel_while_pending_never_runs_it(server, blocker, tmp_path):
     training = server.train(f"seconds=1&record={tmp_path}")
-    assert server.get(training)["status"] == "queued"
+    pending = server.get(training)
+    assert (pending["status"], pending["slurm"]["state"]) == ("running", "PENDING")
     cancelled = server.call("DELETE", TRAIN + training["uuid"])
     assert cancelled["status"] == "cancelled"
     assert "cancelled by a DELETE request" in cancelled["message"]
+    assert cancelled["slurm"]["state"] == "CANCELLED"
+    assert server.get(training) == cancelled
     assert slurm_state(training["slurm"]["job_id"])["JobState"] == "CANCELLED"
     assert list(tmp_path.iterdir()) == []  # train() never started
 
 
 def test_cancel_while_running_stops_every_process_of_the_job(server, tmp_path):
     training = server.train(f"seconds=120&child=true&record={tmp_path}")
-    server.wait_status(training, "running")
+    server.wait_started(training)
     child = wait_for(lambda: (tmp_path / "child.pid").exists()
                      and int((tmp_path / "child.pid").read_text()), "the child",
                      **SLURM_WAIT)
@@ -240,7 +282,7 @@ def test_cancel_while_running_stops_every_process_of_the_job(server, tmp_path):
 
 def test_scancel_outside_deepaas_is_cancelled(server):
     training = server.train("seconds=120")
-    server.wait_status(training, "running")
+    server.wait_started(training)
     subprocess.run(["scancel", training["slurm"]["job_id"]], check=True, timeout=30)
     cancelled = server.wait_status(training, "cancelled")
     assert "cancelled outside deepaas" in cancelled["message"]
@@ -258,7 +300,7 @@ def test_a_refused_job_answers_with_slurms_message(server):
 
 def test_gpu_trainings_ask_for_their_gpus_and_wait_for_them(server, slurm_gpus):
     first = server.train("seconds=3", path=GPU_TRAIN)
-    server.wait_status(first, "running", path=GPU_TRAIN)
+    server.wait_started(first, path=GPU_TRAIN)
     second = server.train("seconds=0", path=GPU_TRAIN)
     first_job, second_job = first["slurm"]["job_id"], second["slurm"]["job_id"]
     assert f"gpu:{slurm_gpus}" in slurm_state(first_job)["JOB_GRES"]
@@ -266,7 +308,10 @@ def test_gpu_trainings_ask_for_their_gpus_and_wait_for_them(server, slurm_gpus):
     time.sleep(1.5)  # slurmctld has scheduled at least once meanwhile
     waiting = slurm_state(second_job)
     assert (waiting["JobState"], waiting["Reason"]) == ("PENDING", "Resources")
-    assert server.get(second, GPU_TRAIN)["status"] == "queued"
+    answered = server.get(second, GPU_TRAIN)
+    assert answered["status"] == "running"
+    assert (answered["slurm"]["state"], answered["slurm"]["reason"]) == (
+        "PENDING", "Resources")
 
     done = server.wait_status(first, "done", path=GPU_TRAIN)
     assert done["result"]["output"]["slurm_job_id"] == first_job
@@ -278,8 +323,8 @@ def test_gpu_trainings_ask_for_their_gpus_and_wait_for_them(server, slurm_gpus):
 def test_trainings_outlive_a_killed_server(server, tmp_path):
     short = server.train("seconds=1")
     long = server.train("seconds=8")
-    server.wait_status(short, "running", "done")
-    server.wait_status(long, "running")
+    server.wait_started(short)
+    assert server.wait_started(long)["slurm"]["state"] == "RUNNING"
     server.kill()
     short_job = short["slurm"]["job_id"]
     # The short one ends while no server watches.
@@ -289,10 +334,26 @@ def test_trainings_outlive_a_killed_server(server, tmp_path):
 
     server.start()
     assert server.get(short)["status"] == "done"
+    assert server.get(short)["slurm"]["state"] == "COMPLETED"
     assert server.get(long)["status"] == "running"
+    assert server.get(long)["slurm"]["state"] == "RUNNING"
     finished = server.wait_status(long, "done")
     assert finished["result"]["output"]["seconds"] == 8.0
     assert "interrupted" not in server.call("GET", TRAIN + long["uuid"] + "/logs")
+
+
+def test_a_pending_training_outlives_a_killed_server(server, blocker):
+    training = server.train("seconds=1")
+    assert server.get(training)["slurm"]["state"] == "PENDING"
+    server.kill()
+    server.start()
+    # Picked up before the new server answers: still waiting, still running.
+    again = server.get(training)
+    assert (again["status"], again["slurm"]["state"]) == ("running", "PENDING")
+    subprocess.run(["scancel", blocker], check=True, timeout=30)
+    done = server.wait_status(training, "done")
+    assert done["slurm"]["state"] == "COMPLETED"
+    assert done["result"]["output"]["seconds"] == 1.0
 
 
 @pytest.mark.slow

@@ -153,3 +153,35 @@ async def test_jobs_slurm_has_forgotten_are_settled_from_their_files(slurm, tmp_
     # SLURM may not list a job it has just accepted yet: no verdict so soon.
     pending = store.get("just-submitted")
     assert pending is not None and pending.status == "running"
+
+
+@pytest.mark.slurm
+async def test_a_queued_record_of_a_pending_job_becomes_running(slurm, tmp_path):
+    # A store written before SLURM trainings were "running" while pending
+    # has them "queued": the next look at SLURM makes them what 2.x clients
+    # poll, with SLURM's state and reason beside.
+    held = subprocess.run(
+        ["sbatch", "--parsable", "--hold", "--output=/dev/null", "--wrap", "true"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()
+    try:
+        store = TrainingStore(tmp_path / DATABASE_NAME)
+        store.create()
+        (tmp_path / "trainings" / "old").mkdir(parents=True)
+        store.insert(Training(
+            uuid="old", model="m", status="queued", args={},
+            submitted_at=time.time(), job_dir="trainings/old",
+            owner=f"slurm:{held}", owner_host="h", owner_pid=1,
+        ))
+        backend = SlurmBackend(tmp_path, store, SlurmSettings(),
+                               jobs_dir="trainings", cancel_grace=1,
+                               log_level=logging.INFO)
+        await backend.refresh()
+        record = store.get("old")
+        assert record is not None
+        assert (record.status, record.started_at) == ("running", None)
+        assert (record.scheduler_state, record.scheduler_reason) == (
+            "PENDING", "JobHeldUser")
+        assert store.count_by_scheduler_state() == {("m", "PENDING"): 1}
+    finally:
+        subprocess.run(["scancel", held], timeout=30)

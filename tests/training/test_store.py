@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
 import subprocess
@@ -166,3 +167,36 @@ def test_a_store_from_a_newer_deepaas_is_refused(store):
         conn.execute("PRAGMA user_version=99")
     with pytest.raises(RuntimeError, match="newer deepaas"):
         store.create()
+
+
+def test_a_store_written_before_the_scheduler_columns_gains_them(tmp_path):
+    # The table as the first deepaas with a store wrote it.
+    path = tmp_path / "trainings.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE trainings (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "uuid TEXT NOT NULL UNIQUE, model TEXT NOT NULL, status TEXT NOT NULL, "
+            "args TEXT NOT NULL, submitted_at REAL NOT NULL, started_at REAL, "
+            "finished_at REAL, output TEXT, message TEXT, job_dir TEXT NOT NULL, "
+            "owner TEXT NOT NULL, owner_host TEXT NOT NULL, "
+            "owner_pid INTEGER NOT NULL, pid INTEGER)")
+        conn.execute(
+            "INSERT INTO trainings (uuid, model, status, args, submitted_at, "
+            "job_dir, owner, owner_host, owner_pid) VALUES "
+            "(?, 'm', 'queued', '{}', 1.0, 'trainings/x', 'slurm:7', 'h', 1)",
+            ("a" * 32,))
+        conn.execute("PRAGMA user_version=1")
+    store = TrainingStore(path)
+    store.create()
+    old = store.get("a" * 32)
+    assert old is not None
+    assert (old.status, old.scheduler_state, old.scheduler_reason) == (
+        QUEUED, None, None)
+    assert store.update("a" * 32, status=RUNNING, scheduler_state="PENDING",
+                        scheduler_reason="Priority")
+    assert store.count_by_scheduler_state() == {("m", "PENDING"): 1}
+    store.create()  # once added, the columns are left alone
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store.get("a" * 32) == dataclasses.replace(
+        old, status=RUNNING, scheduler_state="PENDING", scheduler_reason="Priority")
