@@ -46,6 +46,8 @@ LOG = logging.getLogger(__name__)
 #: Upper bounds of the batch-size buckets.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, float("inf"))
 TRAINING_STATUSES = ("queued", "running", "done", "error", "cancelled")
+#: SLURM states always exposed (0 when none), so that their series never vanish.
+SLURM_STATES = ("PENDING", "RUNNING")
 
 
 class EngineCollector(Collector):
@@ -63,6 +65,8 @@ class EngineCollector(Collector):
         self._gpu_plan = gpu_plan or {}
         #: (model, status) -> count, refreshed by :meth:`refresh_trainings`.
         self.trainings: dict[tuple[str, str], int] | None = None
+        #: (model, SLURM state) -> unfinished trainings; None without SLURM.
+        self.slurm_states: dict[tuple[str, str], int] | None = None
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -150,6 +154,23 @@ class EngineCollector(Collector):
                     [model, status], self.trainings.get((model, status), 0)
                 )
         yield gauge
+        if self.slurm_states is None:
+            return
+        # A pending job is "running" above, as DEEPaaS 2.x clients see it.
+        jobs = GaugeMetricFamily(
+            "deepaas_slurm_trainings",
+            "Unfinished SLURM trainings, by model and the SLURM state of their "
+            "job (PENDING: waiting in SLURM's queue).",
+            labels=["model", "state"],
+        )
+        for model in models:
+            states = set(SLURM_STATES)
+            states |= {s for m, s in self.slurm_states if m == model}
+            for state in sorted(states):
+                jobs.add_metric(
+                    [model, state], self.slurm_states.get((model, state), 0)
+                )
+        yield jobs
 
     def _gpus(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
@@ -202,6 +223,10 @@ class ServerMetrics:
             return
         try:
             self.engine.trainings = await asyncio.to_thread(store.count_by_status)
+            if getattr(self._trainings, "slurm", None) is not None:
+                self.engine.slurm_states = await asyncio.to_thread(
+                    store.count_by_scheduler_state
+                )
         except Exception as exc:  # a scrape must not fail for the trainings
             LOG.warning("metrics: cannot count the trainings: %s", exc)
 

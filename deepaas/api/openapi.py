@@ -18,30 +18,12 @@ from typing import Any
 from apispec import APISpec
 
 from deepaas import __version__
+from deepaas.api._training_schema import training_schema
 from deepaas.api.auth import route_kind
 from deepaas.model.description import RESPONSE_SCHEMA_NAME, ModelDescription
 
 TITLE = "DEEPaaS API"
 DESCRIPTION = "Machine-learning models served with deepaas through the DEEPaaS V2 API."
-
-_TRAINING_PROPERTIES: dict[str, Any] = {
-    "uuid": {"type": "string", "description": "Identifier of the training"},
-    "date": {"type": "string", "description": "When it was submitted"},
-    "args": {"type": "object", "description": "Arguments it was started with"},
-    "status": {
-        "type": "string",
-        "enum": ["queued", "running", "done", "error", "cancelled"],
-    },
-    "message": {"type": "string", "description": "Why it failed"},
-    "result": {"type": "object", "description": "output, finish_date, duration"},
-    "model": {"type": "string", "description": "The model it trains"},
-    "start_date": {"type": "string", "description": "When it left the queue"},
-    "finish_date": {
-        "type": "string",
-        "description": "When it ended (any final status)",
-    },
-    "links": {"type": "array", "items": {"type": "object"}},
-}
 
 
 def _rename_refs(value: Any, mapping: dict[str, str], prefix: str) -> Any:
@@ -177,7 +159,11 @@ def _train_operations(desc: ModelDescription, version: int) -> dict[str, Any]:
         "summary": "Start a training; it runs in its own process",
         "operationId": f"train_{desc.name}",
         "responses": {
-            200: {"description": "The training, queued or running", **training},
+            200: {
+                "description": "The training: running (SLURM's state in "
+                "slurm.state), or queued under --max-concurrent-trainings",
+                **training,
+            },
             **_error_responses(version, 400, 402, 408, 413, 415, 422, 501, 503),
         },
     }
@@ -389,9 +375,7 @@ def build_document(
             "properties": {"status": {"type": "string"}, "predictions": {}},
         },
     )
-    spec.components.schema(
-        "Training", component={"type": "object", "properties": _TRAINING_PROPERTIES}
-    )
+    spec.components.schema("Training", component=training_schema(version))
 
     spec.path(
         f"{base_path}/", operations=_simple_get("API versions", "versions", version)

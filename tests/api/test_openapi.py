@@ -1,5 +1,7 @@
 """/swagger.json (OpenAPI 2.0, what existing clients read) and /openapi.json."""
 
+import dataclasses
+
 import jsonschema
 import pytest
 from openapi_spec_validator import (
@@ -11,6 +13,8 @@ from openapi_spec_validator import (
 from deepaas.api import create_app
 from deepaas.engine.executors import build_executors
 from deepaas.model.loading import DEMO_MODEL_NAME, available_models
+from deepaas.training.slurm import with_slurm_details
+from deepaas.training.store import Training
 
 
 @pytest.fixture
@@ -180,3 +184,31 @@ async def test_error_answers_are_described_as_they_are_sent(swagger):
     properties = swagger["definitions"]["Error"]["properties"]
     assert properties["message"] == {"type": "string"}
     assert properties["reference"]["type"] == "string"
+
+
+async def test_a_training_and_its_slurm_job_are_described(make_client, tmp_path):
+    client = await make_client("old-style")
+    swagger = await (await client.get("/swagger.json")).json()
+    openapi = await (await client.get("/openapi.json")).json()
+    described = swagger["definitions"]["Training"]["properties"]
+    assert described["status"]["enum"] == [
+        "queued", "running", "done", "error", "cancelled"]
+    slurm = described["slurm"]["properties"]
+    assert set(slurm) == {"job_id", "node", "state", "reason"}
+    assert "PENDING" in slurm["state"]["description"]
+    assert slurm["state"]["x-nullable"] is True
+    # What a server answers fits the OpenAPI 3.1 schema (null included).
+    schema = openapi["components"]["schemas"]["Training"]
+    local = Training(uuid="a" * 32, model="old-style", status="queued", args={},
+                     submitted_at=1.0, job_dir="trainings/a", owner="s",
+                     owner_host="h", owner_pid=1)
+    pending = dataclasses.replace(local, status="running", owner="slurm:42",
+                                  scheduler_state="PENDING",
+                                  scheduler_reason="Resources")
+    answered = with_slurm_details(pending, tmp_path).to_json()
+    assert answered["slurm"] == {"job_id": "42", "node": None, "state": "PENDING",
+                                 "reason": "Resources"}
+    for body in (local.to_json(), answered):
+        jsonschema.validate(body, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**answered, "slurm": {"state": 3}}, schema)
