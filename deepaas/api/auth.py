@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,9 @@ class StaticTokens:
         """Tokens from ``path`` (``TOKEN [KIND,...]`` per line) and the environment.
 
         ``DEEPAAS_API_TOKENS`` holds tokens separated by commas or spaces,
-        each allowed every kind.  None when neither gives a token.
+        each allowed every kind.  None when neither gives a token.  A line
+        of the file that cannot be read as written is a ValueError naming
+        the file and line (see :func:`_parse_token_line`).
         """
         env = os.environ if environ is None else environ
         tokens: dict[str, set[str]] = {}
@@ -173,14 +176,19 @@ class StaticTokens:
                     f"{getattr(exc, 'strerror', None) or exc}"
                 ) from None
             count = len(tokens)
-            for line in text.splitlines():
-                fields = line.split("#", 1)[0].split()
-                if not fields:
+            seen: dict[str, int] = {}
+            for number, line in enumerate(text.splitlines(), start=1):
+                parsed = _parse_token_line(line, f"{path}:{number}")
+                if parsed is None:
                     continue
-                kinds = {
-                    k.strip() for k in " ".join(fields[1:]).split(",") if k.strip()
-                }
-                tokens[fields[0]] = kinds
+                token, kinds = parsed
+                if token in seen:
+                    raise ValueError(
+                        f"{path}:{number}: this token is already given on line "
+                        f"{seen[token]} (--auth-token-file); give each token once"
+                    )
+                seen[token] = number
+                tokens[token] = kinds
             if len(tokens) == count:
                 raise ValueError(
                     f"the token file {path!r} (--auth-token-file) holds no token; "
@@ -188,6 +196,51 @@ class StaticTokens:
                     "such as predict,read"
                 )
         return cls(tokens) if tokens else None
+
+
+#: A kind written longer than this may be a second token on the line: the
+#: error does not repeat it (the message goes to a terminal or a log).
+_SHOWN_KIND_LENGTH = 12
+
+
+def _parse_token_line(line: str, where: str) -> tuple[str, set[str]] | None:
+    """``TOKEN [KIND[,KIND...]] [# comment]`` as (token, kinds); None if blank.
+
+    A ``#`` starts a comment only at the start of a word (at the start of
+    the line or after whitespace): inside a token or a kind list it is part
+    of it, so that a token holding ``#`` is never cut short into another,
+    shorter token allowed every kind.  Kinds are separated by commas and/or
+    whitespace; an empty or unknown kind is an error (``where`` names the
+    file and line), never a token allowed more than was written.
+    """
+    words = line.split()
+    for index, word in enumerate(words):
+        if word.startswith("#"):
+            words = words[:index]
+            break
+    if not words:
+        return None
+    token, rest = words[0], " ".join(words[1:])
+    kinds: set[str] = set()
+    if rest:
+        for kind in re.split(r"\s*,\s*|\s+", rest):
+            if not kind:
+                raise ValueError(
+                    f"{where}: an empty kind (two commas, or a comma at an end); "
+                    f"write TOKEN KIND,KIND with kinds among {', '.join(KINDS)}"
+                )
+            if kind not in KINDS:
+                shown = (
+                    repr(kind)
+                    if len(kind) <= _SHOWN_KIND_LENGTH
+                    else "(not shown: it may be a token)"
+                )
+                raise ValueError(
+                    f"{where}: unknown kind {shown}; kinds: {', '.join(KINDS)} "
+                    "(one token per line, then its kinds)"
+                )
+            kinds.add(kind)
+    return token, kinds
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -235,6 +288,10 @@ class AuthPolicy:
         """Whether ``kind`` needs no token."""
         return not self.enabled or kind in self.open_kinds
 
+    async def allows(self, request: web.Request, kind: str) -> bool:
+        """Whether ``request`` may do ``kind``: open, or its token allows it."""
+        return self.is_open(kind) or await self.check(request, kind) is None
+
     async def check(self, request: web.Request, kind: str) -> web.Response | None:
         """None when the request may go on; else its 401, 403 or 503 answer."""
         token = _bearer(request)
@@ -253,7 +310,9 @@ class AuthPolicy:
             claims = await self.oidc.verify(token)
         except OidcKeysUnavailable as exc:
             return web.json_response(
-                {"message": str(exc)}, status=503, headers={"Retry-After": "5"}
+                {"message": str(exc)},
+                status=503,
+                headers={"Retry-After": str(exc.retry_after)},
             )
         except OidcError as exc:
             return _unauthorized(

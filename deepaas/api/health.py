@@ -5,8 +5,13 @@ server answers at all), /ready a readiness probe that answers 503 while
 workers warm up, after a crash until the replacement is warm, when no
 worker of some model is alive, and when some model is stalled (every worker
 busy, none free to take a call for ``--ready-stall-timeout``: a hung
-model).  Both bodies carry each model's worker
-counts, so that the same probes help a human see why.
+model).  Both bodies carry each model's worker counts, so that the same
+probes help a human see why.
+
+With authentication on, the probes stay open (by default) but the worker
+counts (model names, process ids, the last error) are shown only to a
+request whose token may ``read`` (the kind of the model listings); others
+get the status alone, which is all a probe needs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS
 from deepaas.api.routing import add_route
 
@@ -39,15 +45,27 @@ def readiness(models: dict[str, dict[str, Any]]) -> str:
     return "degraded"
 
 
+async def _shows_details(request: web.Request) -> bool:
+    guard = request.app.get(GUARD)
+    auth = guard.auth if guard is not None else None
+    return auth is None or await auth.allows(request, "read")
+
+
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "alive", "models": _models(request)})
+    body: dict[str, Any] = {"status": "alive"}
+    if await _shows_details(request):
+        body["models"] = _models(request)
+    return web.json_response(body)
 
 
 async def ready(request: web.Request) -> web.Response:
     models = _models(request)
     status = readiness(models)
+    body: dict[str, Any] = {"status": status}
+    if await _shows_details(request):
+        body["models"] = models
     return web.json_response(
-        {"status": status, "models": models},
+        body,
         status=200 if status == "ready" else 503,
         headers=None if status == "ready" else {"Retry-After": "1"},
     )

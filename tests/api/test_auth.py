@@ -9,7 +9,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from deepaas.api import create_app
-from deepaas.api.auth import AuthPolicy, StaticTokens, parse_requirement, route_kind
+from deepaas.api.auth import (
+    KINDS,
+    AuthPolicy,
+    StaticTokens,
+    parse_requirement,
+    route_kind,
+)
 from deepaas.api.guard import Guard
 from deepaas.engine.executors import build_executors
 from deepaas.training import TrainingService
@@ -105,9 +111,40 @@ async def test_the_open_kinds_are_an_option(serve: Any) -> None:
     assert (await client.post(PREDICT, json={})).status == 401
 
 
+async def test_open_probes_show_details_only_to_a_token_that_may_read(
+    serve: Any,
+) -> None:
+    tokens = StaticTokens(
+        {EVERYTHING: [], PREDICT_ONLY: ["predict", "read"], "tok-probe": ["metrics"]}
+    )
+    client = await serve(AuthPolicy(tokens=tokens))
+    for headers in ({}, bearer("tok-probe"), bearer("nope"), {"Authorization": "x"}):
+        resp = await client.get("/health", headers=headers)
+        assert resp.status == 200
+        assert await resp.json() == {"status": "alive"}, headers
+        resp = await client.get("/ready", headers=headers)
+        body = await resp.json()
+        assert list(body) == ["status"], (headers, body)
+        if resp.status == 503:
+            assert resp.headers["Retry-After"]
+    for token in (EVERYTHING, PREDICT_ONLY):
+        body = await (await client.get("/health", headers=bearer(token))).json()
+        assert set(body) == {"status", "models"} and "echo" in body["models"]
+        body = await (await client.get("/ready", headers=bearer(token))).json()
+        assert set(body) == {"status", "models"}
+
+    # With the model listings public, so are the details.
+    client = await serve(
+        AuthPolicy(tokens=tokens, open_kinds=frozenset({"health", "ready", "read"}))
+    )
+    assert "models" in await (await client.get("/health")).json()
+
+
 async def test_without_authentication_nothing_changes(serve: Any) -> None:
     client = await serve(None)
     assert (await client.post(PREDICT, json={})).ok
+    assert "models" in await (await client.get("/health")).json()
+    assert "models" in await (await client.get("/ready")).json()
     spec_v2 = await (await client.get("/swagger.json")).json()
     assert "securityDefinitions" not in spec_v2
 
@@ -154,6 +191,65 @@ def test_tokens_come_from_a_file_and_the_environment(tmp_path: Path) -> None:
         StaticTokens.load(str(tmp_path / "missing"), {})
     path.write_text("alpha predcit\n")
     with pytest.raises(ValueError, match="predcit"):
+        StaticTokens.load(str(path), {})
+
+
+def test_a_hash_inside_a_token_is_part_of_it_not_a_comment(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(
+        "HASH#token-rest read\n"
+        "tab\tpredict\t# a comment after a tab\n"
+        "spaced predict , read   # kinds may be spaced\n"
+        "  indented train  \n"
+        "# a whole-line comment: notcomment predict\n"
+        "  # an indented one\n"
+        "operator # every kind: nothing but a comment follows the token\n"
+    )
+    tokens = StaticTokens.load(str(path), {})
+    assert tokens is not None and len(tokens) == 5
+    assert tokens.kinds_of("HASH#token-rest") == {"read"}
+    assert tokens.kinds_of("HASH") is None
+    assert tokens.kinds_of("tab") == {"predict"}
+    assert tokens.kinds_of("spaced") == {"predict", "read"}
+    assert tokens.kinds_of("indented") == {"train"}
+    assert tokens.kinds_of("notcomment") is None
+    assert tokens.kinds_of("operator") == frozenset(KINDS)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("tok predict#read", "unknown kind 'predict#read'"),
+        ("tok read#,train,metrics", "unknown kind 'read#'"),
+        ("tok predict,,read", "an empty kind"),
+        ("tok predict,", "an empty kind"),
+        ("tok ,", "an empty kind"),
+        ("tok , # every kind?", "an empty kind"),
+        ("tok Predict", "unknown kind 'Predict'"),
+        ("tok all", "unknown kind 'all'"),
+        ("tok *", "unknown kind '*'"),
+        # Two tokens on one line: the second is not echoed (it is a secret).
+        ("tok another-token-0123456789", "unknown kind (not shown"),
+    ],
+)
+def test_a_line_that_would_widen_rights_stops_the_start(
+    tmp_path: Path, line: str, words: str
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"good read\n\n{line}\n")
+    with pytest.raises(ValueError) as caught:
+        StaticTokens.load(str(path), {})
+    message = str(caught.value)
+    assert message.startswith(f"{path}:3: "), message
+    assert words in message, message
+    assert "\n" not in message
+    assert "another-token" not in message
+
+
+def test_a_token_given_twice_in_the_file_stops_the_start(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("tok predict\nother\ntok\n")
+    with pytest.raises(ValueError, match=r":3: .*already given on line 1"):
         StaticTokens.load(str(path), {})
 
 
