@@ -36,6 +36,16 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import (
+    BadHttpMethod,
+    BadStatusLine,
+    ContentLengthError,
+    HttpProcessingError,
+    InvalidHeader,
+    InvalidURLError,
+    LineTooLong,
+    TransferEncodingError,
+)
 from aiohttp.web_protocol import RequestHandler
 
 from deepaas._background import running_beside
@@ -138,13 +148,28 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        # The parent logs the error and refuses when a response was started.
-        super().handle_error(request, status, exc, message)
-        self._count_refused(request, status)
-        if status >= 500:
-            text = "internal server error"
+        if status < 500 and isinstance(exc, HttpProcessingError):
+            # A request the parser refused: the client's fault, worth one
+            # line.  aiohttp's own log of it is a traceback whose message
+            # quotes the offending bytes (a 100 KB header, a token in it).
+            text = _describe_refusal(exc, status)
+            quiet = self._request_count == 1 and isinstance(exc, BadHttpMethod)
+            self.logger.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "refused a malformed request from %s: %d, %s",
+                request.remote,
+                status,
+                text,
+            )
+            if request.writer.output_size > 0:
+                raise ConnectionError("an answer was started already")
         else:
-            text = (message or HTTPStatus(status).phrase)[:300]
+            # The parent logs the error and refuses when a response was started.
+            super().handle_error(request, status, exc, message)
+            text = (
+                "internal server error" if status >= 500 else HTTPStatus(status).phrase
+            )
+        self._count_refused(request, status)
         response = web.json_response({"message": text}, status=status)
         response.force_close()
         return response
@@ -223,6 +248,36 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
             )
         self.force_close()
         return True
+
+
+#: What a client did wrong, by the parser's exception, in words that quote
+#: none of its bytes.
+_REFUSALS: tuple[tuple[type[HttpProcessingError], str], ...] = (
+    (InvalidHeader, "a header is malformed"),
+    (BadHttpMethod, "not an HTTP request, or an invalid method"),
+    (BadStatusLine, "the request line is malformed"),
+    (InvalidURLError, "the request target is malformed"),
+    (ContentLengthError, "the body does not match its Content-Length"),
+    (TransferEncodingError, "the body's transfer encoding is malformed"),
+)
+
+
+def _describe_refusal(exc: HttpProcessingError, status: int) -> str:
+    """Why the parser refused a request, without the request's content.
+
+    llhttp's messages are a fixed phrase, then a colon and a new line, then
+    the offending bytes: the phrase alone is kept.  Other messages may
+    quote the bytes on the same line, so they are named by their kind.
+    """
+    if isinstance(exc, LineTooLong):
+        return f"a request line or header is longer than {exc.args[1]} bytes"
+    phrase, sep, _ = str(exc.message).partition(":\n")
+    if sep and phrase.isprintable() and len(phrase) <= 80:
+        return phrase
+    for kind, text in _REFUSALS:
+        if isinstance(exc, kind):
+            return text
+    return f"{HTTPStatus(status).phrase.lower()}: the request is malformed"
 
 
 def _json_refusal(request: Any, resp: web.HTTPException) -> web.Response:

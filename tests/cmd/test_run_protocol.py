@@ -31,10 +31,12 @@ def exchange(address: tuple[str, int], raw: bytes) -> bytes:
 
 @pytest.mark.slow
 def test_unparsable_requests_answer_json_400_and_the_server_goes_on(
-    start, installed_models  # noqa: F811
+    start,  # noqa: F811
+    installed_models,
 ):
-    server = start("--model-name", "echo", "--workers", "0",
-                   env=subprocess_env(installed_models))
+    server = start(
+        "--model-name", "echo", "--workers", "0", env=subprocess_env(installed_models)
+    )
     server.wait_serving()
     parts = urlsplit(server.url)
     address = (parts.hostname, parts.port)
@@ -47,3 +49,36 @@ def test_unparsable_requests_answer_json_400_and_the_server_goes_on(
         assert isinstance(json.loads(body)["message"], str)
     assert server.get("/v2/models/")[0] == 200
     assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_an_oversized_header_is_logged_in_one_line_without_its_content(
+    start,  # noqa: F811
+    installed_models,
+):
+    server = start(
+        "--model-name", "echo", "--workers", "0", env=subprocess_env(installed_models)
+    )
+    server.wait_serving()
+    parts = urlsplit(server.url)
+    address = (parts.hostname, parts.port)
+    secret = b"Bearer sk-" + b"s3cr3t" * 17000  # a 100 KB header line
+    raws = [
+        b"GET /v2/models/ HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        + secret
+        + b"\r\n\r\n",
+        b"GET /v2/models/?q=" + b"s3cr3t" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-s3cr3t\x01: y\r\n\r\n",
+    ]
+    for raw in raws:
+        answer = exchange(address, raw)
+        assert b" 400 " in answer.split(b"\r\n")[0], answer[:200]
+        assert b"s3cr3t" not in answer
+    assert server.get("/v2/models/")[0] == 200
+    assert server.stop() == 0
+    log = server.stderr()
+    assert "s3cr3t" not in log
+    assert "Traceback" not in log
+    refused = [line for line in log.splitlines() if "malformed request" in line]
+    assert len(refused) == len(raws), log[-3000:]
+    assert all(len(line) < 400 for line in refused), refused
