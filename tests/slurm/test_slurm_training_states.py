@@ -150,9 +150,15 @@ async def test_jobs_slurm_has_forgotten_are_settled_from_their_files(slurm, tmp_
         "SLURM job 4000002 ended UNKNOWN, reason SLURM no longer knows the job: "
         "the training left no result"
     )
+    # The state that ended each is kept: deepaas's UNKNOWN for a job no
+    # command knows, the one its files report for a finished one.
+    assert (vanished.scheduler_state, vanished.scheduler_reason) == (
+        "UNKNOWN", "SLURM no longer knows the job")
+    assert (done.scheduler_state, done.scheduler_reason) == ("COMPLETED", None)
     # SLURM may not list a job it has just accepted yet: no verdict so soon.
     pending = store.get("just-submitted")
     assert pending is not None and pending.status == "running"
+    assert pending.scheduler_state is None  # nothing heard from SLURM yet
 
 
 @pytest.mark.slurm
