@@ -20,6 +20,10 @@ from deepaas.api.request_args import (
 from deepaas.api.routing import add_route, url
 from deepaas.engine.execution import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
+from deepaas.model.wrapper import JSON_MEDIA_TYPE
+
+#: The Content-Type of a JSON prediction, as aiohttp gives every JSON answer.
+JSON_UTF8 = "application/json; charset=utf-8"
 
 
 def get_executor(request: web.Request) -> Executor:
@@ -96,7 +100,9 @@ async def _predict(
         if raw.pairs:  # (the calls cost every request; most have no uploads)
             remove_uploads(raw)
     content_type = outcome.content_type
-    if concrete is not None and content_type == accept:
+    if content_type == JSON_MEDIA_TYPE:
+        content_type = JSON_UTF8  # as DEEPaaS 2.x and every other JSON answer
+    elif concrete is not None and content_type == accept:
         content_type = concrete  # image/png asked, the model's image/* answer
     # hdrs.CONTENT_TYPE, not "Content-Type": aiohttp then need not fold the
     # name's case, a third of building the response.

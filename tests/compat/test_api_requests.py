@@ -194,3 +194,21 @@ async def test_a_list_argument_may_be_one_json_list(make_client, workers):
     wrong = await client.post(path, params={"features": '[1, "x"]'})
     assert wrong.status == 422
     assert list(await wrong.json()) == ["features"]
+
+
+# -- the Content-Type of answers ------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_json_answers_state_their_charset_as_2x_does(make_client, workers):
+    """2.6.0 answers JSON as ``application/json; charset=utf-8``, predict too."""
+    client = await make_client("echo", "images", workers=workers)
+    predicted = await client.post("/v2/models/echo/predict/", json={"text": "é"})
+    assert predicted.status == 200, await predicted.text()
+    assert predicted.headers["Content-Type"] == "application/json; charset=utf-8"
+    listed = await client.get("/v2/models/")
+    assert listed.headers["Content-Type"] == "application/json; charset=utf-8"
+    image = await client.post(
+        "/v2/models/images/predict/", headers={"Accept": "image/png"}
+    )
+    assert image.headers["Content-Type"] == "image/png"
