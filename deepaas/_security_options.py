@@ -16,7 +16,19 @@ __all__ = ["security_opts"]
 #: options are read by every tool, which need not import aiohttp).
 KINDS = ("predict", "train", "read", "docs", "health", "ready", "metrics")
 
-_DEFAULT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+#: deepaas.api.oidc.DEFAULT_ALGORITHMS (not imported, as KINDS above).
+_DEFAULT_ALGORITHMS = [
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+]
 
 security_opts = [
     cfg.ListOpt(
@@ -45,9 +57,10 @@ security_opts = [
         metavar="PATH",
         help="Require a bearer token: a file of tokens, one per line, each "
         "optionally followed by the kinds of operation it may use (e.g. "
-        "'s3cr3t predict,read'; none: every kind). Tokens may also be given "
-        "in the environment variable DEEPAAS_API_TOKENS (comma-separated, "
-        "every kind).",
+        "'s3cr3t predict,read'; none: every kind). A '#' at the start of a "
+        "line or after a space starts a comment; a line with an unknown kind "
+        "stops the start. Tokens may also be given in the environment "
+        "variable DEEPAAS_API_TOKENS (comma-separated, every kind).",
     ),
     cfg.ListOpt(
         "auth-open",
@@ -81,7 +94,9 @@ security_opts = [
         "oidc-algorithms",
         metavar="ALG,...",
         default=_DEFAULT_ALGORITHMS,
-        help="Signature algorithms accepted (public-key ones only).",
+        help="Signature algorithms accepted (public-key ones only); an "
+        "issuer's key that names no alg verifies those its type allows "
+        "(RS*, PS* for RSA keys, the ES* of an EC key's curve, EdDSA).",
     ),
     cfg.FloatOpt(
         "oidc-leeway",

@@ -94,7 +94,10 @@ def test_oidc_without_pyjwt_is_a_one_line_start_up_error(tmp_path: Path) -> None
 
 
 def test_bad_security_options_are_one_line_errors(tmp_path: Path) -> None:
+    widening = tmp_path / "tokens"
+    widening.write_text("reader read\nHASH#rest read,metrics#x\n")
     for args, words in (
+        (["--auth-token-file", str(widening)], f"{widening}:2: unknown kind"),
         (["--allowed-origins", "dashboard.example.org"], "--allowed-origins"),
         (["--oidc-require", "predict:scope=x"], "--oidc-require needs --oidc-issuer"),
         (["--oidc-jwks-file", "/nonexistent"], "need --oidc-issuer"),
