@@ -36,6 +36,7 @@ from deepaas.exceptions import DeepaasError, ModelError
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments, load_wrapped, to_json_bytes
 from deepaas.training._logwriter import DRAIN_SECONDS, LogPump, LogWriter
+from deepaas.training.store import write_private
 
 LOG = logging.getLogger("deepaas.training")
 
@@ -58,8 +59,9 @@ class ChildJob:
     max_log_bytes: int = 0
 
 
-def run_training(job: ChildJob, server: Connection, output: Connection,
-                 output_reader: Connection) -> None:
+def run_training(
+    job: ChildJob, server: Connection, output: Connection, output_reader: Connection
+) -> None:
     """Run one training and record its outcome; see the module docstring.
 
     ``output`` is the writing end of the pipe the server copies into the log;
@@ -70,12 +72,16 @@ def run_training(job: ChildJob, server: Connection, output: Connection,
     os.set_inheritable(output_reader.fileno(), False)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     faulthandler.enable()
-    logging.basicConfig(level=job.log_level, format=LOG_FORMAT, stream=sys.stderr,
-                        force=True)
+    logging.basicConfig(
+        level=job.log_level, format=LOG_FORMAT, stream=sys.stderr, force=True
+    )
     orphan_pump: list[LogPump] = []
-    threading.Thread(target=_watch_server,
-                     args=(server, job, output_reader, orphan_pump),
-                     name="deepaas-server-watch", daemon=True).start()
+    threading.Thread(
+        target=_watch_server,
+        args=(server, job, output_reader, orphan_pump),
+        name="deepaas-server-watch",
+        daemon=True,
+    ).start()
     os.environ.update(job.env)
     os.environ["DEEPAAS_TRAINING_UUID"] = job.uuid
     os.environ["DEEPAAS_TRAINING_DIR"] = job.job_dir
@@ -107,7 +113,8 @@ def start_process(context: Any, job: ChildJob) -> tuple[Any, Connection, int]:
     watch_end, alive_end = context.Pipe(duplex=False)
     output_reader, output = context.Pipe(duplex=False)
     process = context.Process(
-        target=run_training, args=(job, watch_end, output, output_reader),
+        target=run_training,
+        args=(job, watch_end, output, output_reader),
         name=f"deepaas-training-{job.uuid[:8]}",
     )
     try:
@@ -140,8 +147,12 @@ def _exit_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _watch_server(server: Connection, job: ChildJob, output_reader: Connection,
-                  orphan_pump: list[LogPump]) -> None:
+def _watch_server(
+    server: Connection,
+    job: ChildJob,
+    output_reader: Connection,
+    orphan_pump: list[LogPump],
+) -> None:
     """Stop this training when the server that started it goes away."""
     try:
         server.recv()
@@ -149,20 +160,27 @@ def _watch_server(server: Connection, job: ChildJob, output_reader: Connection,
         pass
     fd = os.dup(output_reader.fileno())
     output_reader.close()
-    pump = LogPump(fd, LogWriter(Path(job.log_file), job.max_log_bytes),
-                   name="deepaas-log-pump")
+    pump = LogPump(
+        fd, LogWriter(Path(job.log_file), job.max_log_bytes), name="deepaas-log-pump"
+    )
     pump.start()
     orphan_pump.append(pump)
-    print("deepaas: the server that started this training is gone; stopping",
-          file=sys.stderr, flush=True)
+    print(
+        "deepaas: the server that started this training is gone; stopping",
+        file=sys.stderr,
+        flush=True,
+    )
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(job.grace)
     os.killpg(0, signal.SIGKILL)
 
 
 def _train(job: ChildJob) -> dict[str, Any]:
-    print(f"deepaas: training {job.uuid} of model {job.spec.name!r} started "
-          f"(pid {os.getpid()})", flush=True)
+    print(
+        f"deepaas: training {job.uuid} of model {job.spec.name!r} started "
+        f"(pid {os.getpid()})",
+        flush=True,
+    )
     try:
         wrapper = load_wrapped(job.spec)
         kwargs = wrapper.parse_train_args(job.raw)
@@ -184,12 +202,7 @@ def _train(job: ChildJob) -> dict[str, Any]:
 
 
 def _write_outcome(path: str, outcome: dict[str, Any]) -> None:
-    partial = f"{path}.partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(outcome, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    write_private(Path(path), json.dumps(outcome).encode(), sync=True)
 
 
 def _stop_leftovers(grace: float) -> None:

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from deepaas.training.logs import cut_file, marker_line, read_layout
+from deepaas.training.store import write_private
 
 LOG = logging.getLogger(__name__)
 
@@ -179,10 +180,7 @@ def _line_start_after(data: bytes, start: int) -> int:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-    os.replace(partial, path)
+    write_private(path, data)  # 0600, as the log it replaces
 
 
 class LogPump:

@@ -32,7 +32,7 @@ def _proc_stat(pid: str) -> tuple[str, int] | None:
     except OSError:
         return None
     # The command name may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(b")") + 2:].split()
+    fields = data[data.rfind(b")") + 2 :].split()
     try:
         return fields[0].decode(), int(fields[2])
     except (IndexError, ValueError):
@@ -102,8 +102,10 @@ class ServerLock:
 
     def acquire(self) -> None:
         """Take the lock; the file records who holds it, for people reading it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # 0700 and 0600, as everything in the state directory
+        # (docs/security.md): the file names this host and process.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.write(fd, f"{os.uname().nodename} {os.getpid()}\n".encode())
@@ -155,6 +157,7 @@ async def wait_for_exit(process: Any) -> None:
         owned = True
     except (AttributeError, OSError):
         fd, owned = process.sentinel, False
+
     def on_exit() -> None:
         if not exited.done():
             exited.set_result(None)

@@ -69,6 +69,7 @@ from deepaas.training.store import (
     UNFINISHED,
     Training,
     TrainingStore,
+    write_private,
 )
 
 LOG = logging.getLogger(__name__)
@@ -270,19 +271,19 @@ class SlurmBackend:
                 log_level=self.log_level,
                 max_log_bytes=self.max_log_bytes,
             )
-            with open(job_dir / JOB_FILE, "wb") as handle:
-                pickle.dump(child, handle)
+            write_private(job_dir / JOB_FILE, pickle.dumps(child))
             script = job_dir / SCRIPT_FILE
-            script.write_text(
+            write_private(
+                script,
                 job_script(
                     self.settings,
                     name=f"deepaas-{spec.name}-{training_id[:8]}",
                     job_dir=job_dir,
                     output=job_dir / OUTPUT_FILE,
                     gpus=self.gpus_of(spec.name),
-                )
+                ).encode(),
             )
-            log_file.touch()
+            log_file.touch(mode=0o600)
             job_id = await self.client.submit(script)
             append_log(log_file, f"submitted to SLURM as job {job_id}")
             submitted = Training.submitted(

@@ -11,9 +11,10 @@ content, never half of it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from deepaas.training.store import write_private
 
 JOB_FILE = "slurm-job.pickle"
 STATUS_FILE = "slurm-status.json"
@@ -24,12 +25,7 @@ OUTPUT_FILE = "slurm-output.log"
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
     """Write ``value`` so that a reader sees the old file or the whole new one."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(value, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    write_private(path, json.dumps(value).encode(), sync=True)
 
 
 def read_status(job_dir: Path) -> dict[str, Any]:

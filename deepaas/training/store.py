@@ -76,13 +76,32 @@ CREATE INDEX IF NOT EXISTS trainings_by_status ON trainings (status);
 # SQL text is built only from these column names and from '?' placeholders
 # (marked noqa: S608 where it is joined); every value is a bound parameter.
 _COLUMNS = (
-    "uuid", "model", "status", "args", "submitted_at", "started_at",
-    "finished_at", "output", "message", "job_dir", "owner", "owner_host",
-    "owner_pid", "pid", "scheduler_state", "scheduler_reason",
+    "uuid",
+    "model",
+    "status",
+    "args",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "output",
+    "message",
+    "job_dir",
+    "owner",
+    "owner_host",
+    "owner_pid",
+    "pid",
+    "scheduler_state",
+    "scheduler_reason",
 )
 _UPDATABLE = {
-    "status", "started_at", "finished_at", "output", "message", "pid",
-    "scheduler_state", "scheduler_reason",
+    "status",
+    "started_at",
+    "finished_at",
+    "output",
+    "message",
+    "pid",
+    "scheduler_state",
+    "scheduler_reason",
 }
 #: Columns added after schema 1 was first written, with their types.  An
 #: added column does not change ``SCHEMA_VERSION``: older deepaas names the
@@ -97,6 +116,26 @@ def make_private_dir(path: Path) -> None:
     share it.
     """
     path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+
+
+def write_private(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically; the file is 0600 whatever the umask.
+
+    Readers see the old file or the whole new one.  ``sync`` makes the data
+    durable before the rename (an outcome that must survive a crash).
+    """
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # a partial file left by a crash
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, path)
 
 
 def format_date(timestamp: float) -> str:
@@ -287,7 +326,8 @@ class TrainingStore:
         """The training ``uuid``, or None."""
         with self._connect() as conn:
             row = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM trainings WHERE uuid = ?", (uuid,)  # noqa: S608
+                f"SELECT {', '.join(_COLUMNS)} FROM trainings WHERE uuid = ?",
+                (uuid,),  # noqa: S608
             ).fetchone()
         return None if row is None else _from_row(row)
 
@@ -348,9 +388,7 @@ class TrainingStore:
                 training._row(),
             )
 
-    def update(
-        self, uuid: str, *, only_if: Iterable[str] = (), **changes: Any
-    ) -> bool:
+    def update(self, uuid: str, *, only_if: Iterable[str] = (), **changes: Any) -> bool:
         """Change some fields; with ``only_if``, only from one of those statuses.
 
         Answers whether the training was changed, so that two servers racing
@@ -382,8 +420,9 @@ class TrainingStore:
             )
             return cursor.rowcount == 1
 
-    def prune(self, *, keep: int = 0, keep_days: float = 0,
-              now: float | None = None) -> builtins.list[Training]:
+    def prune(
+        self, *, keep: int = 0, keep_days: float = 0, now: float | None = None
+    ) -> builtins.list[Training]:
         """Forget finished trainings beyond the retention; answer those removed.
 
         ``keep`` keeps the newest N finished trainings of each model;

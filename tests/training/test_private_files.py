@@ -100,3 +100,36 @@ def test_log_files_are_created_private(
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+
+
+async def test_every_file_of_the_state_directory_stays_private(
+    installed_models: Any, aiohttp_client: Any, tmp_path: Path, open_umask: None
+) -> None:
+    """After a log cut (training.log rewritten, training.log.cut written) too."""
+    state = tmp_path / "state"
+    executors = build_executors([spec("printer")], workers=0)
+    service = TrainingService(state, max_log_bytes=16 * 1024)
+    client = await aiohttp_client(create_app(executors, trainings=service))
+    resp = await client.post("/v2/models/printer/train/", params={"lines": "2000"})
+    assert resp.status == 200, await resp.text()
+    uuid = (await resp.json())["uuid"]
+    deadline = time.monotonic() + 30
+    url = f"/v2/models/printer/train/{uuid}"
+    while (await (await client.get(url)).json())["status"] != "done":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert (state / "trainings" / uuid / "training.log.cut").exists()
+    assert (state / "servers" / f"{service.server_id}.lock").exists()
+
+    loose = []
+    for directory, dirs, files in os.walk(state):
+        for name in dirs:
+            if mode(Path(directory, name)) != 0o700:
+                loose.append((Path(directory, name), oct(mode(Path(directory, name)))))
+        for name in files:
+            if name == "checkpoint":
+                continue  # the model's own file: its mode is the model's choice
+            if mode(Path(directory, name)) != 0o600:
+                loose.append((Path(directory, name), oct(mode(Path(directory, name)))))
+    assert mode(state) == 0o700
+    assert not loose, loose
