@@ -62,6 +62,7 @@ FAKE_MODELS = {
     "batch-harmful": "tests.fake_models.batch:Harmful",
     "batch-harmful-pair": "tests.fake_models.batch:HarmfulPair",
     "batch-segfault": "tests.fake_models.batch:Segfaulting",
+    "batch-copies": "tests.fake_models.batch:CopyWatcher",
     "deepaas-test": "tests.fake_models.upstream_test_model:UpstreamTestModel",
     "warm-recorder": "tests.fake_models.promises:WarmRecorder",
     "gate": "tests.fake_models.promises:Gate",

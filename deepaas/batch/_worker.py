@@ -2,10 +2,14 @@
 
 Messages are pickled tuples over a :mod:`multiprocessing` pipe.  Inputs come in
 chunks (``("files", chunk id, [(path, media type, original name, other
-files), ...])`` or ``("args", chunk id, [raw arguments, ...])``), answered by
-one ``("done", chunk id, [result, ...])`` message each, in the order sent: a
-few system calls per chunk instead of per input.  Every file an input brings
-is that input's own temporary copy, removed by the batch process.  Around
+files), ...], copies)`` or ``("args", chunk id, [raw arguments, ...],
+copies)``), answered by one ``("done", chunk id, [result, ...])`` message
+each, in the order sent: a few system calls per chunk instead of per input.
+Every file an input brings is that input's own temporary copy, made ahead
+and removed by the batch process; ``copies`` lists each input's ``(copy,
+original)`` pairs, so that a copy the model's previous call removed (a
+model may empty its temporary folder) is made again before the input's
+turn.  Around
 each input the worker counts in ``progress`` (shared memory): ``2n + 1`` while
 its n-th input is in hand, ``2n + 2`` once answered, so that the batch
 process knows which input was in hand if the worker dies.
@@ -69,13 +73,13 @@ def serve(
                 wrapper, fixed=message[1], file_arg=message[2], accept=message[3]
             )
             continue
-        chunk_id, requests = message[1], message[2]
+        chunk_id, requests, copies = message[1], message[2], message[3]
         results: list[tuple[Any, ...]] = []
-        for request in requests:
+        for request, own in zip(requests, copies, strict=True):
             # Which input is in hand, for the batch process to blame if this
             # process dies: shared memory, no system call.
             progress.value = 2 * started + 1
-            results.append(_one(call, kind, request))
+            results.append(_one(call, kind, request, own))
             started += 1
             progress.value = 2 * started
         try:
@@ -84,14 +88,18 @@ def serve(
             return
 
 
-def _one(call: Any, kind: str, request: Any) -> tuple[Any, ...]:
+def _one(
+    call: Any, kind: str, request: Any, copies: list[tuple[str, str]]
+) -> tuple[Any, ...]:
     """``("ok", body, media type, seconds)`` or ``("error", wire, seconds)``."""
+    from deepaas.batch.copies import restore
     from deepaas.model.wrapper import model_error
 
     start = time.perf_counter()
     try:
         if call is None:
             raise exceptions.DeepaasError("the worker got inputs before its set-up")
+        restore(copies)
         if kind == "files":
             outcome = call.file(*request)
         else:

@@ -9,6 +9,11 @@ process does both, so that a worker spends its time on the model alone.
 The folder goes, with anything left in it, when the run ends; the folder
 of a run whose batch process was killed outright (SIGKILL) is removed by
 the next run on the same host.
+
+A model may also empty its temporary folder, or ``$TMPDIR`` itself, and
+with it the copies made ahead for the next inputs: the folder is made again
+for the next copy, and a worker makes an input's copy again
+(:func:`restore`) when it is gone by the time the input's turn comes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import shutil
 
 from deepaas.exceptions import DeepaasError
 from deepaas.model.files import can_reflink, copy_for_model, owned_temp_folder
+
+#: Tries at a copy whose folder a model keeps removing.
+_ATTEMPTS = 3
 
 
 class InputUnreadable(DeepaasError):
@@ -31,8 +39,10 @@ class InputCopies:
     def __init__(self) -> None:
         self.directory = ""
         self._made = 0
-        #: Input key -> its copies.
-        self._by_input: dict[str, list[str]] = {}
+        #: Input key -> its copies, as (copy, original) pairs.
+        self._by_input: dict[str, list[tuple[str, str]]] = {}
+        #: Input key -> the bytes of its copies.
+        self._sizes: dict[str, int] = {}
         #: Input folder -> whether its files can be reflinked here.
         self._reflinks: dict[str, bool] = {}
 
@@ -43,6 +53,7 @@ class InputCopies:
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
         self._by_input.clear()
+        self._sizes.clear()
 
     def __contains__(self, key: str) -> bool:
         return key in self._by_input
@@ -50,14 +61,18 @@ class InputCopies:
     def copy(self, key: str, path: str) -> str:
         """A new copy of ``path`` for input ``key``; returns its path."""
         self._made += 1
-        folder = os.path.dirname(path)
-        reflink = self._reflinks.get(folder)
         try:
-            if reflink is None:
-                reflink = self._reflinks[folder] = can_reflink(path, self.directory)
-            copied = copy_for_model(
-                path, self.directory, str(self._made), reflink=reflink
-            )
+            size = os.stat(path).st_size
+            for attempt in range(_ATTEMPTS):
+                try:
+                    copied = self._copy(path)
+                    break
+                except FileNotFoundError as exc:
+                    if exc.filename == path or attempt == _ATTEMPTS - 1:
+                        raise
+                    # A model emptied $TMPDIR, or removed the folder of its
+                    # copy (maybe while this copy was being made).
+                    os.makedirs(self.directory, mode=0o700, exist_ok=True)
         except OSError as exc:
             if exc.filename == path:
                 raise InputUnreadable(
@@ -68,11 +83,49 @@ class InputCopies:
                 f"{self.directory}: {exc.strerror or exc} (set TMPDIR to a folder "
                 "with room)"
             ) from None
-        self._by_input.setdefault(key, []).append(copied)
+        self._by_input.setdefault(key, []).append((copied, path))
+        self._sizes[key] = self._sizes.get(key, 0) + size
         return copied
+
+    def _copy(self, path: str) -> str:
+        folder = os.path.dirname(path)
+        reflink = self._reflinks.get(folder)
+        if reflink is None:
+            reflink = self._reflinks[folder] = can_reflink(path, self.directory)
+        return copy_for_model(path, self.directory, str(self._made), reflink=reflink)
+
+    def of(self, key: str) -> list[tuple[str, str]]:
+        """Input ``key``'s copies, as ``(copy, original)`` pairs."""
+        return list(self._by_input.get(key, ()))
+
+    def size(self, key: str) -> int:
+        """The bytes of input ``key``'s copies."""
+        return self._sizes.get(key, 0)
 
     def drop(self, key: str) -> None:
         """Remove input ``key``'s copies (the model may have done it already)."""
-        for path in self._by_input.pop(key, ()):
+        self._sizes.pop(key, None)
+        for path, _ in self._by_input.pop(key, ()):
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+
+def restore(copies: list[tuple[str, str]]) -> None:
+    """Make again, from the originals, those of ``copies`` that are gone.
+
+    A worker calls it just before an input's turn: the copies were made
+    ahead by the batch process, and the model's previous call may have
+    removed them (emptying its temporary folder).  One ``stat`` per copy
+    when nothing is missing.
+    """
+    for copied, original in copies:
+        if os.path.exists(copied):
+            continue
+        os.makedirs(os.path.dirname(copied), mode=0o700, exist_ok=True)
+        try:
+            shutil.copyfile(original, copied)
+        except OSError as exc:
+            raise InputUnreadable(
+                f"the copy of {original!r} was removed before the model's call "
+                f"and cannot be made again: {exc.strerror or exc}"
+            ) from None

@@ -11,6 +11,12 @@ about :data:`CHUNK_SECONDS` of the model's time (at most
 :data:`MAX_CHUNK` inputs): small models pay a few system calls per chunk
 rather than per input; slow models get one input per chunk.
 
+Every input handed out has its private copies on disk until its answer is
+recorded, so what a worker holds is bounded twice (:meth:`BatchPool.room`):
+at most :data:`INPUTS_AHEAD` inputs, and beyond the first two (the one in
+hand and the next) only while their copies hold less than
+:data:`BYTES_AHEAD` bytes.
+
 Answers come back chunk by chunk, in the order sent.  When a worker dies,
 the input it had in hand (the worker counts the inputs it starts and
 finishes in shared memory) is recorded as failed, the inputs it had not
@@ -28,7 +34,7 @@ import signal
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Any, NamedTuple
 
 from deepaas.batch._worker import serve
 from deepaas.engine._process import describe_exit
@@ -46,8 +52,13 @@ LOG = logging.getLogger(__name__)
 LARGE_MESSAGE = 32 * 1024
 #: Seconds of model time a chunk of inputs aims at.
 CHUNK_SECONDS = 0.02
-#: The most inputs in one chunk.
-MAX_CHUNK = 32
+#: The most inputs a worker holds at once: in hand, and handed ahead.
+INPUTS_AHEAD = 16
+#: The most inputs in one chunk: two chunks fill a worker's share.
+MAX_CHUNK = INPUTS_AHEAD // 2
+#: A worker holding two inputs or more gets another only while their copies
+#: hold less than this many bytes.
+BYTES_AHEAD = 64 * 1024 * 1024
 #: Signals after which a dead worker is not blamed on its input.
 _SHUTDOWN_EXITS = {-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
 _MAX_HANDOUTS = 3
@@ -61,8 +72,11 @@ class _Worker:
         self.conn: Connection | None = None
         self.progress: Any = None
         self.state = "stopped"  # starting | ready | dead | stopped
-        #: (chunk id, items) handed out and not answered yet, oldest first.
-        self.pending: collections.deque[tuple[int, list[Any]]] = collections.deque()
+        #: (chunk id, items, bytes of their copies) handed out and not
+        #: answered yet, oldest first.
+        self.pending: collections.deque[tuple[int, list[Any], int]] = (
+            collections.deque()
+        )
         self.restarts = 0
         self.failure: DeepaasError | None = None
         #: Inputs this process answered: with ``progress``, which one it had
@@ -71,10 +85,27 @@ class _Worker:
 
     @property
     def inputs(self) -> int:
-        return sum(len(items) for _, items in self.pending)
+        return sum(len(items) for _, items, _ in self.pending)
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, _, size in self.pending)
 
 
 Result = tuple[Any, Any, float]  # (item, PredictOutcome | DeepaasError, seconds)
+
+
+class Room(NamedTuple):
+    """What the worker that gets the next chunk may still take.
+
+    The chunk ends at ``inputs`` inputs, or once its copies reach ``bytes``
+    bytes; its first ``any_size`` inputs go whatever their size, so that an
+    input larger than :data:`BYTES_AHEAD` still goes (one behind the other).
+    """
+
+    inputs: int
+    bytes: int
+    any_size: int
 
 
 class BatchPool:
@@ -215,9 +246,15 @@ class BatchPool:
                 best = worker
         return best
 
-    def has_room(self) -> bool:
-        """Whether a chunk sent now would be handed to a worker at once."""
-        return self._free_worker(large=False) is not None
+    def room(self) -> Room | None:
+        """What the next chunk may hold, or None when no worker has room."""
+        worker = self._free_worker(large=False)
+        if worker is None:
+            return None
+        inputs, held = worker.inputs, worker.bytes
+        if inputs >= INPUTS_AHEAD or (inputs >= 2 and held >= BYTES_AHEAD):
+            return None
+        return Room(INPUTS_AHEAD - inputs, BYTES_AHEAD - held, max(0, 2 - inputs))
 
     def setup(self, *payload: Any) -> None:
         """What every input shares (see ``PredictCall``); sent to each worker."""
@@ -233,19 +270,30 @@ class BatchPool:
             except OSError:
                 pass
 
-    def submit(self, kind: str, items: list[Any], requests: list[Any]) -> bool:
+    def submit(
+        self,
+        kind: str,
+        items: list[Any],
+        requests: list[Any],
+        *,
+        copies: list[list[tuple[str, str]]],
+        size: int = 0,
+    ) -> bool:
         """Hand a chunk of inputs to a worker; False when none has room now.
 
         ``kind`` is ``"files"`` (requests: ``(path, media type)``) or
-        ``"args"`` (requests: each input's RawArguments).
+        ``"args"`` (requests: each input's RawArguments); ``copies`` are
+        each input's ``(copy, original)`` pairs, which the worker makes again
+        when a copy is gone by the time the input's turn comes (a model may
+        empty the folder that holds them); ``size`` is their bytes.
         """
         self._chunk_ids += 1
         chunk_id = self._chunk_ids
-        message = bytes(ForkingPickler.dumps((kind, chunk_id, requests)))
+        message = bytes(ForkingPickler.dumps((kind, chunk_id, requests, copies)))
         worker = self._free_worker(large=len(message) > LARGE_MESSAGE)
         if worker is None or worker.conn is None:
             return False
-        worker.pending.append((chunk_id, items))
+        worker.pending.append((chunk_id, items, size))
         for item in items:
             self._handouts[item.key] += 1
         try:
@@ -311,7 +359,7 @@ class BatchPool:
         elif kind == "done":
             if not worker.pending:
                 return
-            chunk_id, items = worker.pending.popleft()
+            chunk_id, items, _ = worker.pending.popleft()
             if chunk_id != message[1]:  # never expected: answers come in order
                 LOG.error(
                     "worker %d answered chunk %s instead of %s",
@@ -366,7 +414,7 @@ class BatchPool:
             LOG.error("%s", worker.failure.message)
             return
         LOG.error("model %r: worker %d died: %s", self.spec.name, worker.index, how)
-        items = [item for _, chunk in pending for item in chunk]
+        items = [item for _, chunk, _ in pending for item in chunk]
         # ``progress`` is 2n+1 while the worker's n-th input (0-based, counted
         # since it started) is in hand, 2n+2 once it is answered.
         state = int(worker.progress.value)
@@ -409,4 +457,4 @@ class BatchPool:
         return sum(w.restarts for w in self._workers)
 
 
-__all__ = ["BatchPool"]
+__all__ = ["BYTES_AHEAD", "INPUTS_AHEAD", "BatchPool", "Room"]

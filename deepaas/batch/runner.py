@@ -319,12 +319,19 @@ class BatchRun:
                 deadline = time.monotonic() + (
                     options.term_grace if self._signal is not None else 1e9
                 )
-            while not stopping and (pool.requeued or not exhausted) and pool.has_room():
+            while not stopping and (pool.requeued or not exhausted):
+                room = pool.room()
+                if room is None:
+                    break
                 items: list[InputItem] = []
                 requests: list[Any] = []
+                copies: list[list[tuple[str, str]]] = []
                 kind = "files"
-                size = pool.chunk_size()
-                while len(items) < size:
+                size = min(pool.chunk_size(), room.inputs)
+                held = 0
+                while len(items) < size and (
+                    len(items) < room.any_size or held < room.bytes
+                ):
                     item = pool.requeued.popleft() if pool.requeued else None
                     if item is None and not exhausted:
                         item = next(todo, None)
@@ -339,7 +346,11 @@ class BatchRun:
                     kind = "files" if request[0] == "file" else "args"
                     items.append(item)
                     requests.append(request[1:] if kind == "files" else request[1])
-                if items and not pool.submit(kind, items, requests):
+                    copies.append(self._copies.of(item.key))
+                    held += self._copies.size(item.key)
+                if items and not pool.submit(
+                    kind, items, requests, copies=copies, size=held
+                ):
                     pool.requeued.extendleft(reversed(items))
                     break
             if not pool.in_flight() and (exhausted or stopping) and not pool.requeued:

@@ -5,7 +5,10 @@ worker process, ``sleep S`` sleeps S seconds; anything else is answered
 (JSON, or text/plain through ``accept``).
 """
 
+import contextlib
 import os
+import shutil
+import tempfile
 import time
 
 from marshmallow import fields, validate
@@ -171,3 +174,49 @@ class Segfaulting:
             os.kill(os.getpid(), signal.SIGSEGV)
         size = os.path.getsize(data.filename) if data is not None else None
         return {"n": n, "size": size}
+
+
+class CopyWatcher:
+    """Says, at each call, what copies lie beside its input; may wipe them.
+
+    ``wipe`` chooses what it removes after reading its input: ``"none"``,
+    ``"folder"`` (the folder holding its copy, with whatever is in it) or
+    ``"tmpdir"`` (everything in :func:`tempfile.gettempdir`, as a careless
+    clean-up would).  ``pause`` makes each call last that many seconds more.
+    """
+
+    def get_metadata(self):
+        return {"name": "batch-copies"}
+
+    def get_predict_args(self):
+        return {
+            "data": fields.Raw(required=True, metadata={"type": "file"}),
+            "wipe": fields.Str(
+                load_default="none",
+                validate=validate.OneOf(["none", "folder", "tmpdir"]),
+            ),
+            "pause": fields.Float(load_default=0.0),
+        }
+
+    def predict(self, data, wipe, pause):
+        time.sleep(pause)
+        with open(data.filename, "rb") as handle:
+            size = len(handle.read())
+        folder = os.path.dirname(data.filename)
+        copies, held = 0, 0
+        for entry in os.scandir(folder):
+            if entry.name.startswith("."):  # a probe, not a copy
+                continue
+            with contextlib.suppress(OSError):  # removed while looking
+                held += entry.stat().st_size
+                copies += 1
+        if wipe == "folder":
+            shutil.rmtree(folder, ignore_errors=True)
+        elif wipe == "tmpdir":
+            for entry in os.scandir(tempfile.gettempdir()):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+        return {"size": size, "copies": copies, "bytes": held}
