@@ -223,8 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, OutputError) as exc:
         return fail(PROG, str(exc), 2)
     except ArgumentsInvalid as exc:
+        from marshmallow.exceptions import SCHEMA
+
+        # A rule about several arguments comes under marshmallow's
+        # "_schema", which is no option: its message stands alone.
         problems = "; ".join(
-            f"--{name}: {' '.join(map(str, m)) if isinstance(m, list) else m}"
+            ("" if name == SCHEMA else f"--{name}: ")
+            + (" ".join(map(str, m)) if isinstance(m, list) else str(m))
             for name, m in exc.errors.items()
         )
         return fail(PROG, f"invalid arguments: {problems}", 2)
