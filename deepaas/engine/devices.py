@@ -128,8 +128,11 @@ def list_gpus(*, timeout: float = 10.0) -> list[Gpu]:
         return []
     try:
         done = subprocess.run(  # noqa: S603 (nvidia-smi from PATH, fixed argv)
-            [exe, *NVIDIA_SMI_QUERY], capture_output=True, text=True,
-            timeout=timeout, check=False,
+            [exe, *NVIDIA_SMI_QUERY],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         LOG.warning("nvidia-smi failed (%s); using no GPU", exc)
@@ -242,8 +245,9 @@ def read_need(model: str, resources: Mapping[str, Any]) -> GpuNeed:
             f"model {model!r}: resources['gpus'] must be a whole number >= 0 "
             f"(got {count!r})"
         )
-    return GpuNeed(count=count, required=kind == "required" and count > 0,
-                   declared=True)
+    return GpuNeed(
+        count=count, required=kind == "required" and count > 0, declared=True
+    )
 
 
 # -- assignment -----------------------------------------------------------------
@@ -307,7 +311,8 @@ def place_model(
         if need.required:
             raise DeviceUnavailable(message)
         return ModelPlacement(
-            [dict(CPU_ENV) for _ in range(workers)], dict(CPU_ENV),
+            [dict(CPU_ENV) for _ in range(workers)],
+            dict(CPU_ENV),
             warning=message + "; it prefers a GPU, so it runs on the CPU",
         )
     envs = [gpu_env(g, parent_restricted=parent_restricted) for g in groups]
@@ -334,7 +339,11 @@ def plan_devices(
     plan = DevicePlan()
     for model, need in needs.items():
         placement = place_model(
-            model, need, gpus, workers=workers, workers_per_gpu=workers_per_gpu,
+            model,
+            need,
+            gpus,
+            workers=workers,
+            workers_per_gpu=workers_per_gpu,
             reserve_training=bool((trains or {}).get(model)),
             parent_restricted=parent_restricted,
         )
@@ -344,19 +353,22 @@ def plan_devices(
         if placement.training_env is not None:
             plan[TRAINING_KEY + model] = placement.training_env
         if need.count:
-            where = sorted({e.get("CUDA_VISIBLE_DEVICES", "") for e in plan[model]})
+            said = f"model {model!r}: {len(placement.worker_envs)} worker(s) on "
+            said += _where(plan[model])
             if (trains or {}).get(model):  # not deepaas-predict: it never trains
-                LOG.info(
-                    "model %r: %d worker(s) on CUDA_VISIBLE_DEVICES %s; trainings "
-                    "on %s", model, len(placement.worker_envs), where,
-                    (placement.training_env or {}).get("CUDA_VISIBLE_DEVICES"),
-                )
-            else:
-                LOG.info(
-                    "model %r: %d worker(s) on CUDA_VISIBLE_DEVICES %s",
-                    model, len(placement.worker_envs), where,
-                )
+                said += "; trainings on " + _where([placement.training_env or {}])
+            LOG.info("%s", said)
     return plan
+
+
+def _where(envs: Sequence[Mapping[str, str]]) -> str:
+    """Where processes started with ``envs`` compute: "the CPU" or their GPUs."""
+    tokens = sorted({env.get("CUDA_VISIBLE_DEVICES", "").strip() for env in envs})
+    if all(token in _NO_DEVICE for token in tokens):
+        return "the CPU"
+    return " and ".join(
+        f"GPUs {token}" if "," in token else f"GPU {token}" for token in tokens
+    )
 
 
 def read_execution(model: str, declared: Any) -> str:

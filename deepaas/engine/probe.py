@@ -122,7 +122,8 @@ async def plan_from_config(
     ``--workers 0`` everything runs in-process and nothing is probed.
 
     ``gpus`` (the ``nvidia-smi`` listing) and ``environ`` default to this
-    machine's; ``reserve_training`` defaults to the train endpoint being on.
+    machine's; ``reserve_training`` defaults to the train endpoint being on
+    with trainings run on this machine (not ``--train-backend slurm``).
     """
     env = os.environ if environ is None else environ
     plan = DevicePlan()
@@ -132,7 +133,11 @@ async def plan_from_config(
     listing = list_gpus() if gpus is None else list(gpus)
     allowed = select_gpus(visible_gpus(listing, env), str(conf.gpus))
     if reserve_training is None:
-        reserve_training = bool(getattr(conf, "train_endpoint", True))
+        # With --train-backend slurm trainings run in SLURM's jobs, on GPUs
+        # SLURM gives them: none is kept here.
+        reserve_training = bool(getattr(conf, "train_endpoint", True)) and (
+            getattr(conf, "train_backend", "local") != "slurm"
+        )
     needs = {name: read_need(name, f["resources"]) for name, f in facts.items()}
     in_process = {name for name, f in facts.items() if f["execution"] != "process"}
     for name in in_process:
