@@ -3,9 +3,10 @@
 Both suit Kubernetes probes: /health is a liveness probe (200 whenever the
 server answers at all), /ready a readiness probe that answers 503 while
 workers warm up, after a crash until the replacement is warm, when no
-worker of some model is alive, and when some model is stalled (every worker
+worker of some model is alive, when some model is stalled (every worker
 busy, none free to take a call for ``--ready-stall-timeout``: a hung
-model).  Both bodies carry each model's worker counts, so that the same
+model), and when the training store was found unusable (``trainings``
+says why).  Both bodies carry each model's worker counts, so that the same
 probes help a human see why.
 
 With authentication on, the probes stay open (by default) but the worker
@@ -21,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.api.guard import GUARD
-from deepaas.api.keys import EXECUTORS
+from deepaas.api.keys import EXECUTORS, TRAININGS
 from deepaas.api.routing import add_route
 
 
@@ -62,6 +63,14 @@ async def ready(request: web.Request) -> web.Response:
     models = _models(request)
     status = readiness(models)
     body: dict[str, Any] = {"status": status}
+    # What the training store last said (never asked here: /ready answers
+    # at once whatever the store does).
+    trainings = request.app.get(TRAININGS)
+    problem = getattr(trainings, "problem", None)
+    if problem and status == "ready":
+        status = body["status"] = "trainings unavailable"
+    if problem:
+        body["trainings"] = problem
     if await _shows_details(request):
         body["models"] = models
     return web.json_response(

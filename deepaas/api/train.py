@@ -109,13 +109,13 @@ async def list_trainings(request: web.Request) -> web.Response:
     if not _trainable(request).description.train.available:
         return web.json_response([])  # a model without train has none (as 2.x)
     executor, service = _resolve(request)
-    trainings = service.list(executor.spec.name)
+    trainings = await service.list(executor.spec.name)
     return web.json_response([training_json(request, t) for t in trainings])
 
 
 async def get_training(request: web.Request) -> web.Response:
     executor, service = _resolve(request)
-    training = service.get(executor.spec.name, request.match_info["uuid"])
+    training = await service.get(executor.spec.name, request.match_info["uuid"])
     return web.json_response(training_json(request, training))
 
 
@@ -127,7 +127,7 @@ async def delete_training(request: web.Request) -> web.Response:
 
 async def training_logs(request: web.Request) -> web.Response:
     executor, service = _resolve(request)
-    training, chunk = service.read_log(
+    training, chunk = await service.read_log(
         executor.spec.name,
         request.match_info["uuid"],
         offset=_query_int(request, "offset"),

@@ -35,6 +35,7 @@ from typing import Any
 from deepaas.exceptions import DeepaasError, ModelError
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments, load_wrapped, to_json_bytes
+from deepaas.training._jobdir import OUTCOME_UNWRITTEN
 from deepaas.training._logwriter import DRAIN_SECONDS, LogPump, LogWriter
 from deepaas.training.store import write_private
 
@@ -88,7 +89,12 @@ def run_training(
     try:
         outcome = _train(job)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _write_outcome(job.outcome_file, outcome)
+        try:
+            _write_outcome(job.outcome_file, outcome)
+        except OSError as exc:
+            print(f"deepaas: the outcome could not be written: {exc}",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(OUTCOME_UNWRITTEN) from None
     finally:
         _stop_leftovers(job.grace)
         sys.stdout.flush()

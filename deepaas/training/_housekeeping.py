@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from deepaas.training import _processes
-from deepaas.training._jobdir import LOG_NAME, UPLOADS_DIR
+from deepaas.training._jobdir import LOG_NAME, OUTCOME_NAME, UPLOADS_DIR, read_outcome
 from deepaas.training._logwriter import append_line
 from deepaas.training.slurm import slurm_job_id
-from deepaas.training.store import ERROR, UNFINISHED, TrainingStore
+from deepaas.training.store import DONE, ERROR, UNFINISHED, TrainingStore
 
 LOG = logging.getLogger(__name__)
 
@@ -31,7 +31,12 @@ INTERRUPTED_BY_RESTART = (
 def interrupt_orphans(
     store: TrainingStore, state_dir: Path, server_id: str, max_log_bytes: int
 ) -> list[str]:
-    """Mark as interrupted the unfinished trainings whose server is gone."""
+    """Settle the unfinished trainings whose server is gone.
+
+    A training whose process left its outcome (its server could not record
+    it: a full disk, a crash) gets that outcome; the others are marked as
+    interrupted.
+    """
     servers = state_dir / SERVERS_DIR
     alive: dict[str, bool] = {}
     interrupted = []
@@ -53,14 +58,27 @@ def interrupt_orphans(
         except OSError:
             ended = time.time()
         ended = max(ended, training.started_at or training.submitted_at)
+        outcome = read_outcome(job_dir / OUTCOME_NAME) or {}
+        if outcome.get("status") == DONE:
+            status, output, message = DONE, outcome.get("output"), None
+            line = "training ended: done (recorded by a later server)"
+        elif outcome.get("status") == ERROR:
+            status, output = ERROR, None
+            message = str(outcome.get("message", "the training failed"))
+            line = f"training ended: error ({message})"
+        else:
+            status, output, message = ERROR, None, INTERRUPTED_BY_RESTART
+            line = INTERRUPTED_BY_RESTART
         if store.update(
             training.uuid,
             only_if=UNFINISHED,
-            status=ERROR,
-            message=INTERRUPTED_BY_RESTART,
+            status=status,
+            output=output,
+            message=message,
             finished_at=ended,
         ):
-            append_line(log_file, max_log_bytes, INTERRUPTED_BY_RESTART)
+            append_line(log_file, max_log_bytes, line)
+            (job_dir / OUTCOME_NAME).unlink(missing_ok=True)
             shutil.rmtree(job_dir / UPLOADS_DIR, ignore_errors=True)
             interrupted.append(training.uuid)
     return interrupted

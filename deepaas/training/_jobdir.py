@@ -25,11 +25,15 @@ from deepaas.training.store import (
     DONE,
     ERROR,
     INTERRUPTED_BY_SHUTDOWN,
+    PRIVATE_DIR_MODE,
 )
 
 LOG_NAME = "training.log"
 OUTCOME_NAME = "outcome.json"
 UPLOADS_DIR = "uploads"
+#: The exit status of a training process that could not write its outcome
+#: (EX_CANTCREAT): its directory's disk is full, most often.
+OUTCOME_UNWRITTEN = 73
 
 
 def move_uploads(raw: RawArguments, directory: Path) -> RawArguments:
@@ -41,15 +45,37 @@ def move_uploads(raw: RawArguments, directory: Path) -> RawArguments:
     pairs: list[tuple[str, Any]] = []
     for index, (name, value) in enumerate(raw.pairs):
         if isinstance(value, UploadedFile):
-            directory.mkdir(exist_ok=True)
-            base = os.path.basename(value.original_filename.replace("\\", "/"))
+            directory.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+            original = valid_text(value.original_filename)
+            base = os.path.basename(original.replace("\\", "/"))
             target = directory / _fit_file_name(
                 f"{index}-{base.lstrip('.') or 'upload'}"
             )
             shutil.move(value.filename, target)
-            value = value._replace(filename=str(target))
+            value = value._replace(filename=str(target), original_filename=original)
         pairs.append((name, value))
     return RawArguments(pairs=pairs, json_body=raw.json_body)
+
+
+def valid_text(value: Any) -> Any:
+    """``value`` with every string made valid UTF-8: U+FFFD for undecodable bytes.
+
+    A client's file name may hold bytes that are not UTF-8 (HTTP decodes
+    them as lone surrogates); a training record, a log and the model's
+    result must be written as UTF-8, so the name is recorded as readable
+    text, as a browser would show it.
+    """
+    if isinstance(value, str):
+        try:  # the client's bytes, where HTTP decoded them as surrogates
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        return type(value)(valid_text(item) for item in value)
+    if isinstance(value, dict):
+        return {valid_text(key): valid_text(item) for key, item in value.items()}
+    return value
 
 
 def _fit_file_name(name: str, limit: int = 255) -> str:
@@ -100,6 +126,11 @@ def local_outcome(
         return ERROR, None, INTERRUPTED_BY_SHUTDOWN
     if outcome is not None:
         return ERROR, None, str(outcome.get("message", "the training failed"))
+    if exitcode == OUTCOME_UNWRITTEN:
+        return ERROR, None, (
+            "the training ended, but its outcome could not be written to its "
+            "directory (is the state directory's disk full?)"
+        )
     return ERROR, None, (
         f"the training process ended without a result: {describe_exit(exitcode)}"
     )

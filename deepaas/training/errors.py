@@ -34,6 +34,31 @@ class TooManyTrainings(QueueFull):
     retry_after = 30
 
 
+class TrainingStoreBusy(QueueFull):
+    """The training store stayed locked (another process writes) past the wait (503).
+
+    Several servers may share one state directory, so a short lock is
+    normal; one held longer than :data:`~deepaas.training.store.STORE_WAIT`
+    is answered at once rather than holding the request.
+    """
+
+    retry_after = 5
+
+
+class TrainingStoreUnusable(DeepaasError):
+    """The training store cannot be read or written: e.g. not a database (503)."""
+
+    status = 503
+    retry_after = 30
+
+
+class InsufficientStorage(DeepaasError):
+    """The state directory's disk is full: nothing could be recorded (507)."""
+
+    status = 507
+    retry_after = 60
+
+
 class StateDirUnusable(DeepaasError):
     """The state directory cannot be created, written or locked."""
 
@@ -41,9 +66,12 @@ class StateDirUnusable(DeepaasError):
 
 
 __all__ = [
+    "InsufficientStorage",
     "InvalidTrainingRequest",
     "StateDirUnusable",
     "TooManyTrainings",
     "TrainingBusy",
+    "TrainingStoreBusy",
+    "TrainingStoreUnusable",
     "TrainingsNotConfigured",
 ]

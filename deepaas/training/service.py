@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import collections
+import contextlib
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import shutil
@@ -36,7 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from deepaas.exceptions import TrainingNotFound
+from deepaas.exceptions import DeepaasError, TrainingNotFound
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import _processes
@@ -56,6 +58,7 @@ from deepaas.training._jobdir import (
     local_outcome,
     move_uploads,
     remove_file,
+    valid_text,
 )
 from deepaas.training._logwriter import (
     DEFAULT_MAX_BYTES,
@@ -65,10 +68,13 @@ from deepaas.training._logwriter import (
     check_max_bytes,
 )
 from deepaas.training.errors import (
+    InsufficientStorage,
     InvalidTrainingRequest,
     StateDirUnusable,
     TooManyTrainings,
     TrainingBusy,
+    TrainingStoreBusy,
+    TrainingStoreUnusable,
 )
 from deepaas.training.logs import LogChunk, read_log
 from deepaas.training.slurm import SlurmBackend, slurm_job_id, with_slurm_details
@@ -81,17 +87,26 @@ from deepaas.training.store import (
     PRIVATE_DIR_MODE,
     QUEUED,
     RUNNING,
+    STORE_WAIT,
     UNFINISHED,
+    StoreThread,
     Training,
     TrainingStore,
     make_private_dir,
     parse_uuid,
+    store_failure,
 )
 
 LOG = logging.getLogger(__name__)
 
 JOBS_DIR = "trainings"
-
+#: Seconds between two tries to record what a training did, while the store
+#: or its disk cannot be written (a full disk, another process's lock).
+RECORD_RETRY = 1.0
+#: How long start-up waits for a store that another server holds.
+OPEN_WAIT = 30.0
+#: The store and disk failures that end when space returns or a lock goes.
+_OUTAGES = (TrainingStoreBusy, TrainingStoreUnusable, InsufficientStorage)
 
 
 @dataclasses.dataclass(eq=False)
@@ -111,6 +126,9 @@ class _Job:
     kill_deadline: float | None = None
     task: asyncio.Task[None] | None = None
     killer: asyncio.Task[None] | None = None
+    started_at: float | None = None
+    start_recorded: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    recorder: asyncio.Task[None] | None = None
 
 
 class TrainingService:
@@ -164,7 +182,18 @@ class TrainingService:
         self.log_level = log_level
         self.slurm = slurm  # None: trainings run here (--train-backend local)
         self.max_log_bytes = max_log_bytes
-        self.store = TrainingStore(self.state_dir / DATABASE_NAME)
+        # A request waits at most STORE_WAIT for SQLite's lock (503 after).
+        self.store = TrainingStore(
+            self.state_dir / DATABASE_NAME, busy_timeout=STORE_WAIT
+        )
+        #: Why the store cannot be used now (for /ready), None while it can.
+        self.problem: str | None = None
+        self._thread: StoreThread | None = None
+        # Trainings that ended whose end is not yet recorded (the store or
+        # its disk failed): answered from here until it is.
+        self._endings: dict[str, dict[str, Any]] = {}
+        self._recording: set[asyncio.Task[None]] = set()
+        self._late: set[str] = set()  # of those, the ones a write failed for
         self.server_id = uuid_mod.uuid4().hex
         self._lock = _processes.ServerLock(self.state_dir / SERVERS_DIR, self.server_id)
         self._context = multiprocessing.get_context("spawn")
@@ -179,27 +208,65 @@ class TrainingService:
 
     async def start(self) -> None:
         """Open the store, claim this server's lock, settle earlier trainings."""
+        self._thread = StoreThread()
         try:
-            make_private_dir(self.state_dir)  # 0700: trainings are private
-            make_private_dir(self.state_dir / JOBS_DIR)
-            self.store.create()
-            self._lock.acquire()
-        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            await asyncio.to_thread(self._open)
+        except sqlite3.DatabaseError as exc:
+            self._thread.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._unusable(exc) from None
             raise StateDirUnusable(
-                f"cannot use the state directory {str(self.state_dir)!r} "
-                f"(--state-dir): {exc}"
-            ) from exc
+                f"the training store {str(self.store.path)!r} is unusable: {exc}; "
+                "move it away (a new, empty one is made) or use another "
+                "--state-dir, or serve without trainings (--train-endpoint false)"
+            ) from None
+        except (OSError, RuntimeError) as exc:
+            self._thread.close()
+            raise self._unusable(exc) from None
         self._started = True
-        interrupted = self.reconcile()
+        interrupted = await self._io(self.reconcile)
         if interrupted:
-            LOG.warning("%d training(s) of a stopped server marked as interrupted",
+            LOG.warning("%d training(s) of a stopped server settled",
                         len(interrupted))
-        self._prune()
+        await self._prune()
         if self.slurm is not None:
+            self.slurm.io = self._io
             await self.slurm.start()
         LOG.info("trainings: state in %s, %s", self.state_dir,
                  f"at most {self.max_concurrent} at once" if self.max_concurrent
                  else "no limit on how many run at once")
+
+    def _open(self) -> None:
+        """Create the state directory and the store; claim this server's lock."""
+        make_private_dir(self.state_dir)  # 0700: trainings are private
+        make_private_dir(self.state_dir / JOBS_DIR)
+        # Start-up may wait longer than a request for another server's lock.
+        TrainingStore(self.store.path, busy_timeout=OPEN_WAIT).create()
+        self._lock.acquire()
+
+    def _unusable(self, exc: BaseException) -> StateDirUnusable:
+        return StateDirUnusable(
+            f"cannot use the state directory {str(self.state_dir)!r} "
+            f"(--state-dir): {exc}"
+        )
+
+    async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn`` on the store's thread: the event loop never waits on SQLite or
+        the disk.  Failures of either are answered 503 or 507 (and an unusable
+        store is remembered for /ready)."""
+        if self._thread is None:
+            raise StateDirUnusable("the training service is not running")
+        try:
+            result = await self._thread.run(
+                self.store.path, functools.partial(fn, *args, **kwargs)
+            )
+        except TrainingStoreUnusable as exc:
+            self.problem = exc.message
+            raise
+        except (TrainingStoreBusy, InsufficientStorage):
+            raise
+        self.problem = None
+        return result
 
     async def close(self) -> None:
         """Stop every training of this server and release the state directory."""
@@ -215,8 +282,21 @@ class TrainingService:
         for job in running:
             self._request_stop(job, "shutdown")
         await asyncio.gather(*(job.finished.wait() for job in running))
+        recorders = [t for t in self._recorders() if not t.done()]
+        if recorders:  # each tries once more, then gives up
+            await asyncio.wait(recorders, timeout=4 * STORE_WAIT)
+        for uuid in self._endings:
+            LOG.error("training %s: its end (%s) could not be recorded before the "
+                      "server stopped; the next server settles it", uuid,
+                      self._endings[uuid]["status"])
         self._lock.release()
         self._started = False
+        if self._thread is not None:
+            self._thread.close()
+            self._thread = None
+
+    def _recorders(self) -> builtins.list[asyncio.Task[None]]:
+        return list(self._recording)
 
     # -- the API's operations ---------------------------------------------
 
@@ -230,8 +310,15 @@ class TrainingService:
         training's own directory so that they outlive the request.
         """
         self._check_started()
+        args = valid_text(args)  # a client's file name may not be UTF-8
         if self.slurm is not None:
-            return await self.slurm.submit(spec, raw, args)
+            try:
+                return await self.slurm.submit(spec, raw, args)
+            except OSError as exc:  # writing its job files on a full disk
+                failure = store_failure(exc, self.store.path)
+                if failure is None:
+                    raise
+                raise failure from exc
         held = len(self._jobs) + self._submitting
         if self.max_trainings and held >= self.max_trainings:
             raise TooManyTrainings(
@@ -240,11 +327,10 @@ class TrainingService:
             )
         training_id = uuid_mod.uuid4().hex
         job_dir = self.state_dir / JOBS_DIR / training_id
-        job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
         self._submitting += 1  # counted while its uploads move
         try:
             moving = asyncio.ensure_future(
-                asyncio.to_thread(move_uploads, raw, job_dir / UPLOADS_DIR)
+                self._io(_make_job_dir, raw, job_dir)
             )
             try:
                 job_raw = await asyncio.shield(moving)
@@ -254,13 +340,14 @@ class TrainingService:
                 if not moving.cancelled():
                     moving.exception()  # retrieved: the request is gone anyway
                 raise
-            self.store.insert(Training.submitted(
+            training = Training.submitted(
                 uuid=training_id,
                 model=spec.name,
                 args=args,
                 job_dir=str(job_dir.relative_to(self.state_dir)),
                 owner=self.server_id,
-            ))
+            )
+            await self._io(self.store.insert, training)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
@@ -272,34 +359,54 @@ class TrainingService:
         self._queue.append(job)
         LOG.info("training %s of model %r submitted", training_id, spec.name)
         self._schedule()
-        return self._record(spec.name, training_id)
+        if job.started_at is not None:
+            # Answered once recorded, so that every reader agrees with it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.start_recorded.wait(), STORE_WAIT)
+            training = dataclasses.replace(training, status=RUNNING,
+                                           started_at=job.started_at)
+        return training
 
-    def list(self, model: str) -> list[Training]:
+    async def list(self, model: str) -> list[Training]:
         """Every recorded training of ``model``, oldest first."""
         self._check_started()
+        trainings = await self._io(self._list, model)
+        return [self._known(t) for t in trainings]
+
+    def _list(self, model: str) -> builtins.list[Training]:
         self.reconcile()
         return [with_slurm_details(t, self.state_dir) for t in self.store.list(model)]
 
-    def get(self, model: str, training_id: str) -> Training:
+    async def get(self, model: str, training_id: str) -> Training:
         """One training of ``model``; 400 for a malformed uuid, 404 if unknown."""
         self._check_started()
+        uuid = parse_uuid(training_id)
+        return self._known(await self._io(self._get, model, uuid))
+
+    def _get(self, model: str, uuid: str) -> Training:
         self.reconcile()
-        training = self._record(model, parse_uuid(training_id))
-        return with_slurm_details(training, self.state_dir)
+        return with_slurm_details(self._record(model, uuid), self.state_dir)
+
+    def _known(self, training: Training) -> Training:
+        """The record, with what this server knows and could not yet write."""
+        ending = self._endings.get(training.uuid)
+        if ending is None or training.finished or training.uuid not in self._late:
+            return training
+        return dataclasses.replace(training, **ending)
 
     async def delete(self, model: str, training_id: str) -> Training:
         """Cancel an unfinished training, or forget a finished one and its logs.
 
         Cancelling answers once the training's processes are gone.
         """
-        training = self.get(model, training_id)
+        training = await self.get(model, training_id)
         job = self._jobs.get(training.uuid)
         if slurm_job_id(training) is not None and not training.finished:
             if self.slurm is None:
                 raise TrainingBusy(f"training {training.uuid} is run by SLURM; "
                                    "cancel it on a server with --train-backend slurm")
             await self.slurm.cancel(training)
-            return self.get(model, training.uuid)
+            return await self.get(model, training.uuid)
         if job is not None:
             if job in self._queue:
                 self._queue.remove(job)
@@ -308,33 +415,47 @@ class TrainingService:
             else:
                 self._request_stop(job, "cancel")
                 await job.finished.wait()
-            return self._record(model, training.uuid)
+            if job.recorder is not None:  # answered as recorded, if it can be
+                await asyncio.wait({job.recorder}, timeout=STORE_WAIT)
+            return await self.get(model, training.uuid)
+        if training.uuid in self._endings:
+            raise TrainingStoreBusy(
+                f"training {training.uuid} has ended, but its end is not yet "
+                f"recorded (the training store cannot be written now); retry later"
+            )
         if not training.finished:
             raise TrainingBusy(
                 f"training {training.uuid} is run by another server "
                 f"(pid {training.owner_pid} on {training.owner_host!r}) that "
                 "shares this state directory; cancel it there"
             )
-        if self.store.delete(training.uuid):
-            shutil.rmtree(self.state_dir / training.job_dir, ignore_errors=True)
-            LOG.info("training %s of model %r forgotten", training.uuid, model)
+        await self._io(self._forget, training)
         return training
 
-    def read_log(
+    def _forget(self, training: Training) -> None:
+        if self.store.delete(training.uuid):
+            shutil.rmtree(self.state_dir / training.job_dir, ignore_errors=True)
+            LOG.info("training %s of model %r forgotten", training.uuid,
+                     training.model)
+
+    async def read_log(
         self, model: str, training_id: str, *, offset: int | None = None,
         tail: int | None = None,
     ) -> tuple[Training, LogChunk]:
         """The training and a part of its log (see :mod:`.logs` for offsets)."""
-        training = self.get(model, training_id)
+        training = await self.get(model, training_id)
         path = self.state_dir / training.job_dir / LOG_NAME
         try:
-            chunk = read_log(path, offset=offset, tail=tail)
+            chunk = await self._io(read_log, path, offset=offset, tail=tail)
         except ValueError as exc:
             raise InvalidTrainingRequest(str(exc)) from None
         return training, chunk
 
     def reconcile(self) -> builtins.list[str]:
-        """Mark as interrupted the unfinished trainings whose server is gone."""
+        """Settle the unfinished trainings whose server is gone (blocking).
+
+        Each gets the outcome its process left, or is marked as interrupted.
+        """
         return interrupt_orphans(
             self.store, self.state_dir, self.server_id, self.max_log_bytes
         )
@@ -346,6 +467,7 @@ class TrainingService:
             raise StateDirUnusable("the training service is not running")
 
     def _record(self, model: str, training_id: str) -> Training:
+        """The stored training (blocking: on the store's thread)."""
         training = self.store.get(training_id)
         if training is None or training.model != model:
             raise TrainingNotFound(
@@ -359,19 +481,52 @@ class TrainingService:
                     or len(self._running) < self.max_concurrent)):
             job = self._queue.popleft()
             self._running[job.uuid] = job
-            try:
-                self.store.update(job.uuid, only_if=(QUEUED,), status=RUNNING,
-                                  started_at=time.time())
-            except BaseException:
-                # Keep its place and its slot free; the next event retries.
-                del self._running[job.uuid]
-                self._queue.appendleft(job)
-                raise
+            job.started_at = time.time()
             job.task = asyncio.create_task(self._run(job),
                                            name=f"deepaas-training-{job.uuid}")
 
+    async def _record_start(self, job: _Job) -> None:
+        """Record that ``job`` runs, before its process starts; retried while
+        the store cannot be written (the training stays queued meanwhile)."""
+        if await self._write_until_done(
+            job, "its start",
+            functools.partial(self.store.update, job.uuid, only_if=(QUEUED,),
+                              status=RUNNING, started_at=job.started_at),
+            give_up=lambda: job.stop_reason is not None,
+        ):
+            job.start_recorded.set()
+
+    async def _write_until_done(
+        self, job: _Job, what: str, write: Any, *, give_up: Any,
+        late: set[str] | None = None,
+    ) -> bool:
+        """Run ``write`` on the store's thread until it works; answer whether it
+        did (False once ``give_up()``)."""
+        failed = False
+        while True:
+            try:
+                await self._io(write)
+            except _OUTAGES as exc:
+                if give_up():
+                    LOG.error("training %s: %s could not be recorded: %s",
+                              job.uuid, what, exc.message)
+                    return False
+                if not failed:
+                    LOG.warning("training %s: %s cannot be recorded now (%s); "
+                                "retrying every %g s", job.uuid, what,
+                                exc.message, RECORD_RETRY)
+                failed = True
+                if late is not None:
+                    late.add(job.uuid)
+                await asyncio.sleep(RECORD_RETRY)
+                continue
+            if failed:
+                LOG.info("training %s: %s is recorded now", job.uuid, what)
+            return True
+
     async def _run(self, job: _Job) -> None:
         try:
+            await self._record_start(job)
             status, output, message = await self._execute(job)
         except asyncio.CancelledError:
             # The event loop is going away without close(): leave nothing behind.
@@ -413,7 +568,11 @@ class TrainingService:
         job.pump.start()
         job.process = process
         job.alive_end = alive_end
-        self.store.update(job.uuid, pid=process.pid)
+        try:
+            await self._io(self.store.update, job.uuid, pid=process.pid)
+        except _OUTAGES as exc:  # only shown to people reading the store
+            LOG.warning("training %s: its pid could not be recorded: %s",
+                        job.uuid, exc.message)
         LOG.info("training %s of model %r running in process %d", job.uuid,
                  job.spec.name, process.pid)
         timer = (loop.call_later(self.timeout, self._request_stop, job, "timeout")
@@ -460,28 +619,69 @@ class TrainingService:
             _processes.signal_group(job.process.pid, signal.SIGKILL)
 
     def _finish(self, job: _Job, status: str, output: Any, message: str | None) -> None:
-        """Record how a training ended, free its slot and start the next one."""
-        try:
-            self.store.update(job.uuid, only_if=UNFINISHED, status=status,
-                              output=output, message=message,
-                              finished_at=time.time())
-            ending = f"training ended: {status}" + (f" ({message})" if message else "")
-            job.log.write_line(ending)
-            LOG.info("training %s of model %r ended: %s%s", job.uuid, job.spec.name,
-                     status, f" ({message})" if message else "")
-        except Exception:
-            LOG.exception("training %s: recording its end failed", job.uuid)
-        finally:
-            shutil.rmtree(job.job_dir / UPLOADS_DIR, ignore_errors=True)
-            remove_file(job.job_dir / OUTCOME_NAME)
-            job.log.close()
-            self._running.pop(job.uuid, None)
-            self._jobs.pop(job.uuid, None)
-            job.finished.set()
+        """Free a training's slot, start the next one, record how it ended.
+
+        The record is written on the store's thread, retried until the store
+        and its disk take it; meanwhile this server answers the ending it
+        knows (see :meth:`_known`).
+        """
+        self._endings[job.uuid] = {"status": status, "output": output,
+                                   "message": message, "finished_at": time.time()}
+        self._running.pop(job.uuid, None)
+        self._jobs.pop(job.uuid, None)
+        job.recorder = asyncio.create_task(self._record_end(job),
+                                           name=f"deepaas-record-{job.uuid}")
+        self._recording.add(job.recorder)
+        job.recorder.add_done_callback(self._recording.discard)
+        job.finished.set()
         if not self._closing:
-            self._prune()
             self._schedule()
 
-    def _prune(self) -> None:
-        apply_retention(self.store, self.state_dir, keep=self.keep,
-                        keep_days=self.keep_days)
+    async def _record_end(self, job: _Job) -> None:
+        ending = self._endings[job.uuid]
+        try:
+            recorded = await self._write_until_done(
+                job, f"its end ({ending['status']})",
+                functools.partial(self._write_end, job, ending),
+                give_up=lambda: self._closing,
+                late=self._late,
+            )
+        except Exception:
+            LOG.exception("training %s: recording its end failed", job.uuid)
+            recorded = False
+        finally:
+            job.log.close()
+        if recorded:
+            self._endings.pop(job.uuid, None)
+            self._late.discard(job.uuid)
+            if not self._closing:
+                await self._prune()
+
+    def _write_end(self, job: _Job, ending: dict[str, Any]) -> None:
+        """Record the end (blocking); then its uploads and outcome file go.
+
+        The outcome file stays until the record is written: a server started
+        after this one stopped reads the outcome from it.
+        """
+        if self.store.update(job.uuid, only_if=UNFINISHED, **ending):
+            status, message = ending["status"], ending["message"]
+            job.log.write_line(
+                f"training ended: {status}" + (f" ({message})" if message else "")
+            )
+            LOG.info("training %s of model %r ended: %s%s", job.uuid,
+                     job.spec.name, status, f" ({message})" if message else "")
+        shutil.rmtree(job.job_dir / UPLOADS_DIR, ignore_errors=True)
+        remove_file(job.job_dir / OUTCOME_NAME)
+
+    async def _prune(self) -> None:
+        try:
+            await self._io(apply_retention, self.store, self.state_dir,
+                           keep=self.keep, keep_days=self.keep_days)
+        except DeepaasError as exc:
+            LOG.warning("trainings: applying the retention failed: %s", exc.message)
+
+
+def _make_job_dir(raw: RawArguments, job_dir: Path) -> RawArguments:
+    """Create a training's directory (0700) and move its uploads in."""
+    job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
+    return move_uploads(raw, job_dir / UPLOADS_DIR)

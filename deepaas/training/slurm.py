@@ -29,9 +29,9 @@ import pickle
 import shutil
 import time
 import uuid as uuid_mod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
@@ -73,6 +73,8 @@ from deepaas.training.store import (
 )
 
 LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 OWNER_PREFIX = "slurm:"
 CANCEL_FILE = "cancel-requested.json"
@@ -213,6 +215,9 @@ class SlurmBackend:
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._refreshing = asyncio.Lock()
+        #: Runs store and disk work off the event loop (the service sets its
+        #: own, which bounds the wait and answers 503/507).
+        self.io: Callable[..., Awaitable[Any]] = _in_thread
 
     async def start(self) -> None:
         """Settle what happened while no server watched, then keep watching.
@@ -254,10 +259,9 @@ class SlurmBackend:
         """Write the job directory, submit the job, record the training."""
         training_id = uuid_mod.uuid4().hex
         job_dir = self.state_dir / self.jobs_dir / training_id
-        job_dir.mkdir(parents=True)
         job_id = None
         try:
-            job_raw = await asyncio.to_thread(move_uploads, raw, job_dir / UPLOADS_DIR)
+            job_raw = await self.io(_make_job_dir, raw, job_dir)
             log_file = job_dir / LOG_NAME
             child = ChildJob(
                 uuid=training_id,
@@ -295,10 +299,11 @@ class SlurmBackend:
             )
             # Running to DEEPaaS clients, pending to SLURM (where every
             # accepted job starts): see the module's docstring.
-            self.store.insert(
+            await self.io(
+                self.store.insert,
                 dataclasses.replace(
                     submitted, status=RUNNING, scheduler_state="PENDING"
-                )
+                ),
             )
         except BaseException:
             if job_id is not None:
@@ -312,7 +317,7 @@ class SlurmBackend:
             job_id,
         )
         self._wake.set()
-        training = self.store.get(training_id)
+        training = await self.io(self.store.get, training_id)
         assert training is not None
         return with_slurm_details(training, self.state_dir)
 
@@ -323,7 +328,7 @@ class SlurmBackend:
         async with self._refreshing:
             trainings = {
                 job_id: t
-                for t in self.store.unfinished()
+                for t in await self.io(self.store.unfinished)
                 if (job_id := slurm_job_id(t)) is not None
                 and (only is None or t.uuid == only)
             }
@@ -331,9 +336,10 @@ class SlurmBackend:
                 return
             infos = await self.client.query(list(trainings))
             for job_id, training in trainings.items():
-                self._apply(job_id, training, infos.get(job_id))
+                await self.io(self._apply, job_id, training, infos.get(job_id))
 
     def _apply(self, job_id: str, training: Training, info: JobInfo | None) -> None:
+        """Record what SLURM says of one job (blocking: on the store's thread)."""
         job_dir = self.state_dir / training.job_dir
         status = read_status(job_dir)
         if info is None:
@@ -399,7 +405,7 @@ class SlurmBackend:
         info = (await self.client.query([job_id])).get(job_id)
         if info is not None and not info.ended:
             # A job that ended before the request keeps the status it earned.
-            write_json(job_dir / CANCEL_FILE, {"at": time.time()})
+            await self.io(write_json, job_dir / CANCEL_FILE, {"at": time.time()})
             if info.pending:
                 await self.client.cancel(job_id)
             else:
@@ -422,6 +428,16 @@ class SlurmBackend:
                 return True
             await asyncio.sleep(0.2)
         return False
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _make_job_dir(raw: RawArguments, job_dir: Path) -> RawArguments:
+    """Create a training's directory (0700) and move its uploads in."""
+    job_dir.mkdir(mode=0o700, parents=True)
+    return move_uploads(raw, job_dir / UPLOADS_DIR)
 
 
 __all__ = [

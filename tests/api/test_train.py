@@ -482,3 +482,36 @@ async def test_closing_the_server_stops_its_trainings(make_client, tmp_path):
         assert record_.status == "error"
         assert "server shut down" in (record_.message or "")
 
+
+
+def raw_multipart(filename: bytes) -> tuple[bytes, str]:
+    """A form with one upload whose file name is ``filename``, byte for byte."""
+    boundary = "deepaasboundary"
+    body = (
+        f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="data"; filename="' + filename
+        + b'"\r\nContent-Type: text/csv\r\n\r\nrows of data\r\n'
+        + f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="seconds"\r\n\r\n0\r\n'
+        + f"--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+async def test_an_upload_named_in_bytes_that_are_not_utf8_trains(make_client,
+                                                                 tmp_path):
+    """A client's file name with byte 0xFF: recorded with U+FFFD in its place."""
+    svc = service(tmp_path)
+    client = await make_client("trainer", trainings=svc)
+    body, content_type = raw_multipart(b"caf\xe9-\xff.csv")
+    resp = await client.post(TRAIN, data=body,
+                             headers={"Content-Type": content_type})
+    started = await resp.json()
+    assert resp.status == 200, started
+    name, kind, original = started["args"]["data"]
+    assert (name, kind) == ("data", "text/csv")
+    assert original.endswith(".csv") and "\ufffd" in original
+    done = await wait_until(client, started["uuid"], "done")
+    assert done["result"]["output"]["data"]["content"] == "rows of data"
+    listed = await (await client.get(TRAIN)).json()
+    assert [t["uuid"] for t in listed] == [started["uuid"]]

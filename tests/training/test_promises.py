@@ -149,7 +149,7 @@ async def test_the_retention_options_apply_when_a_server_starts(tmp_path):
     by_age = started_with("--keep-trainings-days", "3")
     await by_age.start()
     try:
-        kept = {t.uuid for t in by_age.list("trainer")}
+        kept = {t.uuid for t in await by_age.list("trainer")}
         assert kept == {f"{1:032x}", f"{2:032x}"}
         assert not dirs[5].exists() and not dirs[9].exists()
         assert dirs[1].exists() and dirs[2].exists()
@@ -159,7 +159,7 @@ async def test_the_retention_options_apply_when_a_server_starts(tmp_path):
     by_count = started_with("--keep-trainings", "1")
     await by_count.start()
     try:
-        assert [t.uuid for t in by_count.list("trainer")] == [f"{1:032x}"]
+        assert [t.uuid for t in await by_count.list("trainer")] == [f"{1:032x}"]
         assert not dirs[2].exists() and dirs[1].exists()
     finally:
         await by_count.close()

@@ -108,19 +108,19 @@ async def test_only_trainings_of_stopped_servers_are_interrupted(tmp_path):
     newcomer = TrainingService(state)
     await newcomer.start()
     try:
-        dead = newcomer.get("trainer", "a" * 32)
+        dead = await newcomer.get("trainer", "a" * 32)
         assert (dead.status, dead.message) == (ERROR, INTERRUPTED_BY_RESTART)
         assert dead.finished_at is not None
         assert "interrupted by a server restart" in (dead_dir / "training.log"
                                                       ).read_text()
         assert not (dead_dir / "uploads").exists()
-        assert newcomer.get("trainer", "c" * 32).status == ERROR
+        assert (await newcomer.get("trainer", "c" * 32)).status == ERROR
         # The other server lives: its training is left alone...
-        assert newcomer.get("trainer", "b" * 32).status == RUNNING
+        assert (await newcomer.get("trainer", "b" * 32)).status == RUNNING
 
         # ...until it stops; the next read notices.
         await live.close()
-        assert newcomer.get("trainer", "b" * 32).status == ERROR
+        assert (await newcomer.get("trainer", "b" * 32)).status == ERROR
     finally:
         await newcomer.close()
         await live.close()
@@ -137,11 +137,11 @@ async def test_a_training_run_by_another_server_is_cancelled_there(
         training = await runner.submit(
             spec("trainer"), RawArguments(pairs=[("seconds", "60")]), {"seconds": 60})
         dashed = str(uuid.UUID(training.uuid))
-        assert other.get("trainer", dashed).status == RUNNING
+        assert (await other.get("trainer", dashed)).status == RUNNING
         with pytest.raises(TrainingBusy, match="another server"):
             await other.delete("trainer", dashed)
         assert (await runner.delete("trainer", dashed)).status == CANCELLED
-        assert other.get("trainer", training.uuid).status == CANCELLED
+        assert (await other.get("trainer", training.uuid)).status == CANCELLED
     finally:
         await other.close()
         await runner.close()
