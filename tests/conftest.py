@@ -54,6 +54,8 @@ FAKE_MODELS = {
     "batch-reader": "tests.fake_models.batch:Reader",
     "batch-two-files": "tests.fake_models.batch:TwoFiles",
     "batch-gpu": "tests.fake_models.batch:GpuReader",
+    "batch-gpu-preferred": "tests.fake_models.batch:GpuPreferringReader",
+    "batch-two-gpus": "tests.fake_models.batch:TwoGpuReader",
     "batch-divide": "tests.fake_models.batch:Divide",
     "header-trainer": "tests.fake_models.compat_api:HeaderTrainer",
     "image-range": "tests.fake_models.compat_api:ImageRange",

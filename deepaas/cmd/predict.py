@@ -38,9 +38,11 @@ from deepaas.batch import (
 )
 from deepaas.batch.legacy_output import write_legacy_output
 from deepaas.batch.runfile import check_run, identity_for, restart_token, settle_run
+from deepaas.batch.sbatch import gpu_request
 from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
 from deepaas.engine import plan_from_config
+from deepaas.engine.devices import read_need
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
 from deepaas.model.loading import ModelSpec, available_models, select_models
@@ -381,7 +383,10 @@ def _predict(argv: list[str]) -> int:
     warm = args.warm if args.warm is not None else (conf.warm if conf else True)
     gpus = args.gpus or (conf.gpus if conf is not None else "auto")
     if args.print_sbatch:
-        return _print_sbatch(args, argv, spec, inputs, given, fixed, output_dir)
+        return _print_sbatch(
+            args, argv, spec, inputs, given, fixed, output_dir,
+            option=gpus, asked=args.gpus is not None,
+        )  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
     options = BatchOptions(
         output_dir=output_dir,
@@ -437,7 +442,11 @@ def _print_sbatch(
     given: dict[str, Any],
     fixed: list[tuple[str, str]],
     output_dir: Path,
+    *,
+    option: str,
+    asked: bool,
 ) -> int:
+    """Print the job-array script; ``option`` is ``--gpus`` (``asked``: given)."""
     wrapper = load_wrapped(spec)
     identity = identity_for(
         wrapper.describe(),
@@ -459,8 +468,8 @@ def _print_sbatch(
         )
     elif output_dir.is_dir():
         check_run(output_dir, identity)
-    resources = wrapper.resources()
-    gpus = int(resources.get("gpus") or 0)
+    need = read_need(spec.name, wrapper.resources())
+    gpus, suggested = gpu_request(spec.name, need, option, asked=asked)
     tasks = args.tasks or default_tasks(len(inputs))
     command = _self_command() + _task_arguments(argv, spec, output_dir)
     # SLURM writes the tasks' logs into the output folder, and fails a job
@@ -476,6 +485,7 @@ def _print_sbatch(
             job_name=f"{PROG}-{spec.name}",
             cpus=max(1, args.workers),
             gpus=gpus,
+            suggested_gpus=suggested,
         ),
         end="",
     )

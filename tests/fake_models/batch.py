@@ -78,6 +78,16 @@ class GpuReader(Reader):
     resources = {"gpus": 1}
 
 
+class GpuPreferringReader(Reader):
+    """Runs on a GPU when it gets one, else on the CPU."""
+
+    resources = {"gpus": 1, "gpu": "preferred"}
+
+
+class TwoGpuReader(Reader):
+    resources = {"gpus": 2}
+
+
 class Divide:
     """No file argument: for --input-jsonl."""
 
