@@ -8,6 +8,8 @@
 # TAG defaults to localhost/deepaas-base:bookworm.  Environment:
 #   DEBIAN_SUITE   (bookworm)                      the Debian release
 #   DEBIAN_MIRROR  (http://deb.debian.org/debian)  where the packages come from
+#   DEBOOTSTRAP_CACHE  a folder that keeps the downloaded packages between
+#                  runs (debootstrap --cache-dir; absolute path)
 set -eu
 
 tag=${1:-localhost/deepaas-base:bookworm}
@@ -28,7 +30,13 @@ done
 root=$(mktemp -d "${TMPDIR:-/var/tmp}/deepaas-base.XXXXXX")
 trap 'rm -rf "$root"' EXIT INT TERM
 
-debootstrap --variant=minbase \
+cache=""
+if [ -n "${DEBOOTSTRAP_CACHE:-}" ]; then
+    mkdir -p "$DEBOOTSTRAP_CACHE"
+    cache="--cache-dir=$DEBOOTSTRAP_CACHE"
+fi
+# shellcheck disable=SC2086  # $cache is empty or one option
+debootstrap --variant=minbase $cache \
     --include=python3,python3-venv,tini,ca-certificates \
     "$suite" "$root" "$mirror"
 
