@@ -71,8 +71,22 @@ def create_app(
     add_fallback(app)
 
     if manage_executors:
+        # The training store is opened first: a state directory that cannot
+        # be used stops start-up before anything else has started.
+        app.cleanup_ctx.insert(0, _run_trainings)
         app.cleanup_ctx.append(_run_executors)
     return app
+
+
+async def _run_trainings(app: web.Application) -> AsyncIterator[None]:
+    trainings = app.get(TRAININGS)
+    if trainings is not None and hasattr(trainings, "start"):
+        await trainings.start()
+    try:
+        yield
+    finally:
+        if trainings is not None and hasattr(trainings, "close"):
+            await trainings.close()
 
 
 async def _run_executors(app: web.Application) -> AsyncIterator[None]:
@@ -82,13 +96,7 @@ async def _run_executors(app: web.Application) -> AsyncIterator[None]:
         for executor in executors.values():
             await executor.start()
             started.append(executor)
-        trainings = app.get(TRAININGS)
-        if trainings is not None and hasattr(trainings, "start"):
-            await trainings.start()
         yield
     finally:
-        trainings = app.get(TRAININGS)
-        if trainings is not None and hasattr(trainings, "close"):
-            await trainings.close()
         for executor in started:
             await executor.stop()

@@ -98,7 +98,6 @@ def get_metadata() -> dict[str, Any]:
         "author": "The deepaas developers",
         "version": "1.0",
         "license": "Apache-2.0",
-        "url": "https://pypi.org/project/deepaas/",
         "summary": "A demo classifier for deepaas",
     }
 
