@@ -19,6 +19,7 @@ import datetime
 import errno
 import json
 import os
+import shutil
 import sqlite3
 import time
 import uuid
@@ -500,11 +501,27 @@ def store_failure(exc: BaseException, path: Path) -> DeepaasError | None:
                 "directory and retry"
             )
         if "disk I/O" in text or "unable to open" in text:
+            if _disk_full(path.parent):  # what SQLite says of a full disk, too
+                return InsufficientStorage(
+                    f"{where} cannot be used: {text}: the state directory's "
+                    "disk is full; free space there and retry"
+                )
             return TrainingStoreUnusable(f"{where} cannot be used: {text}")
     return TrainingStoreUnusable(
         f"training store unusable: {text} ({str(path)!r}); stop the servers "
         "that use it, move the file away and start again (a new store is made)"
     )
+
+
+def _disk_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+#: Free bytes under which SQLite's I/O errors are blamed on a full disk.
+_NEARLY_FULL = 64 * 1024
 
 
 class StoreThread:
