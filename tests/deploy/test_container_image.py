@@ -282,3 +282,39 @@ def test_sigterm_stops_the_server_cleanly(image: str, container_name: str) -> No
     logs = _podman("logs", container_name)
     log = logs.stdout + logs.stderr
     assert "deepaas.run: stopped" in log, log[-2000:]
+
+
+def test_the_oscar_script_runs_in_the_image(image: str, tmp_path: Path) -> None:
+    """deploy/oscar/script.sh as OSCAR runs it: one file in, NAME.json out."""
+    inputs, outputs = tmp_path / "inputs", tmp_path / "outputs"
+    inputs.mkdir()
+    outputs.mkdir()
+    for folder in (tmp_path, inputs, outputs):
+        folder.chmod(0o777)  # the container's user writes the outputs
+    (inputs / "flower.json").write_text(json.dumps({"sample": [7.7, 3.8, 6.7, 2.2]}))
+    (inputs / "flower.json").chmod(0o666)
+    done = _podman(
+        "run",
+        "--rm",
+        *_run_limits(),
+        "--volume",
+        f"{ROOT / 'deploy' / 'oscar'}:/oscar:ro",
+        "--volume",
+        f"{inputs}:/inputs",
+        "--volume",
+        f"{outputs}:/outputs",
+        "--env",
+        "INPUT_FILE_PATH=/inputs/flower.json",
+        "--env",
+        "TMP_OUTPUT_DIR=/outputs",
+        "--workdir",
+        "/tmp",
+        image,
+        "bash",
+        "/oscar/script.sh",
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in outputs.iterdir()) == ["flower.json", "flower.log"]
+    answer = json.loads((outputs / "flower.json").read_text())
+    assert answer["predictions"][0]["label"] == "virginica", answer
