@@ -85,6 +85,15 @@ _server_opts = [
         help="Largest multipart/form-data body, in bytes (413 beyond). Its "
         "files are streamed to temporary files on disk; 0 means no limit.",
     ),
+    cfg.IntOpt(
+        "max-form-parts",
+        default=1000,
+        min=0,
+        help="Most parts of a multipart/form-data body, files and fields "
+        "together, and most fields of a url-encoded form (413 beyond, without "
+        "reading the rest): each part costs a temporary file or a parsed "
+        "value, however small it is. 0 means no limit.",
+    ),
     cfg.StrOpt(
         "base-path",
         metavar="PATH",

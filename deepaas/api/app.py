@@ -18,6 +18,7 @@ from deepaas.api.keys import (
     TRAININGS,
     ApiSettings,
 )
+from deepaas.api.request_args import DEFAULT_MAX_FORM_PARTS, MAX_FORM_PARTS
 from deepaas.api.routing import add_fallback
 from deepaas.engine.execution import Executor
 from deepaas.training import TrainingService
@@ -32,6 +33,7 @@ def create_app(
     manage_executors: bool = True,
     gpu_plan: Mapping[str, Any] | None = None,
     guard: Guard | None = None,
+    max_form_parts: int = DEFAULT_MAX_FORM_PARTS,
 ) -> web.Application:
     """Build the DEEPaaS V2 API over already-configured executors.
 
@@ -39,7 +41,11 @@ def create_app(
     and warming every model) when it starts, and stops them, with their
     worker processes, when it shuts down.  ``guard`` holds the Host, Origin
     and token checks (default: cross-site state changes refused, no tokens).
+    ``max_form_parts`` bounds the parts of a multipart body and the fields
+    of a url-encoded one (``--max-form-parts``; 0: no limit).
     """
+    if max_form_parts < 0:
+        raise ValueError(f"--max-form-parts must be >= 0 (got {max_form_parts})")
     settings = settings or ApiSettings()
     max_size = settings.client_max_size or sys.maxsize
     # No middleware: handlers answer their own errors (see api.errors).
@@ -50,6 +56,7 @@ def create_app(
         client_max_size=max_size, handler_args={"handler_cancellation": True}
     )
     app[SETTINGS] = settings
+    app[MAX_FORM_PARTS] = max_form_parts
     app[EXECUTORS] = executors
     app[SPEC_CACHE] = {}
     if trainings is not None:

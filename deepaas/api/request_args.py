@@ -8,18 +8,32 @@ Two limits apply, both answered 413 in JSON before anything is parsed when
 the declared length is already too large: ``--client-max-size`` for what is
 held in memory (a JSON or url-encoded body, the text fields of a multipart
 body: parsing takes about four times their size) and ``--upload-max-size``
-for a whole multipart body, whose files go to disk.
+for a whole multipart body, whose files go to disk.  A third,
+``--max-form-parts``, bounds how many parts a multipart body (files and
+fields together) and how many fields a url-encoded form may have: every
+part costs a temporary file or a parsed value whatever its size, so a small
+body of many empty parts would otherwise keep the server busy for long.
+
+Upload files are created and written by a thread of the request's own
+(:class:`_Writer`), in batches of up to :data:`WRITE_BATCH` bytes: creating
+and writing a file may wait on the disk, and no other request may wait with
+it.  The event loop goes on reading the body meanwhile, so the parts beyond
+``--max-form-parts`` are found without waiting for the files before them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import parse_qsl
 
-from aiohttp import BodyPartReader, hdrs, web
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from deepaas.api.protocol import BodyReadTimeout
@@ -37,6 +51,18 @@ MULTIPART_TYPE = "multipart/form-data"
 #: Deepest nesting of lists and objects accepted in a JSON body: arguments
 #: are never deeper, and much deeper values cannot be pickled to a worker.
 MAX_JSON_DEPTH = 100
+#: Most parts of a multipart body (files and fields) and fields of a
+#: url-encoded form: forms that models take have a handful.
+DEFAULT_MAX_FORM_PARTS = 1000
+#: The server's ``--max-form-parts`` (0: no limit); set by ``create_app``.
+MAX_FORM_PARTS = web.AppKey("deepaas_max_form_parts", int)
+#: Bytes of an upload gathered before one write in the thread: fewer
+#: hand-overs, and a bounded buffer per upload in progress.
+WRITE_BATCH = 1024 * 1024
+#: What a request may have queued for its writer thread before the event
+#: loop waits for it: bytes, and writes (an empty file is one write).
+WRITE_QUEUE_BYTES = 4 * WRITE_BATCH
+WRITE_QUEUE_JOBS = 1024
 
 
 def _too_large(limit: int, option: str = "--client-max-size") -> web.HTTPException:
@@ -47,6 +73,19 @@ def _too_large(limit: int, option: str = "--client-max-size") -> web.HTTPExcepti
         text=f"the {what} is larger than {option} ({limit} bytes)",
     )
     exc.force_close()  # the rest of the body is not worth reading
+    return exc
+
+
+def _too_many_parts(limit: int, *, multipart: bool) -> web.HTTPException:
+    what = (
+        f"the multipart body has more than {limit} parts, files and fields together"
+        if multipart
+        else f"the form has more than {limit} fields"
+    )
+    exc = web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=limit + 1, text=f"{what} (--max-form-parts)"
+    )
+    exc.force_close()  # stop reading: the rest is more of the same
     return exc
 
 
@@ -95,7 +134,8 @@ async def read_arguments(
     """Collect the raw arguments of a predict or train call.
 
     ``max_size`` bounds what is held in memory, ``upload_max_size`` a whole
-    multipart body (0: no limit); past either the answer is 413.
+    multipart body (0: no limit); past either the answer is 413, as past the
+    application's ``--max-form-parts`` (:data:`MAX_FORM_PARTS`).
     """
     query = request.query.items() if request.query_string else ()
     raw = RawArguments(pairs=list(query))
@@ -116,13 +156,7 @@ async def read_arguments(
         if multipart:
             await _read_multipart(request, raw, max_size, upload_max_size, upload_dir)
         elif content_type == FORM_TYPE:
-            try:
-                form = await request.post()
-            except web.HTTPRequestEntityTooLarge:  # a chunked body, counted
-                raise _too_large(max_size) from None
-            except (ValueError, LookupError) as exc:  # bad encoding or charset
-                raise web.HTTPBadRequest(text=f"malformed form body: {exc}") from None
-            raw.pairs.extend((k, v) for k, v in form.items() if isinstance(v, str))
+            raw.pairs.extend(await _read_form(request, max_size))
         elif content_type in JSON_TYPES or content_type.endswith("+json"):
             raw.json_body = await _read_json(request, max_size)
         elif content_type in ("", "application/octet-stream"):
@@ -144,6 +178,28 @@ async def read_arguments(
         remove_uploads(raw)
         raise
     return raw
+
+
+async def _read_form(request: web.Request, max_size: int) -> list[tuple[str, str]]:
+    """The fields of a url-encoded body, counted before they are parsed.
+
+    Parsed here rather than by ``request.post()``: its field limit exists
+    only in recent aiohttp versions, with a default of its own.
+    """
+    try:
+        body = (await request.read()).rstrip()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body, counted
+        raise _too_large(max_size) from None
+    if not body:
+        return []
+    max_fields = request.app.get(MAX_FORM_PARTS, DEFAULT_MAX_FORM_PARTS)
+    if max_fields and body.count(b"&") >= max_fields:
+        raise _too_many_parts(max_fields, multipart=False)
+    charset = request.charset or "utf-8"
+    try:
+        return parse_qsl(body.decode(charset), keep_blank_values=True, encoding=charset)
+    except (ValueError, LookupError) as exc:  # bad encoding or charset
+        raise web.HTTPBadRequest(text=f"malformed form body: {exc}") from None
 
 
 async def _read_json(request: web.Request, max_size: int) -> dict[str, Any]:
@@ -208,8 +264,33 @@ async def _read_multipart(
         reader = await request.multipart()
     except _MALFORMED as exc:
         raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}") from None
+    max_parts = request.app.get(MAX_FORM_PARTS, DEFAULT_MAX_FORM_PARTS)
+    writer = _Writer(upload_dir)
+    files: list[tuple[int, _Spool, UploadedFile]] = []  # where in raw.pairs
+    try:
+        await _read_parts(
+            reader, raw, files, writer, max_size, upload_max_size, max_parts
+        )
+        await writer.finish()
+    except BaseException:
+        writer.abandon()
+        raise
+    for index, spool, upload in files:
+        raw.pairs[index] = (upload.name, upload._replace(filename=spool.path))
+
+
+async def _read_parts(
+    reader: MultipartReader,
+    raw: RawArguments,
+    files: list[tuple[int, _Spool, UploadedFile]],
+    writer: _Writer,
+    max_size: int,
+    upload_max_size: int,
+    max_parts: int,
+) -> None:
     total = 0  # bytes of the whole body, files included
     in_memory = 0  # bytes of the text fields
+    parts = 0
     while True:
         try:
             part = await reader.next()
@@ -217,16 +298,32 @@ async def _read_multipart(
             raise web.HTTPBadRequest(text=f"malformed multipart body: {exc}") from None
         if part is None:
             break
+        parts += 1
+        if max_parts and parts > max_parts:
+            raise _too_many_parts(max_parts, multipart=True)
+        # Parts already received are read without waiting, and their files
+        # are written by another thread: let other requests in between (a
+        # part's headers take a while to parse).
+        await asyncio.sleep(0)
         if not isinstance(part, BodyPartReader):
             raise web.HTTPBadRequest(text="nested multipart bodies are not supported")
         name = part.name
         if not name:
             raise web.HTTPBadRequest(text="a multipart part has no field name")
-        if part.filename is not None:
-            upload, total = await _save_upload(
-                part, name, total, upload_max_size, upload_dir
+        filename = part.filename
+        if filename is not None:
+            spool = writer.open()
+            upload = UploadedFile(
+                name=name,
+                filename="",  # known once the thread has created the file
+                content_type=part.headers.get(
+                    "Content-Type", "application/octet-stream"
+                ),
+                original_filename=filename,
             )
-            raw.pairs.append((name, upload))
+            files.append((len(raw.pairs), spool, upload))
+            raw.pairs.append((name, None))
+            total = await _save_upload(part, spool, writer, total, upload_max_size)
         else:
             chunks = []
             while chunk := await part.read_chunk(CHUNK):
@@ -247,27 +344,143 @@ async def _read_multipart(
                 ) from None
 
 
+class _Spool:
+    """An upload's temporary file; only the writer thread touches it.
+
+    ``path`` is set once the file exists.
+    """
+
+    __slots__ = ("_dir", "_fd", "path")
+
+    def __init__(self, upload_dir: str | None) -> None:
+        self._dir = upload_dir
+        self._fd = -1
+        self.path = ""
+
+    def write(self, data: bytes, last: bool) -> None:
+        """Append ``data`` (creating the file first); close it when ``last``."""
+        if self._fd < 0 and not self.path:
+            self._fd, self.path = tempfile.mkstemp(
+                prefix="deepaas-upload-", dir=self._dir
+            )
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        if last:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def discard(self) -> None:
+        """Close and remove the file (nothing buffered is left to write)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+        if self.path:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class _Writer:
+    """A request's upload files, created and written in a thread of its own.
+
+    The event loop hands over bytes and goes on reading the body; it waits
+    for the thread only when more than :data:`WRITE_QUEUE_BYTES` bytes or
+    :data:`WRITE_QUEUE_JOBS` writes are queued, and at the end.  One thread
+    keeps each file's writes in order, and removes the files after the
+    writes queued before when the request fails.
+    """
+
+    def __init__(self, upload_dir: str | None) -> None:
+        self._dir = upload_dir
+        self._thread: ThreadPoolExecutor | None = None
+        self._queued: deque[tuple[asyncio.Future[None], int]] = deque()
+        self._bytes = 0
+        self._spools: list[_Spool] = []
+
+    def open(self) -> _Spool:
+        """A new upload file, created by its first write."""
+        spool = _Spool(self._dir)
+        self._spools.append(spool)
+        return spool
+
+    async def write(self, spool: _Spool, data: bytes, last: bool) -> None:
+        """Queue ``data`` for ``spool``; raise an earlier write's error."""
+        while self._queued and (
+            self._queued[0][0].done()
+            or self._bytes + len(data) > WRITE_QUEUE_BYTES
+            or len(self._queued) >= WRITE_QUEUE_JOBS
+        ):
+            await self._wait_oldest()
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="deepaas-upload")
+        future = asyncio.wrap_future(self._thread.submit(spool.write, data, last))
+        self._queued.append((future, len(data)))
+        self._bytes += len(data)
+
+    async def _wait_oldest(self) -> None:
+        # Shielded: a cancelled request leaves the write to end in the thread,
+        # and abandon() queues the removal after it.
+        future, size = self._queued[0]
+        await asyncio.shield(future)
+        self._queued.popleft()
+        self._bytes -= size
+
+    async def finish(self) -> None:
+        """Wait until every file is written and closed; raise the first error."""
+        while self._queued:
+            await self._wait_oldest()
+        self._release()
+
+    def abandon(self) -> None:
+        """Remove every file once the queued writes have ended, without waiting."""
+        if self._thread is None:
+            return
+        for future, _ in self._queued:
+            future.add_done_callback(_retrieve)
+        self._thread.submit(_discard, self._spools)
+        self._release()
+
+    def _release(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)  # queued work still runs
+            self._thread = None
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark an abandoned write's error as seen: the request is answered already."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _discard(spools: list[_Spool]) -> None:
+    for spool in spools:
+        spool.discard()
+
+
 async def _save_upload(
-    part: BodyPartReader, name: str, total: int, max_size: int, upload_dir: str | None
-) -> tuple[UploadedFile, int]:
-    fd, path = tempfile.mkstemp(prefix="deepaas-upload-", dir=upload_dir)
-    upload = UploadedFile(
-        name=name,
-        filename=path,
-        content_type=part.headers.get("Content-Type", "application/octet-stream"),
-        original_filename=part.filename or "",
-    )
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := await part.read_chunk(CHUNK):
-                total += len(chunk)
-                if max_size and total > max_size:
-                    raise _too_large(max_size, "--upload-max-size")
-                out.write(_decode(part, chunk) if _encoded(part) else chunk)
-    except BaseException:
-        upload.remove()
-        raise
-    return upload, total
+    part: BodyPartReader,
+    spool: _Spool,
+    writer: _Writer,
+    total: int,
+    max_size: int,
+) -> int:
+    """Stream a file part to its writer, in batches; the body's bytes so far."""
+    encoded = _encoded(part)
+    batch: list[bytes] = []
+    batched = 0
+    while chunk := await part.read_chunk(CHUNK):
+        total += len(chunk)
+        if max_size and total > max_size:
+            raise _too_large(max_size, "--upload-max-size")
+        batch.append(_decode(part, chunk) if encoded else chunk)
+        batched += len(chunk)
+        if batched >= WRITE_BATCH:
+            await writer.write(spool, b"".join(batch), last=False)
+            batch, batched = [], 0
+    await writer.write(spool, b"".join(batch), last=True)
+    return total
 
 
 def _decode(part: BodyPartReader, data: bytes) -> bytes:

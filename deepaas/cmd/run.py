@@ -224,6 +224,7 @@ async def _serve(
         debug_capture=debug_capture,
         guard=guard,
         gpu_plan=envs,
+        max_form_parts=conf.max_form_parts,
     )
     limits = ServerLimits(
         header_timeout=conf.header_timeout,
