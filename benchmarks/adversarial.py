@@ -17,6 +17,10 @@ checkout (its default options unless the case says otherwise):
   how long it waited, and how many abandoned calls the model ran;
 * ``flood``: 100 ``POST .../train/`` as fast as one client sends them: how
   many were accepted, how many refused (503/429 with ``Retry-After``);
+* ``store_lock``, ``disk_full``: another process holds the training
+  store's exclusive lock for 8 s, or the state directory's 2 MB tmpfs
+  fills while a training runs: /health's latency meanwhile, what
+  ``POST .../train/`` answers, the training records before and after;
 * ``crashing_uploads``, ``train_behind_predictions``, ``dead_calls``,
   ``hung_model``: abandoned calls and hung models, see
   ``benchmarks/_adversarial_engine.py``.
@@ -542,6 +546,99 @@ async def case_flood(work: Path) -> dict[str, Any]:
     }
 
 
+async def _health_during(port: int, seconds: float) -> list[float]:
+    """/health's latencies (ms) measured every 0.1 s for ``seconds``."""
+    latencies = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        latency = await health_latency(port)
+        latencies.append(latency if latency is not None else 10_000.0)
+        await asyncio.sleep(0.1)
+    return latencies
+
+
+async def _trainings(port: int) -> list[list[Any]]:
+    status, body = await exchange(
+        port, b"GET " + TRAIN.encode() + b" HTTP/1.1\r\n" + HOST
+        + b"Connection: close\r\n\r\n")
+    if status != 200:
+        return [[status]]
+    return [[t["uuid"][:8], t["status"], t.get("message", "")]
+            for t in json.loads(body)]
+
+
+async def _post_train(port: int, seconds: float) -> tuple[int, float, bool]:
+    body = json.dumps({"seconds": seconds}).encode()
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post_head(TRAIN, "application/json", len(body)) + body)
+    data = await asyncio.wait_for(reader.read(), 60)
+    writer.close()
+    head = data.partition(b"\r\n\r\n")[0]
+    return parse_status(data), round(time.monotonic() - started, 2), \
+        b"Retry-After" in head
+
+
+async def case_store_lock(work: Path) -> dict[str, Any]:
+    """Another process holds BEGIN EXCLUSIVE on trainings.sqlite for 8 s."""
+    state = work / f"lock-state-{time.monotonic_ns()}"
+    with serving(work, "--workers", "1", "--state-dir", str(state)) as server:
+        await _post_train(server.port, 0)
+        await asyncio.sleep(1)
+        before = await _trainings(server.port)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sqlite3,sys,time;"
+             "c=sqlite3.connect(sys.argv[1],isolation_level=None);"
+             "c.execute('BEGIN EXCLUSIVE');print('locked',flush=True);"
+             "time.sleep(8)", str(state / "trainings.sqlite")],
+            stdout=subprocess.PIPE)
+        assert holder.stdout is not None
+        holder.stdout.readline()
+        posting = asyncio.ensure_future(_post_train(server.port, 0))
+        health = await _health_during(server.port, 5)
+        status, took, retry = await posting
+        holder.wait(20)
+        after_status = await _post_train(server.port, 0)
+        await asyncio.sleep(1)
+        after = await _trainings(server.port)
+    return {"post_during_lock": [status, took, retry],
+            "health_ms_max": max(health),
+            "health_ms_median": sorted(health)[len(health) // 2],
+            "post_after": list(after_status), "before": before, "after": after}
+
+
+async def case_disk_full(work: Path) -> dict[str, Any]:
+    """The state directory on a 2 MB tmpfs that fills while a training runs."""
+    disk = work / f"disk-{time.monotonic_ns()}"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)]).returncode:
+        return {"skipped": "mounting a tmpfs needs root"}
+    try:
+        with serving(work, "--workers", "1", "--state-dir", str(disk / "state"),
+                     "--max-trainings", "1") as server:
+            await _post_train(server.port, 2)
+            before = await _trainings(server.port)
+            filler = disk / "filler"
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            os.close(fd)
+            health = await _health_during(server.port, 4)
+            during = await _post_train(server.port, 0)
+            listing_during = await _trainings(server.port)
+            filler.unlink()
+            await asyncio.sleep(3)
+            after = await _trainings(server.port)
+            post_after = await _post_train(server.port, 0)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    return {"health_ms_max": max(health), "post_during_full": list(during),
+            "list_during_full": listing_during, "before": before, "after": after,
+            "post_after": list(post_after)}
+
+
 CASES = {
     "bodies": case_bodies,
     "nesting": case_nesting,
@@ -549,6 +646,8 @@ CASES = {
     "shutdown": case_shutdown,
     "abandoned": case_abandoned,
     "flood": case_flood,
+    "store_lock": case_store_lock,
+    "disk_full": case_disk_full,
 }
 CASES.update(engine_cases(serving))  # crashes, train validation, load, hangs
 
