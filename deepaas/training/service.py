@@ -232,9 +232,14 @@ class TrainingService:
         if self.slurm is not None:
             self.slurm.io = self._io
             await self.slurm.start()
-        LOG.info("trainings: state in %s, %s", self.state_dir,
-                 f"at most {self.max_concurrent} at once" if self.max_concurrent
-                 else "no limit on how many run at once")
+        if self.slurm is not None:
+            # SLURM's queue decides how many run: no local limit applies.
+            how_many = "run as SLURM jobs, as many at once as SLURM's queue allows"
+        elif self.max_concurrent:
+            how_many = f"at most {self.max_concurrent} at once"
+        else:
+            how_many = "no limit on how many run at once"
+        LOG.info("trainings: state in %s, %s", self.state_dir, how_many)
 
     def _open(self) -> None:
         """Create the state directory and the store; claim this server's lock."""

@@ -238,6 +238,13 @@ def test_a_pending_training_is_running_with_slurms_state_beside(server, blocker)
                             / "slurm-job.sh").read_text()
 
 
+def test_the_start_up_log_says_slurm_decides_how_many_run(server):
+    log = (server.folder / "server-1.log").read_text()
+    (line,) = [line for line in log.splitlines() if "trainings: state in" in line]
+    assert line.endswith("run as SLURM jobs, as many at once as SLURM's queue allows")
+    assert "limit" not in line
+
+
 def test_a_failing_training_is_an_error_naming_the_job(server):
     training = server.train("fail=true")
     failed = server.wait_status(training, "error")
