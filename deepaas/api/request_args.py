@@ -14,22 +14,24 @@ fields together) and how many fields a url-encoded form may have: every
 part costs a temporary file or a parsed value whatever its size, so a small
 body of many empty parts would otherwise keep the server busy for long.
 
-Upload files are created and written by a thread of the request's own
-(:class:`_Writer`), in batches of up to :data:`WRITE_BATCH` bytes: creating
-and writing a file may wait on the disk, and no other request may wait with
-it.  The event loop goes on reading the body meanwhile, so the parts beyond
-``--max-form-parts`` are found without waiting for the files before them.
+Upload files are created and written in the event loop's default executor,
+one write after the other per request (:class:`_Writer`), in batches of up
+to :data:`WRITE_BATCH` bytes: creating and writing a file may wait on the
+disk, and no other request may wait with it.  The event loop goes on
+reading the body meanwhile, so the parts beyond ``--max-form-parts`` are
+found without waiting for the files before them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import tempfile
 import zlib
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -383,21 +385,26 @@ class _Spool:
 
 
 class _Writer:
-    """A request's upload files, created and written in a thread of its own.
+    """A request's upload files, created and written outside the event loop.
 
-    The event loop hands over bytes and goes on reading the body; it waits
-    for the thread only when more than :data:`WRITE_QUEUE_BYTES` bytes or
-    :data:`WRITE_QUEUE_JOBS` writes are queued, and at the end.  One thread
-    keeps each file's writes in order, and removes the files after the
-    writes queued before when the request fails.
+    The writes run one after the other, in order, in the loop's default
+    executor (whose threads are already running: no thread is started per
+    request).  The event loop hands over bytes and goes on reading the body;
+    it waits only when more than :data:`WRITE_QUEUE_BYTES` bytes or
+    :data:`WRITE_QUEUE_JOBS` writes are queued, and at the end.  When the
+    request fails, the files are removed after the writes queued before.
     """
 
     def __init__(self, upload_dir: str | None) -> None:
         self._dir = upload_dir
-        self._thread: ThreadPoolExecutor | None = None
+        self._loop = asyncio.get_running_loop()
+        self._spools: list[_Spool] = []
+        # Jobs not started yet, and whether one runs now.
+        self._waiting: deque[tuple[Callable[[], None], asyncio.Future[None]]] = deque()
+        self._running = False
+        # Writes handed over and not yet waited for, with their sizes.
         self._queued: deque[tuple[asyncio.Future[None], int]] = deque()
         self._bytes = 0
-        self._spools: list[_Spool] = []
 
     def open(self) -> _Spool:
         """A new upload file, created by its first write."""
@@ -413,39 +420,55 @@ class _Writer:
             or len(self._queued) >= WRITE_QUEUE_JOBS
         ):
             await self._wait_oldest()
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="deepaas-upload")
-        future = asyncio.wrap_future(self._thread.submit(spool.write, data, last))
+        future = self._submit(functools.partial(spool.write, data, last))
         self._queued.append((future, len(data)))
         self._bytes += len(data)
 
+    async def finish(self) -> None:
+        """Wait until every file is written and closed; raise the first error."""
+        while self._queued:
+            await self._wait_oldest()
+
+    def abandon(self) -> None:
+        """Remove every file once the queued writes have ended, without waiting."""
+        for future, _ in self._queued:
+            future.add_done_callback(_retrieve)
+        if self._spools:  # (a file exists only once a write was queued)
+            self._submit(functools.partial(_discard, self._spools)).add_done_callback(
+                _retrieve
+            )
+
     async def _wait_oldest(self) -> None:
-        # Shielded: a cancelled request leaves the write to end in the thread,
+        # Shielded: a cancelled request leaves the write to end in its thread,
         # and abandon() queues the removal after it.
         future, size = self._queued[0]
         await asyncio.shield(future)
         self._queued.popleft()
         self._bytes -= size
 
-    async def finish(self) -> None:
-        """Wait until every file is written and closed; raise the first error."""
-        while self._queued:
-            await self._wait_oldest()
-        self._release()
+    def _submit(self, job: Callable[[], None]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._waiting.append((job, done))
+        if not self._running:
+            self._start_next()
+        return done
 
-    def abandon(self) -> None:
-        """Remove every file once the queued writes have ended, without waiting."""
-        if self._thread is None:
-            return
-        for future, _ in self._queued:
-            future.add_done_callback(_retrieve)
-        self._thread.submit(_discard, self._spools)
-        self._release()
+    def _start_next(self) -> None:
+        job, done = self._waiting.popleft()
+        self._running = True
+        running = self._loop.run_in_executor(None, job)
+        running.add_done_callback(functools.partial(self._ended, done))
 
-    def _release(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=False)  # queued work still runs
-            self._thread = None
+    def _ended(self, done: asyncio.Future[None], running: asyncio.Future[None]) -> None:
+        self._running = False
+        if running.cancelled():
+            done.cancel()
+        elif (error := running.exception()) is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(None)
+        if self._waiting:
+            self._start_next()
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
