@@ -89,13 +89,12 @@ from deepaas.training.store import (
     RUNNING,
     STORE_WAIT,
     UNFINISHED,
-    StoreThread,
     Training,
     TrainingStore,
     make_private_dir,
     parse_uuid,
-    store_failure,
 )
+from deepaas.training.store_thread import StoreThread, store_failure
 
 LOG = logging.getLogger(__name__)
 
