@@ -312,8 +312,15 @@ def _metrics_operation(version: int) -> dict[str, Any]:
         "operationId": "metrics",
         "responses": {200: {"description": "The metrics", **body}},
     }
+    # Its errors are JSON as everywhere: 500 here, 401/403 behind a token
+    # (declare_bearer_auth).
+    failed = _error_responses(version, 500)[500]
+    failed["description"] = (
+        "The server failed: a generic message with a reference to its log"
+    )
+    op["responses"][500] = failed
     if version == 2:
-        op["produces"] = list(media)
+        op["produces"] = [*media, "application/json"]
     return {"get": op}
 
 

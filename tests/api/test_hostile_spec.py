@@ -14,6 +14,13 @@ from openapi_spec_validator import (
     validate,
 )
 
+from deepaas.api import create_app
+from deepaas.api.auth import AuthPolicy, StaticTokens
+from deepaas.api.guard import Guard
+from deepaas.engine.executors import build_executors
+from deepaas.training import TrainingService
+from tests.conftest import spec
+
 
 async def documents(client) -> tuple[dict, dict]:
     v2 = await (await client.get("/swagger.json")).json()
@@ -81,9 +88,14 @@ async def test_metrics_are_documented_when_served(make_client):
     assert v2["paths"]["/metrics"]["get"]["produces"] == [
         "text/plain",
         "application/openmetrics-text",
+        "application/json",  # its errors
     ]
     answer = v3["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert set(answer) == {"text/plain", "application/openmetrics-text"}
+    failed2 = v2["paths"]["/metrics"]["get"]["responses"]["500"]
+    assert failed2["schema"] == {"$ref": "#/definitions/Error"}
+    failed3 = v3["paths"]["/metrics"]["get"]["responses"]["500"]["content"]
+    assert set(failed3) == {"application/json"}
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.content_type == "text/plain"
 
@@ -100,3 +112,44 @@ async def test_the_204_of_the_debug_endpoint_is_documented(make_client):
     assert resp.status == 204
     for document in (v2, v3):
         assert "204" in document["paths"]["/v2/debug/"]["get"]["responses"]
+
+
+JSON = "application/json"
+EVERYTHING = "tok-everything-0123456789"
+READ_ONLY = "tok-read-only-0123456789"
+
+
+async def test_every_error_answer_behind_a_token_is_documented(
+    installed_models, aiohttp_client, tmp_path
+):
+    """Without a token, with a wrong one, with one that may only read."""
+    tokens = StaticTokens({EVERYTHING: [], READ_ONLY: ["read"]})
+    executors = build_executors([spec("echo"), spec("trainer")], workers=0)
+    app = create_app(
+        executors,
+        trainings=TrainingService(tmp_path / "state"),
+        guard=Guard(auth=AuthPolicy(tokens=tokens)),
+    )
+    client = await aiohttp_client(app)
+    v2, v3 = await documents(client)
+    checked = set()
+    for path, item in v2["paths"].items():
+        url = path.replace("{uuid}", "0" * 32)
+        for method, op2 in item.items():
+            if method == "parameters":
+                continue
+            op3 = v3["paths"][path][method]
+            for token in (None, "not-a-token", READ_ONLY):
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                resp = await client.request(method.upper(), url, headers=headers)
+                if resp.status < 300:
+                    continue
+                status = str(resp.status)
+                where = f"{method.upper()} {path} ({token}): {status}"
+                assert resp.content_type == "application/json", where
+                assert status in op2["responses"], where
+                assert "application/json" in op2.get("produces", [JSON]), where
+                assert set(op3["responses"][status]["content"]) == {JSON}, where
+                checked.add((path, status))
+    assert {("/metrics", "401"), ("/metrics", "403")} <= checked
+    assert ("/v2/models/echo/predict/", "403") in checked
