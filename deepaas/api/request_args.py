@@ -439,10 +439,10 @@ class _Writer:
             )
 
     async def _wait_oldest(self) -> None:
-        # Shielded: a cancelled request leaves the write to end in its thread,
-        # and abandon() queues the removal after it.
+        # A cancelled request cancels only this future: the write goes on in
+        # its thread, and abandon() queues the removal after it.
         future, size = self._queued[0]
-        await asyncio.shield(future)
+        await future
         self._queued.popleft()
         self._bytes -= size
 
@@ -461,7 +461,10 @@ class _Writer:
 
     def _ended(self, done: asyncio.Future[None], running: asyncio.Future[None]) -> None:
         self._running = False
-        if running.cancelled():
+        if done.done():  # the request was cancelled while it waited
+            if not running.cancelled():
+                running.exception()  # seen: the request has its answer
+        elif running.cancelled():
             done.cancel()
         elif (error := running.exception()) is not None:
             done.set_exception(error)
