@@ -17,6 +17,9 @@ checkout (its default options unless the case says otherwise):
   how long it waited, and how many abandoned calls the model ran;
 * ``flood``: 100 ``POST .../train/`` as fast as one client sends them: how
   many were accepted, how many refused (503/429 with ``Retry-After``);
+* ``form_parts``: two multipart bodies of 100,000 empty file parts (7 MB
+  each) at once: each answer's status and time, /health's latency
+  meanwhile (``--max-form-parts``);
 * ``store_lock``, ``disk_full``: another process holds the training
   store's exclusive lock for 8 s, or the state directory's 2 MB tmpfs
   fills while a training runs: /health's latency meanwhile, what
@@ -639,6 +642,36 @@ async def case_disk_full(work: Path) -> dict[str, Any]:
             "post_after": list(post_after)}
 
 
+def many_parts_body(parts: int, boundary: str = "deepaasparts") -> tuple[str, bytes]:
+    """A multipart body of ``parts`` empty file parts (about 70 bytes each)."""
+    part = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; "
+        'filename="x"\r\n\r\n\r\n'
+    ).encode()
+    body = part * parts + f"--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+async def case_form_parts(work: Path) -> dict[str, Any]:
+    """Two bodies of 100,000 empty file parts at once, /health meanwhile."""
+    content_type, body = many_parts_body(100_000)
+    head = post_head(PREDICT, content_type, len(body))
+    with serving(work, "--workers", "1") as server:
+
+        async def one() -> tuple[int, float]:
+            started = time.monotonic()
+            status, _ = await exchange(server.port, head, body, timeout=180)
+            return status, round(time.monotonic() - started, 2)
+
+        bodies = asyncio.gather(one(), one())
+        health = await _health_during(server.port, 2)
+        answers = await bodies
+    return {"body_mb": round(len(body) / 1e6, 1),
+            "answers_status_s": [list(a) for a in answers],
+            "health_ms_max": max(health),
+            "health_ms_median": sorted(health)[len(health) // 2]}
+
+
 CASES = {
     "bodies": case_bodies,
     "nesting": case_nesting,
@@ -648,6 +681,7 @@ CASES = {
     "flood": case_flood,
     "store_lock": case_store_lock,
     "disk_full": case_disk_full,
+    "form_parts": case_form_parts,
 }
 CASES.update(engine_cases(serving))  # crashes, train validation, load, hangs
 
