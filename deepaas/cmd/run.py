@@ -242,7 +242,17 @@ async def _serve(
         **access_log_options(app),
     )
     LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
-    await runner.setup()  # starts and warms every worker
+    try:
+        await runner.setup()  # opens the store, starts and warms every worker
+    except BaseException:
+        # What started before the failure (the training store, the metrics'
+        # chores) stops in order here, not in the garbage collector, which
+        # would print tracebacks over the one-line error.
+        try:
+            await runner.cleanup()
+        except Exception:
+            LOG.debug("stopping after a failed start-up failed too", exc_info=True)
+        raise
     harden_server(runner, limits)
     asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
     freeze_startup_objects()
