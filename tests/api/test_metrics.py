@@ -166,6 +166,14 @@ def test_requests_crash_restart_and_timeout_are_counted(server: Server) -> None:
     status, _, body = server.request("POST", path, {"how": "sleep", "seconds": 60})
     assert status == 504, body
     assert time.monotonic() - started >= TIMEOUT
+    # The 504 is answered before the timed-out worker is found dead: wait
+    # for its restart to be counted, then for the new worker.
+    server.wait_until(
+        lambda s: value(
+            s, "deepaas_worker_restarts_total", model="crashy", cause="timeout"
+        )
+        == 1
+    )
     server.wait_until(ready("crashy"))
     assert server.request("GET", "/v2/models/")[0] == 200
     # A name no model has must never become a label value.
