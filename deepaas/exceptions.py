@@ -147,6 +147,12 @@ class WorkerCrashed(DeepaasError):
     retry_after = 1  # its replacement is starting
 
 
+class NotStarted(DeepaasError):
+    """The server's start-up failed or was stopped before the models were warm."""
+
+    status = 503
+
+
 class CallTimeout(DeepaasError):
     """A call took longer than its configured limit."""
 

@@ -20,6 +20,7 @@ from deepaas.api.keys import (
 )
 from deepaas.api.request_args import DEFAULT_MAX_FORM_PARTS, MAX_FORM_PARTS
 from deepaas.api.routing import add_fallback
+from deepaas.api.startup import STARTUP, Startup
 from deepaas.engine.execution import Executor
 from deepaas.training import TrainingService
 
@@ -34,6 +35,7 @@ def create_app(
     gpu_plan: Mapping[str, Any] | None = None,
     guard: Guard | None = None,
     max_form_parts: int = DEFAULT_MAX_FORM_PARTS,
+    startup: Startup | None = None,
 ) -> web.Application:
     """Build the DEEPaaS V2 API over already-configured executors.
 
@@ -43,6 +45,10 @@ def create_app(
     and token checks (default: cross-site state changes refused, no tokens).
     ``max_form_parts`` bounds the parts of a multipart body and the fields
     of a url-encoded one (``--max-form-parts``; 0: no limit).
+    With ``startup`` (and ``manage_executors``), the application does not
+    wait for the models when it starts: ``startup`` warms them in the
+    background while ``/health`` and ``/ready`` answer, and the routes that
+    need the models wait for it (see :mod:`deepaas.api.startup`).
     """
     if max_form_parts < 0:
         raise ValueError(f"--max-form-parts must be >= 0 (got {max_form_parts})")
@@ -59,6 +65,8 @@ def create_app(
     app[MAX_FORM_PARTS] = max_form_parts
     app[EXECUTORS] = executors
     app[SPEC_CACHE] = {}
+    if startup is not None:
+        app[STARTUP] = startup  # before the routes, whose wrapper reads it
     if trainings is not None:
         app[TRAININGS] = trainings
     if settings.debug_endpoint and debug_capture is not None:
@@ -97,6 +105,14 @@ async def _run_trainings(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _run_executors(app: web.Application) -> AsyncIterator[None]:
+    startup = app.get(STARTUP)
+    if startup is not None:
+        startup.begin()
+        try:
+            yield
+        finally:
+            await startup.close()
+        return
     executors = app[EXECUTORS]
     started: list[Executor] = []
     try:

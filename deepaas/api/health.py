@@ -1,13 +1,14 @@
 """GET /health (the process answers) and GET /ready (every worker is warm).
 
 Both suit Kubernetes probes: /health is a liveness probe (200 whenever the
-server answers at all), /ready a readiness probe that answers 503 while
-workers warm up, after a crash until the replacement is warm, when no
-worker of some model is alive, when some model is stalled (every worker
-busy, none free to take a call for ``--ready-stall-timeout``: a hung
-model), and when the training store was found unusable (``trainings``
-says why).  Both bodies carry each model's worker counts, so that the same
-probes help a human see why.
+server answers at all, from the moment ``deepaas-run`` opens its port, while
+the models still warm), /ready a readiness probe that answers 503 while the
+server starts (``starting: warming <model>``), while workers warm up, after
+a crash until the replacement is warm, when no worker of some model is
+alive, when some model is stalled (every worker busy, none free to take a
+call for ``--ready-stall-timeout``: a hung model), and when the training
+store was found unusable (``trainings`` says why).  Both bodies carry each
+model's worker counts, so that the same probes help a human see why.
 
 With authentication on, the probes stay open (by default) but the worker
 counts (model names, process ids, the last error) are shown only to a
@@ -24,6 +25,7 @@ from aiohttp import web
 from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS, TRAININGS
 from deepaas.api.routing import add_route
+from deepaas.api.startup import STARTUP
 
 
 def _models(request: web.Request) -> dict[str, dict[str, Any]]:
@@ -54,6 +56,9 @@ async def _shows_details(request: web.Request) -> bool:
 
 async def health(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"status": "alive"}
+    startup = request.app.get(STARTUP)
+    if startup is not None and startup.pending:
+        body["startup"] = startup.pending
     if await _shows_details(request):
         body["models"] = _models(request)
     return web.json_response(body)
@@ -62,6 +67,9 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     models = _models(request)
     status = readiness(models)
+    startup = request.app.get(STARTUP)
+    if startup is not None and startup.pending:
+        status = startup.pending  # the server's own start-up says more
     body: dict[str, Any] = {"status": status}
     # What the training store last said (never asked here: /ready answers
     # at once whatever the store does).

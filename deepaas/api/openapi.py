@@ -291,7 +291,8 @@ def _ready_operation(version: int) -> dict[str, Any]:
     )
     counts = _json({"type": "object"}, version)
     operations["get"]["responses"][503] = {
-        "description": "Not ready: 'warming', 'degraded', 'stalled' or 'not ready', "
+        "description": "Not ready: 'starting: <what>' (the server is starting), "
+        "'warming', 'degraded', 'stalled' or 'not ready', "
         "with each model's worker counts; retry after Retry-After seconds",
         **counts,
     }

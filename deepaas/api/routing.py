@@ -29,8 +29,18 @@ from deepaas.api.request_id import (
     is_sane_id,
 )
 from deepaas.api.request_metrics import REQUEST_METRICS
+from deepaas.api.startup import STARTUP
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Paths (without the base path) of the routes that read the models'
+#: descriptions: while the models warm, their requests wait for them.
+_NEEDS_MODELS = ("/v2/models/", "/swagger.json", "/openapi.json")
+
+
+def needs_models(path: str) -> bool:
+    """Whether the route of ``path`` must wait for the models to be warm."""
+    return path.startswith(_NEEDS_MODELS)
 
 
 def add_route(
@@ -74,6 +84,8 @@ def route_handler(
     logged) is kept, and that route counted the answer.
     Handlers return their answer unprepared (none streams), so its headers
     can still be set here.
+    While the server starts, a route that :func:`needs_models` waits here
+    (after the checks) until they are warm; the probes answer at once.
     """
     ids = app.get(REQUEST_IDS)
     if ids is None:
@@ -90,6 +102,7 @@ def route_handler(
     known = counter.known if counter is not None else {}
     by_method = counter.by_method if counter is not None else False
     clock = time.perf_counter
+    startup = app.get(STARTUP) if needs_models(path) else None
 
     @functools.wraps(handler)
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -107,6 +120,8 @@ def route_handler(
                 refused = origins.refusal(request, host, origin)
             if refused is None and auth is not None:
                 refused = await auth.check(request, kind)
+            if refused is None and startup is not None and not startup.started:
+                await startup.wait()
             response = refused if refused is not None else await handler(request)
         except asyncio.CancelledError:
             raise

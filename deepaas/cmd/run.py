@@ -29,6 +29,7 @@ from deepaas.api.protocol import (
     runner_options,
     watch_connections,
 )
+from deepaas.api.startup import Startup
 from deepaas.cmd import fail
 from deepaas.config import build_config
 from deepaas.engine import Executor, build_executors, plan_from_config, probe_models
@@ -217,8 +218,15 @@ async def _serve(
         metrics=conf.metrics,
         access_log=conf.access_log,
     )
+    # The models warm in the background once the server answers: /health at
+    # once, /ready with what start-up does, the other routes when they can.
+    startup = Startup(
+        executors,
+        max_waiting=(conf.max_queue or 64 * max(conf.workers, 1)) * len(executors),
+    )
     app = create_app(
         executors,
+        startup=startup,
         settings=settings,
         trainings=trainings,
         debug_capture=debug_capture,
@@ -243,7 +251,7 @@ async def _serve(
     )
     LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
     try:
-        await runner.setup()  # opens the store, starts and warms every worker
+        await runner.setup()  # opens the store; the workers start warming
     except BaseException:
         # What started before the failure (the training store, the metrics'
         # chores) stops in order here, not in the garbage collector, which
@@ -255,19 +263,27 @@ async def _serve(
         raise
     harden_server(runner, limits)
     asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
-    freeze_startup_objects()
     try:
         with _stop_signals() as stop:
             site = web.SockSite(runner, sock)
             async with watch_connections(runner):
                 await site.start()
-                _announce(conf, int(sock.getsockname()[1]), executors)
-                await stop.wait()
                 LOG.info(
-                    "stopping: finishing requests in progress (at most %g s)",
-                    conf.shutdown_timeout,
+                    "answering on port %d (/health, /ready) while the models warm",
+                    sock.getsockname()[1],
                 )
+                if await _started_unless_stopped(startup, stop):
+                    freeze_startup_objects()
+                    _announce(conf, int(sock.getsockname()[1]), executors)
+                    await stop.wait()
+                if stop.is_set():
+                    LOG.info(
+                        "stopping: finishing requests in progress (at most %g s)",
+                        conf.shutdown_timeout,
+                    )
                 await site.stop()
+                # Requests still waiting for the models are answered now.
+                await startup.cancel()
                 cut = await answer_in_progress(
                     runner,
                     conf.shutdown_timeout,
@@ -284,8 +300,22 @@ async def _serve(
                 await executor.stop(timeout=WORKER_STOP_TIMEOUT)
     finally:
         await runner.cleanup()
+    if startup.error is not None and not stop.is_set():
+        raise startup.error  # reported by _run in one line
     LOG.info("stopped")
     return 0
+
+
+async def _started_unless_stopped(startup: Startup, stop: asyncio.Event) -> bool:
+    """Wait for start-up to end or a stop signal; True when the models are warm."""
+    finished = asyncio.ensure_future(startup.finished())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((finished, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (finished, stopped):
+            task.cancel()
+    return startup.started and not stop.is_set()
 
 
 async def _loadable(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
