@@ -23,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TORCH_PIN = "torch==2.13.0"
 DEEPAAS_PIN = "deepaas==2.6.0"
+LITSERVE_PIN = "litserve==0.2.19"
 # What DEEPaaS 2.6.0 resolved to when this benchmark was written; they are
 # tried first so runs stay comparable, and dropped if the index lacks them.
 DEEPAAS_CONSTRAINTS = [
@@ -138,6 +139,27 @@ def ensure_deepaas_venv(venv: Path, log: Path) -> None:
             )
     ensure_torch(venv / "bin" / "python", log)
     marker.write_text(wanted)
+
+
+def ensure_litserve_venv(venv: Path, log: Path) -> Path:
+    """A venv with LitServe 0.2.19 and torch, made once and reused; its python."""
+    marker = venv / ".bench-ready"
+    wanted = "\n".join([LITSERVE_PIN, TORCH_PIN])
+    python = venv / "bin" / "python"
+    if marker.exists() and marker.read_text() == wanted:
+        return python
+    if venv.exists():
+        shutil.rmtree(venv)
+    print(f"preparing {venv} (first run only)", flush=True)
+    if not _run([sys.executable, "-m", "venv", str(venv)], log, "creating the venv"):
+        raise SystemExit(f"could not create {venv}; see {log}")
+    if not _run([str(python), "-m", "pip", "install", "-q", LITSERVE_PIN, TORCH_PIN],
+                log, f"installing {LITSERVE_PIN} and {TORCH_PIN}"):
+        raise SystemExit(f"could not install {LITSERVE_PIN}; see {log} (leave "
+                         "litserve out of --servers without a package index)")
+    ensure_torch(python, log)
+    marker.write_text(wanted)
+    return python
 
 
 def prepare(work: Path, *, with_deepaas: bool) -> BenchEnv:
