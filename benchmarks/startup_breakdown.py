@@ -105,7 +105,13 @@ def traced_start(
     port = free_port()
     server_env = {k: v for k, v in os.environ.items() if k != "DEEPAAS_V2_MODEL"}
     server_env.update(
-        PYTHONPATH=os.pathsep.join([str(TRACE_DIR), str(env.site)]),
+        PYTHONPATH=os.pathsep.join(
+            [
+                str(TRACE_DIR),
+                *([str(env.ours_source)] if env.ours_source else []),
+                str(env.site),
+            ]
+        ),
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
         STARTUP_TRACE=str(trace),
@@ -227,7 +233,7 @@ def phases(start: dict[str, Any]) -> dict[str, float]:
         ),
         ("probe: interpreter up", probe.get("created"), probe.get("site")),
         (
-            "probe: deepaas imports",
+            "probe: spawn set-up and deepaas imports",
             probe.get("site"),
             probe.get(f"import-start:{model}"),
         ),
@@ -250,7 +256,7 @@ def phases(start: dict[str, Any]) -> dict[str, float]:
         ("API process: plan, executors, app", gone, worker.get("created")),
         ("worker: interpreter up", worker.get("created"), worker.get("site")),
         (
-            "worker: deepaas imports",
+            "worker: spawn set-up and deepaas imports",
             worker.get("site"),
             worker.get(f"import-start:{model}"),
         ),
@@ -285,16 +291,17 @@ def phases(start: dict[str, Any]) -> dict[str, float]:
 
 
 def importtime(
-    python: Path, module: str, site: Path, runs: int
+    python: Path, module: str, pythonpath: str, runs: int
 ) -> list[tuple[str, float]]:
-    """Cumulative import seconds of ``module``'s top-level packages (medians)."""
+    """Seconds spent importing each top-level package (sum of its modules' own
+    times, ``-X importtime``) when ``module`` is imported; medians, largest first."""
     samples: dict[str, list[float]] = {}
     for _ in range(runs):
         done = subprocess.run(
             [str(python), "-X", "importtime", "-c", f"import {module}"],
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(site)},
+            env={**os.environ, "PYTHONPATH": pythonpath},
         )
         if done.returncode != 0:
             raise RuntimeError(f"importing {module} failed:\n{done.stderr[-2000:]}")
@@ -315,11 +322,16 @@ def importtime(
     return sorted(rows, key=lambda r: -r[1])
 
 
-def interpreter_seconds(python: Path, runs: int) -> float:
+def process_seconds(python: Path, code: str, pythonpath: str, runs: int) -> float:
+    """Median wall time of ``python -c code``, launch to exit."""
     times = []
     for _ in range(runs):
         begin = time.perf_counter()
-        subprocess.run([str(python), "-c", "pass"], check=True)
+        subprocess.run(
+            [str(python), "-c", code],
+            check=True,
+            env={**os.environ, "PYTHONPATH": pythonpath},
+        )
         times.append(time.perf_counter() - begin)
     return statistics.median(times)
 
@@ -336,11 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--work-dir", type=Path, default=HERE / ".work")
+    parser.add_argument(
+        "--ours-source",
+        type=Path,
+        help="run deepaas from this source tree (the folder holding deepaas/), "
+        "e.g. a git worktree of another branch, to compare its phases",
+    )
     args = parser.parse_args(argv)
+    if args.ours_source is not None:
+        args.ours_source = args.ours_source.resolve()
+        if not (args.ours_source / "deepaas" / "__init__.py").is_file():
+            parser.error(f"--ours-source {args.ours_source}: no deepaas/ there")
     cases = [c.strip() for c in args.only.split(",") if c.strip()]
     if args.repeats < 1 or not cases or any(c not in START_CASES for c in cases):
         parser.error(f"--repeats >= 1; --only among {', '.join(START_CASES)}")
     env = prepare(args.work_dir.resolve(), with_deepaas=False)
+    env.ours_source = args.ours_source
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"{os.cpu_count()} cores, load average {load}", flush=True)
     table: dict[str, dict[str, list[float]]] = {}
@@ -368,12 +391,20 @@ def main(argv: list[str] | None = None) -> int:
             for c in cases
         ]
         print(f"| {name} | {' | '.join(cells)} |")
-    print(
-        f"\nbare interpreter (python -c pass): "
-        f"{interpreter_seconds(env.ours_python, 5):.3f} s"
-    )
+    path = os.pathsep.join(str(p) for p in (env.ours_source, env.site) if p)
+    print()
+    # What a child process costs with everything a spawned child of
+    # deepaas-run imports now, and with only what a worker or probe runs.
+    for what, code in (
+        ("bare interpreter", "pass"),
+        ("engine only", "import deepaas.engine._worker_main, deepaas.engine.probe"),
+        ("deepaas-run's module", "import deepaas.cmd.run"),
+        ("aiohttp.web", "import aiohttp.web"),
+    ):
+        seconds = process_seconds(env.ours_python, code, path, 5)
+        print(f"python -c {code!r} ({what}): {seconds:.3f} s, launch to exit")
     for module in ("deepaas.cmd.run", MODELS["bench_small_mlp"]):
-        rows = importtime(env.ours_python, module, env.site, 3)
+        rows = importtime(env.ours_python, module, path, 3)
         total = sum(s for _, s in rows)
         shown = ", ".join(f"{top} {s:.3f}" for top, s in rows[:8])
         print(f"import {module}: {total:.3f} s (-X importtime, median of 3): {shown}")
