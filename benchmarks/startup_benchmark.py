@@ -406,10 +406,11 @@ def describe_machine(env: BenchEnv, args: argparse.Namespace) -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
+    where = f" from {args.ours_source}" if args.ours_source else ""
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"deepaas at {commit}{' + uncommitted changes' if dirty else ''}; "
+        f"deepaas at {commit}{' + uncommitted changes' if dirty else ''}{where}; "
         f"load average {load}; {args.repeats} starts per server, interleaved"
     )
 
