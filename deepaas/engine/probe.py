@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,8 +59,15 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
         }
     except BaseException as exc:
         channel.send(("failed", *start_error(spec.name, exc)))
-        return
-    channel.send(("probe", facts))
+    else:
+        channel.send(("probe", facts))
+    # Nothing is left to do, and the server waits for this process to end
+    # before it starts the workers: skip the interpreter's clean-up (tearing
+    # down a model's torch takes half a second).  The guard forked by
+    # contain_children() still ends whatever the import started.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _probe_one(spec: Any, timeout: float) -> dict[str, Any]:
