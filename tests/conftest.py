@@ -74,6 +74,7 @@ FAKE_MODELS = {
     "compat-subclassed": "tests.fake_models.compat_model:Subclassed",
     "compat-spawner": "tests.fake_models.compat_model:Spawner",
     "serverless": "tests.fake_models.serverless:Published",
+    "module-census": "tests.fake_models.engine:ModuleCensus",
 }
 
 

@@ -42,6 +42,7 @@ from deepaas.batch.sbatch import gpu_request
 from deepaas.cmd import fail
 from deepaas.config import MODEL_ENV_VAR
 from deepaas.engine import plan_from_config
+from deepaas.engine._process import children_skip_main_module
 from deepaas.engine.devices import read_need
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
@@ -253,6 +254,8 @@ def build_merge_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``deepaas-predict``; returns the exit status."""
+    if argv is None:  # the console script: its workers need nothing of it
+        children_skip_main_module()
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         if args_list[:1] == ["merge"]:

@@ -33,7 +33,7 @@ from deepaas.api.startup import Startup
 from deepaas.cmd import fail
 from deepaas.config import build_config
 from deepaas.engine import Executor, build_executors, plan_from_config, probe_models
-from deepaas.engine._process import freeze_startup_objects
+from deepaas.engine._process import children_skip_main_module, freeze_startup_objects
 from deepaas.exceptions import DeepaasError, ModelLoadError
 from deepaas.log import (
     WORKER_LOGGING_ENV,
@@ -53,6 +53,8 @@ SHUTDOWN_MARGIN = 5.0
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``deepaas-run``; returns the exit status."""
+    if argv is None:  # the console script: its workers need nothing of it
+        children_skip_main_module()
     argv = sys.argv[1:] if argv is None else list(argv)
     debug_capture = DebugCapture() if "--debug-endpoint" in " ".join(argv) else None
     try:

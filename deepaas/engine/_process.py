@@ -219,3 +219,24 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def children_skip_main_module() -> None:
+    """Spawned children of this process will not re-run its main module.
+
+    Python's ``spawn`` start method runs the parent's ``__main__`` again in
+    every child (as ``__mp_main__``).  For a deepaas console script that
+    main is ``deepaas-run``'s (or ``deepaas-predict``'s) whole HTTP and
+    option stack, about a third of a second per child, which no child
+    uses: every target a deepaas child runs lives in its own module.  So a
+    console script calls this first thing (one thread then, nothing spawned
+    yet): ``__main__`` keeps its code but no longer names its file or
+    module, which is all ``spawn`` reads.  A model's own processes are
+    started from the workers, whose main is unaffected.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        return
+    main.__dict__.pop("__file__", None)
+    if getattr(main, "__spec__", None) is not None:
+        main.__spec__ = None

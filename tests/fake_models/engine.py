@@ -158,3 +158,18 @@ class FailsOnRestart(Crashy):
         marker = os.environ.get("DEEPAAS_TEST_FAIL_FILE", "")
         if marker and os.path.exists(marker):
             raise RuntimeError("the weights went missing")
+
+
+class ModuleCensus:
+    """Says which of the server's own modules its worker process imported."""
+
+    def get_predict_args(self):
+        return {}
+
+    def predict(self):
+        import sys
+
+        return {
+            "deepaas.cmd.run": "deepaas.cmd.run" in sys.modules,
+            "aiohttp.web": "aiohttp.web" in sys.modules,
+        }
