@@ -174,3 +174,35 @@ def prepare(work: Path, *, with_deepaas: bool) -> BenchEnv:
     if venv is not None:
         ensure_deepaas_venv(venv, log)
     return BenchEnv(work=work, site=site, ours_python=ours, deepaas_venv=venv)
+
+
+def cpu_name() -> str:
+    """The processor's model name, for the figures' heading."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def deepaas_revision(ours_source: Path | None) -> str:
+    """Which deepaas was measured: ``abc1234``, ``+ uncommitted changes``, ``from DIR``.
+
+    ``ours_source`` is the tree given with ``--ours-source`` (None: this one).
+    """
+    source = ours_source or HERE
+    commit = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    package = "deepaas" if ours_source else "../deepaas"
+    dirty = subprocess.run(
+        ["git", "-C", str(source), "status", "--porcelain", "--", package],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    where = f" from {ours_source}" if ours_source else ""
+    return f"{commit or '?'}{' + uncommitted changes' if dirty else ''}{where}"

@@ -45,7 +45,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench_env import MODELS, BenchEnv, prepare  # noqa: E402
+from _bench_env import (  # noqa: E402
+    MODELS,
+    BenchEnv,
+    cpu_name,
+    deepaas_revision,
+    prepare,
+)
 from _bench_servers import (  # noqa: E402
     Server,
     ServerSet,
@@ -560,25 +566,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _describe_machine(args: argparse.Namespace, torch_version: str) -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    source = args.ours_source or HERE
-    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    if args.ours_source:
-        commit = f"{commit or '?'} from {args.ours_source}"
-    else:
-        dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain",
-                                "--", "../deepaas"], capture_output=True, text=True)
-        commit += " + uncommitted changes" if dirty.stdout.strip() else ""
-    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"torch {torch_version}, deepaas at {commit or '?'}; load generator "
+    return (f"{os.cpu_count()} cores ({cpu_name()}), "
+            f"Python {platform.python_version()}, torch {torch_version}, "
+            f"deepaas at {deepaas_revision(args.ours_source)}; load generator "
             f"{args.loadgen} on the same cores; {args.duration} s cells x "
             f"{args.repeats} repeats, interleaved")
 

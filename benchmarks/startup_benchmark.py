@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,8 @@ sys.path.insert(0, str(HERE))
 from _bench_env import (  # noqa: E402
     MODELS,
     BenchEnv,
+    cpu_name,
+    deepaas_revision,
     ensure_litserve_venv,
     prepare,
 )
@@ -376,41 +377,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def describe_machine(env: BenchEnv, args: argparse.Namespace) -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    source = args.ours_source or HERE
-    commit = (
-        subprocess.run(
-            ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        or "?"
-    )
-    dirty = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(source),
-            "status",
-            "--porcelain",
-            "--",
-            "deepaas" if args.ours_source else "../deepaas",
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    where = f" from {args.ours_source}" if args.ours_source else ""
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (
-        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-        f"deepaas at {commit}{' + uncommitted changes' if dirty else ''}{where}; "
+        f"{os.cpu_count()} cores ({cpu_name()}), Python {platform.python_version()}, "
+        f"deepaas at {deepaas_revision(args.ours_source)}; "
         f"load average {load}; {args.repeats} starts per server, interleaved"
     )
 
