@@ -16,12 +16,12 @@ import os
 import sys
 from typing import Any
 
+from deepaas.cmd._general import OUTPUT_OPTION
 from deepaas.model.wrapper import is_json_media_type, read_if_file, to_json_bytes
 
-__all__ = ["answer_bytes", "emit", "prediction_output_path"]
+__all__ = ["PROG", "OutputError", "answer_bytes", "emit", "prediction_output_path"]
 
 PROG = "deepaas-cli"
-OUTPUT_OPTION = "--deepaas_method_output"
 JSON = "application/json"
 LOG = logging.getLogger("deepaas.cli")
 

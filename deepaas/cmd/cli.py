@@ -42,6 +42,7 @@ from oslo_config import cfg
 
 from deepaas.cmd import fail
 from deepaas.cmd._cli_output import (
+    PROG,
     OutputError,
     answer_bytes,
     emit,
@@ -73,7 +74,6 @@ from deepaas.model.wrapper import (
     to_json_bytes,
 )
 
-PROG = "deepaas-cli"
 LOG = logging.getLogger("deepaas.cli")
 METHODS = ("get_metadata", "warm", "predict", "train")
 
