@@ -41,6 +41,14 @@ FORBIDDEN = {
         "deepaas.cmd",
         "deepaas.training",
     ),
+    "deepaas.provenance": (
+        "aiohttp",
+        "deepaas.api",
+        "deepaas.batch",
+        "deepaas.cmd",
+        "deepaas.engine",
+        "deepaas.training",
+    ),
 }
 
 #: Imports every module of a package, one by one, in this fresh interpreter,
