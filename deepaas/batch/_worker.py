@@ -30,6 +30,7 @@ from typing import Any
 from deepaas import exceptions
 from deepaas.engine._process import freeze_startup_objects, prepare_worker_process
 from deepaas.engine._wire import error_to_wire
+from deepaas.provenance.digests import sha256_bytes
 
 
 def serve(
@@ -91,21 +92,34 @@ def serve(
 def _one(
     call: Any, kind: str, request: Any, copies: list[tuple[str, str]]
 ) -> tuple[Any, ...]:
-    """``("ok", body, media type, seconds)`` or ``("error", wire, seconds)``."""
-    from deepaas.batch.copies import restore
+    """``("ok", body, media type, digests, seconds)`` or ``("error", wire,
+    digests, seconds)``; ``digests`` are the SHA-256s of the input's files
+    (read here, in parallel across workers, before the model may change
+    them) and of the answer (see :func:`deepaas.batch.copies.digests_of`)."""
+    from deepaas.batch.copies import digests_of, restore
     from deepaas.model.wrapper import model_error
 
     start = time.perf_counter()
+    digests: dict[str, Any] = {}
     try:
         if call is None:
             raise exceptions.DeepaasError("the worker got inputs before its set-up")
         restore(copies)
+        digests = digests_of(copies)
         if kind == "files":
             outcome = call.file(*request)
         else:
             outcome = call.raw(request)
-        return ("ok", outcome.body, outcome.content_type, time.perf_counter() - start)
+        digests["output"] = sha256_bytes(outcome.body)
+        return (
+            "ok",
+            outcome.body,
+            outcome.content_type,
+            digests,
+            time.perf_counter() - start,
+        )
     except exceptions.DeepaasError as exc:
-        return ("error", error_to_wire(exc), time.perf_counter() - start)
+        return ("error", error_to_wire(exc), digests, time.perf_counter() - start)
     except BaseException as exc:  # SystemExit and the like from the model
-        return ("error", error_to_wire(model_error(exc)), time.perf_counter() - start)
+        wire = error_to_wire(model_error(exc))
+        return ("error", wire, digests, time.perf_counter() - start)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from typing import Any
 
 from deepaas.exceptions import DeepaasError
 from deepaas.model.files import can_reflink, copy_for_model, owned_temp_folder
+from deepaas.provenance.digests import sha256_file
 
 #: Tries at a copy whose folder a model keeps removing.
 _ATTEMPTS = 3
@@ -129,3 +131,15 @@ def restore(copies: list[tuple[str, str]]) -> None:
                 f"the copy of {original!r} was removed before the model's call "
                 f"and cannot be made again: {exc.strerror or exc}"
             ) from None
+
+
+def digests_of(copies: list[tuple[str, str]]) -> dict[str, Any]:
+    """The SHA-256 of each of an input's files, read from its copies.
+
+    ``{"files": {original path: digest}}``: the copy holds the original's
+    bytes (it was just made, so it is read from the page cache), and it is
+    read before the model's call, which may change or remove it.
+    """
+    if not copies:
+        return {}
+    return {"files": {original: sha256_file(copied) for copied, original in copies}}

@@ -138,6 +138,9 @@ class BatchPool:
         self.requeued: collections.deque[Any] = collections.deque()
         #: Answers (and crash records) not yet handed to the caller.
         self._answers: list[Result] = []
+        #: Input key -> the SHA-256s its worker computed (files, answer),
+        #: until the caller takes them for the input's record.
+        self.digests: dict[str, dict[str, Any]] = {}
         #: Set by the caller when the run is being stopped: a worker that dies
         #: then is not restarted and its inputs are abandoned, not failed.
         self.stopping = False
@@ -377,6 +380,7 @@ class BatchPool:
                     outcome = PredictOutcome(answer[1], answer[2])
                 else:
                     outcome = error_from_wire(answer[1])
+                self.digests[item.key] = answer[-2]  # for the provenance record
                 seconds = answer[-1]
                 total += seconds
                 results.append((item, outcome, seconds))

@@ -119,12 +119,17 @@ def ok_record(
     json_body: bytes | None = None,
     output_file: str | None = None,
     content_type: str | None = None,
+    sha256: dict[str, Any] | None = None,
 ) -> bytes:
     """The line recording a success; a JSON answer is embedded as it is.
 
-    ``run`` is the id of the run (see :mod:`deepaas.batch.runfile`).
+    ``run`` is the id of the run (see :mod:`deepaas.batch.runfile`);
+    ``sha256`` the digests of the input, its files and the answer, for the
+    run's provenance record (:mod:`deepaas.batch.provenance`).
     """
     run_part = f', "run": "{run}"' if run else ""
+    if sha256:
+        run_part += f', "sha256": {json.dumps(sha256, ensure_ascii=True)}'
     head = (
         f'{{"input": {_quote(key)}, "status": "ok", "seconds": {seconds:.6f}, '
         f'"finished": "{_now()}"{run_part}'

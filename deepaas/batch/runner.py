@@ -25,11 +25,12 @@ from typing import Any
 
 from deepaas.batch.arguments import CallArguments, is_json
 from deepaas.batch.calls import PredictCall
-from deepaas.batch.copies import InputCopies, InputUnreadable
+from deepaas.batch.copies import InputCopies, InputUnreadable, digests_of
 from deepaas.batch.inputs import FileInputs, InputItem, Inputs
 from deepaas.batch.options import BatchOptions, Summary, UsageError
 from deepaas.batch.pool import BatchPool
 from deepaas.batch.progress import Progress
+from deepaas.batch.provenance import devices_of, input_digests, write_run_record
 from deepaas.batch.results import (
     OUTPUTS_DIR,
     ResultsWriter,
@@ -77,6 +78,9 @@ class BatchRun:
         self._run_id: str | None = None
         #: What the run did so far: input key -> done (True) or failed.
         self._state: dict[str, bool] = {}
+        #: Input key -> SHA-256s of its files and answer, until recorded.
+        self._digests: dict[str, dict[str, Any]] = {}
+        self._started = time.time()
 
     # -- set-up -------------------------------------------------------------
 
@@ -129,9 +133,12 @@ class BatchRun:
         self._copies.drop(item.key)
         run = self._run_id
         ok = isinstance(outcome, PredictOutcome)
+        sha256 = input_digests(item, self._digests.pop(item.key, None), outcome)
         if isinstance(outcome, PredictOutcome):
             if is_json(outcome.content_type):
-                line = ok_record(item.key, seconds, run=run, json_body=outcome.body)
+                line = ok_record(
+                    item.key, seconds, run=run, json_body=outcome.body, sha256=sha256
+                )
             else:
                 name = output_name(item, outcome.content_type)
                 write_output_file(self._outputs, name, outcome.body)
@@ -141,6 +148,7 @@ class BatchRun:
                     run=run,
                     output_file=f"{OUTPUTS_DIR}/{name}",
                     content_type=outcome.content_type,
+                    sha256=sha256,
                 )
             self.summary.ok += 1
         else:
@@ -159,6 +167,7 @@ class BatchRun:
                 run=run,
                 details=details,
                 traceback=trace,
+                sha256=sha256,
             )
             self.summary.failed += 1
             LOG.warning("input %s failed: %s", item.key, error.message)
@@ -219,10 +228,26 @@ class BatchRun:
                 self._progress.close()
             if self._writer is not None:
                 self._writer.close()
+            self._write_provenance()
         if self._signal is not None:
             self.summary.signal_name = signal.Signals(self._signal).name
         self.summary.seconds = time.monotonic() - started
         return self.summary
+
+    def _write_provenance(self) -> None:
+        """Rewrite the run's provenance record with what this task recorded."""
+        if self._run_id is None:
+            return
+        options = self.options
+        try:
+            write_run_record(
+                options.output_dir,
+                spec=options.model,
+                started=self._started,
+                devices=devices_of(options.worker_envs),
+            )
+        except (OSError, ValueError) as exc:
+            LOG.error("cannot write the run's provenance record: %s", exc)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._signal is not None:
@@ -278,6 +303,7 @@ class BatchRun:
             outcome: Any
             try:
                 request = self._args.request(item)
+                self._digests[item.key] = digests_of(self._copies.of(item.key))
                 if request[0] == "file":
                     outcome = call.file(*request[1:])
                 else:
@@ -298,6 +324,7 @@ class BatchRun:
             options.model, envs=envs, warm=options.warm, log_level=options.log_level
         )
         description = pool.start()
+        self._digests = pool.digests
         try:
             self._args.check(description)
             self._settle(description)

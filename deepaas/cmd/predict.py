@@ -3,6 +3,7 @@
     deepaas-predict [options] INPUT... --output-dir DIR
     deepaas-predict [options] --input-jsonl ARGS.jsonl --output-dir DIR
     deepaas-predict merge --output-dir DIR [INPUT...]
+    deepaas-predict --verify --output-dir DIR
 
 See docs/batch.md.
 """
@@ -37,6 +38,7 @@ from deepaas.batch import (
     shard_from_slurm,
 )
 from deepaas.batch.legacy_output import write_legacy_output
+from deepaas.batch.provenance import PROVENANCE_FILE, verify_run, write_run_record
 from deepaas.batch.runfile import check_run, identity_for, restart_token, settle_run
 from deepaas.batch.sbatch import gpu_request
 from deepaas.cmd import fail
@@ -260,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args_list[:1] == ["merge"]:
             return _merge(args_list[1:])
+        if args_list[:1] in (["--verify"], ["verify"]):
+            return _verify(args_list[1:])
         return _predict(args_list)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -532,7 +536,46 @@ def _merge(argv: list[str]) -> int:
     if len(report.missing) > 10:
         print(f"{PROG}: ... and {len(report.missing) - 10} more", file=sys.stderr)
     print(f"{PROG}: {report.line()}", file=sys.stderr, flush=True)
+    write_run_record(output_dir, merged=True)
     return report.exit_code
+
+
+def build_verify_parser() -> argparse.ArgumentParser:
+    """The options of ``deepaas-predict --verify``."""
+    parser = _Parser(
+        prog=f"{PROG} --verify",
+        description="Check that the inputs (and output files) of the run in "
+        f"OUTPUT_DIR still hold what it read and wrote, by the SHA-256s of "
+        f"OUTPUT_DIR/{PROVENANCE_FILE}. Exit status 0 when everything matches, "
+        "1 with one line per altered or missing file otherwise.",
+    )
+    parser.add_argument("-o", "--output-dir", required=True, help="the run's folder")
+    return parser
+
+
+def _verify(argv: list[str]) -> int:
+    args = build_verify_parser().parse_args(argv)
+    output_dir = Path(args.output_dir).absolute()
+    if not output_dir.is_dir():
+        raise UsageError(f"--output-dir {args.output_dir!r} is not a folder")
+    try:
+        problems = verify_run(output_dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        return fail(PROG, str(exc), 1)
+    for problem in problems:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+    if problems:
+        print(
+            f"{PROG}: {output_dir} does not match its inputs: "
+            f"{len(problems)} problem(s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    print(f"{PROG}: {output_dir} matches its inputs", file=sys.stderr, flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from deepaas.provenance.record import (
     timestamp,
     write_record,
 )
-from deepaas.provenance.verify import verify_inputs
+from deepaas.provenance.verify import verify_record
 
 #: The file name of a record stored beside a result (a training's folder).
 RECORD_FILE = "provenance.json"
@@ -57,7 +57,7 @@ __all__ = [
     "sha256_file",
     "this_host",
     "timestamp",
-    "verify_inputs",
+    "verify_record",
     "visible_devices",
     "write_record",
 ]

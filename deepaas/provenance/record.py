@@ -74,6 +74,8 @@ class Artifact:
     sha256: str
     size: int | None = None
     path: str | None = None
+    #: For one line of a text file (a JSON Lines input): its number, from 1.
+    line: int | None = None
 
 
 def timestamp(moment: float | datetime.datetime | None = None) -> str:
@@ -211,6 +213,7 @@ def _artifact(prov_type: str, item: Artifact) -> dict[str, Any]:
             "deepaas:sha256": item.sha256,
             "deepaas:size": item.size,
             "deepaas:path": item.path,
+            "deepaas:line": item.line,
         }
     )
 
@@ -265,12 +268,14 @@ def artifacts(record: Mapping[str, Any], role: str = "Input") -> list[Artifact]:
         if _type_of(attributes) != f"deepaas:{role}":
             continue
         size = attributes.get("deepaas:size")
+        line = attributes.get("deepaas:line")
         found.append(
             Artifact(
                 name=str(attributes.get("prov:label", "")),
                 sha256=str(attributes.get("deepaas:sha256", "")),
                 size=size if isinstance(size, int) else None,
                 path=attributes.get("deepaas:path"),
+                line=line if isinstance(line, int) else None,
             )
         )
     return found
