@@ -10,9 +10,11 @@ and their pending answers live here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from deepaas.engine._wire import MessageReader, error_from_wire
@@ -31,6 +33,21 @@ FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 30.0
 #: A worker healthy this long starts its backoff afresh after a crash.
 HEALTHY_AFTER = 60.0
+#: Weight of the newest call in a worker's running mean of call durations.
+_DURATION_WEIGHT = 0.2
+
+
+@dataclass
+class SentCall:
+    """A call written to a worker's socket and not answered yet.
+
+    A worker answers its calls in the order they were sent, so the oldest
+    one is the call it is running and the others wait in its socket.
+    """
+
+    call_id: int
+    answer: asyncio.Future[Any]
+    timer: asyncio.TimerHandle | None = None
 
 
 class WorkerHandle:
@@ -42,7 +59,14 @@ class WorkerHandle:
         self.process: Any = None
         self.channel: MessageReader | None = None
         self.state = "stopped"  # starting | idle | busy | dead | stopped
-        self.call: asyncio.Future[Any] | None = None
+        #: Calls sent and not answered yet, oldest (the running one) first.
+        self.sent: collections.deque[SentCall] = collections.deque()
+        #: Calls this worker has been given: sent, or about to be.
+        self.load = 0
+        #: Running mean of how long a call takes here (None: not measured).
+        self.call_seconds: float | None = None
+        #: When the oldest sent call started running (time.monotonic()).
+        self.running_since = 0.0
         self.ready: asyncio.Future[None] | None = None
         self.failures = 0
         self.ready_since = 0.0
@@ -90,6 +114,9 @@ class WorkerHandle:
         )
         self.state = "starting"
         self.timed_out = False
+        self.sent.clear()
+        self.load = 0
+        self.call_seconds = None
         self.ready = loop.create_future()
         # Started from the event-loop thread: the worker's parent-death
         # signal is tied to the thread that started it.
@@ -136,13 +163,28 @@ class WorkerHandle:
                 process.kill()
                 await loop.run_in_executor(None, process.join, 5)
         self.close_sockets()
-        call, self.call = self.call, None
-        if call is not None and not call.done():
-            call.set_exception(error)
+        self.fail_sent(error)
         if self.ready is not None and not self.ready.done():
             self.ready.set_exception(ModelLoadError("the server is stopping"))
             self.ready.exception()  # retrieved: nobody else awaits it
         self.state = "stopped"
+
+    def fail_sent(self, error: BaseException) -> None:
+        """Answer every sent call with ``error`` (the worker is gone)."""
+        sent, self.sent = list(self.sent), collections.deque()
+        self.load = 0
+        for call in sent:
+            if call.timer is not None:
+                call.timer.cancel()
+            if not call.answer.done():
+                call.answer.set_exception(error)
+
+    def count_duration(self, seconds: float) -> None:
+        """Fold one call's duration into the running mean."""
+        if self.call_seconds is None:
+            self.call_seconds = seconds
+        else:
+            self.call_seconds += _DURATION_WEIGHT * (seconds - self.call_seconds)
 
     def kill(self) -> None:
         """Kill the process; its death is handled like any crash."""

@@ -8,11 +8,15 @@ Design (docs/engine.md tells the whole story):
 * The API process talks to each worker over a Unix socket pair read by an
   asyncio protocol: no helper thread per call, no polling, several answers
   per wake-up under load.
-* A call goes to an idle worker; when none is idle it waits in a bounded
-  queue (``max_queue``), beyond which :class:`QueueFull` (503) answers.
+* A call goes to an idle worker, or, when a worker's calls are short
+  (``PIPELINE_CALL_SECONDS``), waits in that worker's socket behind at most
+  ``PIPELINE_DEPTH - 1`` others, which spares the worker a round trip
+  through the event loop per call.  Otherwise it waits in a bounded queue
+  (``max_queue``), beyond which :class:`QueueFull` (503) answers.
 * A worker that dies (segfault, ``os._exit``, killed for memory) closes its
-  socket: its in-flight call fails with :class:`WorkerCrashed` naming the
-  cause, and the worker is restarted and re-warmed with exponential backoff
+  socket: the call it was running fails with :class:`WorkerCrashed` naming
+  the cause, the calls waiting in its socket go back to the front of the
+  queue, and the worker is restarted and re-warmed with exponential backoff
   while the others keep answering.  A call that exceeds ``call_timeout``
   answers :class:`CallTimeout` and its worker is killed and restarted.
 * Models that offer ``predict_batch`` get a :class:`~deepaas.engine.batching.
@@ -39,7 +43,7 @@ from typing import Any
 
 from deepaas.engine._process import describe_exit
 from deepaas.engine._wire import error_from_wire
-from deepaas.engine._worker_handle import WorkerHandle
+from deepaas.engine._worker_handle import SentCall, WorkerHandle
 from deepaas.engine.batching import Batcher
 from deepaas.engine.execution import (
     DEFAULT_STALL_TIMEOUT,
@@ -59,6 +63,16 @@ from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
 LOG = logging.getLogger(__name__)
+
+#: How many calls a worker with short calls may hold at once (one running,
+#: the others waiting in its socket).
+PIPELINE_DEPTH = 8
+#: Calls shorter than this on average (seconds) may wait in a worker's socket.
+PIPELINE_CALL_SECONDS = 0.002
+
+
+class _Resend(Exception):
+    """A call sent to a worker that died before it started it: send it again."""
 
 
 class ProcessPool(Executor):
@@ -173,14 +187,7 @@ class ProcessPool(Executor):
     def _on_message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind in ("result", "error"):
-            call, worker.call = worker.call, None
-            if call is not None and not call.done():
-                if kind == "error":
-                    call.set_exception(error_from_wire(message[2]))
-                else:
-                    call.set_result(message[2])
-            if worker.state == "busy":
-                self._release(worker)
+            self._answered(worker, message)
         elif kind == "ready":
             self.description = message[1]
             worker.ready_since = time.monotonic()
@@ -192,7 +199,8 @@ class ProcessPool(Executor):
             )
             if worker.ready is not None and not worker.ready.done():
                 worker.ready.set_result(None)
-            self._release(worker)
+            worker.state = "idle"
+            self._offer(worker)
         elif kind == "failed":
             error = error_from_wire(message[1])
             LOG.error(
@@ -206,6 +214,25 @@ class ProcessPool(Executor):
             if worker.ready is not None and not worker.ready.done():
                 worker.ready.set_exception(error)
 
+    def _answered(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
+        """The worker answered its oldest call: it runs the next one now."""
+        if not worker.sent:
+            return  # timed out meanwhile: the worker is being killed
+        sent = worker.sent.popleft()
+        now = time.monotonic()
+        worker.count_duration(now - worker.running_since)
+        if sent.timer is not None:
+            sent.timer.cancel()
+        if not sent.answer.done():  # done: abandoned by its caller
+            if message[0] == "error":
+                sent.answer.set_exception(error_from_wire(message[2]))
+            else:
+                sent.answer.set_result(message[2])
+        if worker.sent:
+            self._start_running(worker, worker.sent[0], now)
+        if worker.state == "busy":
+            self._release(worker)
+
     def _on_closed(self, worker: WorkerHandle, process: Any) -> None:
         """The worker's socket reached end of file: it died or is dying."""
         if worker.process is not process or worker.state in ("dead", "stopped"):
@@ -215,6 +242,14 @@ class ProcessPool(Executor):
         worker.close_sockets()
         if worker in self._idle:
             self._idle.remove(worker)
+        # Calls waiting in its socket never started: they go to the front of
+        # the queue, for another worker or this one once restarted.  The one
+        # it was running (none after a timeout) fails in _after_death.
+        running = 0 if worker.timed_out else 1
+        while len(worker.sent) > running:
+            waiting = worker.sent.pop()
+            if not waiting.answer.done():
+                waiting.answer.set_exception(_Resend())
         if self._stopping:
             return
         task = asyncio.get_running_loop().create_task(
@@ -238,14 +273,12 @@ class ProcessPool(Executor):
         if worker.timed_out:
             how = f"it exceeded --predict-timeout ({self._call_timeout:g} s)"
         self._last_error = f"worker {worker.index} (pid {process.pid}) died: {how}"
-        call, worker.call = worker.call, None
-        if call is not None and not call.done():
-            call.set_exception(
-                WorkerCrashed(
-                    f"the worker process of model {self.spec.name!r} died while "
-                    f"answering: {how}; it is being restarted"
-                )
+        worker.fail_sent(
+            WorkerCrashed(
+                f"the worker process of model {self.spec.name!r} died while "
+                f"answering: {how}; it is being restarted"
             )
+        )
         if worker.ready is not None and not worker.ready.done():
             # Whoever is starting this worker (start() or _restart) handles it.
             worker.ready.set_exception(
@@ -332,26 +365,73 @@ class ProcessPool(Executor):
 
     # -- dispatching calls --------------------------------------------------
 
+    def _can_take(self, worker: WorkerHandle) -> bool:
+        """Whether a ready worker may be given one more call now.
+
+        An idle worker always may.  A busy one may only when its calls are
+        short (PIPELINE_CALL_SECONDS on average): the next call then waits in
+        its socket instead of in the pool, which saves a round trip through
+        the event loop per call.  Slow calls queue in the pool, where another
+        worker that frees up, or a caller that goes away, can still change
+        their fate.
+        """
+        if worker.state not in ("idle", "busy"):
+            return False
+        if worker.load == 0:
+            return True
+        seconds = worker.call_seconds
+        return (
+            worker.load < PIPELINE_DEPTH
+            and seconds is not None
+            and seconds < PIPELINE_CALL_SECONDS
+        )
+
+    def _take(self, worker: WorkerHandle) -> None:
+        """Give ``worker`` one more call (``_can_take`` said it may)."""
+        if worker.load == 0:
+            if worker in self._idle:
+                self._idle.remove(worker)
+            worker.busy_since = time.monotonic()
+        worker.load += 1
+        worker.state = "busy"
+
+    def _pick(self) -> WorkerHandle | None:
+        """An idle worker, else the least loaded one that may take more."""
+        if self._idle:
+            return self._idle[0]
+        best = None
+        for worker in self._workers:
+            if self._can_take(worker) and (best is None or worker.load < best.load):
+                best = worker
+        return best
+
     def _release(self, worker: WorkerHandle) -> None:
-        worker.state = "idle"
-        while self._waiters:
+        """One of ``worker``'s calls ended, or was never sent."""
+        worker.load = max(0, worker.load - 1)
+        self._offer(worker)
+
+    def _offer(self, worker: WorkerHandle) -> None:
+        """Hand what ``worker`` can take to the waiting callers, in order."""
+        while self._waiters and self._can_take(worker):
             waiter = self._waiters.popleft()
             if not waiter.done():
-                worker.state = "busy"
-                worker.busy_since = time.monotonic()
+                self._take(worker)
                 waiter.set_result(worker)
-                return
-        self._idle.append(worker)
+        if worker.load == 0:
+            worker.state = "idle"
+            if worker not in self._idle:
+                self._idle.append(worker)
 
-    async def _acquire(self) -> WorkerHandle:
-        if self._idle:
-            worker = self._idle.popleft()
-            worker.state = "busy"
-            worker.busy_since = time.monotonic()
+    async def _acquire(self, *, again: bool = False) -> WorkerHandle:
+        """A worker that has taken this call; ``again``: a call sent to a
+        worker that died before starting it, which goes first."""
+        worker = self._pick()
+        if worker is not None:
+            self._take(worker)
             return worker
         if self._stopping:
             raise WorkerCrashed("the server is shutting down")
-        if len(self._waiters) >= self._max_queue:
+        if not again and len(self._waiters) >= self._max_queue:
             raise QueueFull(
                 f"model {self.spec.name!r}: {len(self._waiters)} requests are already "
                 "waiting for a worker; retry later (--max-queue)"
@@ -359,7 +439,10 @@ class ProcessPool(Executor):
         waiter: asyncio.Future[WorkerHandle] = (
             asyncio.get_running_loop().create_future()
         )
-        self._waiters.append(waiter)
+        if again:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         self._fail_waiters_if_hopeless()
         try:
             return await waiter
@@ -374,46 +457,54 @@ class ProcessPool(Executor):
             raise
 
     async def call(self, kind: str, *payload: Any) -> Any:
-        """Send one call to an idle worker and wait for its answer."""
-        worker = await self._acquire()
-        loop = asyncio.get_running_loop()
-        call: asyncio.Future[Any] = loop.create_future()
-        worker.call = call
+        """Send one call to a worker and wait for its answer."""
+        again = False
+        while True:
+            worker = await self._acquire(again=again)
+            try:
+                return await self._send(worker, kind, payload)
+            except _Resend:
+                again = True  # its worker died before starting it
+
+    async def _send(
+        self, worker: WorkerHandle, kind: str, payload: tuple[Any, ...]
+    ) -> Any:
+        call_id = next(self._call_ids)
         channel = worker.channel
         try:
-            sent = channel is not None and channel.send(
-                (kind, next(self._call_ids), *payload)
-            )
+            sent = channel is not None and channel.send((kind, call_id, *payload))
         except BaseException:
             # Not sent (e.g. a value that cannot be pickled): the worker never
             # saw the call and is free for the next one.
-            worker.call = None
             self._release(worker)
             raise
         if not sent:
-            worker.call = None
             raise WorkerCrashed(
                 f"the worker process of model {self.spec.name!r} is gone; "
                 "it is being restarted"
             )
-        timer = None
-        if self._call_timeout:
-            timer = loop.call_later(self._call_timeout, self._on_timeout, worker, call)
+        call = SentCall(call_id, asyncio.get_running_loop().create_future())
+        worker.sent.append(call)
+        if len(worker.sent) == 1:
+            self._start_running(worker, call, time.monotonic())
         try:
-            return await call
+            return await call.answer
         except asyncio.CancelledError:
-            # Abandoned while the worker runs it: the call runs to its end and
-            # its answer is dropped (_on_message), but --predict-timeout
-            # still bounds it, so the timer stays.
+            # Abandoned once sent: the call runs to its end and its answer is
+            # dropped (_answered), but --predict-timeout still bounds it.
             self.stats.abandoned += 1
-            timer = None
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
 
-    def _on_timeout(self, worker: WorkerHandle, call: asyncio.Future[Any]) -> None:
-        if worker.call is not call:
+    def _start_running(self, worker: WorkerHandle, call: SentCall, now: float) -> None:
+        """``call`` is the one ``worker`` runs from ``now``: time it."""
+        worker.running_since = worker.busy_since = now
+        if self._call_timeout:
+            call.timer = asyncio.get_running_loop().call_later(
+                self._call_timeout, self._on_timeout, worker, call
+            )
+
+    def _on_timeout(self, worker: WorkerHandle, call: SentCall) -> None:
+        if not worker.sent or worker.sent[0] is not call:
             return  # answered in time
         LOG.error(
             "model %r: worker %d exceeded --predict-timeout (%g s); restarting it",
@@ -421,11 +512,11 @@ class ProcessPool(Executor):
             worker.index,
             self._call_timeout,
         )
-        worker.call = None
+        worker.sent.popleft()
         worker.timed_out = True
         self.stats.timeouts += 1
-        if not call.done():  # done: abandoned by its caller
-            call.set_exception(
+        if not call.answer.done():  # done: abandoned by its caller
+            call.answer.set_exception(
                 CallTimeout(
                     f"model {self.spec.name!r} did not answer within "
                     f"{self._call_timeout:g} s (--predict-timeout); its worker is "
@@ -487,7 +578,9 @@ class ProcessPool(Executor):
 
     def status(self) -> dict[str, Any]:
         states = [w.state for w in self._workers]
-        queued = len(self._waiters)
+        queued = len(self._waiters) + sum(
+            max(0, len(w.sent) - 1) for w in self._workers
+        )
         if self._batcher is not None:
             queued += self._batcher.queued
         state: dict[str, Any] = {

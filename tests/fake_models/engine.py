@@ -12,9 +12,10 @@ class Crashy:
 
     def get_predict_args(self):
         return {"how": fields.Str(load_default="ok"),
-                "seconds": fields.Float(load_default=0.0)}
+                "seconds": fields.Float(load_default=0.0),
+                "tag": fields.Str(load_default="")}
 
-    def predict(self, how, seconds):
+    def predict(self, how, seconds, tag=""):
         if how == "exit":
             os._exit(3)
         if how == "kill":
@@ -27,7 +28,7 @@ class Crashy:
             ctypes.string_at(0)
         if how == "sleep":
             time.sleep(seconds)
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "tag": tag}
 
 
 class SlowWarm:
