@@ -287,6 +287,31 @@ _training_opts = [
         "means no limit). A longer log keeps its first half and its most "
         "recent output, with a line saying how much was dropped between.",
     ),
+    cfg.IntOpt(
+        "max-predict-jobs",
+        default=32,
+        min=0,
+        help="Unfinished prediction jobs (POST .../predict/ with Prefer: "
+        "respond-async, queued and running) this server holds at once; beyond "
+        "it a new job answers 503 with Retry-After. 0 means no limit.",
+    ),
+    cfg.IntOpt(
+        "max-stored-predict-jobs",
+        default=1000,
+        min=0,
+        help="Prediction jobs recorded in the state directory, finished ones "
+        "with their results included; beyond it a new job answers 503 with "
+        "Retry-After until some are deleted or forgotten by --keep-trainings "
+        "and --keep-trainings-days. 0 means no limit.",
+    ),
+    cfg.IntOpt(
+        "max-concurrent-predict-jobs",
+        default=0,
+        min=0,
+        help="Prediction jobs handed to the models' workers at once; further "
+        "ones wait in order with status 'queued'. 0 means no limit of their "
+        "own: the workers' queue (--max-queue) bounds them.",
+    ),
 ]
 
 _slurm_opts = [

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from deepaas.api import debug, docs, health, metrics, models, train, versions
+from deepaas.api import debug, docs, health, jobs, metrics, models, train, versions
 from deepaas.api.guard import Guard, install
 from deepaas.api.keys import (
     DEBUG_CAPTURE,
@@ -22,6 +22,7 @@ from deepaas.api.request_args import DEFAULT_MAX_FORM_PARTS, MAX_FORM_PARTS
 from deepaas.api.routing import add_fallback
 from deepaas.api.startup import STARTUP, Startup
 from deepaas.engine.execution import Executor
+from deepaas.jobs import PredictJobService
 from deepaas.training import TrainingService
 
 
@@ -30,6 +31,7 @@ def create_app(
     *,
     settings: ApiSettings | None = None,
     trainings: TrainingService | None = None,
+    predict_jobs: PredictJobService | None = None,
     debug_capture: debug.DebugCapture | None = None,
     manage_executors: bool = True,
     gpu_plan: Mapping[str, Any] | None = None,
@@ -49,6 +51,8 @@ def create_app(
     wait for the models when it starts: ``startup`` warms them in the
     background while ``/health`` and ``/ready`` answer, and the routes that
     need the models wait for it (see :mod:`deepaas.api.startup`).
+    ``predict_jobs``: the service that runs ``Prefer: respond-async``
+    predictions as jobs (without it, that preference is ignored).
     """
     if max_form_parts < 0:
         raise ValueError(f"--max-form-parts must be >= 0 (got {max_form_parts})")
@@ -69,6 +73,8 @@ def create_app(
         app[STARTUP] = startup  # before the routes, whose wrapper reads it
     if trainings is not None:
         app[TRAININGS] = trainings
+    if predict_jobs is not None:
+        app[jobs.JOBS] = predict_jobs
     if settings.debug_endpoint and debug_capture is not None:
         app[DEBUG_CAPTURE] = debug_capture
     install(app, guard)  # before the routes, which it guards
@@ -78,6 +84,7 @@ def create_app(
     versions.setup(app)
     models.setup(app)
     train.setup(app)
+    jobs.setup(app)
     docs.setup(app, with_ui=settings.doc_endpoint)
     debug.setup(app)
     health.setup(app)
@@ -90,6 +97,9 @@ def create_app(
         # be used stops start-up before anything else has started.
         app.cleanup_ctx.insert(0, _run_trainings)
         app.cleanup_ctx.append(_run_executors)
+        # After the executors: on the way down, jobs are interrupted before
+        # the workers that run them stop.
+        app.cleanup_ctx.append(_run_predict_jobs)
     return app
 
 
@@ -102,6 +112,17 @@ async def _run_trainings(app: web.Application) -> AsyncIterator[None]:
     finally:
         if trainings is not None and hasattr(trainings, "close"):
             await trainings.close()
+
+
+async def _run_predict_jobs(app: web.Application) -> AsyncIterator[None]:
+    service = app.get(jobs.JOBS)
+    if service is not None:
+        await service.start()
+    try:
+        yield
+    finally:
+        if service is not None:
+            await service.close()
 
 
 async def _run_executors(app: web.Application) -> AsyncIterator[None]:

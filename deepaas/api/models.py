@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from deepaas.api import jobs
 from deepaas.api.errors import unknown_model
 from deepaas.api.keys import EXECUTORS, SETTINGS, ApiSettings
 from deepaas.api.negotiation import NO_CHOICE, choose_media_type
@@ -95,6 +96,12 @@ async def _predict(
         accept, concrete = (
             choose_media_type(request, raw, desc.accept) if desc.accept else NO_CHOICE
         )
+        if jobs.PREFER in request.headers and jobs.prefers_async(request.headers):
+            service = request.app.get(jobs.JOBS)
+            if service is not None:  # else the preference is ignored (RFC 7240)
+                return await jobs.submit(
+                    request, service, executor, raw, accept, concrete
+                )
         outcome = await executor.predict(raw, accept)
     finally:
         if raw.pairs:  # (the calls cost every request; most have no uploads)

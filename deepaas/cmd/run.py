@@ -206,9 +206,11 @@ async def _serve(
         worker_envs=envs,
         log_level=level,
     )
+    from deepaas.jobs import job_service_from_config
     from deepaas.training import training_service_from_config
 
     trainings = training_service_from_config(specs, executors, conf, envs)
+    predict_jobs = job_service_from_config(executors, conf)
     settings = ApiSettings(
         predict_endpoint=conf.predict_endpoint,
         train_endpoint=conf.train_endpoint,
@@ -231,6 +233,7 @@ async def _serve(
         startup=startup,
         settings=settings,
         trainings=trainings,
+        predict_jobs=predict_jobs,
         debug_capture=debug_capture,
         guard=guard,
         gpu_plan=envs,
@@ -298,6 +301,8 @@ async def _serve(
                     "--shutdown-timeout",
                     cut,
                 )
+            if predict_jobs is not None:  # interrupted, not failed by the
+                await predict_jobs.close()  # workers' going away
             for executor in executors.values():
                 await executor.stop(timeout=WORKER_STOP_TIMEOUT)
     finally:

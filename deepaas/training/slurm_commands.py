@@ -120,9 +120,20 @@ class JobInfo:
 
 
 def job_script(
-    settings: SlurmSettings, *, name: str, job_dir: Path, output: Path, gpus: int
+    settings: SlurmSettings,
+    *,
+    name: str,
+    job_dir: Path,
+    output: Path,
+    gpus: int,
+    module: str = "deepaas.training.slurm_job",
+    kind: str = "training",
 ) -> str:
-    """The batch script of one training: ``#SBATCH`` options, set-up, the job."""
+    """The batch script of one job: ``#SBATCH`` options, set-up, the job.
+
+    ``module`` is what the job runs (``python -m MODULE JOB_DIR``): a
+    training by default, a prediction job for :mod:`deepaas.jobs.slurm`.
+    """
     options = [
         f"--job-name={name}",
         f"--output={output}",
@@ -145,13 +156,13 @@ def job_script(
         options.append(
             f"--gpus={gpus}" if settings.gpu_request == "gpus" else f"--gres=gpu:{gpus}"
         )
-    lines = ["#!/bin/bash", "# A deepaas training; written by deepaas-run."]
+    lines = ["#!/bin/bash", f"# A deepaas {kind}; written by deepaas-run."]
     lines += [f"#SBATCH {option}" for option in options]
     lines += [f"#SBATCH {line.strip()}" for line in settings.sbatch_lines]
     lines += [line for line in settings.setup]
     python = settings.python or sys.executable
     lines.append(
-        f"exec {shlex.quote(python)} -m deepaas.training.slurm_job "
+        f"exec {shlex.quote(python)} -m {module} "
         f"{shlex.quote(str(job_dir))}"
     )
     return "\n".join(lines) + "\n"
