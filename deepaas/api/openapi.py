@@ -269,6 +269,31 @@ def _training_logs_operation(desc: ModelDescription, version: int) -> dict[str, 
     return {"parameters": params, "get": op}
 
 
+def _training_provenance_operation(
+    desc: ModelDescription, version: int
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"type": "object"}
+    body = (
+        {"schema": record}
+        if version == 2
+        else {"content": {"application/json": {"schema": record}}}
+    )
+    return {
+        "parameters": [_uuid_param(version)],
+        "get": {
+            "tags": [desc.name],
+            "summary": "The provenance record of a training that has ended: a W3C "
+            "PROV-JSON document (model package and version, arguments, SHA-256 "
+            "of inputs and output, times, host, devices, outcome)",
+            "operationId": f"training_provenance_{desc.name}",
+            "responses": {
+                200: {"description": "PROV-JSON document", **body},
+                **_error_responses(version, 400, 402, 404),
+            },
+        },
+    }
+
+
 def _simple_get(
     summary: str, op_id: str, version: int, tag: str = "deepaas", *errors: int
 ) -> dict[str, Any]:
@@ -427,6 +452,7 @@ def build_document(
         for suffix, operations in (
             ("train/{uuid}", _training_item_operations(desc, version)),
             ("train/{uuid}/logs", _training_logs_operation(desc, version)),
+            ("train/{uuid}/provenance", _training_provenance_operation(desc, version)),
         ):
             parameters = operations.pop("parameters")
             spec.path(

@@ -7,6 +7,7 @@ every handler answers as JSON (see :mod:`deepaas.api.errors`).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +21,8 @@ from deepaas.api.request_args import (
 )
 from deepaas.api.routing import add_route, url
 from deepaas.engine.execution import Executor
-from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
+from deepaas.exceptions import EndpointDisabled, MethodNotImplemented, TrainingNotFound
+from deepaas.provenance.trainings import RECORD_FILE as PROVENANCE_FILE
 from deepaas.training import (
     InvalidTrainingRequest,
     Training,
@@ -143,6 +145,21 @@ async def training_logs(request: web.Request) -> web.Response:
     )
 
 
+async def training_provenance(request: web.Request) -> web.Response:
+    """The provenance record of a training that has ended (docs/provenance.md)."""
+    executor, service = _resolve(request)
+    training = await service.get(executor.spec.name, request.match_info["uuid"])
+    path = service.state_dir / training.job_dir / PROVENANCE_FILE
+    try:
+        body = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError:
+        state = "it has not ended" if not training.finished else "none was written"
+        raise TrainingNotFound(
+            f"training {training.uuid} has no provenance record yet: {state}"
+        ) from None
+    return web.Response(body=body, content_type="application/json")
+
+
 def setup(app: web.Application) -> None:
     """Register the training routes."""
     add_route(app, "POST", "/v2/models/{name}/train/", start_training)
@@ -150,3 +167,4 @@ def setup(app: web.Application) -> None:
     add_route(app, "GET", TRAINING, get_training)
     add_route(app, "DELETE", TRAINING, delete_training)
     add_route(app, "GET", f"{TRAINING}/logs", training_logs)
+    add_route(app, "GET", f"{TRAINING}/provenance", training_provenance)

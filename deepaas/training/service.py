@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import multiprocessing
+import os
 import shutil
 import signal
 import sqlite3
@@ -41,6 +42,8 @@ from typing import Any
 from deepaas.exceptions import DeepaasError, TrainingNotFound
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
+from deepaas.provenance import visible_devices
+from deepaas.provenance.trainings import note_inputs, record_training
 from deepaas.training import _processes
 from deepaas.training._child import ChildJob, start_process
 from deepaas.training._housekeeping import (
@@ -674,8 +677,17 @@ class TrainingService:
             )
             LOG.info("training %s of model %r ended: %s%s", job.uuid,
                      job.spec.name, status, f" ({message})" if message else "")
+            self._write_provenance(job)
         shutil.rmtree(job.job_dir / UPLOADS_DIR, ignore_errors=True)
         remove_file(job.job_dir / OUTCOME_NAME)
+
+    def _write_provenance(self, job: _Job) -> None:
+        """The training's provenance record, in its folder (docs/provenance.md)."""
+        training = self.store.get(job.uuid)
+        if training is not None:
+            env = {**os.environ, **self.training_envs.get(job.spec.name, {})}
+            record_training(job.job_dir, training, spec=job.spec,
+                            devices=visible_devices(env))
 
     async def _prune(self) -> None:
         try:
@@ -688,4 +700,6 @@ class TrainingService:
 def _make_job_dir(raw: RawArguments, job_dir: Path) -> RawArguments:
     """Create a training's directory (0700) and move its uploads in."""
     job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
-    return move_uploads(raw, job_dir / UPLOADS_DIR)
+    moved = move_uploads(raw, job_dir / UPLOADS_DIR)
+    note_inputs(job_dir, moved)  # hashed as received, for the provenance record
+    return moved

@@ -33,8 +33,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deepaas.model.loading import ModelSpec
+from deepaas.model.loading import ModelSpec, available_models
 from deepaas.model.wrapper import RawArguments
+from deepaas.provenance import this_host, visible_devices
+from deepaas.provenance.trainings import note_inputs, record_training
 from deepaas.training._child import ChildJob
 from deepaas.training._jobdir import (
     LOG_NAME,
@@ -387,8 +389,26 @@ class SlurmBackend:
                 state,
                 f" ({message})" if message else "",
             )
+            self._write_provenance(training.uuid, job_dir, status)
             shutil.rmtree(job_dir / UPLOADS_DIR, ignore_errors=True)
             remove_file(job_dir / OUTCOME_NAME)
+
+    def _write_provenance(
+        self, uuid: str, job_dir: Path, status: dict[str, Any]
+    ) -> None:
+        """The training's provenance record: its node and GPUs, as the job said."""
+        training = self.store.get(uuid)
+        spec = available_models().get(training.model) if training else None
+        if training is None or spec is None:
+            return
+        host = this_host()
+        if status.get("node"):
+            host = dataclasses.replace(host, hostname=str(status["node"]))
+        gpus = {"CUDA_VISIBLE_DEVICES": str(status.get("gpus") or "")}
+        record_training(
+            job_dir, training, spec=spec, host=host, devices=visible_devices(gpus),
+            extra={"slurmJob": str(status.get("job_id") or slurm_job_id(training))},
+        )  # fmt: skip
 
     # -- cancelling ---------------------------------------------------------------
 
@@ -437,7 +457,9 @@ async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def _make_job_dir(raw: RawArguments, job_dir: Path) -> RawArguments:
     """Create a training's directory (0700) and move its uploads in."""
     job_dir.mkdir(mode=0o700, parents=True)
-    return move_uploads(raw, job_dir / UPLOADS_DIR)
+    moved = move_uploads(raw, job_dir / UPLOADS_DIR)
+    note_inputs(job_dir, moved)  # hashed as received, for the provenance record
+    return moved
 
 
 __all__ = [
