@@ -168,6 +168,14 @@ _logging_opts = [
         "referer, user agent, seconds taken, request id) at INFO on the logger "
         "aiohttp.access, as DEEPaaS 2.x did (docs/operating.md).",
     ),
+    cfg.StrOpt(
+        "provenance-log",
+        metavar="PATH",
+        help="Append a provenance record of every answered prediction to this "
+        "JSON Lines file (W3C PROV-JSON: model package and version, arguments, "
+        "SHA-256 of inputs and answer, times, host, devices; docs/provenance.md). "
+        "Off by default.",
+    ),
     # The options below are DEEPaaS 2.x's (oslo.log's), with its names, so
     # that its command lines and config files keep working.
     cfg.StrOpt(

@@ -34,6 +34,8 @@ class ApiSettings:
     metrics: bool = True
     #: Log one line per request (logger aiohttp.access, level INFO).
     access_log: bool = True
+    #: Append a provenance record of each answered prediction to this file.
+    provenance_log: str | None = None
 
     def __post_init__(self) -> None:
         path = self.base_path.strip()

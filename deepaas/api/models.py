@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,10 @@ from deepaas.api.routing import add_route, url
 from deepaas.engine.execution import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
 from deepaas.model.wrapper import JSON_MEDIA_TYPE
+from deepaas.provenance import PredictionLog, model_package
+
+#: The provenance log of predictions (--provenance-log), None when off.
+PREDICTION_LOG: web.AppKey[PredictionLog | None] = web.AppKey("deepaas_prediction_log")
 
 #: The Content-Type of a JSON prediction, as aiohttp gives every JSON answer.
 JSON_UTF8 = "application/json; charset=utf-8"
@@ -65,18 +70,24 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 async def predict(request: web.Request) -> web.Response:
-    return await _predict(request, get_executor(request), request.app[SETTINGS])
+    app = request.app
+    return await _predict(
+        request, get_executor(request), app[SETTINGS], app[PREDICTION_LOG]
+    )
 
 
 def _predict_for(
-    executor: Executor, settings: ApiSettings
+    executor: Executor, settings: ApiSettings, log: PredictionLog | None
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler of one model's own predict route (its lookups done once)."""
-    return functools.partial(_predict, executor=executor, settings=settings)
+    return functools.partial(_predict, executor=executor, settings=settings, log=log)
 
 
 async def _predict(
-    request: web.Request, executor: Executor, settings: ApiSettings
+    request: web.Request,
+    executor: Executor,
+    settings: ApiSettings,
+    log: PredictionLog | None = None,
 ) -> web.Response:
     if not settings.predict_endpoint:
         raise EndpointDisabled("the predict endpoint is disabled on this server")
@@ -92,6 +103,7 @@ async def _predict(
     add_header_arguments(
         request, raw, desc.predict.parameters_v2, negotiated=bool(desc.accept)
     )
+    begun = await log.begin(raw) if log is not None else None  # --provenance-log
     try:
         accept, concrete = (
             choose_media_type(request, raw, desc.accept) if desc.accept else NO_CHOICE
@@ -106,6 +118,8 @@ async def _predict(
     finally:
         if raw.pairs:  # (the calls cost every request; most have no uploads)
             remove_uploads(raw)
+    if log is not None and begun is not None:
+        log.record(desc.name, begun, raw, outcome)
     content_type = outcome.content_type
     if content_type == JSON_MEDIA_TYPE:
         content_type = JSON_UTF8  # as DEEPaaS 2.x and every other JSON answer
@@ -126,9 +140,34 @@ def setup(app: web.Application) -> None:
     """
     add_route(app, "GET", "/v2/models/", list_models)
     settings = app[SETTINGS]
+    log = _prediction_log(app, settings)
+    app[PREDICTION_LOG] = log
     for name, executor in app[EXECUTORS].items():
         if _PLAIN_NAME.fullmatch(name):
             path = f"/v2/models/{name}/predict/"
-            add_route(app, "POST", path, _predict_for(executor, settings))
+            add_route(app, "POST", path, _predict_for(executor, settings, log))
     add_route(app, "GET", "/v2/models/{name}/", get_model)
     add_route(app, "POST", "/v2/models/{name}/predict/", predict)
+
+
+def _prediction_log(
+    app: web.Application, settings: ApiSettings
+) -> PredictionLog | None:
+    """The provenance log of predictions, opened and closed with the app."""
+    if not settings.provenance_log:
+        return None
+    log = PredictionLog(settings.provenance_log)
+    specs = [executor.spec for executor in app[EXECUTORS].values()]
+
+    async def open_log(_app: web.Application) -> None:
+        packages = [
+            model_package(s.name, s.target, namespace=s.namespace) for s in specs
+        ]
+        await asyncio.to_thread(log.open, packages)
+
+    async def close_log(_app: web.Application) -> None:
+        await asyncio.to_thread(log.close)
+
+    app.on_startup.append(open_log)
+    app.on_cleanup.append(close_log)
+    return log

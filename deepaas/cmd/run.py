@@ -221,6 +221,7 @@ async def _serve(
         upload_max_size=conf.upload_max_size,
         metrics=conf.metrics,
         access_log=conf.access_log,
+        provenance_log=conf.provenance_log,
     )
     # The models warm in the background once the server answers: /health at
     # once, /ready with what start-up does, the other routes when they can.
