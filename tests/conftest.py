@@ -75,6 +75,7 @@ FAKE_MODELS = {
     "compat-spawner": "tests.fake_models.compat_model:Spawner",
     "serverless": "tests.fake_models.serverless:Published",
     "module-census": "tests.fake_models.engine:ModuleCensus",
+    "slow-import": "tests.fake_models.slow_import",
     "slow": "tests.fake_models.jobs:SlowPredictor",
 }
 

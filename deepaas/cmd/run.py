@@ -195,7 +195,7 @@ async def _serve(
     specs = select_models(conf.model_name, available_models(), all_when_unnamed=True)
     if not conf.model_name and len(specs) > 1:
         specs = await _loadable(specs)
-    envs = await plan_from_config(specs, conf)
+    envs = await plan_from_config(specs, conf, describe_in_workers=True)
     executors = build_executors(
         specs,
         workers=conf.workers,

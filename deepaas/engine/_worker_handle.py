@@ -68,6 +68,9 @@ class WorkerHandle:
         #: When the oldest sent call started running (time.monotonic()).
         self.running_since = 0.0
         self.ready: asyncio.Future[None] | None = None
+        #: What the model declares, when this worker describes it (spawned
+        #: with ``describe_first``).
+        self.facts: asyncio.Future[dict[str, Any]] | None = None
         self.failures = 0
         self.ready_since = 0.0
         self.restarts = 0
@@ -101,14 +104,24 @@ class WorkerHandle:
         log_level: int,
         on_message: Callable[[WorkerHandle, tuple[Any, ...]], None],
         on_closed: Callable[[WorkerHandle, Any], None],
+        describe_first: bool = False,
     ) -> None:
-        """Start the process and connect both sockets (it then warms up)."""
+        """Start the process and connect both sockets (it then warms up;
+        with ``describe_first`` it reports the model's facts and waits)."""
         loop = asyncio.get_running_loop()
         parent_sock, child_sock = socket.socketpair()
         control_parent, control_child = socket.socketpair()
         process = context.Process(
             target=run_worker,
-            args=(child_sock, spec, warm, self.env, log_level, control_child),
+            args=(
+                child_sock,
+                spec,
+                warm,
+                self.env,
+                log_level,
+                control_child,
+                describe_first,
+            ),
             name=f"deepaas-worker-{spec.name}-{self.index}",
             daemon=True,
         )
@@ -118,6 +131,7 @@ class WorkerHandle:
         self.load = 0
         self.call_seconds = None
         self.ready = loop.create_future()
+        self.facts = loop.create_future() if describe_first else None
         # Started from the event-loop thread: the worker's parent-death
         # signal is tied to the thread that started it.
         try:
@@ -148,6 +162,24 @@ class WorkerHandle:
                 f"model {spec.name!r}: worker {self.index} did not finish "
                 f"loading and warming within {timeout:g} s"
             ) from None
+
+    async def await_facts(self, spec: ModelSpec, timeout: float) -> dict[str, Any]:
+        """Wait until a ``describe_first`` worker has imported the model and
+        said what it declares; raise its start-up error if it failed."""
+        assert self.facts is not None and self.ready is not None
+        await asyncio.wait(
+            (self.facts, self.ready),
+            timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self.facts.done():
+            return self.facts.result()
+        if self.ready.done():
+            self.ready.result()  # raises why it could not start
+        raise ModelLoadError(
+            f"model {spec.name!r}: worker {self.index} did not finish "
+            f"loading within {timeout:g} s"
+        )
 
     async def join(self, deadline: float, error: DeepaasError) -> None:
         """Wait for the stopping process until ``deadline``, then kill it.

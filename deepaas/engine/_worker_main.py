@@ -18,6 +18,7 @@ from deepaas.engine._process import freeze_startup_objects, prepare_worker_proce
 from deepaas.engine._wire import BlockingChannel, error_to_wire, start_error
 from deepaas.engine.batching import run_batch
 from deepaas.engine.execution import jsonable_arguments
+from deepaas.engine.probe import model_facts
 from deepaas.exceptions import DeepaasError
 from deepaas.model.wrapper import RawArguments, load_wrapped, model_error
 
@@ -29,16 +30,34 @@ def run_worker(
     env: dict[str, str],
     log_level: int,
     control: socket.socket | None = None,
+    describe_first: bool = False,
 ) -> None:
     """Serve calls on ``sock`` until told to stop.
 
     ``control`` carries the calls that must not wait behind predictions
     (training-argument validation): a thread of their own answers them.
+
+    ``describe_first``: this worker also does the start-up probe's job
+    (on a machine without GPUs, see :mod:`deepaas.engine.probe`).  Once the
+    model is imported it reports what the model declares (``facts``) and
+    waits for the pool's answer: ``go`` with the environment the model's
+    placement gives it (set before ``warm()``), or ``stop`` when the model
+    is to run elsewhere.  The model is then imported once, not twice.
     """
     prepare_worker_process(env, log_level)
     channel = BlockingChannel(sock)
     try:
-        wrapper = load_wrapped(spec, warm=warm)
+        if describe_first:
+            wrapper = load_wrapped(spec)
+            channel.send(("facts", model_facts(spec, wrapper)))
+            answer = _next_message(channel)
+            if answer[0] != "go":
+                return
+            os.environ.update(answer[1])
+            if warm:
+                wrapper.warm()
+        else:
+            wrapper = load_wrapped(spec, warm=warm)
         description = wrapper.describe()
     except BaseException as exc:  # report every start-up failure to the parent
         channel.send(("failed", *start_error(spec.name, exc)))
@@ -53,6 +72,15 @@ def run_worker(
         ).start()
     channel.send(("ready", description, os.getpid()))
     _answer_calls(channel, wrapper, _ALL_CALLS)
+
+
+def _next_message(channel: BlockingChannel) -> tuple[Any, ...]:
+    """The next message, or ``("stop",)`` when the API process went away."""
+    try:
+        message: tuple[Any, ...] = channel.recv()
+    except (EOFError, OSError):
+        return ("stop",)
+    return message
 
 
 #: Every call the main socket takes; the control socket takes validations only.

@@ -91,6 +91,9 @@ class DevicePlan(dict[str, Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.modes: dict[str, str] = {}
+        #: No probe ran (no GPU to assign): each model's first worker says
+        #: how it runs, and its workers go on the CPU.
+        self.described_by_workers = False
 
     def training_env(self, model: str) -> dict[str, str] | None:
         """Environment of a training process of ``model`` (None: inherit)."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from deepaas.engine.devices import DevicePlan
 from deepaas.engine.execution import (
@@ -11,8 +12,67 @@ from deepaas.engine.execution import (
     Executor,
     InProcessExecutor,
 )
-from deepaas.engine.workers import ProcessPool
+from deepaas.engine.workers import ProcessPool, RunsInProcess
 from deepaas.model.loading import ModelSpec
+from deepaas.model.wrapper import PredictOutcome, RawArguments
+
+LOG = logging.getLogger(__name__)
+
+
+class DescribedByFirstWorker(Executor):
+    """A model whose first worker says how it runs (no start-up probe).
+
+    Nearly every model runs in worker processes, so start() starts the
+    pool, whose first worker imports the model once and reports what it
+    declares.  A model that declares ``deepaas_execution = "thread"`` or
+    ``"async"`` belongs in the API process instead: the pool stops and an
+    in-process executor takes over, sharing the same counters.
+    """
+
+    def __init__(
+        self, pool: ProcessPool, in_process: Callable[[str], InProcessExecutor]
+    ) -> None:
+        self.spec = pool.spec
+        self.stats = pool.stats
+        self._inner: Executor = pool
+        self._in_process = in_process
+
+    async def start(self) -> None:
+        try:
+            await self._inner.start()
+        except RunsInProcess as moved:
+            LOG.info(
+                "model %r declares deepaas_execution = %r: it runs in the API "
+                "process",
+                self.spec.name,
+                moved.mode,
+            )
+            inner = self._in_process(moved.mode)
+            inner.stats = self.stats
+            self._inner = inner
+            await inner.start()
+        self.description = self._inner.description
+        # Calls go straight to the executor that runs them from now on.
+        self.predict = self._inner.predict  # type: ignore[method-assign]
+
+    async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
+        return await self._inner.predict(raw, accept)
+
+    async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
+        return await self._inner.validate_train(raw)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        await self._inner.stop(timeout)
+
+    def status(self) -> dict[str, Any]:
+        return self._inner.status()
+
+    def __getattr__(self, name: str) -> Any:
+        # What one implementation offers beyond the interface (worker_pids,
+        # stalled_for, ...).
+        if name.startswith("__") or name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
 
 def build_executors(
@@ -47,25 +107,38 @@ def build_executors(
     for spec in specs:
         envs = (worker_envs or {}).get(spec.name)
         mode = (modes or {}).get(spec.name, "process")
+        described = isinstance(worker_envs, DevicePlan) and (
+            worker_envs.described_by_workers
+        )
+
+        def in_process(mode: str | None, spec: ModelSpec = spec) -> InProcessExecutor:
+            return InProcessExecutor(
+                spec,
+                warm=warm,
+                max_queue=max_queue,
+                call_timeout=predict_timeout,
+                mode=mode,
+                stall_timeout=ready_stall_timeout,
+            )
+
         if workers == 0 or mode in ("thread", "async"):
-            executors[spec.name] = InProcessExecutor(
-                spec,
-                warm=warm,
-                max_queue=max_queue,
-                call_timeout=predict_timeout,
-                mode=None if workers == 0 and mode == "process" else mode,
-                stall_timeout=ready_stall_timeout,
+            executors[spec.name] = in_process(
+                None if workers == 0 and mode == "process" else mode
             )
-        else:
-            size = len(envs) if envs else workers
-            executors[spec.name] = ProcessPool(
-                spec,
-                size=size,
-                warm=warm,
-                worker_envs=envs,
-                max_queue=max_queue,
-                call_timeout=predict_timeout,
-                log_level=log_level,
-                stall_timeout=ready_stall_timeout,
-            )
+            continue
+        size = len(envs) if envs else workers
+        pool = ProcessPool(
+            spec,
+            size=size,
+            warm=warm,
+            worker_envs=envs,
+            max_queue=max_queue,
+            call_timeout=predict_timeout,
+            log_level=log_level,
+            stall_timeout=ready_stall_timeout,
+            describe_first=described,
+        )
+        executors[spec.name] = (
+            DescribedByFirstWorker(pool, in_process) if described else pool
+        )
     return executors

@@ -34,7 +34,7 @@ from deepaas.engine.devices import (
     visible_gpus,
 )
 from deepaas.exceptions import ModelLoadError
-from deepaas.model.wrapper import load_wrapped
+from deepaas.model.wrapper import ModelWrapper, load_wrapped
 
 LOG = logging.getLogger(__name__)
 
@@ -47,16 +47,7 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
     contain_children()  # a model may start processes when imported
     channel = BlockingChannel(sock)
     try:
-        wrapper = load_wrapped(spec)
-        resources = wrapper.resources()
-        read_need(spec.name, resources)
-        facts = {
-            "resources": resources,
-            "execution": read_execution(
-                spec.name, getattr(wrapper.model, "deepaas_execution", None)
-            ),
-            "trains": wrapper.has("train"),
-        }
+        facts = model_facts(spec, load_wrapped(spec))
     except BaseException as exc:
         channel.send(("failed", *start_error(spec.name, exc)))
     else:
@@ -68,6 +59,21 @@ def probe_model(sock: socket.socket, spec: Any) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def model_facts(spec: Any, wrapper: ModelWrapper) -> dict[str, Any]:
+    """What a loaded model declares that decides how and where it runs:
+    its ``resources`` (validated), its ``deepaas_execution`` mode and
+    whether it trains.  Raises ModelLoadError for a bad declaration."""
+    resources = wrapper.resources()
+    read_need(spec.name, resources)
+    return {
+        "resources": resources,
+        "execution": read_execution(
+            spec.name, getattr(wrapper.model, "deepaas_execution", None)
+        ),
+        "trains": wrapper.has("train"),
+    }
 
 
 def _probe_one(spec: Any, timeout: float) -> dict[str, Any]:
@@ -120,6 +126,7 @@ async def plan_from_config(
     gpus: Sequence[Gpu] | None = None,
     environ: Mapping[str, str] | None = None,
     reserve_training: bool | None = None,
+    describe_in_workers: bool = False,
 ) -> DevicePlan:
     """Decide how and where each model runs, before any worker starts.
 
@@ -129,6 +136,11 @@ async def plan_from_config(
     trains.  That costs one import of the model at start-up, no warm.  With
     ``--workers 0`` everything runs in-process and nothing is probed.
 
+    With ``describe_in_workers`` and no GPU that may be used, nothing is
+    probed: there is nothing to assign, so each model's first worker
+    describes it instead (``plan.described_by_workers``), and the model is
+    imported once rather than twice in a row (``deepaas-run``).
+
     ``gpus`` (the ``nvidia-smi`` listing) and ``environ`` default to this
     machine's; ``reserve_training`` defaults to the train endpoint being on
     with trainings run on this machine (not ``--train-backend slurm``).
@@ -137,9 +149,12 @@ async def plan_from_config(
     plan = DevicePlan()
     if conf.workers == 0:
         return plan
-    facts = await probe_models(specs)
     listing = list_gpus() if gpus is None else list(gpus)
     allowed = select_gpus(visible_gpus(listing, env), str(conf.gpus))
+    if describe_in_workers and not allowed:
+        plan.described_by_workers = True
+        return plan
+    facts = await probe_models(specs)
     if reserve_training is None:
         # With --train-backend slurm trainings run in SLURM's jobs, on GPUs
         # SLURM gives them: none is kept here.

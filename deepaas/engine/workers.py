@@ -45,6 +45,7 @@ from deepaas.engine._process import describe_exit
 from deepaas.engine._wire import error_from_wire
 from deepaas.engine._worker_handle import SentCall, WorkerHandle
 from deepaas.engine.batching import Batcher
+from deepaas.engine.devices import place_model, read_need
 from deepaas.engine.execution import (
     DEFAULT_STALL_TIMEOUT,
     Executor,
@@ -71,6 +72,15 @@ PIPELINE_DEPTH = 8
 PIPELINE_CALL_SECONDS = 0.002
 
 
+class RunsInProcess(Exception):
+    """The model, described by its first worker, runs in the API process
+    (``deepaas_execution`` = ``mode``): the pool must give way."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(mode)
+        self.mode = mode
+
+
 class _Resend(Exception):
     """A call sent to a worker that died before it started it: send it again."""
 
@@ -90,7 +100,13 @@ class ProcessPool(Executor):
         log_level: int = logging.INFO,
         start_timeout: float = 600.0,
         stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        describe_first: bool = False,
     ) -> None:
+        """``describe_first``: no probe described the model before (a
+        machine without GPUs): the first worker imports it, says what it
+        declares, and the workers are placed from that, on the CPU; a model
+        that runs in the API process ends start() with :class:`RunsInProcess`.
+        """
         if size < 1:
             raise ValueError(f"--workers must be >= 1 for a process pool (got {size})")
         envs = list(worker_envs or [{} for _ in range(size)])
@@ -105,6 +121,7 @@ class ProcessPool(Executor):
         self._call_timeout = call_timeout
         self._log_level = log_level
         self._start_timeout = start_timeout
+        self._describe_first = describe_first
         self._workers = [WorkerHandle(i, env) for i, env in enumerate(envs)]
         self._idle: collections.deque[WorkerHandle] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[WorkerHandle]] = (
@@ -123,7 +140,11 @@ class ProcessPool(Executor):
     async def start(self) -> None:
         self._stopping = False
         try:
-            for worker in self._workers:
+            placed = 0
+            if self._describe_first:
+                await self._place_from_first_worker()
+                placed = 1
+            for worker in self._workers[placed:]:
                 await self._spawn(worker)
             outcomes = await asyncio.gather(
                 *(self._await_ready(w) for w in self._workers), return_exceptions=True
@@ -143,7 +164,27 @@ class ProcessPool(Executor):
             sizes=self.stats.batch_sizes,
         )
 
-    async def _spawn(self, worker: WorkerHandle) -> None:
+    async def _place_from_first_worker(self) -> None:
+        """Import the model once, in the first worker, and place every
+        worker from what it declares (docs/gpus.md: no GPU, so the CPU)."""
+        first = self._workers[0]
+        await self._spawn(first, describe_first=True)
+        facts = await first.await_facts(self.spec, self._start_timeout)
+        if facts["execution"] != "process":
+            raise RunsInProcess(facts["execution"])
+        need = read_need(self.spec.name, facts["resources"])
+        placement = place_model(self.spec.name, need, [], workers=len(self._workers))
+        if placement.warning:
+            LOG.warning("%s", placement.warning)
+        for worker, env in zip(self._workers, placement.worker_envs, strict=True):
+            worker.env = dict(env)  # restarts get it from the start
+        if first.channel is None or not first.channel.send(("go", first.env)):
+            await self._await_ready(first)  # raises why it died
+            raise ModelLoadError(f"model {self.spec.name!r}: worker 0 went away")
+
+    async def _spawn(
+        self, worker: WorkerHandle, *, describe_first: bool = False
+    ) -> None:
         await worker.spawn(
             self._context,
             self.spec,
@@ -151,6 +192,7 @@ class ProcessPool(Executor):
             log_level=self._log_level,
             on_message=self._on_message,
             on_closed=self._on_closed,
+            describe_first=describe_first,
         )
         process = worker.process
         LOG.debug(
@@ -201,9 +243,17 @@ class ProcessPool(Executor):
                 worker.ready.set_result(None)
             worker.state = "idle"
             self._offer(worker)
+        elif kind == "facts":
+            if worker.facts is not None and not worker.facts.done():
+                worker.facts.set_result(message[1])
         elif kind == "failed":
             error = error_from_wire(message[1])
-            LOG.error(
+            # Failing to import is reported in one line, as the start-up
+            # probe reports it (the traceback only at DEBUG level); failing
+            # to warm with the traceback.
+            describing = worker.facts is not None and not worker.facts.done()
+            LOG.log(
+                logging.DEBUG if describing else logging.ERROR,
                 "model %r: worker %d failed to start: %s\n%s",
                 self.spec.name,
                 worker.index,
