@@ -5,16 +5,14 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-import select
 import signal
 import sys
-import time
 from typing import Any
 
+from deepaas.engine import _guard as _guard_program
 from deepaas.log import setup_worker_logging
 
 _PR_SET_PDEATHSIG = 1
-_PR_SET_NAME = 15
 
 #: How long the guard lets a dead worker's processes exit on SIGTERM.
 DESCENDANTS_GRACE = 2.0
@@ -137,15 +135,28 @@ def contain_children(grace: float = DESCENDANTS_GRACE) -> None:
 
 
 def _guard(worker: int, grace: float) -> None:
-    """The guard's whole life: wait for the worker, then stop its group."""
+    """The guard's whole life: wait for the worker, then stop its group.
+
+    It runs as a fresh small interpreter (``_guard.py``), much smaller than
+    this fork of the worker; where that cannot start, this fork does the
+    same itself.
+    """
     try:
         os.setpgid(0, 0)  # out of the group it will signal
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # it ends with the worker
         _close_inherited_files()
-        _name_process(b"deepaas-guard")
-        _wait_for_parent(worker)
-        _stop_group(worker, grace)
+        try:
+            os.execv(  # noqa: S606 (this interpreter, a fixed program)
+                sys.executable,
+                [sys.executable, "-I", "-S", _guard_program.__file__,
+                 str(worker), str(grace)],
+            )
+        except OSError:
+            pass
+        _guard_program.name_process("deepaas-guard")
+        _guard_program.wait_for_parent(worker)
+        _guard_program.stop_group(worker, grace)
     finally:
         os._exit(0)
 
@@ -162,50 +173,6 @@ def _close_inherited_files() -> None:
                 os.close(fd)
             except OSError:
                 pass
-
-
-def _name_process(name: bytes) -> None:
-    """Show ``name`` in ps/top instead of the worker's command line."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, name)
-    except (OSError, AttributeError):
-        pass
-
-
-def _wait_for_parent(parent: int) -> None:
-    """Block until the process ``parent`` (this process's parent) has ended."""
-    try:
-        fd = os.pidfd_open(parent)
-    except ProcessLookupError:
-        return
-    except (AttributeError, OSError):  # a kernel without pidfds: poll
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        return
-    if os.getppid() != parent:
-        return  # it ended before the pidfd was opened (and the pid was reused)
-    select.select([fd], [], [])  # readable once the process has exited
-
-
-def _stop_group(pgid: int, grace: float) -> None:
-    """SIGTERM the group, then SIGKILL what is left after ``grace`` seconds."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def freeze_startup_objects() -> None:
