@@ -1,13 +1,17 @@
-"""A JSON Lines log of provenance records, one per prediction, written off the loop.
+"""A JSON Lines log of provenance records, one per answered prediction.
 
 ``deepaas-run --provenance-log PATH`` records every answered predict call.
-A server answers ~10,000 echo predictions a second, so the request path
-does almost nothing: it notes the times and keeps references to the
-arguments and the answer (one ``deque.append``); a thread wakes a few
-times a second, hashes the answers, formats the records from string
-templates and appends them to the file in one write.  Uploaded files are
-the exception: they are hashed (in a thread) before the model's call,
-since the model may change them and the server removes them after it.
+A server answers thousands of echo predictions a second, so a record costs
+a few microseconds on the event loop: the line is filled into a string
+template (the digests of the arguments and of a small answer, two
+timestamps formatted from a cached second) and queued; a thread wakes a
+few times a second and appends every queued line with one write.  Work in
+that thread is kept to the write (and the digest of a large answer, which
+hashlib computes without the interpreter lock): a second busy Python
+thread would take the lock each time the loop makes a system call, which
+measured costlier than the formatting itself.  Uploaded files are hashed
+(in a thread) before the model's call, since the model may change them
+and the server removes them after it.
 
 The file holds PROV-JSON documents, one per line.  The first line a server
 writes describes the server (deepaas's version, the host, the devices) as
@@ -22,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
-import hashlib
 import itertools
 import json
 import logging
@@ -31,6 +34,8 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from hashlib import sha256
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +48,8 @@ from deepaas.provenance.environment import (
 )
 from deepaas.provenance.record import PREFIXES
 
+_quote = encode_basestring_ascii
+
 if TYPE_CHECKING:
     from deepaas.model.wrapper import PredictOutcome, RawArguments
 
@@ -52,31 +59,36 @@ _now = time.time
 
 #: Seconds between two writes of the records gathered meanwhile.
 FLUSH_SECONDS = 0.25
+#: Answers up to this size are hashed on the event loop (about 1 us).
+INLINE_BYTES = 64 * 1024
 
 _UTC = datetime.timezone.utc
 _Q = '{"$":"deepaas:%s","type":"prov:QUALIFIED_NAME"}'
 _PREFIX = json.dumps(PREFIXES, separators=(",", ":"))
-# One prediction's document; %-fields filled by _Writer._line.
+# One prediction's document; filled by PredictionLog._line, in this order:
+# activity, start, end, activity (arguments), arguments, their digest,
+# activity (output), its digest, size, media type, input entities,
+# activity + model (used), activity x2 (used arguments), used inputs,
+# activity x2 (generated), activity + server + model (associated).
 _LINE = (
-    '{"prefix":' + _PREFIX + ',"activity":{"deepaas:prediction/%(id)s":{'
+    '{"prefix":' + _PREFIX + ',"activity":{"%s":{'
     '"prov:type":' + _Q % "Prediction" + ","
-    '"prov:startTime":"%(start)s","prov:endTime":"%(end)s",'
-    '"deepaas:outcome":"done"}},'
-    '"entity":{"deepaas:prediction/%(id)s/arguments":{'
-    '"prov:type":' + _Q % "Arguments" + ',"prov:value":%(args)s,'
-    '"deepaas:sha256":"%(args_sha)s"},'
-    '"deepaas:prediction/%(id)s/output/0":{"prov:type":' + _Q % "Output" + ","
-    '"prov:label":"answer","deepaas:sha256":"%(out_sha)s","deepaas:size":%(size)d,'
-    '"deepaas:mediaType":%(media)s}%(inputs)s},'
-    '"used":{"_:m":{"prov:activity":"deepaas:prediction/%(id)s",'
-    '"prov:entity":"deepaas:model/%(model)s"},'
-    '"_:a":{"prov:activity":"deepaas:prediction/%(id)s",'
-    '"prov:entity":"deepaas:prediction/%(id)s/arguments"}%(used)s},'
-    '"wasGeneratedBy":{"_:g":{"prov:entity":"deepaas:prediction/%(id)s/output/0",'
-    '"prov:activity":"deepaas:prediction/%(id)s"}},'
-    '"wasAssociatedWith":{"_:w":{"prov:activity":"deepaas:prediction/%(id)s",'
-    '"prov:agent":"deepaas:server/%(server)s","prov:plan":"deepaas:model/%(model)s"}}}'
-    "\n"
+    '"prov:startTime":"%s","prov:endTime":"%s","deepaas:outcome":"done"}},'
+    '"entity":{"%s/arguments":{"prov:type":' + _Q % "Arguments" + ","
+    '"prov:value":%s,"deepaas:sha256":"%s"},'
+    '"%s/output/0":{"prov:type":' + _Q % "Output" + ","
+    '"prov:label":"answer","deepaas:sha256":"%s","deepaas:size":%d,'
+    '"deepaas:mediaType":%s}%s},'
+    '"used":{"_:m":{"prov:activity":"%s","prov:entity":"deepaas:model/%s"},'
+    '"_:a":{"prov:activity":"%s","prov:entity":"%s/arguments"}%s},'
+    '"wasGeneratedBy":{"_:g":{"prov:entity":"%s/output/0","prov:activity":"%s"}},'
+    '"wasAssociatedWith":{"_:w":{"prov:activity":"%s",'
+    '"prov:agent":"deepaas:server/%s","prov:plan":"deepaas:model/%s"}}}\n'
+)
+#: Canonical JSON of the arguments: one encoder (json.dumps with options
+#: builds a new one per call).
+_ARGS_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
 )
 
 
@@ -99,11 +111,13 @@ class PredictionLog:
         self.server_id = uuid.uuid4().hex[:12]
         self._flush_seconds = flush_seconds
         self._devices = devices
-        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
+        #: Formatted lines, or what a large answer's line is made from.
+        self._pending: collections.deque[str | tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
         self._count = itertools.count()
+        self._clock = _Clock()
 
     def open(self, models: Iterable[ModelPackage]) -> None:
         """Write the server's line (models, host, devices) and start writing.
@@ -175,8 +189,20 @@ class PredictionLog:
         raw: RawArguments,
         outcome: PredictOutcome,
     ) -> None:
-        """Queue the record of one answered call (cheap: no hashing here)."""
-        self._pending.append((model, begun, _now(), raw, outcome))
+        """Note the record of one answered call; written to the file later.
+
+        A small answer's record is formatted here, on the event loop (a few
+        microseconds): formatting it in the writer thread would cost more,
+        since two busy threads hand the interpreter lock back and forth at
+        every system call of the loop.  A large answer is hashed in the
+        writer thread, which holds the lock only briefly: hashlib releases
+        it while it hashes.
+        """
+        end = _now()
+        if len(outcome.body) <= INLINE_BYTES:
+            self._pending.append(self._line(model, begun, end, raw, outcome))
+        else:
+            self._pending.append((model, begun, end, raw, outcome))
 
     def close(self) -> None:
         """Write every queued record and stop the writer thread."""
@@ -203,7 +229,8 @@ class PredictionLog:
         lines = []
         pop = self._pending.popleft
         for _ in range(len(self._pending)):
-            lines.append(self._line(*pop()))
+            item = pop()
+            lines.append(item if isinstance(item, str) else self._line(*item))
         with open(self.path, "a", encoding="utf-8") as out:
             out.write("".join(lines))
 
@@ -216,43 +243,67 @@ class PredictionLog:
         outcome: PredictOutcome,
     ) -> str:
         start, uploads = begun
-        arguments: Any = [
-            [name, value if isinstance(value, str) else _upload_name(value)]
-            for name, value in raw.pairs
-        ]
-        if raw.json_body is not None:
-            arguments = raw.json_body if not arguments else [arguments, raw.json_body]
-        args = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
-        activity = f"{self.server_id}-{next(self._count)}"
+        if raw.pairs:
+            pairs = [
+                [name, value if isinstance(value, str) else _upload_name(value)]
+                for name, value in raw.pairs
+            ]
+            arguments: Any = pairs if raw.json_body is None else [pairs, raw.json_body]
+        else:
+            arguments = raw.json_body
+        args = _ARGS_ENCODER.encode(arguments)
+        activity = f"deepaas:prediction/{self.server_id}-{next(self._count)}"
         inputs = used = ""
         for number, (name, digest) in enumerate(uploads):
-            key = f"deepaas:prediction/{activity}/input/{number}"
+            key = f"{activity}/input/{number}"
             inputs += (
                 f',"{key}":{{"prov:type":{_Q % "Input"},'
-                f'"prov:label":{json.dumps(name)},"deepaas:sha256":"{digest}"}}'
+                f'"prov:label":{_quote(name)},"deepaas:sha256":"{digest}"}}'
             )
             used += (
-                f',"_:i{number}":{{"prov:activity":"deepaas:prediction/{activity}",'
-                f'"prov:entity":"{key}"}}'
+                f',"_:i{number}":{{"prov:activity":"{activity}","prov:entity":"{key}"}}'
             )
-        return _LINE % {
-            "id": activity,
-            "start": _iso(start),
-            "end": _iso(end),
-            "args": json.dumps(args),
-            "args_sha": hashlib.sha256(args.encode()).hexdigest(),
-            "out_sha": hashlib.sha256(outcome.body).hexdigest(),
-            "size": len(outcome.body),
-            "media": json.dumps(outcome.content_type),
-            "inputs": inputs,
-            "used": used,
-            "model": model,
-            "server": self.server_id,
-        }
+        body = outcome.body
+        return _LINE % (
+            activity,
+            self._clock.iso(start),
+            self._clock.iso(end),
+            activity,
+            _quote(args),
+            sha256(args.encode()).hexdigest(),
+            activity,
+            sha256(body).hexdigest(),
+            len(body),
+            _quote(outcome.content_type),
+            inputs,
+            activity,
+            model,
+            activity,
+            activity,
+            used,
+            activity,
+            activity,
+            activity,
+            self.server_id,
+            model,
+        )
 
 
-def _iso(moment: float) -> str:
-    return datetime.datetime.fromtimestamp(moment, _UTC).isoformat()
+class _Clock:
+    """ISO 8601 UTC times, each whole second formatted once (a record has two)."""
+
+    def __init__(self) -> None:
+        # One attribute, replaced whole: the loop and the writer thread use it.
+        self._last = (-1, "")
+
+    def iso(self, moment: float) -> str:
+        whole = int(moment)
+        second, text = self._last
+        if whole != second:
+            stamp = datetime.datetime.fromtimestamp(whole, _UTC)
+            text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+            self._last = (whole, text)
+        return f"{text}.{int((moment - whole) * 1e6):06d}+00:00"
 
 
 def _is_upload(value: Any) -> bool:
