@@ -13,3 +13,8 @@ def get_predict_args():
 
 def predict(**kwargs):
     return kwargs["message"]
+
+
+def get_train_args():
+    # DEEPaaS 2.6.0's deepaas-cli reads it from every model, even to predict.
+    return {}

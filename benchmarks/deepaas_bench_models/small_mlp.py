@@ -20,3 +20,8 @@ def get_predict_args():
 
 def predict(**kwargs):
     return NET.predict(kwargs["data"])
+
+
+def get_train_args():
+    # DEEPaaS 2.6.0's deepaas-cli reads it from every model, even to predict.
+    return {}
