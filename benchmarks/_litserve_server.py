@@ -1,9 +1,11 @@
-"""LitServe serving one benchmark model, for the start-up comparison.
+"""LitServe serving one benchmark model, for the serving and start-up comparisons.
 
-Run with the interpreter of LitServe's virtualenv (``startup_benchmark.py``
-makes it): the API class comes from ``deepaas_bench_models`` (on
-``PYTHONPATH``), LitServe's defaults otherwise (one inference worker
-process, one API server process), on the CPU, quiet logs, no ``client.py``.
+Run with the interpreter of LitServe's virtualenv (``serve_benchmark.py``
+and ``startup_benchmark.py`` make it): the API class comes from
+``deepaas_bench_models`` (on ``PYTHONPATH``), LitServe's defaults otherwise
+(one inference worker process, one API server process), on the CPU, quiet
+logs, no ``client.py``.  It answers on ``POST /predict``; ``GET /health``
+says 200 once the worker has run ``setup``.
 
     python _litserve_server.py --port 8080 --model bench_small_mlp
 """
@@ -18,6 +20,11 @@ import litserve as ls
 APIS = {
     "bench_echo": ("deepaas_bench_models.litserve_echo", "EchoAPI"),
     "bench_small_mlp": ("deepaas_bench_models.litserve_small_mlp", "SmallMLPAPI"),
+    "bench_wide_mlp": ("deepaas_bench_models.litserve_wide_mlp", "WideMLPAPI"),
+    "bench_wide_mlp_batched": (
+        "deepaas_bench_models.litserve_wide_mlp_batched",
+        "WideMLPBatchedAPI",
+    ),
 }
 
 

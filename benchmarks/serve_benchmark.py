@@ -1,4 +1,4 @@
-"""Serving benchmark: deepaas against the existing DEEPaaS 2.6.0 and a bare floor.
+"""Serving benchmark: deepaas against DEEPaaS 2.6.0, LitServe 0.2.19 and a bare floor.
 
 For each benchmark model (echo, small MLP, wide MLP, 100 KB upload) it starts
 on loopback, side by side:
@@ -7,15 +7,21 @@ on loopback, side by side:
   with its defaults (``--workers 1``);
 * ``ours*``: deepaas from this checkout with the settings that suit the
   model (see ``CASES``);
+* ``litserve*``: LitServe 0.2.19, in its own venv, serving the same models
+  written as LitServe APIs (``_litserve_server.py``; echo and the MLPs;
+  the wide MLP also batched with our batch settings);
 * ``floor``: a bare aiohttp handler doing the same work in-process
   (``_floor_server.py``);
 
 drives each with ``wrk`` (or an aiohttp client when wrk is missing) at
 concurrency 1, 16 and 64, cells interleaved round-robin and repeated, and
 prints throughput, p50/p99 latency and server memory, with ratios to DEEPaaS
-2.6.0 and to the floor, then the targets of issue 5 as PASS/FAIL, and what
-the access log, the metrics and token checking cost (issue 11): variants of
-the same server with each turned off or on, measured side by side.
+2.6.0, to LitServe and to the floor, and what the access log, the metrics
+and token checking cost (issue 11): variants of the same server with each
+turned off or on, measured side by side.  Then, unless ``--startup-repeats
+0``, the start-up of the floor, deepaas, DEEPaaS 2.6.0 and LitServe on echo
+and the small MLP (``startup_benchmark.py``'s measurement: launch to first
+correct answer, memory idle and after load), and the targets as PASS/FAIL.
 
     .venv/bin/python benchmarks/serve_benchmark.py            # full run
     .venv/bin/python benchmarks/serve_benchmark.py --quick    # smoke run
@@ -50,6 +56,7 @@ from _bench_env import (  # noqa: E402
     BenchEnv,
     cpu_name,
     deepaas_revision,
+    ensure_litserve_venv,
     prepare,
 )
 from _bench_servers import (  # noqa: E402
@@ -64,6 +71,10 @@ BOUNDARY = "deepaasbenchboundary7MA4YWxkTrZu0gW"
 UPLOAD_SIZE = 100 * 1024
 DEEPAAS = "deepaas-2.6"
 FLOOR = "floor"
+#: LitServe's virtualenv under the work dir, shared with startup_benchmark.py.
+LITSERVE_VENV = "venv-litserve-0.2.19"
+LITSERVE = "litserve"
+LITSERVE_BATCHED = "litserve-batched"
 BENCH_TOKEN = "bench-token-0123456789abcdef"
 
 
@@ -72,7 +83,7 @@ class Variant:
     """One server of a case: who serves which entry point, with what flags."""
 
     label: str
-    kind: str  # deepaas | ours | floor
+    kind: str  # deepaas | ours | litserve | floor
     entry: str
     flags: tuple[str, ...] = ()
     settings: str = ""
@@ -99,6 +110,15 @@ def _deepaas(entry: str) -> Variant:
 
 def _floor(entry: str) -> Variant:
     return Variant(FLOOR, "floor", entry, settings="bare aiohttp, model on the loop")
+
+
+def _litserve(entry: str, batched: bool = False) -> Variant:
+    if batched:
+        return Variant(LITSERVE_BATCHED, "litserve", entry,
+                       settings="LitServe 0.2.19, LitAPI(max_batch_size=32, "
+                       "batch_timeout=0.005)")
+    return Variant(LITSERVE, "litserve", entry,
+                   settings="LitServe 0.2.19 defaults (one inference worker)")
 
 
 #: What the access log, the metrics and token checking cost: ``ours-inline``
@@ -137,6 +157,7 @@ CASES = {
          Variant("ours-w1", "ours", "bench_echo", ("--workers", "1"),
                  "--workers 1 (one process: the default)"),
          *_cost_variants("bench_echo_inline"),
+         _litserve("bench_echo"),
          _floor("bench_echo")),
         lambda p: p == "hello, benchmark",
     ),
@@ -150,6 +171,7 @@ CASES = {
          Variant("ours-w1", "ours", "bench_small_mlp", ("--workers", "1"),
                  "--workers 1 (one process)"),
          *_cost_variants("bench_small_mlp_inline"),
+         _litserve("bench_small_mlp"),
          _floor("bench_small_mlp")),
         lambda p: isinstance(p, list) and len(p) == 10,
     ),
@@ -162,6 +184,8 @@ CASES = {
          Variant("ours-batched", "ours", "bench_wide_mlp_batched",
                  ("--workers", "1", "--max-queue", "256"),
                  "--workers 1, predict_batch (max 32, 5 ms)"),
+         _litserve("bench_wide_mlp"),
+         _litserve("bench_wide_mlp_batched", batched=True),
          _floor("bench_wide_mlp")),
         lambda p: isinstance(p, list) and len(p) == 10,
     ),
@@ -202,7 +226,9 @@ def write_body(case: Case, work: Path) -> tuple[Path, str]:
 # -- servers -----------------------------------------------------------------
 
 
-def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
+def build_server(variant: Variant, case: Case, env: BenchEnv,
+                 litserve: Path | None = None) -> Server:
+    """``variant`` serving ``case`` on a free port; ``litserve``: LitServe's python."""
     port = free_port()
     tmp = env.work / "tmp" / f"{case.key}-{variant.label}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -228,6 +254,13 @@ def build_server(variant: Variant, case: Case, env: BenchEnv) -> Server:
             tokens = env.work / "bench-tokens.txt"
             tokens.write_text(BENCH_TOKEN + "\n")
             command += ["--auth-token-file", str(tokens)]
+    elif variant.kind == "litserve":
+        if litserve is None:
+            raise ValueError(f"{variant.label}: LitServe's virtualenv is not prepared")
+        command = [str(litserve), str(HERE / "_litserve_server.py"),
+                   "--port", str(port), "--model", variant.entry]
+        ready = "/health"  # 200 once the inference worker has run setup()
+        predict_path = "/predict"
     else:
         command = [str(env.ours_python), str(HERE / "_floor_server.py"),
                    "--port", str(port), "--model", MODELS[variant.entry]]
@@ -311,9 +344,11 @@ def sanity_check(server: Server, case: Case, body: Path, ctype: str) -> Any:
 
 
 def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
-             results: list[dict[str, Any]], failures: list[str]) -> None:
+             results: list[dict[str, Any]], failures: list[str],
+             litserve: Path | None = None) -> None:
     variants = [v for v in case.variants
-                if not (v.kind == "deepaas" and env.deepaas_venv is None)]
+                if not (v.kind == "deepaas" and env.deepaas_venv is None)
+                and not (v.kind == "litserve" and litserve is None)]
     variants += [
         dataclasses.replace(v, label=f"{BEFORE}{before.name}",
                             settings=f"ours-inline from {before}", source=str(before))
@@ -321,7 +356,7 @@ def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
     ]
     variants = [v for v in variants if not args.servers or v.label in args.servers]
     body, ctype = write_body(case, env.work)
-    servers = [build_server(v, case, env) for v in variants]
+    servers = [build_server(v, case, env, litserve) for v in variants]
     print(f"\n== {case.key}: starting {', '.join(s.label for s in servers)}",
           flush=True)
     with ServerSet(list(servers), env.work):  # stops all, failed ones too
@@ -355,6 +390,75 @@ def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
                           f"{cell['loadgen_cores']:.2f} other "
                           f"{cell['other_cores']:.2f}", flush=True)
                     time.sleep(0.3)
+
+
+# -- start-up ----------------------------------------------------------------
+
+
+def _startup_module() -> Any:
+    """``startup_benchmark``, imported when needed: it imports this module."""
+    import startup_benchmark
+
+    return startup_benchmark
+
+
+def _startup_servers(env: BenchEnv, args: argparse.Namespace,
+                     litserve: Path | None) -> list[str]:
+    """The start-up benchmark's servers that this run's options select.
+
+    Its ``ours`` is ``deepaas-run`` with its defaults (one worker process):
+    it runs whenever any ``ours*`` server is selected.
+    """
+    def chosen(label: str) -> bool:
+        if not args.servers:
+            return True
+        if label == "ours":
+            return any(s.startswith("ours") for s in args.servers)
+        return label in args.servers
+
+    available = {DEEPAAS: env.deepaas_venv is not None, LITSERVE: litserve is not None}
+    return [label for label in _startup_module().SERVERS
+            if available.get(label, True) and chosen(label)]
+
+
+def run_startup(env: BenchEnv, args: argparse.Namespace,
+                litserve: Path | None) -> dict[str, Any] | None:
+    """``startup_benchmark.py``'s measurement on echo and the small MLP.
+
+    Every selected server is started ``--startup-repeats`` times (after one
+    discarded start), interleaved, each timed from launch to its first
+    correct answer.  None when skipped (``--startup-repeats 0``, or no
+    start-up case or server selected).
+    """
+    startup = _startup_module()
+    cases = [c for c in startup.START_CASES if c in args.only]
+    servers = _startup_servers(env, args, litserve)
+    if args.startup_repeats < 1 or not cases or not servers:
+        return None
+    sargs = startup.parse_args([
+        "--repeats", str(args.startup_repeats), "--only", ",".join(cases),
+        "--servers", ",".join(servers),
+        *(["--requests", "50"] if args.quick else []),
+    ])
+    print(f"\n== start-up: {', '.join(servers)} on {', '.join(cases)}; "
+          f"{sargs.warmup} discarded + {sargs.repeats} measured starts each",
+          flush=True)
+    started = time.monotonic()
+    runs, failures = startup.measure(env, sargs, litserve)
+    return {
+        "servers": servers, "repeats": sargs.repeats, "requests": sargs.requests,
+        "elapsed_s": time.monotonic() - started,
+        "runs": [r for v in runs.values() for r in v],
+        "table": startup.tabulate(runs, sargs), "failures": failures,
+    }
+
+
+def print_startup(result: dict[str, Any]) -> None:
+    startup = _startup_module()
+    print(f"\n## Start-up ({result['repeats']} starts per server, interleaved; "
+          f"{result['elapsed_s']:.0f} s)")
+    print(startup.legend(result["requests"]))
+    startup.print_table(result["table"])
 
 
 # -- report ------------------------------------------------------------------
@@ -394,8 +498,9 @@ def print_table(table: dict[tuple[str, str, int], dict]) -> None:
     for case in cases:
         print(f"\n### {case}\n")
         print("| conc | server | settings | req/s | p50 ms | p99 ms | errors | "
-              "RSS MB | PSS MB | server CPU | other CPU | vs DEEPaaS 2.6 | vs floor |")
-        print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "RSS MB | PSS MB | server CPU | other CPU | vs DEEPaaS 2.6 | "
+              "vs LitServe | vs floor |")
+        print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         servers = list(dict.fromkeys(k[1] for k in table if k[0] == case))
         concurrencies = sorted({k[2] for k in table if k[0] == case})
         for conc in concurrencies:
@@ -405,16 +510,29 @@ def print_table(table: dict[tuple[str, str, int], dict]) -> None:
                 row = table.get((case, server, conc))
                 if row is None:
                     continue
+                lit = table.get((case, _litserve_peer(server), conc), {}).get("rps")
                 print(f"| {conc} | {server} | {row['settings']} | {row['rps']:.0f} "
                       f"(±{row['spread'] * 50:.0f}%) | {row['p50_ms']:.2f} | "
                       f"{row['p99_ms']:.2f} | {row['errors']} | {row['rss_mb']:.0f} | "
                       f"{row['pss_mb']:.0f} | {row['server_cores']:.2f} | "
                       f"{row['other_cores']:.2f} | {_ratio(row['rps'], base)} | "
-                      f"{_ratio(row['rps'], floor)} |")
+                      f"{_ratio(row['rps'], lit)} | {_ratio(row['rps'], floor)} |")
 
 
-def target_checks(table: dict[tuple[str, str, int], dict]) -> list[tuple[str, str]]:
-    """The targets of issue 5, as (verdict, explanation)."""
+def _litserve_peer(server: str) -> str:
+    """The LitServe server a row is compared with: batched with batched."""
+    return LITSERVE_BATCHED if server.endswith("batched") else LITSERVE
+
+
+def target_checks(
+    table: dict[tuple[str, str, int], dict],
+    startup: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> list[tuple[str, str]]:
+    """The targets, as (verdict, explanation).
+
+    ``table``: the throughput cells (see :func:`aggregate`); ``startup``:
+    the start-up medians per case and server (``startup_benchmark.tabulate``).
+    """
 
     def get(case: str, server: str, conc: int, key: str) -> float | None:
         row = table.get((case, server, conc))
@@ -449,12 +567,22 @@ def target_checks(table: dict[tuple[str, str, int], dict]) -> list[tuple[str, st
             lambda a, b, s=share: a >= s * b,
             f"{server} {ours or 0:.0f} vs {floor or 0:.0f} req/s = "
             f"{(ours or 0) / (floor or 1):.0%}"))
+        lit = get(case, LITSERVE, 16, "rps")
+        checks.append(verdict(
+            f"{case} c16 >= LitServe 0.2.19", ours, lit, lambda a, b: a >= b,
+            f"{server} {ours or 0:.0f} vs {lit or 0:.0f} req/s = "
+            f"{_ratio(ours, lit)}"))
     rps = {s: get("wide_mlp", s, 64, "rps") for s in ("ours", "ours-batched")}
     batched, plain = rps["ours-batched"], rps["ours"]
     checks.append(verdict(
         "wide_mlp c64 batched >= 3x our unbatched", batched, plain,
         lambda a, b: a >= 3 * b,
         f"{batched or 0:.0f} vs {plain or 0:.0f} req/s = {_ratio(batched, plain)}"))
+    lit = get("wide_mlp", LITSERVE_BATCHED, 64, "rps")
+    checks.append(verdict(
+        "wide_mlp c64 batched >= 5x LitServe batched", batched, lit,
+        lambda a, b: a >= 5 * b,
+        f"{batched or 0:.0f} vs {lit or 0:.0f} req/s = {_ratio(batched, lit)}"))
     p99, old_p99 = (get("wide_mlp", s, 64, "p99_ms") for s in ("ours-batched", DEEPAAS))
     checks.append(verdict(
         "wide_mlp c64 batched p99 < DEEPaaS 2.6 p99", p99, old_p99,
@@ -465,6 +593,38 @@ def target_checks(table: dict[tuple[str, str, int], dict]) -> list[tuple[str, st
         "small_mlp one-worker server RSS <= 1.3x floor", rss, floor_rss,
         lambda a, b: a <= 1.3 * b,
         f"{rss or 0:.0f} vs {floor_rss or 0:.0f} MB = {_ratio(rss, floor_rss)}"))
+    checks += _startup_checks(startup or {}, verdict)
+    return checks
+
+
+def _startup_checks(
+    startup: dict[str, dict[str, dict[str, Any]]],
+    verdict: Callable[..., tuple[str, str]],
+) -> list[tuple[str, str]]:
+    """Start-up targets on the small MLP: time to first answer and idle memory."""
+    rows = startup.get("small_mlp", {})
+
+    def get(server: str, key: str) -> float | None:
+        return rows[server][key] if server in rows else None
+
+    first = get("ours", "first_answer_s")
+    checks = []
+    for other, label, ok, how in (
+        (FLOOR, "<= 1.3x floor", lambda a, b: a <= 1.3 * b, "floor"),
+        (DEEPAAS, "faster than DEEPaaS 2.6", lambda a, b: a < b, "DEEPaaS 2.6"),
+        (LITSERVE, "faster than LitServe 0.2.19", lambda a, b: a < b, "LitServe"),
+    ):
+        theirs = get(other, "first_answer_s")
+        checks.append(verdict(
+            f"small_mlp start-up {label}", first, theirs, ok,
+            f"median first answer {first or 0:.2f} s vs {how} {theirs or 0:.2f} s "
+            f"= {_ratio(first, theirs)}"))
+    rss, floor_rss = get("ours", "idle_rss_mb"), get(FLOOR, "idle_rss_mb")
+    checks.append(verdict(
+        "small_mlp one-worker server idle RSS <= 1.3x floor", rss, floor_rss,
+        lambda a, b: a <= 1.3 * b,
+        f"{rss or 0:.0f} vs {floor_rss or 0:.0f} MB right after the first answer "
+        f"= {_ratio(rss, floor_rss)}"))
     return checks
 
 
@@ -532,6 +692,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated concurrencies (default 1,16,64)")
     parser.add_argument("--skip-deepaas", action="store_true",
                         help="do not install or run DEEPaaS 2.6.0 (no package index)")
+    parser.add_argument("--skip-litserve", action="store_true",
+                        help="do not install or run LitServe 0.2.19 (no package index)")
+    parser.add_argument("--startup-repeats", type=int, default=5,
+                        help="after the throughput cells, time this many starts "
+                        "per server on echo and small_mlp, interleaved, from "
+                        "launch to first correct answer (default 5; 0: skip)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "aiohttp"),
                         default="auto", help="load generator (default: wrk if found)")
     parser.add_argument("--work-dir", type=Path, default=HERE / ".work",
@@ -546,6 +712,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup or (1 if args.quick else 2)
     if min(args.duration, args.repeats, args.warmup) < 1:
         parser.error("--duration, --repeats and --warmup must be >= 1")
+    if args.startup_repeats < 0:
+        parser.error(f"--startup-repeats must be >= 0 (got {args.startup_repeats})")
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency takes positive integers, e.g. 1,16,64")
@@ -588,15 +756,26 @@ def main(argv: list[str] | None = None) -> int:
     torch_version = subprocess.run(
         [str(env.ours_python), "-c", "import torch; print(torch.__version__)"],
         capture_output=True, text=True).stdout.strip()
+    litserve = None
+    if not args.skip_litserve and any(
+        v.kind == "litserve" and (not args.servers or v.label in args.servers)
+        for key in args.only for v in CASES[key].variants
+    ):
+        litserve = ensure_litserve_venv(env.work / LITSERVE_VENV,
+                                        env.work / "setup.log")
     header = _describe_machine(args, torch_version)
     print(header, flush=True)
     results: list[dict[str, Any]] = []
     failures: list[str] = []
     started = time.monotonic()
     for key in args.only:
-        run_case(CASES[key], env, args, results, failures)
+        run_case(CASES[key], env, args, results, failures, litserve)
+    throughput_s = time.monotonic() - started
+    startup = run_startup(env, args, litserve)
+    if startup is not None:
+        failures += [f"start-up {f}" for f in startup["failures"]]
     table = aggregate(results)
-    print(f"\n## Results ({header}; {time.monotonic() - started:.0f} s)")
+    print(f"\n## Results ({header}; {throughput_s:.0f} s)")
     print("req/s: successful requests per second, mean over repeats (± half the "
           "spread); p50/p99: mean over repeats; RSS/PSS: server process tree, max; "
           "server CPU: cores the server tree used; other CPU: cores used by "
@@ -610,8 +789,10 @@ def main(argv: list[str] | None = None) -> int:
     if costs:
         print("\n## What the access log, metrics and token checking cost (issue 11)\n")
         print("\n".join(costs))
-    checks = target_checks(table)
-    print("\n## Targets (issue 5)\n")
+    if startup is not None:
+        print_startup(startup)
+    checks = target_checks(table, startup["table"] if startup else None)
+    print("\n## Targets\n")
     for verdict, text in checks:
         print(f"- {verdict}  {text}")
     for failure in failures:
@@ -621,7 +802,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"header": header, "cells": results,
                                "checks": checks, "costs": costs,
-                               "failures": failures}, indent=1))
+                               "startup": startup, "failures": failures},
+                              indent=1))
     print(f"\nraw results: {out}")
     return 1 if failures else 0
 

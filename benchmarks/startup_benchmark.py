@@ -385,22 +385,20 @@ def describe_machine(env: BenchEnv, args: argparse.Namespace) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work = args.work_dir.resolve()
-    env = prepare(work, with_deepaas="deepaas-2.6" in args.servers)
-    env.ours_source = args.ours_source
-    litserve = None
-    if "litserve" in args.servers:
-        litserve = ensure_litserve_venv(work / LITSERVE_VENV, work / "setup.log")
-    header = describe_machine(env, args)
-    print(header, flush=True)
-    started = time.monotonic()
+def measure(
+    env: BenchEnv, args: argparse.Namespace, litserve: Path | None
+) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], list[str]]:
+    """Start every server of ``args.servers`` on every case of ``args.only``.
+
+    ``args.warmup`` discarded rounds, then ``args.repeats`` measured ones,
+    the order of the servers rotating each round.  Returns the measured
+    starts per (case, server) and one line per failed start.
+    """
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     failures: list[str] = []
     bodies = {}
     for case in args.only:
-        path, ctype = write_body(CASES[case], work)
+        path, ctype = write_body(CASES[case], env.work)
         bodies[case] = (path.read_bytes(), ctype)
     for round_ in range(args.warmup + args.repeats):
         warm = round_ < args.warmup
@@ -409,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             for label in args.servers[shift:] + args.servers[:shift]:
                 server = build(label, case, env, litserve)
                 try:
-                    result = one_start(server, case, *bodies[case], args, work)
+                    result = one_start(server, case, *bodies[case], args, env.work)
                 except RuntimeError as exc:
                     print(f"  FAILED: {case} {label}: {exc}", flush=True)
                     failures.append(f"{case} {label}: {str(exc).splitlines()[0]}")
@@ -427,21 +425,49 @@ def main(argv: list[str] | None = None) -> int:
                     result.update(case=case, server=label, round=round_ - args.warmup)
                     runs.setdefault((case, label), []).append(result)
                 time.sleep(0.3)
+    return runs, failures
+
+
+def tabulate(
+    runs: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per case, per server (in ``args.servers`` order): the medians."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for case in args.only:
         for label in args.servers:
             if (case, label) in runs:
                 table.setdefault(case, {})[label] = summarize(runs[(case, label)])
-    elapsed = time.monotonic() - started
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"\n## Start-up ({header}; {elapsed:.0f} s; load average at the end {load})")
-    print(
+    return table
+
+
+def legend(requests: int) -> str:
+    """What the columns of :func:`print_table` mean."""
+    return (
         "first answer: seconds from launch to the first correct prediction, median "
         "(min-max); CPU s: CPU time of the process tree by then; refused / non-2xx: "
         "tries before it (median); RSS: process tree right after the first answer "
-        f"(idle) and after {args.requests} more predictions; other CPU: cores used "
+        f"(idle) and after {requests} more predictions; other CPU: cores used "
         "by other programs while it started (above ~0.2: disturbed)."
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.work_dir.resolve()
+    env = prepare(work, with_deepaas="deepaas-2.6" in args.servers)
+    env.ours_source = args.ours_source
+    litserve = None
+    if "litserve" in args.servers:
+        litserve = ensure_litserve_venv(work / LITSERVE_VENV, work / "setup.log")
+    header = describe_machine(env, args)
+    print(header, flush=True)
+    started = time.monotonic()
+    runs, failures = measure(env, args, litserve)
+    table = tabulate(runs, args)
+    elapsed = time.monotonic() - started
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n## Start-up ({header}; {elapsed:.0f} s; load average at the end {load})")
+    print(legend(args.requests))
     print_table(table)
     for failure in failures:
         print(f"- ERROR {failure}")
