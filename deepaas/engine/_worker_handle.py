@@ -71,6 +71,10 @@ class WorkerHandle:
         #: What the model declares, when this worker describes it (spawned
         #: with ``describe_first``).
         self.facts: asyncio.Future[dict[str, Any]] | None = None
+        #: Started with ``describe_first``.
+        self.describing = False
+        #: The API process's ends of a process launched and not connected.
+        self._launched: tuple[socket.socket, socket.socket] | None = None
         self.failures = 0
         self.ready_since = 0.0
         self.restarts = 0
@@ -107,8 +111,46 @@ class WorkerHandle:
         describe_first: bool = False,
     ) -> None:
         """Start the process and connect both sockets (it then warms up;
-        with ``describe_first`` it reports the model's facts and waits)."""
+        with ``describe_first`` it reports the model's facts and waits).
+
+        A process already started by :meth:`launch` is only connected.
+        """
+        if self._launched is None:
+            self.launch(context, spec, warm=warm, log_level=log_level,
+                        describe_first=describe_first)
+        assert self._launched is not None
+        (parent_sock, control_parent), self._launched = self._launched, None
         loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        self.facts = loop.create_future() if self.describing else None
+        process = self.process
+        _, self.channel = await loop.connect_accepted_socket(
+            lambda: MessageReader(
+                lambda message: on_message(self, message),
+                lambda: on_closed(self, process),
+            ),
+            sock=parent_sock,
+        )
+        _, self.control = await loop.connect_accepted_socket(
+            lambda: MessageReader(self._on_control, lambda: self._control_closed(spec)),
+            sock=control_parent,
+        )
+
+    def launch(
+        self,
+        context: Any,
+        spec: ModelSpec,
+        *,
+        warm: bool,
+        log_level: int,
+        describe_first: bool = False,
+    ) -> None:
+        """Start the process now, without an event loop; :meth:`spawn`
+        connects it later.  What it says meanwhile waits in its sockets.
+
+        Call it from the thread that will run the event loop: the worker's
+        parent-death signal is tied to the thread that started it.
+        """
         parent_sock, child_sock = socket.socketpair()
         control_parent, control_child = socket.socketpair()
         process = context.Process(
@@ -130,27 +172,18 @@ class WorkerHandle:
         self.sent.clear()
         self.load = 0
         self.call_seconds = None
-        self.ready = loop.create_future()
-        self.facts = loop.create_future() if describe_first else None
-        # Started from the event-loop thread: the worker's parent-death
-        # signal is tied to the thread that started it.
+        self.describing = describe_first
         try:
             process.start()
+        except BaseException:
+            for sock in (parent_sock, control_parent):
+                sock.close()
+            raise
         finally:
             child_sock.close()
             control_child.close()
         self.process = process
-        _, self.channel = await loop.connect_accepted_socket(
-            lambda: MessageReader(
-                lambda message: on_message(self, message),
-                lambda: on_closed(self, process),
-            ),
-            sock=parent_sock,
-        )
-        _, self.control = await loop.connect_accepted_socket(
-            lambda: MessageReader(self._on_control, lambda: self._control_closed(spec)),
-            sock=control_parent,
-        )
+        self._launched = (parent_sock, control_parent)
 
     async def await_ready(self, spec: ModelSpec, timeout: float) -> None:
         """Wait until the worker has loaded and warmed the model."""
@@ -228,6 +261,10 @@ class WorkerHandle:
             if reader is not None:
                 reader.close()
         self.channel = self.control = None
+        if self._launched is not None:
+            for sock in self._launched:
+                sock.close()
+            self._launched = None
 
     async def validate_train(
         self, call_id: int, raw: RawArguments, *, spec: ModelSpec, timeout: float

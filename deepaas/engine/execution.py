@@ -100,6 +100,11 @@ class Executor(abc.ABC):
     async def start(self) -> None:
         """Load and warm the model; raise a DeepaasError when it cannot."""
 
+    def launch_early(self) -> None:
+        """Start now, before any event loop, the processes :meth:`start`
+        would start first (nothing, unless the model runs in processes)."""
+        return None
+
     @abc.abstractmethod
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         """Validate the arguments, call ``predict`` and return the answer."""

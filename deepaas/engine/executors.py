@@ -37,6 +37,9 @@ class DescribedByFirstWorker(Executor):
         self._inner: Executor = pool
         self._in_process = in_process
 
+    def launch_early(self) -> None:
+        self._inner.launch_early()
+
     async def start(self) -> None:
         try:
             await self._inner.start()

@@ -164,6 +164,24 @@ class ProcessPool(Executor):
             sizes=self.stats.batch_sizes,
         )
 
+    def launch_early(self) -> None:
+        """Start the processes that :meth:`start` starts first, right now,
+        without an event loop: the first worker when it describes the
+        model, else every worker.
+
+        ``deepaas-run`` calls it before it imports its HTTP stack, so that
+        the workers import the model meanwhile, on another core.
+        """
+        first = self._workers[:1] if self._describe_first else self._workers
+        for worker in first:
+            worker.launch(
+                self._context,
+                self.spec,
+                warm=self._warm,
+                log_level=self._log_level,
+                describe_first=self._describe_first,
+            )
+
     async def _place_from_first_worker(self) -> None:
         """Import the model once, in the first worker, and place every
         worker from what it declares (docs/gpus.md: no GPU, so the CPU)."""

@@ -1,0 +1,237 @@
+"""deepaas-run's HTTP half: the application, its server and its life.
+
+:mod:`deepaas.cmd.run` imports this module only once the workers have
+been started (``launch_early``): aiohttp and the API take about a third of
+a second to import, which the workers spend importing the model meanwhile
+(docs/benchmarks.md, "Start-up").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+
+from aiohttp import web
+from oslo_config import cfg
+
+from deepaas.api import ApiSettings, create_app
+from deepaas.api.access_log import access_log_options
+from deepaas.api.debug import DebugCapture
+from deepaas.api.guard import guard_from_config
+from deepaas.api.protocol import (
+    RateLimitedLoopErrors,
+    ServerLimits,
+    answer_in_progress,
+    connection_limit,
+    harden_server,
+    runner_options,
+    watch_connections,
+)
+from deepaas.api.startup import Startup
+from deepaas.cmd import OptionsError
+from deepaas.cmd.run import WORKER_STOP_TIMEOUT
+from deepaas.engine import Executor
+from deepaas.engine._process import freeze_startup_objects
+from deepaas.engine.devices import DevicePlan
+from deepaas.model.loading import ModelSpec
+
+LOG = logging.getLogger("deepaas.run")
+
+
+async def serve(
+    conf: cfg.ConfigOpts,
+    level: int,
+    debug_capture: DebugCapture | None,
+    sock: socket.socket,
+    specs: Sequence[ModelSpec],
+    envs: DevicePlan,
+    executors: dict[str, Executor],
+) -> int:
+    """Serve ``executors`` on ``sock`` until SIGTERM or SIGINT; the exit status.
+
+    Whatever fails before the server runs stops the executors, whose first
+    workers may already be importing their models.
+    """
+    try:
+        return await _serve(conf, level, debug_capture, sock, specs, envs, executors)
+    except BaseException:
+        for executor in executors.values():
+            try:
+                await executor.stop(timeout=WORKER_STOP_TIMEOUT)
+            except Exception:
+                LOG.debug("stopping %r failed", executor.spec.name, exc_info=True)
+        raise
+
+
+async def _serve(
+    conf: cfg.ConfigOpts,
+    level: int,
+    debug_capture: DebugCapture | None,
+    sock: socket.socket,
+    specs: Sequence[ModelSpec],
+    envs: DevicePlan,
+    executors: dict[str, Executor],
+) -> int:
+    try:
+        guard = guard_from_config(conf)
+    except ValueError as exc:
+        raise OptionsError(str(exc)) from None
+    from deepaas.jobs import job_service_from_config
+    from deepaas.training import training_service_from_config
+
+    trainings = training_service_from_config(specs, executors, conf, envs)
+    predict_jobs = job_service_from_config(executors, conf)
+    settings = ApiSettings(
+        predict_endpoint=conf.predict_endpoint,
+        train_endpoint=conf.train_endpoint,
+        debug_endpoint=conf.debug_endpoint,
+        doc_endpoint=conf.doc_endpoint,
+        base_path=conf.base_path,
+        client_max_size=conf.client_max_size,
+        upload_max_size=conf.upload_max_size,
+        metrics=conf.metrics,
+        access_log=conf.access_log,
+        provenance_log=conf.provenance_log,
+    )
+    # The models warm in the background once the server answers: /health at
+    # once, /ready with what start-up does, the other routes when they can.
+    startup = Startup(
+        executors,
+        max_waiting=(conf.max_queue or 64 * max(conf.workers, 1)) * len(executors),
+    )
+    app = create_app(
+        executors,
+        startup=startup,
+        settings=settings,
+        trainings=trainings,
+        predict_jobs=predict_jobs,
+        debug_capture=debug_capture,
+        guard=guard,
+        gpu_plan=envs,
+        max_form_parts=conf.max_form_parts,
+    )
+    limits = ServerLimits(
+        header_timeout=conf.header_timeout,
+        body_timeout=conf.body_timeout,
+        keepalive_timeout=conf.keepalive_timeout,
+        max_connections=connection_limit(conf.max_connections),
+    )
+    # Requests get --shutdown-timeout in answer_in_progress(); what aiohttp
+    # waits for afterwards has been answered already.
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        **runner_options(limits),
+        **access_log_options(app),
+    )
+    LOG.info("loading and warming %s", ", ".join(s.name for s in specs))
+    try:
+        await runner.setup()  # opens the store; the workers start warming
+    except BaseException:
+        # What started before the failure (the training store, the metrics'
+        # chores) stops in order here, not in the garbage collector, which
+        # would print tracebacks over the one-line error.
+        try:
+            await runner.cleanup()
+        except Exception:
+            LOG.debug("stopping after a failed start-up failed too", exc_info=True)
+        raise
+    harden_server(runner, limits)
+    asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors())
+    try:
+        with _stop_signals() as stop:
+            site = web.SockSite(runner, sock)
+            async with watch_connections(runner):
+                await site.start()
+                LOG.info(
+                    "answering on port %d (/health, /ready) while the models warm",
+                    sock.getsockname()[1],
+                )
+                if await _started_unless_stopped(startup, stop):
+                    freeze_startup_objects()
+                    _announce(conf, int(sock.getsockname()[1]), executors)
+                    await stop.wait()
+                if stop.is_set():
+                    LOG.info(
+                        "stopping: finishing requests in progress (at most %g s)",
+                        conf.shutdown_timeout,
+                    )
+                await site.stop()
+                # Requests still waiting for the models are answered now.
+                await startup.cancel()
+                cut = await answer_in_progress(
+                    runner,
+                    conf.shutdown_timeout,
+                    "the server is stopping: this request did not finish within "
+                    f"--shutdown-timeout ({conf.shutdown_timeout:g} s)",
+                )
+            if cut:
+                LOG.warning(
+                    "answered 503 to %d requests still in progress after "
+                    "--shutdown-timeout",
+                    cut,
+                )
+            if predict_jobs is not None:  # interrupted, not failed by the
+                await predict_jobs.close()  # workers' going away
+            for executor in executors.values():
+                await executor.stop(timeout=WORKER_STOP_TIMEOUT)
+    finally:
+        await runner.cleanup()
+    if startup.error is not None and not stop.is_set():
+        raise startup.error  # reported by _run in one line
+    LOG.info("stopped")
+    return 0
+
+
+async def _started_unless_stopped(startup: Startup, stop: asyncio.Event) -> bool:
+    """Wait for start-up to end or a stop signal; True when the models are warm."""
+    finished = asyncio.ensure_future(startup.finished())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((finished, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (finished, stopped):
+            task.cancel()
+    return startup.started and not stop.is_set()
+
+
+def _announce(
+    conf: cfg.ConfigOpts, port: int, executors: Mapping[str, Executor]
+) -> None:
+    host = conf.listen_ip
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}{ApiSettings(base_path=conf.base_path).base_path}"
+    lines = [
+        f"deepaas: serving {', '.join(executors)} on {base}",
+        f"  V2 endpoint:    {base}/v2/",
+        f"  API spec:       {base}/swagger.json (OpenAPI 3: {base}/openapi.json)",
+    ]
+    if conf.doc_endpoint:
+        lines.append(f"  Documentation:  {base}/api")
+    lines.append(f"  Readiness:      {base}/ready")
+    print("\n".join(lines), flush=True)
+    for name, executor in executors.items():
+        LOG.info("model %r ready: %s", name, executor.status())
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs.
+
+    Installed before the server is announced, so that a signal sent as soon
+    as the address is printed stops it cleanly instead of killing it.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield stop
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
