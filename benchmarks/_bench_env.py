@@ -43,6 +43,7 @@ MODELS = {
     "bench_echo_inline": "deepaas_bench_models.echo_inline",
     "bench_small_mlp": "deepaas_bench_models.small_mlp",
     "bench_small_mlp_inline": "deepaas_bench_models.small_mlp_inline",
+    "bench_small_mlp_batched": "deepaas_bench_models.small_mlp_batched",
     "bench_wide_mlp": "deepaas_bench_models.wide_mlp",
     "bench_wide_mlp_batched": "deepaas_bench_models.wide_mlp_batched",
     "bench_upload": "deepaas_bench_models.upload",

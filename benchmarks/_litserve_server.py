@@ -20,6 +20,10 @@ import litserve as ls
 APIS = {
     "bench_echo": ("deepaas_bench_models.litserve_echo", "EchoAPI"),
     "bench_small_mlp": ("deepaas_bench_models.litserve_small_mlp", "SmallMLPAPI"),
+    "bench_small_mlp_batched": (
+        "deepaas_bench_models.litserve_small_mlp_batched",
+        "SmallMLPBatchedAPI",
+    ),
     "bench_wide_mlp": ("deepaas_bench_models.litserve_wide_mlp", "WideMLPAPI"),
     "bench_wide_mlp_batched": (
         "deepaas_bench_models.litserve_wide_mlp_batched",
