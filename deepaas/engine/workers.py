@@ -452,6 +452,9 @@ class ProcessPool(Executor):
             worker.load < PIPELINE_DEPTH
             and seconds is not None
             and seconds < PIPELINE_CALL_SECONDS
+            # A call running longer than short calls take is a slow one:
+            # nothing more waits behind it while another worker may free up.
+            and time.monotonic() - worker.running_since < PIPELINE_CALL_SECONDS
         )
 
     def _take(self, worker: WorkerHandle) -> None:

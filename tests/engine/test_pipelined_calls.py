@@ -9,6 +9,7 @@ and a worker that dies or times out fails only the call it was running.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -68,6 +69,24 @@ async def test_slow_calls_wait_in_the_pool(installed_models):
             *(predict(pool, how="sleep", seconds=0.05) for _ in range(6))
         )
         assert sum(isinstance(a, QueueFull) for a in answers) == 3
+    finally:
+        await pool.stop()
+
+
+async def test_nothing_waits_behind_a_call_that_turns_out_slow(installed_models):
+    pool = ProcessPool(spec("crashy"), size=2)
+    await pool.start()
+    try:
+        await settle(pool, calls=20)
+        slow = asyncio.ensure_future(predict(pool, how="sleep", seconds=2.0))
+        await asyncio.sleep(0.2)  # it runs, in one worker, for a while
+        started = time.monotonic()
+        answers = await outcomes(*(predict(pool, tag=f"t{i}") for i in range(12)))
+        # All answered by the other worker, none stuck behind the slow one.
+        assert time.monotonic() - started < 1.5
+        assert [a["tag"] for a in answers] == [f"t{i}" for i in range(12)]
+        assert not slow.done()
+        await slow
     finally:
         await pool.stop()
 
