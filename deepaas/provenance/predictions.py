@@ -1,24 +1,26 @@
 """A JSON Lines log of provenance records, one per answered prediction.
 
 ``deepaas-run --provenance-log PATH`` records every answered predict call.
-A server answers thousands of echo predictions a second, so a record costs
-a few microseconds on the event loop: the line is filled into a string
-template (the digests of the arguments and of a small answer, two
-timestamps formatted from a cached second) and queued; a thread wakes a
-few times a second and appends every queued line with one write.  Work in
-that thread is kept to the write (and the digest of a large answer, which
-hashlib computes without the interpreter lock): a second busy Python
-thread would take the lock each time the loop makes a system call, which
-measured costlier than the formatting itself.  Uploaded files are hashed
-(in a thread) before the model's call, since the model may change them
-and the server removes them after it.
+A server answers thousands of echo predictions a second, so the request
+path only notes the times and keeps references to the arguments and the
+answer (one ``deque.append``).  A thread sends what was noted, a few times
+a second, to a child process (:mod:`deepaas.provenance._log_writer`) that
+formats the records and appends them.  Formatting a record is a few
+microseconds of Python; measured on the echo model, doing it in the
+server's own process (on the event loop, or in a thread of it, which then
+takes the interpreter lock at each of the loop's system calls) cost 15-20%
+of the throughput, while the hand-over costs a pickle per batch.  Uploaded
+files are hashed (in a thread) before the model's call, since the model
+may change them and the server removes them after it; answers over 64 KiB
+are hashed by the thread (hashlib releases the interpreter lock) and only
+their digest goes to the child.
 
 The file holds PROV-JSON documents, one per line.  The first line a server
 writes describes the server (deepaas's version, the host, the devices) as
 an agent and each served model as an entity (package, version, digest of
 its installed files); every prediction's line refers to those by id, so
-that a line stays small (about 1 KiB) and is still a PROV-JSON document of
-its own.
+that a line stays small (about 1.3 KiB) and is still a PROV-JSON document
+of its own.
 """
 
 from __future__ import annotations
@@ -26,19 +28,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
-import itertools
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from hashlib import sha256
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from deepaas.provenance import _log_writer
+from deepaas.provenance._log_writer import canonical_json
 from deepaas.provenance.digests import sha256_file
 from deepaas.provenance.environment import (
     ModelPackage,
@@ -47,8 +51,6 @@ from deepaas.provenance.environment import (
     visible_devices,
 )
 from deepaas.provenance.record import PREFIXES
-
-_quote = encode_basestring_ascii
 
 if TYPE_CHECKING:
     from deepaas.model.wrapper import PredictOutcome, RawArguments
@@ -59,37 +61,13 @@ _now = time.time
 
 #: Seconds between two writes of the records gathered meanwhile.
 FLUSH_SECONDS = 0.25
-#: Answers up to this size are hashed on the event loop (about 1 us).
+#: Answers larger than this are hashed by the server's writer thread; the
+#: smaller ones go to the child process, which hashes them.
 INLINE_BYTES = 64 * 1024
+#: Seconds the child process gets to write what it was sent, at close.
+CLOSE_SECONDS = 30.0
 
 _UTC = datetime.timezone.utc
-_Q = '{"$":"deepaas:%s","type":"prov:QUALIFIED_NAME"}'
-_PREFIX = json.dumps(PREFIXES, separators=(",", ":"))
-# One prediction's document; filled by PredictionLog._line, in this order:
-# activity, start, end, activity (arguments), arguments, their digest,
-# activity (output), its digest, size, media type, input entities,
-# activity + model (used), activity x2 (used arguments), used inputs,
-# activity x2 (generated), activity + server + model (associated).
-_LINE = (
-    '{"prefix":' + _PREFIX + ',"activity":{"%s":{'
-    '"prov:type":' + _Q % "Prediction" + ","
-    '"prov:startTime":"%s","prov:endTime":"%s","deepaas:outcome":"done"}},'
-    '"entity":{"%s/arguments":{"prov:type":' + _Q % "Arguments" + ","
-    '"prov:value":%s,"deepaas:sha256":"%s"},'
-    '"%s/output/0":{"prov:type":' + _Q % "Output" + ","
-    '"prov:label":"answer","deepaas:sha256":"%s","deepaas:size":%d,'
-    '"deepaas:mediaType":%s}%s},'
-    '"used":{"_:m":{"prov:activity":"%s","prov:entity":"deepaas:model/%s"},'
-    '"_:a":{"prov:activity":"%s","prov:entity":"%s/arguments"}%s},'
-    '"wasGeneratedBy":{"_:g":{"prov:entity":"%s/output/0","prov:activity":"%s"}},'
-    '"wasAssociatedWith":{"_:w":{"prov:activity":"%s",'
-    '"prov:agent":"deepaas:server/%s","prov:plan":"deepaas:model/%s"}}}\n'
-)
-#: Canonical JSON of the arguments: one encoder (json.dumps with options
-#: builds a new one per call).
-_ARGS_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-)
 
 
 class PredictionLog:
@@ -108,16 +86,16 @@ class PredictionLog:
         devices: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.server_id = uuid.uuid4().hex[:12]
+        self.server_id = uuid.uuid4().hex[:8]
         self._flush_seconds = flush_seconds
         self._devices = devices
-        #: Formatted lines, or what a large answer's line is made from.
-        self._pending: collections.deque[str | tuple[Any, ...]] = collections.deque()
+        #: What each answer's record is made of, until the thread sends it.
+        self._pending: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self._count = itertools.count()
-        self._clock = _Clock()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._broken = False
 
     def open(self, models: Iterable[ModelPackage]) -> None:
         """Write the server's line (models, host, devices) and start writing.
@@ -127,6 +105,13 @@ class PredictionLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as out:
             out.write(json.dumps(self._server_document(list(models))) + "\n")
+        # Standard library only: -I (no environment, no user site) and -S
+        # (no site-packages) make it start in milliseconds.
+        self._child = subprocess.Popen(  # noqa: S603 - our interpreter, our file
+            [sys.executable, "-I", "-S", _log_writer.__file__, str(self.path),
+             self.server_id],
+            stdin=subprocess.PIPE,
+        )  # fmt: skip
         self._thread = threading.Thread(
             target=self._run, name="deepaas-provenance-log", daemon=True
         )
@@ -169,50 +154,69 @@ class PredictionLog:
             "entity": entities,
         }
 
-    async def begin(self, raw: RawArguments) -> tuple[float, list[tuple[str, str]]]:
+    async def begin(
+        self, raw: RawArguments
+    ) -> tuple[float, tuple[tuple[str, str], ...]]:
         """Before the model's call: the start time and each upload's digest."""
         start = _now()
         if not raw.pairs:
-            return start, []
+            return start, ()
         uploads = [(name, value) for name, value in raw.pairs if _is_upload(value)]
         if not uploads:
-            return start, []
+            return start, ()
         digests = await asyncio.to_thread(
-            lambda: [(name, sha256_file(up.filename)) for name, up in uploads]
+            lambda: tuple((name, sha256_file(up.filename)) for name, up in uploads)
         )
         return start, digests
 
     def record(
         self,
         model: str,
-        begun: tuple[float, list[tuple[str, str]]],
+        begun: tuple[float, tuple[tuple[str, str], ...]],
         raw: RawArguments,
         outcome: PredictOutcome,
     ) -> None:
-        """Note the record of one answered call; written to the file later.
+        """Note the record of one answered call (written later).
 
-        A small answer's record is formatted here, on the event loop (a few
-        microseconds): formatting it in the writer thread would cost more,
-        since two busy threads hand the interpreter lock back and forth at
-        every system call of the loop.  A large answer is hashed in the
-        writer thread, which holds the lock only briefly: hashlib releases
-        it while it hashes.
+        Only plain values are kept (the arguments as their canonical JSON):
+        holding the request's objects until the next write would give the
+        garbage collector thousands more containers to walk.
         """
-        end = _now()
-        if len(outcome.body) <= INLINE_BYTES:
-            self._pending.append(self._line(model, begun, end, raw, outcome))
-        else:
-            self._pending.append((model, begun, end, raw, outcome))
+        arguments: Any = raw.json_body
+        if raw.pairs:
+            pairs = [
+                [name, value if isinstance(value, str) else _upload_name(value)]
+                for name, value in raw.pairs
+            ]
+            arguments = pairs if arguments is None else [pairs, arguments]
+        start, uploads = begun
+        self._pending.append(
+            (model, start, _now(), canonical_json(arguments), outcome.body,
+             outcome.content_type, uploads or None)
+        )  # fmt: skip
 
     def close(self) -> None:
-        """Write every queued record and stop the writer thread."""
+        """Write every queued record; stop the writer thread and the child."""
         self._stop = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        else:
-            self._flush()
+        child, self._child = self._child, None
+        if child is None:
+            return
+        assert child.stdin is not None
+        try:
+            child.stdin.close()  # the end of its input: it writes, then exits
+        except OSError:
+            pass
+        try:
+            child.wait(CLOSE_SECONDS)
+        except subprocess.TimeoutExpired:
+            LOG.error("the provenance log writer did not finish in %g s; "
+                      "stopped", CLOSE_SECONDS)  # fmt: skip
+            child.kill()
+            child.wait()
 
     def _run(self) -> None:
         while not self._stop:
@@ -224,86 +228,29 @@ class PredictionLog:
         self._flush()
 
     def _flush(self) -> None:
-        if not self._pending:
+        if not self._pending or self._child is None or self._broken:
+            self._pending.clear()
             return
-        lines = []
+        batch = []
         pop = self._pending.popleft
         for _ in range(len(self._pending)):
             item = pop()
-            lines.append(item if isinstance(item, str) else self._line(*item))
-        with open(self.path, "a", encoding="utf-8") as out:
-            out.write("".join(lines))
-
-    def _line(
-        self,
-        model: str,
-        begun: tuple[float, list[tuple[str, str]]],
-        end: float,
-        raw: RawArguments,
-        outcome: PredictOutcome,
-    ) -> str:
-        start, uploads = begun
-        if raw.pairs:
-            pairs = [
-                [name, value if isinstance(value, str) else _upload_name(value)]
-                for name, value in raw.pairs
-            ]
-            arguments: Any = pairs if raw.json_body is None else [pairs, raw.json_body]
-        else:
-            arguments = raw.json_body
-        args = _ARGS_ENCODER.encode(arguments)
-        activity = f"deepaas:prediction/{self.server_id}-{next(self._count)}"
-        inputs = used = ""
-        for number, (name, digest) in enumerate(uploads):
-            key = f"{activity}/input/{number}"
-            inputs += (
-                f',"{key}":{{"prov:type":{_Q % "Input"},'
-                f'"prov:label":{_quote(name)},"deepaas:sha256":"{digest}"}}'
-            )
-            used += (
-                f',"_:i{number}":{{"prov:activity":"{activity}","prov:entity":"{key}"}}'
-            )
-        body = outcome.body
-        return _LINE % (
-            activity,
-            self._clock.iso(start),
-            self._clock.iso(end),
-            activity,
-            _quote(args),
-            sha256(args.encode()).hexdigest(),
-            activity,
-            sha256(body).hexdigest(),
-            len(body),
-            _quote(outcome.content_type),
-            inputs,
-            activity,
-            model,
-            activity,
-            activity,
-            used,
-            activity,
-            activity,
-            activity,
-            self.server_id,
-            model,
-        )
-
-
-class _Clock:
-    """ISO 8601 UTC times, each whole second formatted once (a record has two)."""
-
-    def __init__(self) -> None:
-        # One attribute, replaced whole: the loop and the writer thread use it.
-        self._last = (-1, "")
-
-    def iso(self, moment: float) -> str:
-        whole = int(moment)
-        second, text = self._last
-        if whole != second:
-            stamp = datetime.datetime.fromtimestamp(whole, _UTC)
-            text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
-            self._last = (whole, text)
-        return f"{text}.{int((moment - whole) * 1e6):06d}+00:00"
+            answer = item[4]
+            if len(answer) > INLINE_BYTES:
+                digest = (sha256(answer).hexdigest(), len(answer))
+                item = (*item[:4], digest, *item[5:])
+            batch.append(item)
+        stdin: IO[bytes] | None = self._child.stdin
+        assert stdin is not None
+        try:
+            stdin.write(_log_writer.frame(batch))
+            stdin.flush()
+        except OSError as exc:
+            self._broken = True
+            LOG.error(
+                "the provenance log writer stopped (%s); no more records are "
+                "written to %s", exc, self.path,
+            )  # fmt: skip
 
 
 def _is_upload(value: Any) -> bool:
