@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import pickle
+import signal
 import struct
 import sys
 from hashlib import sha256
@@ -181,6 +182,11 @@ def frame(batch: list[tuple[Any, ...]]) -> bytes:
 def main(argv: list[str]) -> int:
     """``_log_writer.py PATH SERVER_ID``: format and append until input ends."""
     path, server_id = argv
+    # Ctrl-C in a terminal, or a stop sent to the whole process group, must
+    # not lose the last records: the server closes the pipe when it stops
+    # (or dies), and the end of input ends this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     formatter = Formatter(server_id)
     stdin = sys.stdin.buffer
     while (payload := read_frame(stdin)) is not None:
