@@ -30,6 +30,7 @@ from deepaas.jobs import (
 )
 from deepaas.jobs._jobdir import result_media_type
 from deepaas.model.wrapper import RawArguments
+from deepaas.provenance import RECORD_FILE
 
 #: The application's prediction job service (absent: Prefer is ignored).
 JOBS = web.AppKey("deepaas_predict_jobs", PredictJobService)
@@ -95,6 +96,15 @@ async def submit(
 
 def _resolve(request: web.Request) -> tuple[Executor, PredictJobService]:
     """The model's executor and the job service, or the reason why not."""
+    executor = _resolve_model(request)
+    service = request.app.get(JOBS)
+    if service is None:
+        raise JobsNotConfigured("prediction jobs are not configured on this server")
+    return executor, service
+
+
+def _resolve_model(request: web.Request) -> Executor:
+    """The model's executor, unless it cannot predict here (404, 402, 501)."""
     name = request.match_info["name"]
     executors = request.app[EXECUTORS]
     executor = executors.get(name)
@@ -104,13 +114,13 @@ def _resolve(request: web.Request) -> tuple[Executor, PredictJobService]:
         raise EndpointDisabled("the predict endpoint is disabled on this server")
     if not executor.description.predict.available:
         raise MethodNotImplemented(f"model {name!r} does not implement predict")
-    service = request.app.get(JOBS)
-    if service is None:
-        raise JobsNotConfigured("prediction jobs are not configured on this server")
-    return executor, service
+    return executor
 
 
 async def list_jobs(request: web.Request) -> web.Response:
+    if request.app.get(JOBS) is None:
+        _resolve_model(request)
+        return web.json_response([])  # no job service: no jobs
     executor, service = _resolve(request)
     jobs = await service.list(executor.spec.name)
     return web.json_response([job_json(request, job) for job in jobs])
@@ -148,9 +158,25 @@ async def job_result(request: web.Request) -> web.Response:
     )
 
 
+async def job_provenance(request: web.Request) -> web.Response:
+    """The provenance record of a job that has ended (docs/provenance.md)."""
+    executor, service = _resolve(request)
+    job = await service.get(executor.spec.name, request.match_info["job_id"])
+    path = service.state_dir / job.job_dir / RECORD_FILE
+    try:
+        body = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError:
+        state = "it has not ended" if not job.finished else "none was written"
+        raise JobNotFound(
+            f"prediction job {job.uuid} has no provenance record: {state}"
+        ) from None
+    return web.Response(body=body, content_type="application/json")
+
+
 def setup(app: web.Application) -> None:
     """Register the job routes."""
     add_route(app, "GET", JOBS_PATH, list_jobs)
     add_route(app, "GET", JOB, get_job)
     add_route(app, "DELETE", JOB, delete_job)
     add_route(app, "GET", f"{JOB}/result", job_result)
+    add_route(app, "GET", f"{JOB}/provenance", job_provenance)

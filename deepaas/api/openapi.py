@@ -18,6 +18,7 @@ from typing import Any
 from apispec import APISpec
 
 from deepaas import __version__
+from deepaas.api._jobs_openapi import accepted_answer, job_paths, job_schema
 from deepaas.api._training_schema import training_schema
 from deepaas.api.auth import route_kind
 from deepaas.model.description import RESPONSE_SCHEMA_NAME, ModelDescription
@@ -106,6 +107,7 @@ def _predict_operation(
         "operationId": f"predict_{desc.name}",
         "responses": {
             200: {"description": "The prediction"},
+            202: accepted_answer(version),
             **_error_responses(
                 version, 400, 402, 408, 413, 415, 422, 500, 501, 503, 504
             ),
@@ -409,6 +411,7 @@ def build_document(
         },
     )
     spec.components.schema("Training", component=training_schema(version))
+    spec.components.schema("PredictJob", component=job_schema(version))
 
     spec.path(
         f"{base_path}/", operations=_simple_get("API versions", "versions", version)
@@ -446,6 +449,13 @@ def build_document(
             f"{prefix}/predict/",
             operations={"post": _predict_operation(desc, refs.get(desc.name), version)},
         )
+        if desc.predict.available:
+            for suffix, operations, parameters in job_paths(
+                desc, version, _error_responses
+            ):
+                spec.path(
+                    f"{prefix}/{suffix}", operations=operations, parameters=parameters
+                )
         if not desc.train.available:
             continue  # no train: no train operations (GET .../train/ is [])
         spec.path(f"{prefix}/train/", operations=_train_operations(desc, version))

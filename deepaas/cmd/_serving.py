@@ -84,7 +84,7 @@ async def _serve(
     from deepaas.training import training_service_from_config
 
     trainings = training_service_from_config(specs, executors, conf, envs)
-    predict_jobs = job_service_from_config(executors, conf)
+    predict_jobs = job_service_from_config(executors, conf, envs)
     settings = ApiSettings(
         predict_endpoint=conf.predict_endpoint,
         train_endpoint=conf.train_endpoint,

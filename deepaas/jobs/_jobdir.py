@@ -2,7 +2,9 @@
 
 ``<state_dir>/predict-jobs/<uuid>/`` holds ``uploads/`` (the request's
 files, moved there at submission and removed when the job ends),
-``result`` (the answer's body, whatever its media type) and, for a job run
+``result`` (the answer's body, whatever its media type), the uploads'
+digests and the job's provenance record (see :mod:`._provenance`) and, for
+a job run
 by SLURM, the job's script, its arguments and ``outcome.json`` (how the
 prediction ended, written by the job; read and removed by a server).
 Forgetting the job removes the whole directory.
@@ -10,6 +12,7 @@ Forgetting the job removes the whole directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import Any
 from deepaas.exceptions import DeepaasError
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import JSON_MEDIA_TYPE, RawArguments
+from deepaas.provenance.trainings import note_inputs
 from deepaas.training._jobdir import move_uploads, valid_text
 from deepaas.training.store import PRIVATE_DIR_MODE, write_private
 
@@ -36,7 +40,9 @@ def make_job_dir(raw: RawArguments, job_dir: Path) -> RawArguments:
     gone, and no file of the user's is ever referred to.
     """
     job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
-    return move_uploads(raw, job_dir / UPLOADS_DIR)
+    moved = move_uploads(raw, job_dir / UPLOADS_DIR)
+    note_inputs(job_dir, moved)  # hashed as received, for the provenance record
+    return moved
 
 
 def recorded_args(raw: RawArguments) -> dict[str, Any]:
@@ -99,3 +105,14 @@ def result_media_type(media_type: str) -> str:
     if media_type == JSON_MEDIA_TYPE:
         return "application/json; charset=utf-8"
     return media_type
+
+
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """How a job ended, as it is recorded (``body``: its result, if any)."""
+
+    status: str
+    message: str | None = None
+    body: bytes | None = None
+    media_type: str | None = None
+    error_status: int | None = None

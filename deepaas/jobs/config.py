@@ -14,13 +14,17 @@ from deepaas.training.slurm_config import settings_from_config
 
 
 def job_service_from_config(
-    executors: Mapping[str, Any], conf: Any
+    executors: Mapping[str, Any],
+    conf: Any,
+    envs: Mapping[str, Any] | None = None,
 ) -> PredictJobService | None:
     """The job service ``deepaas-run`` serves; None with predict switched off.
 
     Jobs share the trainings' state directory, store, retention and
     backend: with ``--train-backend slurm`` each job is a SLURM job.
-    Nothing touches the disk before the service's ``start()``.
+    ``envs``: the device plan's worker environments, whose devices a local
+    job's provenance record names.  Nothing touches the disk before the
+    service's ``start()``.
     """
     if conf is None:
         return PredictJobService(default_state_dir())
@@ -49,4 +53,5 @@ def job_service_from_config(
         keep=conf.keep_trainings,
         keep_days=conf.keep_trainings_days,
         slurm=slurm,
+        worker_envs=envs,
     )

@@ -31,13 +31,21 @@ import logging
 import shutil
 import time
 import uuid as uuid_mod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from deepaas.engine.execution import Executor
 from deepaas.exceptions import DeepaasError, QueueFull
 from deepaas.jobs import _jobdir
+from deepaas.jobs._housekeeping import (
+    apply_retention,
+    devices_of,
+    interrupt_orphans,
+    job_finished,
+    record_end,
+)
+from deepaas.jobs._jobdir import Ending
 from deepaas.jobs.errors import (
     InvalidJobRequest,
     JobBusy,
@@ -49,7 +57,6 @@ from deepaas.jobs.errors import (
 )
 from deepaas.jobs.slurm import SlurmJobs, slurm_job_id
 from deepaas.jobs.store import (
-    FINISHED,
     INTERRUPTED,
     UNFINISHED,
     JobStore,
@@ -85,9 +92,6 @@ QUEUE_RETRY = 1.0
 RECORD_RETRY = 1.0
 CANCELLED_MESSAGE = "cancelled by a DELETE request"
 INTERRUPTED_BY_SHUTDOWN = "interrupted: the server shut down before this job finished"
-INTERRUPTED_BY_RESTART = (
-    "interrupted: the server that ran this job stopped before it finished"
-)
 _OUTAGES = (TrainingStoreBusy, TrainingStoreUnusable, InsufficientStorage)
 
 
@@ -102,33 +106,6 @@ class _Local:
     job_dir: Path
     task: asyncio.Task[None] | None = None
     ended: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-
-
-@dataclasses.dataclass(frozen=True)
-class Ending:
-    """How a job ended, as it is recorded (``body``: its result, if any)."""
-
-    status: str
-    message: str | None = None
-    body: bytes | None = None
-    media_type: str | None = None
-    error_status: int | None = None
-
-
-def _job_finished(job: PredictJob, state_dir: Path) -> None:
-    """Called once per job when its end is recorded (blocking, store thread).
-
-    The one place where what a job leaves beside its result is written: the
-    provenance record of the job (model, arguments, inputs, outcome) belongs
-    here, written before the job's uploads are removed.
-    """
-    LOG.info(
-        "prediction job %s of model %r ended: %s%s",
-        job.uuid,
-        job.model,
-        job.status,
-        f" ({job.message})" if job.message and job.status != DONE else "",
-    )
 
 
 class PredictJobService:
@@ -154,6 +131,7 @@ class PredictJobService:
         keep: int = 0,
         keep_days: float = 0.0,
         slurm: SlurmJobs | None = None,
+        worker_envs: Mapping[str, Any] | None = None,
     ) -> None:
         for option, value in (
             ("--max-predict-jobs", max_jobs),
@@ -171,6 +149,8 @@ class PredictJobService:
         self.keep = keep
         self.keep_days = keep_days
         self.slurm = slurm
+        #: The device plan's environments of the workers, for the records.
+        self.worker_envs = worker_envs
         self.store = JobStore(self.state_dir / DATABASE_NAME, busy_timeout=STORE_WAIT)
         self.server_id = uuid_mod.uuid4().hex
         self._lock = _processes.ServerLock(self.state_dir / SERVERS_DIR, self.server_id)
@@ -379,30 +359,8 @@ class PredictJobService:
 
     def reconcile(self) -> builtins.list[str]:
         """Mark the unfinished local jobs of gone servers interrupted (blocking)."""
-        servers = self.state_dir / SERVERS_DIR
-        alive: dict[str, bool] = {}
-        settled = []
-        for job in self.store.unfinished():
-            owner = job.owner
-            if slurm_job_id(job) is not None or owner == self.server_id:
-                continue
-            if owner not in alive:
-                alive[owner] = _processes.server_alive(servers, owner)
-            if alive[owner]:
-                continue
-            if self.store.update(
-                job.uuid,
-                only_if=UNFINISHED,
-                status=INTERRUPTED,
-                message=INTERRUPTED_BY_RESTART,
-                finished_at=time.time(),
-            ):
-                _jobdir.remove_uploads(self.state_dir / job.job_dir)
-                settled.append(job.uuid)
-                ended = self.store.get(job.uuid)
-                if ended is not None:
-                    _job_finished(ended, self.state_dir)
-        return settled
+        settled = interrupt_orphans(self.store, self.state_dir, self.server_id)
+        return [job.uuid for job in settled]
 
     # -- running --------------------------------------------------------------
 
@@ -478,7 +436,19 @@ class PredictJobService:
         try:
             await self._write(
                 local,
-                functools.partial(self._write_end, local.record, local.job_dir, ending),
+                functools.partial(
+                    record_end,
+                    self.store,
+                    self.state_dir,
+                    local.record,
+                    ending,
+                    spec=local.executor.spec,
+                    devices=devices_of(self.worker_envs, local.record.model),
+                ),
+            )
+        except Exception:  # a bug, or a disk refusing more than space
+            LOG.exception(
+                "prediction job %s: its end could not be recorded", local.record.uuid
             )
         finally:
             local.ended.set()
@@ -486,26 +456,6 @@ class PredictJobService:
                 self._schedule()
         if not self._closing:
             await self._prune()
-
-    def _write_end(self, record: PredictJob, job_dir: Path, ending: Ending) -> None:
-        """Write the result, then the record; then the uploads go (blocking)."""
-        size = None
-        if ending.body is not None:
-            size = _jobdir.write_result(job_dir, ending.body)
-        if self.store.update(
-            record.uuid,
-            only_if=UNFINISHED,
-            status=ending.status,
-            message=ending.message,
-            media_type=ending.media_type,
-            result_size=size,
-            error_status=ending.error_status,
-            finished_at=time.time(),
-        ):
-            ended = self.store.get(record.uuid)
-            if ended is not None:
-                _job_finished(ended, self.state_dir)
-        _jobdir.remove_uploads(job_dir)
 
     async def _write(self, local: _Local, write: Callable[[], Any]) -> None:
         """Run ``write`` on the store's thread, retried while the store fails."""
@@ -534,7 +484,7 @@ class PredictJobService:
                 await asyncio.sleep(RECORD_RETRY)
 
     async def _after_slurm_end(self, job: PredictJob) -> None:
-        await self._io(_job_finished, job, self.state_dir)
+        await self._io(job_finished, job, self.state_dir)
         if not self._closing:
             await self._prune()
 
@@ -547,14 +497,9 @@ class PredictJobService:
             )
 
     def _apply_retention(self) -> None:
-        removed = self.store.prune(keep=self.keep, keep_days=self.keep_days)
-        for job in removed:
-            shutil.rmtree(self.state_dir / job.job_dir, ignore_errors=True)
-        if removed:
-            LOG.info(
-                "prediction jobs: %d finished job(s) forgotten (retention)",
-                len(removed),
-            )
+        apply_retention(
+            self.store, self.state_dir, keep=self.keep, keep_days=self.keep_days
+        )
 
 
 def _job_uuid(value: str) -> str:
@@ -567,8 +512,4 @@ def _job_uuid(value: str) -> str:
         ) from None
 
 
-__all__ = [
-    "FINISHED",
-    "Ending",
-    "PredictJobService",
-]
+__all__ = ["PredictJobService"]

@@ -48,6 +48,9 @@ def run_job(job_dir: Path) -> int:
     status: dict[str, Any] = {
         "job_id": os.environ.get("SLURM_JOB_ID", ""),
         "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename,
+        "gpus": os.environ.get(
+            "CUDA_VISIBLE_DEVICES", os.environ.get("SLURM_JOB_GPUS", "")
+        ),
         "pid": os.getpid(),
         "started_at": time.time(),
         "state": "running",

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,8 @@ async def test_a_job_outlives_a_client_that_gives_up_and_is_polled_to_its_end(
         )
     short = aiohttp.ClientTimeout(total=0.5)
     # ...and one that polls with the same short timeout sees it through.
-    while True:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         resp = await client.get(f"{JOBS}{job['uuid']}", timeout=short)
         record = await resp.json()
         if record["status"] == "done":
@@ -94,6 +96,7 @@ async def test_a_job_outlives_a_client_that_gives_up_and_is_polled_to_its_end(
         assert resp.status == 409, await resp.text()
         assert "not ready" in (await resp.json())["message"]
         await asyncio.sleep(0.1)
+    assert record["status"] == "done", record
     assert record["result"]["media_type"] == "application/json"
     assert record["result"]["href"] == f"{JOBS}{job['uuid']}/result"
     resp = await client.get(record["result"]["href"], timeout=short)
@@ -139,7 +142,18 @@ async def test_a_file_result_comes_with_its_media_type_and_the_upload_is_kept(
     state = tmp_path / "state"
     job_dir = state / "predict-jobs" / job["uuid"]
     assert Path(upload.read_text()).parent == job_dir / "uploads"
-    assert sorted(p.name for p in job_dir.iterdir()) == ["result"]
+    assert sorted(p.name for p in job_dir.iterdir()) == [
+        "inputs.sha256.json",
+        "provenance.json",
+        "result",
+    ]
+    # Its provenance record names the upload and the result by their digests.
+    resp = await client.get(f"{JOBS}{job['uuid']}/provenance")
+    assert resp.status == 200
+    record = json.dumps(await resp.json())
+    assert hashlib.sha256(b"pixels").hexdigest() in record
+    assert hashlib.sha256(PNG + b"pixels").hexdigest() in record
+    assert "deepaas:PredictJob" in record
     # Forgetting the job leaves nothing behind.
     resp = await client.delete(f"{JOBS}{job['uuid']}")
     assert resp.status == 200
@@ -195,9 +209,14 @@ async def test_jobs_are_cancelled_while_queued_and_while_running(make_server, tm
     assert "cancelled" in (await resp.json())["message"]
     listed = await (await client.get(JOBS)).json()
     assert [j["status"] for j in listed] == ["cancelled", "cancelled"]
-    # Neither job holds uploads or a result any more.
+    # Neither job holds uploads or a result: only its provenance record.
     jobs_dir = tmp_path / "state" / "predict-jobs"
-    assert [list(d.iterdir()) for d in jobs_dir.iterdir()] == [[], []]
+    assert [[p.name for p in d.iterdir()] for d in jobs_dir.iterdir()] == [
+        ["provenance.json"],
+        ["provenance.json"],
+    ]
+    resp = await client.get(f"{JOBS}{queued['uuid']}/provenance")
+    assert '"cancelled"' in await resp.text()
 
 
 async def _started(marks: Path) -> bool:
@@ -273,7 +292,8 @@ async def test_without_a_job_service_the_preference_is_ignored(make_client):
     resp = await client.post(PREDICT, params={"seconds": "0"}, headers=ASYNC)
     assert resp.status == 200
     assert "Preference-Applied" not in resp.headers
-    resp = await client.get(JOBS)
+    assert await (await client.get(JOBS)).json() == []
+    resp = await client.get(f"{JOBS}{'0' * 32}")
     assert resp.status == 501
     assert "not configured" in (await resp.json())["message"]
 
@@ -305,3 +325,30 @@ async def test_the_prefer_header_is_read_as_rfc_7240_writes_it(make_server):
             PREDICT, params={"seconds": "0"}, headers={"Prefer": prefer}
         )
         assert resp.status == 202, prefer
+
+
+async def test_both_api_descriptions_describe_the_job_routes(make_server):
+    client = await make_server(workers=0)
+    swagger = await (await client.get("/swagger.json")).json()
+    openapi = await (await client.get("/openapi.json")).json()
+    for document in (swagger, openapi):
+        paths = document["paths"]
+        assert set(paths[JOBS]) == {"get"}
+        item = paths[JOBS + "{job_id}"]
+        assert {"get", "delete"} <= set(item)
+        assert "get" in paths[JOBS + "{job_id}/result"]
+        assert "get" in paths[JOBS + "{job_id}/provenance"]
+        assert "202" in paths[PREDICT]["post"]["responses"]
+    assert swagger["definitions"]["PredictJob"]["properties"]["status"]["enum"] == [
+        "queued",
+        "running",
+        "done",
+        "error",
+        "cancelled",
+        "interrupted",
+    ]
+    result = swagger["paths"][JOBS + "{job_id}/result"]["get"]
+    assert result["produces"] == ["application/json", "image/png"]
+    # The 2.x predict operation keeps its parameters: no header is added.
+    names = [p["name"] for p in swagger["paths"][PREDICT]["post"]["parameters"]]
+    assert names == ["seconds", "fail", "record", "data", "accept"]
