@@ -201,20 +201,27 @@ def _best(output_dir: Path, run: str) -> list[tuple[str, dict[str, Any]]]:
         for _, record in read_records(results):
             if record.get("run") != run:
                 continue
-            record.pop("output", None)  # answers can be large: not needed here
             rank = (record["status"] == "ok", str(record.get("finished", "")))
             key = record["input"]
             if key not in best or rank >= best[key][0]:
-                best[key] = (rank, record)
+                best[key] = (rank, _kept(record))
     return sorted((key, record) for key, (_, record) in best.items())
 
 
 def _merged(output_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for _, record in read_records(output_dir / MERGED_FILE):
-        record.pop("output", None)
-        found.append((record["input"], record))
-    return found
+    return [
+        (record["input"], _kept(record))
+        for _, record in read_records(output_dir / MERGED_FILE)
+    ]
+
+
+#: What the record needs of each input's results record (not its answer:
+#: 100,000 answers need not be held at once).
+_KEPT = ("status", "finished", "seconds", "sha256", "output_file")
+
+
+def _kept(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: record[key] for key in _KEPT if key in record}
 
 
 def _time(text: Any) -> float | None:

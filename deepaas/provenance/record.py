@@ -57,6 +57,9 @@ KINDS = {
 #: How PROV-JSON writes a value that is a qualified name (a PROV type).
 _QNAME = "prov:QUALIFIED_NAME"
 
+#: Records with up to this many entities are written indented.
+_INDENT_UP_TO = 1000
+
 #: Outcomes a record may state.
 OUTCOMES = ("running", "done", "partial", "error", "cancelled")
 
@@ -234,15 +237,22 @@ def _drop_none(attributes: dict[str, Any]) -> dict[str, Any]:
 def write_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
     """Write ``record`` to ``path`` atomically (a temporary file, then a rename).
 
-    A reader never sees half a record, even when the writer is killed.
+    A reader never sees half a record, even when the writer is killed.  A
+    small record is indented for people; a large one (a batch of thousands
+    of inputs) is written compactly, by json's C encoder, several times
+    faster and a third smaller.
     """
     target = Path(path)
+    large = len(record.get("entity") or ()) > _INDENT_UP_TO
     handle, partial = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=".part", dir=target.parent
     )
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=1, ensure_ascii=False)
+            if large:
+                json.dump(record, out, ensure_ascii=False, separators=(",", ":"))
+            else:
+                json.dump(record, out, indent=1, ensure_ascii=False)
             out.write("\n")
         os.replace(partial, target)
     except BaseException:
