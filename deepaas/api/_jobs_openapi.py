@@ -46,6 +46,11 @@ _PROPERTIES: dict[str, Any] = {
         "description": "Once done: href, media_type, size, finish_date, duration",
     },
     "links": {"type": "array", "items": {"type": "object"}},
+    "slurm": {
+        "type": "object",
+        "description": "Jobs run by SLURM (--train-backend slurm) only: job_id, "
+        "and SLURM's state of the job and reason for it when a server last asked",
+    },
 }
 
 

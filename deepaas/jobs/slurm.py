@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from deepaas.jobs import _jobdir
-from deepaas.jobs.store import UNFINISHED, JobStore, PredictJob
+from deepaas.jobs.store import SLURM_OWNER, UNFINISHED, JobStore, PredictJob
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 from deepaas.training._jobdir import read_outcome, remove_file
@@ -58,7 +58,7 @@ from deepaas.training.store import (
 
 LOG = logging.getLogger(__name__)
 
-OWNER_PREFIX = "slurm:"
+OWNER_PREFIX = SLURM_OWNER
 CANCEL_FILE = "cancel-requested.json"
 #: How long a job SLURM does not list yet may take to show up.
 _FORGOTTEN_AFTER = 30.0

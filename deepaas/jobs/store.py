@@ -38,6 +38,8 @@ INTERRUPTED = "interrupted"
 UNFINISHED = (QUEUED, RUNNING)
 FINISHED = (DONE, ERROR, CANCELLED, INTERRUPTED)
 STATUSES = (*UNFINISHED, *FINISHED)
+#: The owner of a job run by SLURM is ``slurm:<job id>`` (no server owns it).
+SLURM_OWNER = "slurm:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predict_jobs (
@@ -183,6 +185,12 @@ class PredictJob:
             body["message"] = self.message
         if self.has_result:
             body["media_type"] = self.media_type
+        if self.owner.startswith(SLURM_OWNER):
+            body["slurm"] = {
+                "job_id": self.owner[len(SLURM_OWNER) :],
+                "state": self.scheduler_state,
+                "reason": self.scheduler_reason,
+            }
         if self.status == DONE and self.finished_at is not None:
             ran = max(0.0, self.finished_at - (self.started_at or self.finished_at))
             body["result"] = {
@@ -348,6 +356,7 @@ class JobStore:
 
 __all__ = [
     "FINISHED",
+    "SLURM_OWNER",
     "INTERRUPTED",
     "STATUSES",
     "UNFINISHED",
