@@ -6,11 +6,12 @@ whenever jobs are read or end (blocking: on the store's thread).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ from deepaas.model.loading import ModelSpec
 from deepaas.provenance import this_host, visible_devices
 from deepaas.training import _processes
 from deepaas.training._housekeeping import SERVERS_DIR
+from deepaas.training.errors import (
+    InsufficientStorage,
+    TrainingStoreBusy,
+    TrainingStoreUnusable,
+)
 from deepaas.training.slurm_files import read_status
 from deepaas.training.store import DONE
 
@@ -30,6 +36,44 @@ LOG = logging.getLogger(__name__)
 INTERRUPTED_BY_RESTART = (
     "interrupted: the server that ran this job stopped before it finished"
 )
+
+
+#: Seconds between two tries to record a job's end while the store fails.
+RECORD_RETRY = 1.0
+_OUTAGES = (TrainingStoreBusy, TrainingStoreUnusable, InsufficientStorage)
+
+
+async def write_until_done(
+    io: Callable[..., Awaitable[Any]],
+    uuid: str,
+    write: Callable[[], Any],
+    *,
+    give_up: Callable[[], bool],
+) -> None:
+    """``await io(write)``, retried every :data:`RECORD_RETRY` s while the
+    store or its disk fails (a full disk, another process's lock); after
+    one more try once ``give_up()`` (the server is stopping)."""
+    failed = False
+    while True:
+        try:
+            await io(write)
+            return
+        except _OUTAGES as exc:
+            if give_up() and failed:
+                LOG.error(
+                    "prediction job %s: could not be recorded: %s", uuid, exc.message
+                )
+                return
+            if not failed:
+                LOG.warning(
+                    "prediction job %s cannot be recorded now (%s); "
+                    "retrying every %g s",
+                    uuid,
+                    exc.message,
+                    RECORD_RETRY,
+                )
+            failed = True
+            await asyncio.sleep(RECORD_RETRY)
 
 
 def job_finished(
@@ -167,4 +211,5 @@ __all__ = [
     "interrupt_orphans",
     "job_finished",
     "record_end",
+    "write_until_done",
 ]

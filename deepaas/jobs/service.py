@@ -44,10 +44,10 @@ from deepaas.jobs._housekeeping import (
     interrupt_orphans,
     job_finished,
     record_end,
+    write_until_done,
 )
 from deepaas.jobs._jobdir import Ending
 from deepaas.jobs.errors import (
-    InvalidJobRequest,
     JobBusy,
     JobHasNoResult,
     JobNotFinished,
@@ -61,15 +61,13 @@ from deepaas.jobs.store import (
     UNFINISHED,
     JobStore,
     PredictJob,
+    parse_job_id,
 )
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import _processes
 from deepaas.training._housekeeping import SERVERS_DIR
 from deepaas.training.errors import (
-    InsufficientStorage,
     StateDirUnusable,
-    TrainingStoreBusy,
-    TrainingStoreUnusable,
 )
 from deepaas.training.store import (
     CANCELLED,
@@ -80,7 +78,6 @@ from deepaas.training.store import (
     RUNNING,
     STORE_WAIT,
     make_private_dir,
-    parse_uuid,
 )
 from deepaas.training.store_thread import StoreThread
 
@@ -88,11 +85,8 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between two tries to hand a job to a model whose queue is full.
 QUEUE_RETRY = 1.0
-#: Seconds between two tries to record a job's end while the store fails.
-RECORD_RETRY = 1.0
 CANCELLED_MESSAGE = "cancelled by a DELETE request"
 INTERRUPTED_BY_SHUTDOWN = "interrupted: the server shut down before this job finished"
-_OUTAGES = (TrainingStoreBusy, TrainingStoreUnusable, InsufficientStorage)
 
 
 @dataclasses.dataclass(eq=False)
@@ -276,21 +270,43 @@ class PredictJobService:
             job_dir=str(job_dir.relative_to(self.state_dir)),
             owner=self.server_id,
         )
+
+        async def prepare() -> RawArguments:
+            try:
+                moved: RawArguments = await self._io(_jobdir.make_job_dir, raw, job_dir)
+                await self._io(self.store.insert, record)
+            except BaseException:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                raise
+            return moved
+
         self._submitting += 1
+        preparing = asyncio.ensure_future(prepare())
         try:
-            job_raw = await self._io(_jobdir.make_job_dir, raw, job_dir)
-            await self._io(self.store.insert, record)
-        except BaseException:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            job_raw = await asyncio.shield(preparing)
+        except asyncio.CancelledError:
+            # Its client went away: a job recorded meanwhile still runs (it
+            # is listed), rather than stay queued with nothing behind it.
+            await asyncio.wait([preparing])
+            if not preparing.cancelled() and preparing.exception() is None:
+                self._enqueue(
+                    _Local(record, executor, preparing.result(), concrete, job_dir)
+                )
             raise
         finally:
             self._submitting -= 1
-        local = _Local(record, executor, job_raw, concrete, job_dir)
-        self._local[job_id] = local
-        self._queue.append(local)
-        LOG.info("prediction job %s of model %r submitted", job_id, spec.name)
-        self._schedule()
+        self._enqueue(_Local(record, executor, job_raw, concrete, job_dir))
         return record
+
+    def _enqueue(self, local: _Local) -> None:
+        self._local[local.record.uuid] = local
+        self._queue.append(local)
+        LOG.info(
+            "prediction job %s of model %r submitted",
+            local.record.uuid,
+            local.record.model,
+        )
+        self._schedule()
 
     async def list(self, model: str) -> builtins.list[PredictJob]:
         """Every recorded job of ``model``, oldest first."""
@@ -304,7 +320,7 @@ class PredictJobService:
     async def get(self, model: str, job_id: str) -> PredictJob:
         """One job of ``model``; 400 for a malformed id, 404 if unknown."""
         self._check_started()
-        uuid = _job_uuid(job_id)
+        uuid = parse_job_id(job_id)
         return await self._io(self._get, model, uuid)  # type: ignore[no-any-return]
 
     def _get(self, model: str, uuid: str) -> PredictJob:
@@ -459,29 +475,9 @@ class PredictJobService:
 
     async def _write(self, local: _Local, write: Callable[[], Any]) -> None:
         """Run ``write`` on the store's thread, retried while the store fails."""
-        failed = False
-        while True:
-            try:
-                await self._io(write)
-                return
-            except _OUTAGES as exc:
-                if self._closing and failed:
-                    LOG.error(
-                        "prediction job %s: could not be recorded: %s",
-                        local.record.uuid,
-                        exc.message,
-                    )
-                    return
-                if not failed:
-                    LOG.warning(
-                        "prediction job %s cannot be recorded now (%s); "
-                        "retrying every %g s",
-                        local.record.uuid,
-                        exc.message,
-                        RECORD_RETRY,
-                    )
-                failed = True
-                await asyncio.sleep(RECORD_RETRY)
+        await write_until_done(
+            self._io, local.record.uuid, write, give_up=lambda: self._closing
+        )
 
     async def _after_slurm_end(self, job: PredictJob) -> None:
         await self._io(job_finished, job, self.state_dir)
@@ -500,16 +496,6 @@ class PredictJobService:
         apply_retention(
             self.store, self.state_dir, keep=self.keep, keep_days=self.keep_days
         )
-
-
-def _job_uuid(value: str) -> str:
-    try:
-        return parse_uuid(value)
-    except DeepaasError:
-        raise InvalidJobRequest(
-            f"{value!r} is not a prediction job id: expected 32 hexadecimal "
-            "digits, as answered in the Location of POST .../predict/"
-        ) from None
 
 
 __all__ = ["PredictJobService"]

@@ -19,10 +19,12 @@ import json
 import os
 import sqlite3
 import time
+import uuid as uuid_mod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from deepaas.jobs.errors import InvalidJobRequest
 from deepaas.training.store import (
     CANCELLED,
     DONE,
@@ -207,6 +209,17 @@ class PredictJob:
         return tuple(values[column] for column in _COLUMNS)
 
 
+def parse_job_id(value: str) -> str:
+    """A job id in its canonical form (32 hex digits), or a 400."""
+    try:
+        return uuid_mod.UUID(value.strip()).hex
+    except ValueError:
+        raise InvalidJobRequest(
+            f"{value!r} is not a prediction job id: expected 32 hexadecimal "
+            "digits, as answered in the Location of POST .../predict/"
+        ) from None
+
+
 def _from_row(row: sqlite3.Row) -> PredictJob:
     values = {column: row[column] for column in _COLUMNS}
     values["args"] = json.loads(values["args"])
@@ -362,4 +375,5 @@ __all__ = [
     "UNFINISHED",
     "JobStore",
     "PredictJob",
+    "parse_job_id",
 ]

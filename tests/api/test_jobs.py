@@ -14,6 +14,8 @@ import aiohttp
 import pytest
 
 from deepaas.api import ApiSettings, create_app
+from deepaas.api.auth import AuthPolicy, StaticTokens
+from deepaas.api.guard import Guard
 from deepaas.engine.executors import build_executors
 from deepaas.jobs import PredictJobService
 from tests.conftest import spec
@@ -29,10 +31,17 @@ ASYNC = {"Prefer": "respond-async"}
 def make_server(installed_models: Any, aiohttp_client: Any, tmp_path: Path) -> Any:
     """A real server over the slow model, with a job service on ``tmp_path``."""
 
-    async def make(*, workers: int = 1, **options: Any) -> Any:
+    async def make(
+        *,
+        workers: int = 1,
+        settings: ApiSettings | None = None,
+        guard: Guard | None = None,
+        **options: Any,
+    ) -> Any:
         executors = build_executors([spec("slow")], workers=workers)
         service = PredictJobService(tmp_path / "state", **options)
-        app = create_app(executors, settings=ApiSettings(), predict_jobs=service)
+        app = create_app(executors, settings=settings or ApiSettings(),
+                         predict_jobs=service, guard=guard)  # fmt: skip
         return await aiohttp_client(app)
 
     return make
@@ -352,3 +361,37 @@ async def test_both_api_descriptions_describe_the_job_routes(make_server):
     # The 2.x predict operation keeps its parameters: no header is added.
     names = [p["name"] for p in swagger["paths"][PREDICT]["post"]["parameters"]]
     assert names == ["seconds", "fail", "record", "data", "accept"]
+
+
+async def test_jobs_need_the_token_that_predicting_needs(make_server):
+    tokens = StaticTokens({"tok-predict-0123456789": ["predict"],
+                           "tok-train-0123456789": ["train", "read"]})  # fmt: skip
+    client = await make_server(workers=0, guard=Guard(auth=AuthPolicy(tokens=tokens)))
+    predictor = {"Authorization": "Bearer tok-predict-0123456789"}
+    trainer = {"Authorization": "Bearer tok-train-0123456789"}
+    job = await submit(client, headers=predictor, seconds=0)
+    for path in (JOBS, f"{JOBS}{job['uuid']}", f"{JOBS}{job['uuid']}/result"):
+        assert (await client.get(path)).status == 401, path
+        assert (await client.get(path, headers=trainer)).status == 403, path
+    await poll(lambda: _status_is(client, job["uuid"], predictor, "done"), "the job")
+    assert (await client.get(f"{JOBS}{job['uuid']}/result", headers=predictor)).ok
+    resp = await client.delete(f"{JOBS}{job['uuid']}", headers=trainer)
+    assert resp.status == 403
+    assert (await client.delete(f"{JOBS}{job['uuid']}", headers=predictor)).ok
+
+
+async def _status_is(
+    client: Any, uuid: str, headers: dict[str, str], status: str
+) -> bool:
+    resp = await client.get(f"{JOBS}{uuid}", headers=headers)
+    return bool((await resp.json())["status"] == status)
+
+
+async def test_jobs_are_off_with_the_predict_endpoint(make_server):
+    off = ApiSettings(predict_endpoint=False)
+    client = await make_server(workers=0, settings=off)
+    resp = await client.post(PREDICT, params={"seconds": "0"}, headers=ASYNC)
+    assert resp.status == 402
+    resp = await client.get(JOBS)
+    assert resp.status == 402
+    assert "disabled" in (await resp.json())["message"]
