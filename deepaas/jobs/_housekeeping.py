@@ -179,6 +179,15 @@ def interrupt_orphans(
     return settled
 
 
+def remove_stale_locks(state_dir: Path, server_id: str) -> None:
+    """Remove the lock files of servers that are gone (any server's: one
+    that had no unfinished job or training leaves its file otherwise)."""
+    servers = state_dir / SERVERS_DIR
+    for lock in servers.glob("*.lock"):
+        if lock.stem != server_id:
+            _processes.server_alive(servers, lock.stem)  # removes a stale one
+
+
 def apply_retention(
     store: JobStore, state_dir: Path, *, keep: int, keep_days: float
 ) -> None:
@@ -211,5 +220,6 @@ __all__ = [
     "interrupt_orphans",
     "job_finished",
     "record_end",
+    "remove_stale_locks",
     "write_until_done",
 ]

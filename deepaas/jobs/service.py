@@ -44,6 +44,7 @@ from deepaas.jobs._housekeeping import (
     interrupt_orphans,
     job_finished,
     record_end,
+    remove_stale_locks,
     write_until_done,
 )
 from deepaas.jobs._jobdir import Ending
@@ -172,6 +173,7 @@ class PredictJobService:
             ) from None
         self._started = True
         settled = await self._io(self.reconcile)
+        await self._io(remove_stale_locks, self.state_dir, self.server_id)
         if settled:
             LOG.warning(
                 "%d prediction job(s) of a stopped server marked as interrupted",

@@ -114,6 +114,8 @@ def test_a_killed_server_leaves_its_results_and_its_unfinished_jobs_interrupted(
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
+    # The killed server's locks went with it; the stopped one released its own.
+    assert not list((state / "servers").iterdir())
 
 
 @pytest.mark.slow
