@@ -264,7 +264,7 @@ class SlurmJobs:
             return None
         changes = settle(job_id, info, job_dir)
         finished_at = status.get("ended_at") or time.time()
-        started_at = job.started_at or status.get("started_at") or finished_at
+        started_at = job.started_at or status.get("started_at")  # None: never ran
         if not self.store.update(
             job.uuid,
             only_if=UNFINISHED,

@@ -106,6 +106,40 @@ class Server:
         )
 
 
+def free_cpus() -> int:
+    shown = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True,
+                           text=True, timeout=30).stdout  # fmt: skip
+    total = int(re.search(r"CPUTot=(\d+)", shown).group(1))  # type: ignore[union-attr]
+    used = int(re.search(r"CPUAlloc=(\d+)", shown).group(1))  # type: ignore[union-attr]
+    return total - used
+
+
+def squeue_state(job_id: str) -> str:
+    shown = subprocess.run(
+        ["squeue", "-h", "-o", "%T", "-j", job_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return shown.stdout
+
+
+@pytest.fixture
+def blocker() -> Iterator[str]:
+    """A batch job holding every free CPU, so that the next job has to wait."""
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", f"--cpus-per-task={free_cpus()}",
+         "--output=/dev/null", "--wrap", "sleep 120"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()  # fmt: skip
+    try:
+        wait_for(lambda: "RUNNING" in squeue_state(job_id),
+                 "the blocking job to run", **SLURM_WAIT)  # fmt: skip
+        yield job_id
+    finally:
+        subprocess.run(["scancel", job_id], timeout=30)
+
+
 def multipart(fields: dict[str, str], files: dict[str, bytes]) -> tuple[bytes, str]:
     """A multipart/form-data body, as a browser sends it."""
     boundary = uuid.uuid4().hex
@@ -195,3 +229,19 @@ def test_a_running_slurm_job_is_cancelled(server):
     assert "DELETE" in cancelled["message"]
     status, _, _ = server.request("GET", JOBS + job["uuid"] + "/result")
     assert status == 409
+
+
+def test_a_job_waiting_in_slurms_queue_is_queued_and_cancelled_unrun(server, blocker):
+    job = submit(server, {"seconds": "0"}, {"data": b"x"})
+    job_dir = server.state / "predict-jobs" / job["uuid"]
+    waiting = server.job(job)
+    assert waiting["status"] == "queued"
+    assert waiting["slurm"]["state"] == "PENDING"
+    status, _, body = server.request("DELETE", JOBS + job["uuid"])
+    cancelled = json.loads(body)
+    assert status == 200, cancelled
+    assert cancelled["status"] == "cancelled"
+    assert "start_date" not in cancelled  # it never ran
+    assert cancelled["slurm"]["state"] == "CANCELLED"
+    assert not (job_dir / "result").exists()
+    assert not (job_dir / "uploads").exists()
