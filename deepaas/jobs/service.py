@@ -351,7 +351,10 @@ class PredictJobService:
         job = await self.get(model, job_id)
         local = self._local.get(job.uuid)
         if local is not None:
-            await self._stop(local, Ending(CANCELLED, CANCELLED_MESSAGE))
+            # Shielded: a client that goes away mid-way still cancels it.
+            await asyncio.shield(
+                self._stop(local, Ending(CANCELLED, CANCELLED_MESSAGE))
+            )
             return await self.get(model, job.uuid)
         if not job.finished and slurm_job_id(job) is not None:
             if self.slurm is None:
