@@ -101,7 +101,8 @@ class EngineCollector(Collector):
             "deepaas_worker_restarts",
             "Worker processes restarted, by cause: timeout (--predict-timeout), "
             "signal (e.g. SIGSEGV, SIGKILL), exit (the process exited), "
-            "start_failed (a restarted worker did not come up).",
+            "start_failed (a restarted worker did not come up), cancelled "
+            "(stopped because the prediction job it ran was cancelled).",
             labels=["model", "cause"],
         )
         timeouts = CounterMetricFamily(
@@ -121,7 +122,7 @@ class EngineCollector(Collector):
             stats = getattr(executor, "stats", None)
             if stats is None:
                 continue
-            for cause in ("timeout", "signal", "exit", "start_failed"):
+            for cause in ("timeout", "signal", "exit", "start_failed", "cancelled"):
                 restarts.add_metric([name, cause], stats.restarts.get(cause, 0))
             timeouts.add_metric([name], stats.timeouts)
             description = getattr(executor, "description", None)

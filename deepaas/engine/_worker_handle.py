@@ -48,6 +48,8 @@ class SentCall:
     call_id: int
     answer: asyncio.Future[Any]
     timer: asyncio.TimerHandle | None = None
+    #: Its caller may stop it: nothing waits behind it in the socket.
+    interruptible: bool = False
 
 
 class WorkerHandle:
@@ -79,6 +81,10 @@ class WorkerHandle:
         self.ready_since = 0.0
         self.restarts = 0
         self.timed_out = False
+        #: Killed because the caller of its running call stopped that call.
+        self.interrupted = False
+        #: Running an interruptible call: it takes no other call meanwhile.
+        self.exclusive = False
         #: When it last took a call (time.monotonic()), for stall detection.
         self.busy_since = 0.0
         self.control: MessageReader | None = None
@@ -169,6 +175,8 @@ class WorkerHandle:
         )
         self.state = "starting"
         self.timed_out = False
+        self.interrupted = False
+        self.exclusive = False
         self.sent.clear()
         self.load = 0
         self.call_seconds = None

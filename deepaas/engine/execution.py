@@ -109,6 +109,15 @@ class Executor(abc.ABC):
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         """Validate the arguments, call ``predict`` and return the answer."""
 
+    async def predict_interruptible(
+        self, raw: RawArguments, accept: str | None
+    ) -> PredictOutcome:
+        """:meth:`predict` for a caller that may cancel it (a prediction job)
+        and wants the model's work to stop then.  Worker processes can be
+        stopped; a call in the API process (a thread) cannot, and runs to
+        its end like an abandoned one."""
+        return await self.predict(raw, accept)
+
     @abc.abstractmethod
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
         """Validate training arguments; answer them as JSON-able values."""

@@ -61,6 +61,11 @@ class DescribedByFirstWorker(Executor):
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         return await self._inner.predict(raw, accept)
 
+    async def predict_interruptible(
+        self, raw: RawArguments, accept: str | None
+    ) -> PredictOutcome:
+        return await self._inner.predict_interruptible(raw, accept)
+
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
         return await self._inner.validate_train(raw)
 

@@ -127,6 +127,8 @@ class ProcessPool(Executor):
         self._waiters: collections.deque[asyncio.Future[WorkerHandle]] = (
             collections.deque()
         )
+        #: Waiters that take only a free worker (interruptible calls).
+        self._alone: set[asyncio.Future[WorkerHandle]] = set()
         self._call_ids = itertools.count(1)
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
@@ -287,6 +289,8 @@ class ProcessPool(Executor):
         if not worker.sent:
             return  # timed out meanwhile: the worker is being killed
         sent = worker.sent.popleft()
+        if sent.interruptible:
+            worker.exclusive = False
         now = time.monotonic()
         worker.count_duration(now - worker.running_since)
         if sent.timer is not None:
@@ -313,7 +317,7 @@ class ProcessPool(Executor):
         # Calls waiting in its socket never started: they go to the front of
         # the queue, for another worker or this one once restarted.  The one
         # it was running (none after a timeout) fails in _after_death.
-        running = 0 if worker.timed_out else 1
+        running = 0 if worker.timed_out or worker.interrupted else 1
         while len(worker.sent) > running:
             waiting = worker.sent.pop()
             if not waiting.answer.done():
@@ -340,6 +344,8 @@ class ProcessPool(Executor):
         how = describe_exit(process.exitcode)
         if worker.timed_out:
             how = f"it exceeded --predict-timeout ({self._call_timeout:g} s)"
+        elif worker.interrupted:
+            how = "it was stopped: the call it ran was cancelled"
         self._last_error = f"worker {worker.index} (pid {process.pid}) died: {how}"
         worker.fail_sent(
             WorkerCrashed(
@@ -356,6 +362,17 @@ class ProcessPool(Executor):
                 )
             )
         if self._stopping or not was_ready:
+            return
+        if worker.interrupted:  # on purpose: no failure, no backoff
+            LOG.info(
+                "model %r: worker %d (pid %s) stopped: the call it ran was "
+                "cancelled; restarting it",
+                self.spec.name,
+                worker.index,
+                process.pid,
+            )
+            self.stats.restarts["cancelled"] += 1
+            await self._restart(worker)
             return
         LOG.error(
             "model %r: worker %d (pid %s) died: %s",
@@ -449,7 +466,8 @@ class ProcessPool(Executor):
             return True
         seconds = worker.call_seconds
         return (
-            worker.load < PIPELINE_DEPTH
+            not worker.exclusive
+            and worker.load < PIPELINE_DEPTH
             and seconds is not None
             and seconds < PIPELINE_CALL_SECONDS
             # A call running longer than short calls take is a slow one:
@@ -484,7 +502,10 @@ class ProcessPool(Executor):
     def _offer(self, worker: WorkerHandle) -> None:
         """Hand what ``worker`` can take to the waiting callers, in order."""
         while self._waiters and self._can_take(worker):
-            waiter = self._waiters.popleft()
+            waiter = self._waiters[0]
+            if not waiter.done() and worker.load and waiter in self._alone:
+                break  # it waits for a free worker, and the others behind it
+            self._waiters.popleft()
             if not waiter.done():
                 self._take(worker)
                 waiter.set_result(worker)
@@ -493,10 +514,15 @@ class ProcessPool(Executor):
             if worker not in self._idle:
                 self._idle.append(worker)
 
-    async def _acquire(self, *, again: bool = False) -> WorkerHandle:
+    async def _acquire(
+        self, *, again: bool = False, alone: bool = False
+    ) -> WorkerHandle:
         """A worker that has taken this call; ``again``: a call sent to a
-        worker that died before starting it, which goes first."""
-        worker = self._pick()
+        worker that died before starting it, which goes first; ``alone``:
+        only a free worker will do (nothing queued in its socket)."""
+        worker = self._idle[0] if alone and self._idle else None
+        if not alone:
+            worker = self._pick()
         if worker is not None:
             self._take(worker)
             return worker
@@ -514,6 +540,9 @@ class ProcessPool(Executor):
             self._waiters.appendleft(waiter)
         else:
             self._waiters.append(waiter)
+        if alone:
+            self._alone.add(waiter)
+            waiter.add_done_callback(self._alone.discard)
         self._fail_waiters_if_hopeless()
         try:
             return await waiter
@@ -527,18 +556,28 @@ class ProcessPool(Executor):
                 self._waiters.remove(waiter)
             raise
 
-    async def call(self, kind: str, *payload: Any) -> Any:
-        """Send one call to a worker and wait for its answer."""
+    async def call(self, kind: str, *payload: Any, interruptible: bool = False) -> Any:
+        """Send one call to a worker and wait for its answer.
+
+        ``interruptible``: the caller may stop the call (a prediction job
+        cancelled): it waits for a free worker rather than in a worker's
+        socket, and cancelling it while it runs kills its worker, which is
+        restarted, instead of letting it run to its end.
+        """
         again = False
         while True:
-            worker = await self._acquire(again=again)
+            worker = await self._acquire(again=again, alone=interruptible)
             try:
-                return await self._send(worker, kind, payload)
+                return await self._send(worker, kind, payload, interruptible)
             except _Resend:
                 again = True  # its worker died before starting it
 
     async def _send(
-        self, worker: WorkerHandle, kind: str, payload: tuple[Any, ...]
+        self,
+        worker: WorkerHandle,
+        kind: str,
+        payload: tuple[Any, ...],
+        interruptible: bool = False,
     ) -> Any:
         call_id = next(self._call_ids)
         channel = worker.channel
@@ -554,7 +593,10 @@ class ProcessPool(Executor):
                 f"the worker process of model {self.spec.name!r} is gone; "
                 "it is being restarted"
             )
-        call = SentCall(call_id, asyncio.get_running_loop().create_future())
+        call = SentCall(
+            call_id, asyncio.get_running_loop().create_future(), None, interruptible
+        )
+        worker.exclusive = worker.exclusive or interruptible
         worker.sent.append(call)
         if len(worker.sent) == 1:
             self._start_running(worker, call, time.monotonic())
@@ -562,8 +604,17 @@ class ProcessPool(Executor):
             return await call.answer
         except asyncio.CancelledError:
             # Abandoned once sent: the call runs to its end and its answer is
-            # dropped (_answered), but --predict-timeout still bounds it.
+            # dropped (_answered), but --predict-timeout still bounds it;
+            # an interruptible one is stopped with its worker.
             self.stats.abandoned += 1
+            if interruptible and call in worker.sent and not worker.timed_out:
+                LOG.info(
+                    "model %r: stopping worker %d: the call it runs was cancelled",
+                    self.spec.name,
+                    worker.index,
+                )
+                worker.interrupted = True
+                worker.kill()
             raise
 
     def _start_running(self, worker: WorkerHandle, call: SentCall, now: float) -> None:
@@ -599,6 +650,16 @@ class ProcessPool(Executor):
     async def _call_batch(self, requests: list[Any]) -> list[Any]:
         result: list[Any] = await self.call("predict_batch", requests)
         return result
+
+    async def predict_interruptible(
+        self, raw: RawArguments, accept: str | None
+    ) -> PredictOutcome:
+        """``predict`` for a caller that may stop it: see :meth:`call`
+        (``interruptible``).  No batching: it is one call on its own."""
+        body, media_type = await self.call(
+            "predict", raw.pairs, raw.json_body, accept, interruptible=True
+        )
+        return PredictOutcome(body, media_type)
 
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         if self._batcher is not None:

@@ -412,7 +412,8 @@ class PredictJobService:
             )
             while True:
                 try:
-                    outcome = await local.executor.predict(
+                    # Interruptible: a cancelled job stops its worker.
+                    outcome = await local.executor.predict_interruptible(
                         local.raw, local.record.accept
                     )
                     break

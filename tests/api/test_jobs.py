@@ -20,7 +20,7 @@ from deepaas.engine.executors import build_executors
 from deepaas.jobs import PredictJobService
 from tests.conftest import spec
 from tests.fake_models.jobs import PNG
-from tests.processes import poll
+from tests.processes import pid_exists, poll
 
 PREDICT = "/v2/models/slow/predict/"
 JOBS = "/v2/models/slow/predict/jobs/"
@@ -194,9 +194,8 @@ async def test_jobs_are_cancelled_while_queued_and_while_running(make_server, tm
     client = await make_server(max_concurrent=1)
     marks = tmp_path / "marks"
     marks.mkdir()
-    # A cancelled call runs to its end in its worker (its answer dropped),
-    # as a call whose client went away: a short one spares the teardown.
-    running = await submit(client, seconds=2, record=marks)
+    # A job that would hold the one worker for a minute.
+    running = await submit(client, seconds=60, record=marks)
     queued = await submit(client, seconds=30)
     await poll(lambda: _started(marks), "the first job to start")
     assert (await wait_until(client, running["uuid"], "running"))["status"]
@@ -226,6 +225,14 @@ async def test_jobs_are_cancelled_while_queued_and_while_running(make_server, tm
     ]
     resp = await client.get(f"{JOBS}{queued['uuid']}/provenance")
     assert '"cancelled"' in await resp.text()
+    # Its work stopped with it: the worker that ran it was stopped and
+    # replaced, and answers an ordinary prediction long before the minute.
+    (started,) = marks.glob("*.start")
+    started_at = time.monotonic()
+    resp = await client.post(PREDICT, params={"seconds": "0"})
+    assert resp.status == 200
+    assert time.monotonic() - started_at < 20
+    assert not pid_exists(int(started.stem))
 
 
 async def _started(marks: Path) -> bool:
