@@ -187,6 +187,12 @@ def main(argv: list[str]) -> int:
     # (or dies), and the end of input ends this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The lowest priority: the records wait (in the pipe) while the server
+    # and its workers need every core, and are written in the idle moments.
+    try:
+        os.nice(19)
+    except OSError:
+        pass
     formatter = Formatter(server_id)
     stdin = sys.stdin.buffer
     while (payload := read_frame(stdin)) is not None:
