@@ -89,8 +89,10 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
         logging.getLogger().addHandler(debug_capture)
     try:
         # Bound before the models load: a port in use is reported at once,
-        # not after minutes of importing and warming a big model.
-        sock = listening_socket(conf.listen_ip, conf.listen_port)
+        # not after minutes of importing and warming a big model.  It
+        # accepts connections once the server answers them (/health at
+        # once), not while a probe imports the models.
+        sock = bound_socket(conf.listen_ip, conf.listen_port)
     except OSError as exc:
         return fail(PROG, _listen_error(conf.listen_ip, conf.listen_port, exc))
     # Spawned workers inherit the environment: they log where the server
@@ -144,8 +146,14 @@ def _leave_hung_threads(status: int) -> None:
     os._exit(status)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` and listening (port 0: any free one)."""
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: any free one).
+
+    It does not listen yet: the server's site does when it starts answering,
+    so that from the moment the port accepts a connection, ``/health``
+    answers it, and until then a client's connection is refused rather than
+    left waiting unanswered.
+    """
     infos = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
@@ -154,7 +162,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
         sock.setblocking(False)
     except OSError:
         sock.close()
