@@ -33,7 +33,6 @@ Design (docs/engine.md tells the whole story):
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import logging
 import multiprocessing
@@ -41,6 +40,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from deepaas.engine._dispatch import (
+    Dispatcher,
+)
 from deepaas.engine._process import describe_exit
 from deepaas.engine._wire import error_from_wire
 from deepaas.engine._worker_handle import SentCall, WorkerHandle
@@ -57,20 +59,12 @@ from deepaas.exceptions import (
     CallTimeout,
     DeepaasError,
     ModelLoadError,
-    QueueFull,
     WorkerCrashed,
 )
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
 LOG = logging.getLogger(__name__)
-
-#: How many calls a worker with short calls may hold at once (one running,
-#: the others waiting in its socket).
-PIPELINE_DEPTH = 8
-#: Calls shorter than this on average (seconds) may wait in a worker's socket.
-PIPELINE_CALL_SECONDS = 0.002
-
 
 class RunsInProcess(Exception):
     """The model, described by its first worker, runs in the API process
@@ -123,24 +117,28 @@ class ProcessPool(Executor):
         self._start_timeout = start_timeout
         self._describe_first = describe_first
         self._workers = [WorkerHandle(i, env) for i, env in enumerate(envs)]
-        self._idle: collections.deque[WorkerHandle] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[WorkerHandle]] = (
-            collections.deque()
-        )
-        #: Waiters that take only a free worker (interruptible calls).
-        self._alone: set[asyncio.Future[WorkerHandle]] = set()
         self._call_ids = itertools.count(1)
         self._context = multiprocessing.get_context("spawn")
-        self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._batcher: Batcher | None = None
         self._last_error = ""
         self.stats = ExecutorStats()
+        self._dispatch = Dispatcher(
+            self._workers,
+            model=spec.name,
+            max_queue=self._max_queue,
+            stats=self.stats,
+            restarting=lambda: any(not task.done() for task in self._tasks),
+        )
 
     # -- life cycle ---------------------------------------------------------
 
+    @property
+    def _stopping(self) -> bool:
+        return self._dispatch.stopping
+
     async def start(self) -> None:
-        self._stopping = False
+        self._dispatch.stopping = False
         try:
             placed = 0
             if self._describe_first:
@@ -226,14 +224,14 @@ class ProcessPool(Executor):
         await worker.await_ready(self.spec, self._start_timeout)
 
     async def stop(self, timeout: float = 10.0) -> None:
-        self._stopping = True
+        self._dispatch.stopping = True
         for task in list(self._tasks):
             task.cancel()
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
         shutting_down = WorkerCrashed("the server is shutting down")
-        self._fail_waiters(shutting_down)
+        self._dispatch.fail_waiters(shutting_down)
         for worker in self._workers:
             if worker.state == "starting":
                 worker.kill()  # no point finishing a warm-up
@@ -242,7 +240,7 @@ class ProcessPool(Executor):
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             await worker.join(deadline, shutting_down)
-        self._idle.clear()
+        self._dispatch.idle.clear()
 
     # -- messages from workers ---------------------------------------------
 
@@ -262,7 +260,7 @@ class ProcessPool(Executor):
             if worker.ready is not None and not worker.ready.done():
                 worker.ready.set_result(None)
             worker.state = "idle"
-            self._offer(worker)
+            self._dispatch.offer(worker)
         elif kind == "facts":
             if worker.facts is not None and not worker.facts.done():
                 worker.facts.set_result(message[1])
@@ -303,7 +301,7 @@ class ProcessPool(Executor):
         if worker.sent:
             self._start_running(worker, worker.sent[0], now)
         if worker.state == "busy":
-            self._release(worker)
+            self._dispatch.release(worker)
 
     def _on_closed(self, worker: WorkerHandle, process: Any) -> None:
         """The worker's socket reached end of file: it died or is dying."""
@@ -312,8 +310,8 @@ class ProcessPool(Executor):
         was_ready = worker.state in ("idle", "busy")
         worker.state = "dead"
         worker.close_sockets()
-        if worker in self._idle:
-            self._idle.remove(worker)
+        if worker in self._dispatch.idle:
+            self._dispatch.idle.remove(worker)
         # Calls waiting in its socket never started: they go to the front of
         # the queue, for another worker or this one once restarted.  The one
         # it was running (none after a timeout) fails in _after_death.
@@ -425,136 +423,12 @@ class ProcessPool(Executor):
                     worker.kill()
                 worker.count_failure(while_serving=False)
                 if not any(w.state in ("idle", "busy") for w in self._workers):
-                    self._fail_waiters(
+                    self._dispatch.fail_waiters(
                         WorkerCrashed(
                             f"no worker of model {self.spec.name!r} is running "
                             f"({message}); retrying"
                         )
                     )
-
-    def _fail_waiters(self, error: DeepaasError) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(error)
-
-    def _fail_waiters_if_hopeless(self) -> None:
-        """Never let a waiter hang when no worker is alive or coming back."""
-        if any(w.state in ("idle", "busy", "starting") for w in self._workers):
-            return
-        if any(not t.done() for t in self._tasks):
-            return
-        self._fail_waiters(
-            WorkerCrashed(f"no worker of model {self.spec.name!r} is alive")
-        )
-
-    # -- dispatching calls --------------------------------------------------
-
-    def _can_take(self, worker: WorkerHandle) -> bool:
-        """Whether a ready worker may be given one more call now.
-
-        An idle worker always may.  A busy one may only when its calls are
-        short (PIPELINE_CALL_SECONDS on average): the next call then waits in
-        its socket instead of in the pool, which saves a round trip through
-        the event loop per call.  Slow calls queue in the pool, where another
-        worker that frees up, or a caller that goes away, can still change
-        their fate.
-        """
-        if worker.state not in ("idle", "busy"):
-            return False
-        if worker.load == 0:
-            return True
-        seconds = worker.call_seconds
-        return (
-            not worker.exclusive
-            and worker.load < PIPELINE_DEPTH
-            and seconds is not None
-            and seconds < PIPELINE_CALL_SECONDS
-            # A call running longer than short calls take is a slow one:
-            # nothing more waits behind it while another worker may free up.
-            and time.monotonic() - worker.running_since < PIPELINE_CALL_SECONDS
-        )
-
-    def _take(self, worker: WorkerHandle) -> None:
-        """Give ``worker`` one more call (``_can_take`` said it may)."""
-        if worker.load == 0:
-            if worker in self._idle:
-                self._idle.remove(worker)
-            worker.busy_since = time.monotonic()
-        worker.load += 1
-        worker.state = "busy"
-
-    def _pick(self) -> WorkerHandle | None:
-        """An idle worker, else the least loaded one that may take more."""
-        if self._idle:
-            return self._idle[0]
-        best = None
-        for worker in self._workers:
-            if self._can_take(worker) and (best is None or worker.load < best.load):
-                best = worker
-        return best
-
-    def _release(self, worker: WorkerHandle) -> None:
-        """One of ``worker``'s calls ended, or was never sent."""
-        worker.load = max(0, worker.load - 1)
-        self._offer(worker)
-
-    def _offer(self, worker: WorkerHandle) -> None:
-        """Hand what ``worker`` can take to the waiting callers, in order."""
-        while self._waiters and self._can_take(worker):
-            waiter = self._waiters[0]
-            if not waiter.done() and worker.load and waiter in self._alone:
-                break  # it waits for a free worker, and the others behind it
-            self._waiters.popleft()
-            if not waiter.done():
-                self._take(worker)
-                waiter.set_result(worker)
-        if worker.load == 0:
-            worker.state = "idle"
-            if worker not in self._idle:
-                self._idle.append(worker)
-
-    async def _acquire(
-        self, *, again: bool = False, alone: bool = False
-    ) -> WorkerHandle:
-        """A worker that has taken this call; ``again``: a call sent to a
-        worker that died before starting it, which goes first; ``alone``:
-        only a free worker will do (nothing queued in its socket)."""
-        worker = self._idle[0] if alone and self._idle else None
-        if not alone:
-            worker = self._pick()
-        if worker is not None:
-            self._take(worker)
-            return worker
-        if self._stopping:
-            raise WorkerCrashed("the server is shutting down")
-        if not again and len(self._waiters) >= self._max_queue:
-            raise QueueFull(
-                f"model {self.spec.name!r}: {len(self._waiters)} requests are already "
-                "waiting for a worker; retry later (--max-queue)"
-            )
-        waiter: asyncio.Future[WorkerHandle] = (
-            asyncio.get_running_loop().create_future()
-        )
-        if again:
-            self._waiters.appendleft(waiter)
-        else:
-            self._waiters.append(waiter)
-        if alone:
-            self._alone.add(waiter)
-            waiter.add_done_callback(self._alone.discard)
-        self._fail_waiters_if_hopeless()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            # The caller went away (e.g. its client disconnected): it leaves
-            # the queue, or hands on the worker it was just given.
-            self.stats.abandoned += 1
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release(waiter.result())
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-            raise
 
     async def call(self, kind: str, *payload: Any, interruptible: bool = False) -> Any:
         """Send one call to a worker and wait for its answer.
@@ -566,7 +440,7 @@ class ProcessPool(Executor):
         """
         again = False
         while True:
-            worker = await self._acquire(again=again, alone=interruptible)
+            worker = await self._dispatch.acquire(again=again, alone=interruptible)
             try:
                 return await self._send(worker, kind, payload, interruptible)
             except _Resend:
@@ -586,7 +460,7 @@ class ProcessPool(Executor):
         except BaseException:
             # Not sent (e.g. a value that cannot be pickled): the worker never
             # saw the call and is free for the next one.
-            self._release(worker)
+            self._dispatch.release(worker)
             raise
         if not sent:
             raise WorkerCrashed(
@@ -701,7 +575,7 @@ class ProcessPool(Executor):
         model looks like from outside: ``/ready`` answers 503 once this
         passes ``stall_timeout``.
         """
-        if self._idle:
+        if self._dispatch.idle:
             return 0.0
         busy = [w.busy_since for w in self._workers if w.state == "busy"]
         if not busy:
@@ -710,7 +584,7 @@ class ProcessPool(Executor):
 
     def status(self) -> dict[str, Any]:
         states = [w.state for w in self._workers]
-        queued = len(self._waiters) + sum(
+        queued = len(self._dispatch.waiters) + sum(
             max(0, len(w.sent) - 1) for w in self._workers
         )
         if self._batcher is not None:

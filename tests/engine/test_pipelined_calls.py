@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from deepaas.engine.workers import PIPELINE_DEPTH, ProcessPool
+from deepaas.engine._dispatch import PIPELINE_DEPTH
+from deepaas.engine.workers import ProcessPool
 from deepaas.exceptions import CallTimeout, QueueFull, WorkerCrashed
 from tests.conftest import spec
 from tests.engine.test_workers import predict
