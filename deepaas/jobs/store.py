@@ -11,8 +11,6 @@ IMMEDIATE`` transaction per change, a connection per operation.
 
 from __future__ import annotations
 
-import builtins
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -20,11 +18,10 @@ import os
 import sqlite3
 import time
 import uuid as uuid_mod
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from deepaas.jobs.errors import InvalidJobRequest
+from deepaas.training.record_table import RecordTable
 from deepaas.training.store import (
     CANCELLED,
     DONE,
@@ -226,12 +223,15 @@ def _from_row(row: sqlite3.Row) -> PredictJob:
     return PredictJob(**values)
 
 
-class JobStore:
+class JobStore(RecordTable[PredictJob]):
     """Reads and writes prediction jobs in the training store's file."""
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
+    table = "predict_jobs"
+    columns = _COLUMNS
+    updatable = frozenset(_UPDATABLE)
+    finished = FINISHED
+    unfinished_statuses = UNFINISHED
+    what = "prediction job"
 
     def create(self) -> None:
         """Create the file (as the training store does) and the jobs' table.
@@ -244,127 +244,13 @@ class JobStore:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None
-        )
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous=FULL")
-            yield conn
-        finally:
-            conn.close()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _select(self, where: str = "", params: Iterable[Any] = ()) -> list[PredictJob]:
-        query = f"SELECT {', '.join(_COLUMNS)} FROM predict_jobs {where}"  # noqa: S608
-        with self._connect() as conn:
-            rows = conn.execute(query + " ORDER BY seq", tuple(params)).fetchall()
-        return [_from_row(row) for row in rows]
-
-    def get(self, uuid: str) -> PredictJob | None:
-        """The job ``uuid``, or None."""
-        found = self._select("WHERE uuid = ?", (uuid,))
-        return found[0] if found else None
-
-    def list(self, model: str | None = None) -> builtins.list[PredictJob]:
-        """Jobs in submission order, of one model or of all."""
-        if model is None:
-            return self._select()
-        return self._select("WHERE model = ?", (model,))
-
-    def unfinished(self) -> builtins.list[PredictJob]:
-        """Queued and running jobs of every server."""
-        return self._select("WHERE status IN (?, ?)", UNFINISHED)
+    def _from_row(self, row: sqlite3.Row) -> PredictJob:
+        return _from_row(row)
 
     def count(self) -> int:
         """How many jobs are recorded, finished or not."""
         with self._connect() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM predict_jobs").fetchone()[0])
-
-    def insert(self, job: PredictJob) -> None:
-        """Record a new job."""
-        marks = ", ".join("?" for _ in _COLUMNS)
-        with self._transaction() as conn:
-            conn.execute(
-                f"INSERT INTO predict_jobs ({', '.join(_COLUMNS)}) VALUES ({marks})",  # noqa: S608
-                job._row(),
-            )
-
-    def update(self, uuid: str, *, only_if: Iterable[str] = (), **changes: Any) -> bool:
-        """Change some fields; with ``only_if``, only from one of those statuses.
-
-        Answers whether the job was changed, so that two servers racing to
-        settle the same job cannot both win.
-        """
-        unknown = set(changes) - _UPDATABLE
-        if unknown:
-            raise ValueError(f"cannot update {sorted(unknown)} of a prediction job")
-        assignments = ", ".join(f"{column} = ?" for column in changes)
-        query = f"UPDATE predict_jobs SET {assignments} WHERE uuid = ?"  # noqa: S608
-        params: builtins.list[Any] = [*changes.values(), uuid]
-        statuses = tuple(only_if)
-        if statuses:
-            query += f" AND status IN ({', '.join('?' for _ in statuses)})"
-            params.extend(statuses)
-        with self._transaction() as conn:
-            return conn.execute(query, params).rowcount == 1
-
-    def delete(self, uuid: str) -> bool:
-        """Forget a finished job."""
-        marks = ", ".join("?" for _ in FINISHED)
-        with self._transaction() as conn:
-            cursor = conn.execute(
-                f"DELETE FROM predict_jobs WHERE uuid = ? AND status IN ({marks})",  # noqa: S608
-                (uuid, *FINISHED),
-            )
-            return cursor.rowcount == 1
-
-    def prune(
-        self, *, keep: int = 0, keep_days: float = 0, now: float | None = None
-    ) -> builtins.list[PredictJob]:
-        """Forget finished jobs beyond the retention; answer those removed.
-
-        The trainings' rules: ``keep`` newest finished jobs per model,
-        ``keep_days`` days after they finished; zero switches a rule off.
-        """
-        if not keep and not keep_days:
-            return []
-        now = time.time() if now is None else now
-        marks = ", ".join("?" for _ in FINISHED)
-        columns = ", ".join(_COLUMNS)
-        doomed: dict[str, sqlite3.Row] = {}
-        with self._transaction() as conn:
-            if keep:
-                rows = conn.execute(
-                    f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER ("  # noqa: S608
-                    "PARTITION BY model ORDER BY finished_at DESC, seq DESC) AS rank "
-                    f"FROM predict_jobs WHERE status IN ({marks})) WHERE rank > ?",
-                    (*FINISHED, keep),
-                ).fetchall()
-                doomed.update((row["uuid"], row) for row in rows)
-            if keep_days:
-                rows = conn.execute(
-                    f"SELECT {columns} FROM predict_jobs WHERE status IN ({marks}) "  # noqa: S608
-                    "AND finished_at < ?",
-                    (*FINISHED, now - keep_days * 86400),
-                ).fetchall()
-                doomed.update((row["uuid"], row) for row in rows)
-            conn.executemany(
-                "DELETE FROM predict_jobs WHERE uuid = ?", [(u,) for u in doomed]
-            )
-        return [_from_row(row) for row in doomed.values()]
 
 
 __all__ = [

@@ -10,8 +10,6 @@ and it keeps the store safe to use from any thread or process.
 
 from __future__ import annotations
 
-import builtins
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -19,11 +17,11 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from deepaas.training.errors import InvalidTrainingRequest
+from deepaas.training.record_table import RecordTable
 
 #: Seconds a request waits for the store (its SQLite busy timeout, and its
 #: place in the store's thread) before it is answered 503 with Retry-After.
@@ -256,12 +254,15 @@ def _from_row(row: sqlite3.Row) -> Training:
     return Training(**values)
 
 
-class TrainingStore:
+class TrainingStore(RecordTable[Training]):
     """Reads and writes training records in ``<state_dir>/trainings.sqlite``."""
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
+    table = "trainings"
+    columns = _COLUMNS
+    updatable = frozenset(_UPDATABLE)
+    finished = FINISHED
+    unfinished_statuses = UNFINISHED
+    what = "training"
 
     def create(self) -> None:
         """Create the database (and its folder) if needed; check its version.
@@ -301,50 +302,13 @@ class TrainingStore:
                 conn.execute("ROLLBACK")
                 raise
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None
-        )
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous=FULL")
-            yield conn
-        finally:
-            conn.close()
+    def _from_row(self, row: sqlite3.Row) -> Training:
+        return _from_row(row)
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    # -- reading -------------------------------------------------------------
-
-    def get(self, uuid: str) -> Training | None:
-        """The training ``uuid``, or None."""
-        with self._connect() as conn:
-            row = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM trainings WHERE uuid = ?",  # noqa: S608
-                (uuid,),
-            ).fetchone()
-        return None if row is None else _from_row(row)
-
-    def list(self, model: str | None = None) -> list[Training]:
-        """Trainings in submission order, of one model or of all."""
-        query = f"SELECT {', '.join(_COLUMNS)} FROM trainings"  # noqa: S608
-        params: tuple[Any, ...] = ()
-        if model is not None:
-            query += " WHERE model = ?"
-            params = (model,)
-        with self._connect() as conn:
-            rows = conn.execute(query + " ORDER BY seq", params).fetchall()
-        return [_from_row(row) for row in rows]
+    def _stored(self, changes: dict[str, Any]) -> dict[str, Any]:
+        if changes.get("output") is not None:
+            changes["output"] = json.dumps(changes["output"])
+        return changes
 
     def count_by_status(self) -> dict[tuple[str, str], int]:
         """How many trainings each (model, status) has, for ``/metrics``."""
@@ -369,96 +333,6 @@ class TrainingStore:
                 UNFINISHED,
             ).fetchall()
         return {(row[0], row[1]): int(row[2]) for row in rows}
-
-    def unfinished(self) -> builtins.list[Training]:
-        """Queued and running trainings of every server."""
-        marks = ", ".join("?" for _ in UNFINISHED)
-        with self._connect() as conn:
-            rows = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM trainings "  # noqa: S608
-                f"WHERE status IN ({marks}) ORDER BY seq",
-                UNFINISHED,
-            ).fetchall()
-        return [_from_row(row) for row in rows]
-
-    # -- writing -------------------------------------------------------------
-
-    def insert(self, training: Training) -> None:
-        """Record a new training."""
-        marks = ", ".join("?" for _ in _COLUMNS)
-        with self._transaction() as conn:
-            conn.execute(
-                f"INSERT INTO trainings ({', '.join(_COLUMNS)}) VALUES ({marks})",  # noqa: S608
-                training._row(),
-            )
-
-    def update(self, uuid: str, *, only_if: Iterable[str] = (), **changes: Any) -> bool:
-        """Change some fields; with ``only_if``, only from one of those statuses.
-
-        Answers whether the training was changed, so that two servers racing
-        to finish the same record cannot both win.
-        """
-        unknown = set(changes) - _UPDATABLE
-        if unknown:
-            raise ValueError(f"cannot update {sorted(unknown)} of a training")
-        if "output" in changes and changes["output"] is not None:
-            changes["output"] = json.dumps(changes["output"])
-        assignments = ", ".join(f"{column} = ?" for column in changes)
-        query = f"UPDATE trainings SET {assignments} WHERE uuid = ?"  # noqa: S608
-        params: builtins.list[Any] = [*changes.values(), uuid]
-        statuses = tuple(only_if)
-        if statuses:
-            query += f" AND status IN ({', '.join('?' for _ in statuses)})"
-            params.extend(statuses)
-        with self._transaction() as conn:
-            return conn.execute(query, params).rowcount == 1
-
-    def delete(self, uuid: str, *, only_if: Iterable[str] = FINISHED) -> bool:
-        """Forget a training (by default only a finished one)."""
-        statuses = tuple(only_if)
-        marks = ", ".join("?" for _ in statuses)
-        with self._transaction() as conn:
-            cursor = conn.execute(
-                f"DELETE FROM trainings WHERE uuid = ? AND status IN ({marks})",  # noqa: S608
-                (uuid, *statuses),
-            )
-            return cursor.rowcount == 1
-
-    def prune(
-        self, *, keep: int = 0, keep_days: float = 0, now: float | None = None
-    ) -> builtins.list[Training]:
-        """Forget finished trainings beyond the retention; answer those removed.
-
-        ``keep`` keeps the newest N finished trainings of each model;
-        ``keep_days`` forgets those that finished more than D days ago.
-        Zero switches either rule off.
-        """
-        if not keep and not keep_days:
-            return []
-        now = time.time() if now is None else now
-        marks = ", ".join("?" for _ in FINISHED)
-        doomed: dict[str, sqlite3.Row] = {}
-        with self._transaction() as conn:
-            columns = ", ".join(_COLUMNS)
-            if keep:
-                rows = conn.execute(
-                    f"SELECT {columns} FROM (SELECT *, ROW_NUMBER() OVER ("  # noqa: S608
-                    "PARTITION BY model ORDER BY finished_at DESC, seq DESC) AS rank "
-                    f"FROM trainings WHERE status IN ({marks})) WHERE rank > ?",
-                    (*FINISHED, keep),
-                ).fetchall()
-                doomed.update((row["uuid"], row) for row in rows)
-            if keep_days:
-                rows = conn.execute(
-                    f"SELECT {columns} FROM trainings WHERE status IN ({marks}) "  # noqa: S608
-                    "AND finished_at < ?",
-                    (*FINISHED, now - keep_days * 86400),
-                ).fetchall()
-                doomed.update((row["uuid"], row) for row in rows)
-            conn.executemany(
-                "DELETE FROM trainings WHERE uuid = ?", [(u,) for u in doomed]
-            )
-        return [_from_row(row) for row in doomed.values()]
 
 
 __all__ = [
