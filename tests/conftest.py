@@ -5,12 +5,16 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from deepaas.model.loading import MODEL_NAMESPACE, ModelSpec
+
+if TYPE_CHECKING:
+    from tests.servers import RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,3 +140,27 @@ def _isolated_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("DEEPAAS_DEMO_DIR", str(tmp_path / "demo"))
     monkeypatch.delenv("DEEPAAS_V2_MODEL", raising=False)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Start real ``deepaas-run`` processes; each is killed and reaped at the end.
+
+    ``start_server(*options, env=..., port=...)`` answers a
+    :class:`tests.servers.RunningServer` whose log is a file in ``tmp_path``.
+    """
+    from tests.servers import RunningServer
+
+    started: list[RunningServer] = []
+
+    def start(*args: str, **options: Any) -> RunningServer:
+        options.setdefault("log", tmp_path / f"deepaas-run-{len(started)}.log")
+        server = RunningServer(*args, **options)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.close()

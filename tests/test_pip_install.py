@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 
-from tests.cmd.test_run import Server
 from tests.conftest import subprocess_env
+from tests.servers import RunningServer
 
 PYPROJECT = """\
 [build-system]
@@ -125,9 +125,9 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def server(site, tmp_path):
-    srv = Server("--model-name", "flowers", "--model-name", "texts",
-                 "--workers", "1", env=subprocess_env(site),
-                 log=tmp_path / "stderr.log")
+    srv = RunningServer("--model-name", "flowers", "--model-name", "texts",
+                        "--workers", "1", env=subprocess_env(site),
+                        log=tmp_path / "stderr.log")
     try:
         srv.wait_serving()
         yield srv
@@ -175,7 +175,7 @@ async def test_the_pip_installed_package_is_served(server):
         assert params["top_k"]["maximum"] == 5
         assert params["mode"]["enum"] == ["fast", "slow"]
         assert "ModelPredictionResponse" in document["definitions"]
-    assert server.stop() == 0
+    assert server.terminate() == 0
 
 
 @pytest.mark.slow
@@ -193,12 +193,13 @@ def test_the_only_installed_model_needs_no_name(site, tmp_path):
         [deepaas.v2.model]
         texts = contract_models.new_api:TextModel
         """))
-    srv = Server("--workers", "0", env=subprocess_env(one), log=tmp_path / "e.log")
+    srv = RunningServer("--workers", "0", env=subprocess_env(one),
+                        log=tmp_path / "e.log")
     try:
         srv.wait_serving()
         assert srv.models == "texts"
         assert srv.post("/v2/models/texts/predict/", {"text": "a"}) == (
             200, {"text": "A", "length": 1})
-        assert srv.stop() == 0
+        assert srv.terminate() == 0
     finally:
         srv.close()

@@ -17,13 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.cmd.test_run import Server as RunServer
 from tests.conftest import subprocess_env, write_distribution
+from tests.servers import RunningServer
 
 MODEL = "slow"
 
 
-class Server(RunServer):
+class Server(RunningServer):
     """``deepaas-run --workers 1`` over the ``slow`` fake model."""
 
     def __init__(self, tmp: Path, *args: str) -> None:

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.cmd.test_run import Server
 from tests.conftest import subprocess_env
+from tests.servers import RunningServer
 
 
 def request(
@@ -34,7 +34,7 @@ def test_a_server_with_tokens_and_its_default_host_list(tmp_path: Path) -> None:
     env = subprocess_env(
         DEEPAAS_DEMO_DIR=str(tmp_path / "demo"), DEEPAAS_API_TOKENS="admin-token"
     )
-    server = Server(
+    server = RunningServer(
         "--workers",
         "0",
         "--auth-token-file",

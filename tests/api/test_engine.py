@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -214,46 +212,28 @@ async def test_batching_through_the_api(make_client):
 # -- deepaas-run: the plan made at start-up chooses where each model runs ---------
 
 
-def run_server(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-    )
-
-
-def test_deepaas_run_refuses_a_gpu_model_without_gpu(installed_models):
-    server = run_server("--model-name", "needs-gpu", "--gpus", "none",
-                        env=subprocess_env(installed_models))
-    try:
-        out, err = server.communicate(timeout=60)
-    finally:
-        server.kill()
-    assert server.returncode == 1
+@pytest.mark.slow
+def test_deepaas_run_refuses_a_gpu_model_without_gpu(start_server, installed_models):
+    server = start_server("--model-name", "needs-gpu", "--gpus", "none",
+                          env=subprocess_env(installed_models))
+    assert server.wait(60) == 1
+    err = server.stderr()
     assert "model 'needs-gpu' asks for 1 GPU(s) per worker, but 0 GPU(s)" in err
 
 
-def test_deepaas_run_serves_declared_models_in_process(installed_models):
-    server = run_server("--model-name", "thread-echo", "--model-name", "crashy",
-                        env=subprocess_env(installed_models))
-    try:
-        url = ""
-        assert server.stdout is not None
-        for line in server.stdout:
-            if "serving" in line:
-                url = line.split(" on ", 1)[1].strip()
-                break
-        assert url, server.stderr.read() if server.stderr else ""
+@pytest.mark.slow
+def test_deepaas_run_serves_declared_models_in_process(start_server, installed_models):
+    server = start_server("--model-name", "thread-echo", "--model-name", "crashy",
+                          env=subprocess_env(installed_models))
+    url = server.wait_serving()
 
-        def pid_of(model: str) -> int:
-            request = urllib.request.Request(
-                f"{url}/v2/models/{model}/predict/", data=b"", method="POST"
-            )
-            with urllib.request.urlopen(request, timeout=20) as resp:
-                return json.loads(resp.read())["predictions"]["pid"]
+    def pid_of(model: str) -> int:
+        request = urllib.request.Request(
+            f"{url}/v2/models/{model}/predict/", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=20) as resp:
+            return json.loads(resp.read())["predictions"]["pid"]
 
-        assert pid_of("thread-echo") == server.pid
-        assert pid_of("crashy") != server.pid
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=30)
-    assert server.returncode == 0
+    assert pid_of("thread-echo") == server.pid
+    assert pid_of("crashy") != server.pid
+    assert server.terminate() == 0

@@ -21,8 +21,8 @@ import pytest
 from deepaas.api import create_app
 from deepaas.config import build_config
 from deepaas.engine.executors import build_executors
-from tests.cmd.test_run import Server as RunServer
 from tests.conftest import spec, subprocess_env
+from tests.servers import RunningServer
 
 OLD = "/v2/models/old-style/predict/"
 BOUNDARY = "parts-boundary"
@@ -163,7 +163,7 @@ async def test_a_large_upload_arrives_intact(
     assert (await resp.json())["predictions"]["size"] == len(content)
 
 
-class Server(RunServer):
+class Server(RunningServer):
     """``deepaas-run --workers 0`` over the ``old-style`` model."""
 
     def __init__(self, tmp: Path, site: Path) -> None:

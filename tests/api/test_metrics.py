@@ -30,9 +30,9 @@ from deepaas.api.access_log import access_log_options
 from deepaas.api.request_metrics import DURATION_BUCKETS, Series
 from deepaas.engine.devices import DevicePlan
 from deepaas.engine.executors import build_executors
-from tests.cmd.test_run import Server as RunServer
 from tests.conftest import FAKE_MODELS, spec, subprocess_env, write_distribution
 from tests.processes import poll, wait_for
+from tests.servers import RunningServer
 
 TIMEOUT = 2.0
 PREDICT = "/v2/models/{name}/predict"
@@ -53,7 +53,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[name, frozenset(labels.items())]
 
 
-class Server(RunServer):
+class Server(RunningServer):
     """``deepaas-run`` on a free loopback port, its log in a file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
@@ -99,7 +99,7 @@ class Server(RunServer):
         """Stop it as an operator does (SIGTERM); kill it if it hangs."""
         if self.process.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.stop()
+                self.terminate()
         super().close()
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import signal
 import subprocess
 import sys
@@ -18,8 +16,7 @@ import pytest
 
 from tests.conftest import subprocess_env
 from tests.processes import pid_running
-
-SERVING = re.compile(r"serving (?P<models>.+) on (?P<url>http://127\.0\.0\.1:\d+)")
+from tests.servers import RunningServer
 
 
 def children(pid: int) -> set[int]:
@@ -38,80 +35,6 @@ def children(pid: int) -> set[int]:
     return found
 
 
-class Server:
-    """A ``deepaas-run`` subprocess; ``url`` is where it serves."""
-
-    def __init__(self, *args: str, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._err = open(log, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0", *args],
-            stdout=subprocess.PIPE, stderr=self._err, env=env, text=True,
-        )
-        self.output: list[str] = []
-        self._served = threading.Event()
-        self.url = ""
-        self.models = ""
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            match = SERVING.search(line)
-            if match and not self.url:
-                self.url, self.models = match["url"], match["models"]
-                self._served.set()
-        self._served.set()
-
-    def wait_serving(self, timeout: float = 60) -> None:
-        assert self._served.wait(timeout), "deepaas-run did not start in time"
-        assert self.url, f"deepaas-run exited: {self.stderr()}"
-
-    def stderr(self) -> str:
-        self._err.flush()
-        return self.log.read_text(errors="replace")
-
-    def get(self, path: str):
-        with urllib.request.urlopen(self.url + path, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-
-    def post(self, path: str, body: dict):
-        request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(timeout)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._err.close()
-
-
-@pytest.fixture
-def start(tmp_path):
-    servers: list[Server] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> Server:
-        server = Server(*args, env=env or subprocess_env(),
-                        log=tmp_path / f"stderr-{len(servers)}.log")
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0", *args],
@@ -120,8 +43,8 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_fresh_install_serves_the_demo_and_stops_on_sigterm(start, tmp_path):
-    server = start(env=subprocess_env(DEEPAAS_DEMO_DIR=str(tmp_path / "demo")))
+def test_fresh_install_serves_the_demo_and_stops_on_sigterm(start_server, tmp_path):
+    server = start_server(env=subprocess_env(DEEPAAS_DEMO_DIR=str(tmp_path / "demo")))
     server.wait_serving()
     assert server.models == "deepaas-demo"
     printed = "".join(server.output)
@@ -141,7 +64,7 @@ def test_fresh_install_serves_the_demo_and_stops_on_sigterm(start, tmp_path):
 
     workers = children(server.process.pid)
     assert workers  # the worker process (and multiprocessing's helper)
-    assert server.stop(signal.SIGTERM) == 0
+    assert server.terminate(signal.SIGTERM) == 0
     deadline = time.monotonic() + 10
     while any(pid_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -150,14 +73,14 @@ def test_fresh_install_serves_the_demo_and_stops_on_sigterm(start, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigint_stops_two_workers_cleanly(start, installed_models):
-    server = start("--model-name", "crashing", "--workers", "2",
-                   env=subprocess_env(installed_models))
+def test_sigint_stops_two_workers_cleanly(start_server, installed_models):
+    server = start_server("--model-name", "crashing", "--workers", "2",
+                          env=subprocess_env(installed_models))
     server.wait_serving()
     pids = {server.post("/v2/models/crashing/predict/", {})[1]["predictions"]["pid"]
             for _ in range(4)}
     assert pids <= children(server.process.pid)
-    assert server.stop(signal.SIGINT) == 0
+    assert server.terminate(signal.SIGINT) == 0
     deadline = time.monotonic() + 10
     while any(pid_running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -165,9 +88,9 @@ def test_sigint_stops_two_workers_cleanly(start, installed_models):
 
 
 @pytest.mark.slow
-def test_sigterm_lets_a_request_in_progress_finish(start, installed_models):
-    server = start("--model-name", "crashing",
-                   env=subprocess_env(installed_models))
+def test_sigterm_lets_a_request_in_progress_finish(start_server, installed_models):
+    server = start_server("--model-name", "crashing",
+                          env=subprocess_env(installed_models))
     server.wait_serving()
     answers = []
     slow = threading.Thread(target=lambda: answers.append(server.post(
@@ -177,16 +100,16 @@ def test_sigterm_lets_a_request_in_progress_finish(start, installed_models):
     while not server.get("/health")[1]["models"]["crashing"]["busy"]:
         assert time.monotonic() < deadline, "the request never started"
         time.sleep(0.01)
-    assert server.stop(signal.SIGTERM) == 0
+    assert server.terminate(signal.SIGTERM) == 0
     slow.join(10)
     assert answers and answers[0][0] == 200
 
 
-def test_serves_several_named_models_and_the_options(start, installed_models):
-    server = start("--model-name", "echo", "--model-name", "new-style",
-                   "--workers", "0", "--predict-endpoint", "false",
-                   "--base-path", "/deepaas", "--debug-endpoint",
-                   env=subprocess_env(installed_models))
+def test_serves_several_named_models_and_the_options(start_server, installed_models):
+    server = start_server("--model-name", "echo", "--model-name", "new-style",
+                          "--workers", "0", "--predict-endpoint", "false",
+                          "--base-path", "/deepaas", "--debug-endpoint",
+                          env=subprocess_env(installed_models))
     server.wait_serving()
     assert f"{server.url}/deepaas/v2/" in "".join(server.output)
     status, body = server.get("/deepaas/v2/models/")
@@ -196,7 +119,7 @@ def test_serves_several_named_models_and_the_options(start, installed_models):
     with urllib.request.urlopen(server.url + "/deepaas/debug/", timeout=10) as resp:
         assert resp.status == 200
         assert "loading and warming echo, new-style" in resp.read().decode()
-    assert server.stop() == 0
+    assert server.terminate() == 0
 
 
 def test_unknown_model_is_a_one_line_error(installed_models):
@@ -221,14 +144,14 @@ def test_broken_model_by_name_says_why(installed_models):
     assert "Traceback" in result.stderr  # logged with its traceback
 
 
-def test_environment_variable_chooses_the_model(start, installed_models):
-    server = start("--workers", "0",
-                   env=subprocess_env(installed_models, DEEPAAS_V2_MODEL="echo"))
+def test_environment_variable_chooses_the_model(start_server, installed_models):
+    server = start_server("--workers", "0",
+                          env=subprocess_env(installed_models, DEEPAAS_V2_MODEL="echo"))
     server.wait_serving()
     assert server.models == "echo"
     assert server.post("/v2/models/echo/predict/", {"value": "env"}) == (
         200, {"status": "OK", "predictions": "env"})
-    assert server.stop() == 0
+    assert server.terminate() == 0
 
 
 def test_bad_option_is_a_usage_error():
@@ -260,7 +183,7 @@ def test_main_is_callable_directly(capsys):
     assert "deepaas-run: error: model 'nope'" in capsys.readouterr().err
 
 
-def debug_text(server: Server, *needles: str) -> str:
+def debug_text(server: RunningServer, *needles: str) -> str:
     """/debug/ once it shows every needle (output arrives through a pipe)."""
     deadline = time.monotonic() + 10
     while True:
@@ -274,10 +197,11 @@ def debug_text(server: Server, *needles: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", ["0", "1"])
-def test_debug_endpoint_shows_what_the_model_prints_and_logs(start, installed_models,
-                                                             workers):
-    server = start("--model-name", "chatty", "--workers", workers,
-                   "--debug-endpoint", env=subprocess_env(installed_models))
+def test_debug_endpoint_shows_what_the_model_prints_and_logs(
+    start_server, installed_models, workers
+):
+    server = start_server("--model-name", "chatty", "--workers", workers,
+                          "--debug-endpoint", env=subprocess_env(installed_models))
     server.wait_serving()
     assert server.post("/v2/models/chatty/predict/", {})[0] == 200
     needles = ("[stdout] chatty: printed to stdout",
@@ -288,26 +212,28 @@ def test_debug_endpoint_shows_what_the_model_prints_and_logs(start, installed_mo
     assert "deepaas: serving chatty" in text
     # What is captured still reaches the terminal.
     assert "chatty: printed to stderr" in server.stderr()
-    assert server.stop() == 0
+    assert server.terminate() == 0
 
 
-def test_debug_endpoint_shows_the_log_written_to_a_file(start, installed_models,
-                                                        tmp_path):
+def test_debug_endpoint_shows_the_log_written_to_a_file(
+    start_server, installed_models, tmp_path
+):
     log_file = tmp_path / "deepaas.log"
-    server = start("--model-name", "chatty", "--workers", "0", "--debug-endpoint",
-                   "--log-file", str(log_file), env=subprocess_env(installed_models))
+    server = start_server("--model-name", "chatty", "--workers", "0",
+                          "--debug-endpoint", "--log-file", str(log_file),
+                          env=subprocess_env(installed_models))
     server.wait_serving()
     server.post("/v2/models/chatty/predict/", {})
     text = debug_text(server, "[log]", "chatty: logged a warning")
     assert "[log]" in text and "chatty: logged a warning" in text
-    assert server.stop() == 0
+    assert server.terminate() == 0
     assert "chatty: logged a warning" in log_file.read_text()
 
 
-def test_debug_endpoint_off_is_204(start, installed_models):
-    server = start("--model-name", "echo", "--workers", "0",
-                   env=subprocess_env(installed_models))
+def test_debug_endpoint_off_is_204(start_server, installed_models):
+    server = start_server("--model-name", "echo", "--workers", "0",
+                          env=subprocess_env(installed_models))
     server.wait_serving()
     with urllib.request.urlopen(server.url + "/debug/", timeout=10) as resp:
         assert resp.status == 204
-    assert server.stop() == 0
+    assert server.terminate() == 0

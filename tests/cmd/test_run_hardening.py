@@ -14,8 +14,6 @@ import json
 import resource
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from deepaas.cmd.run import SHUTDOWN_MARGIN
-from tests.cmd.test_run import Server
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
+from tests.servers import RunningServer
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +32,7 @@ HOST = b"Host: 127.0.0.1\r\n"
 CLOSE = b"Connection: close\r\n\r\n"
 
 
-def address(server: Server) -> tuple[str, int]:
+def address(server: RunningServer) -> tuple[str, int]:
     parts = urlsplit(server.url)
     assert parts.hostname and parts.port
     return parts.hostname, parts.port
@@ -52,7 +50,7 @@ def read_answer(conn: socket.socket, timeout: float = 10) -> tuple[int, dict, by
     return int(lines[0].split()[1]), headers, body
 
 
-def get_health(server: Server) -> int:
+def get_health(server: RunningServer) -> int:
     """The status of GET /health on a new connection (0: reset)."""
     try:
         with socket.create_connection(address(server), timeout=10) as conn:
@@ -70,10 +68,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    site: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     """One server with short timeouts and a small connection bound."""
     state = tmp_path_factory.mktemp("state")
-    started = Server(
+    started = RunningServer(
         "--model-name", "echo", "--workers", "0",
         "--header-timeout", "1", "--body-timeout", "1", "--max-connections", "8",
         env=subprocess_env(site, XDG_STATE_HOME=str(state)),
@@ -84,7 +84,7 @@ def server(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     started.close()
 
 
-def test_a_half_sent_request_is_answered_408_and_closed(server: Server) -> None:
+def test_a_half_sent_request_is_answered_408_and_closed(server: RunningServer) -> None:
     conns = []
     for _ in range(5):
         conn = socket.create_connection(address(server), timeout=10)
@@ -101,7 +101,7 @@ def test_a_half_sent_request_is_answered_408_and_closed(server: Server) -> None:
     assert get_health(server) == 200
 
 
-def test_a_connection_that_sends_nothing_is_closed(server: Server) -> None:
+def test_a_connection_that_sends_nothing_is_closed(server: RunningServer) -> None:
     with socket.create_connection(address(server), timeout=10) as conn:
         started = time.monotonic()
         status, _, _ = read_answer(conn)
@@ -109,7 +109,7 @@ def test_a_connection_that_sends_nothing_is_closed(server: Server) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_a_body_that_stops_arriving_is_answered_408(server: Server) -> None:
+def test_a_body_that_stops_arriving_is_answered_408(server: RunningServer) -> None:
     with socket.create_connection(address(server), timeout=10) as conn:
         conn.sendall(
             b"POST /v2/models/echo/predict/ HTTP/1.1\r\n" + HOST
@@ -124,7 +124,7 @@ def test_a_body_that_stops_arriving_is_answered_408(server: Server) -> None:
     assert get_health(server) == 200
 
 
-def test_a_body_that_keeps_arriving_slowly_is_read(server: Server) -> None:
+def test_a_body_that_keeps_arriving_slowly_is_read(server: RunningServer) -> None:
     body = b'{"value": "' + b"x" * 10 + b'"}'
     with socket.create_connection(address(server), timeout=10) as conn:
         conn.sendall(
@@ -140,7 +140,7 @@ def test_a_body_that_keeps_arriving_slowly_is_read(server: Server) -> None:
     assert json.loads(answer)["predictions"] == "x" * 10
 
 
-def test_connections_beyond_the_bound_get_503_at_once(server: Server) -> None:
+def test_connections_beyond_the_bound_get_503_at_once(server: RunningServer) -> None:
     held = [socket.create_connection(address(server), timeout=10) for _ in range(8)]
     try:
         # The server counts a connection once it has accepted it.
@@ -167,7 +167,7 @@ def test_connections_beyond_the_bound_get_503_at_once(server: Server) -> None:
     [b"OPTIONS * HTTP/1.1\r\n", b"CONNECT example.org:443 HTTP/1.1\r\n"],
 )
 def test_targets_no_route_can_match_answer_json(
-    server: Server, request_line: bytes
+    server: RunningServer, request_line: bytes
 ) -> None:
     with socket.create_connection(address(server), timeout=10) as conn:
         conn.sendall(request_line + HOST + b"Connection: close\r\n\r\n")
@@ -185,19 +185,15 @@ def test_with_256_files_slow_clients_cannot_stop_the_server(
     site: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "stderr.log"
-    with open(log, "wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
-             "--model-name", "echo", "--workers", "0", "--header-timeout", "2"],
-            stdout=subprocess.PIPE, stderr=err, text=True,
-            env=subprocess_env(site, XDG_STATE_HOME=str(tmp_path / "state")),
-            preexec_fn=limit_open_files,
-        )
+    server = RunningServer(
+        "--model-name", "echo", "--workers", "0", "--header-timeout", "2",
+        env=subprocess_env(site, XDG_STATE_HOME=str(tmp_path / "state")),
+        log=log, preexec_fn=limit_open_files,
+    )  # fmt: skip
     conns: list[socket.socket] = []
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        port = int(line.rsplit(":", 1)[1].split()[0])
+        server.wait_serving()
+        _, port = address(server)
         for _ in range(400):
             conn = socket.create_connection(("127.0.0.1", port), timeout=10)
             conn.sendall(b"GET /health HTTP/1.1\r\n")
@@ -221,8 +217,10 @@ def test_with_256_files_slow_clients_cannot_stop_the_server(
     finally:
         for conn in conns:
             conn.close()
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        try:
+            server.terminate(timeout=30)
+        finally:
+            server.close()
     text = log.read_text()
     # A burst may still run out of files for a moment: said once, not per try.
     assert text.count("Too many open files") <= 2, text[-3000:]
@@ -233,7 +231,7 @@ def test_with_256_files_slow_clients_cannot_stop_the_server(
 def test_sigterm_answers_every_request_in_progress_and_exits_in_time(
     site: Path, tmp_path: Path, workers: str
 ) -> None:
-    server = Server(
+    server = RunningServer(
         "--model-name", "gate", "--workers", workers, "--shutdown-timeout", "1",
         env=subprocess_env(site, XDG_STATE_HOME=str(tmp_path / "state")),
         log=tmp_path / "stderr.log",

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.cmd.test_run import start  # noqa: F401  (fixture)
 from tests.conftest import subprocess_env
 
 MALFORMED = [
@@ -31,10 +30,10 @@ def exchange(address: tuple[str, int], raw: bytes) -> bytes:
 
 @pytest.mark.slow
 def test_unparsable_requests_answer_json_400_and_the_server_goes_on(
-    start,  # noqa: F811
+    start_server,
     installed_models,
 ):
-    server = start(
+    server = start_server(
         "--model-name", "echo", "--workers", "0", env=subprocess_env(installed_models)
     )
     server.wait_serving()
@@ -48,15 +47,15 @@ def test_unparsable_requests_answer_json_400_and_the_server_goes_on(
         assert b"application/json" in head.lower()
         assert isinstance(json.loads(body)["message"], str)
     assert server.get("/v2/models/")[0] == 200
-    assert server.stop() == 0
+    assert server.terminate() == 0
 
 
 @pytest.mark.slow
 def test_an_oversized_header_is_logged_in_one_line_without_its_content(
-    start,  # noqa: F811
+    start_server,
     installed_models,
 ):
-    server = start(
+    server = start_server(
         "--model-name", "echo", "--workers", "0", env=subprocess_env(installed_models)
     )
     server.wait_serving()
@@ -75,7 +74,7 @@ def test_an_oversized_header_is_logged_in_one_line_without_its_content(
         assert b" 400 " in answer.split(b"\r\n")[0], answer[:200]
         assert b"s3cr3t" not in answer
     assert server.get("/v2/models/")[0] == 200
-    assert server.stop() == 0
+    assert server.terminate() == 0
     log = server.stderr()
     assert "s3cr3t" not in log
     assert "Traceback" not in log

@@ -10,33 +10,31 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cmd.test_run import SERVING
 from tests.conftest import subprocess_env
+from tests.servers import RunningServer
 
 
-def start_in_own_group(log: Path, installed_models: Path, stderr: Path) -> Any:
+def start_in_own_group(
+    log: Path, installed_models: Path, stderr: Path
+) -> tuple[RunningServer, str]:
     """deepaas-run in a process group of its own, so that a signal to the
     group reaches the server and its children, not this test; its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
-         "--model-name", "echo", "--provenance-log", str(log)],
-        stdout=subprocess.PIPE, stderr=open(stderr, "wb"), text=True,
-        env=subprocess_env(installed_models), start_new_session=True,
+    server = RunningServer(
+        "--model-name", "echo", "--provenance-log", str(log),
+        env=subprocess_env(installed_models), log=stderr, start_new_session=True,
     )  # fmt: skip
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = SERVING.search(line)
-        if match:
-            return process, match["url"]
-    raise AssertionError(f"deepaas-run did not start: {stderr.read_text()}")
+    try:
+        return server, server.wait_serving()
+    except BaseException:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.close()
+        raise
 
 
 def post(url: str, body: dict[str, Any]) -> int:
@@ -53,17 +51,17 @@ def test_ctrl_c_to_the_process_group_loses_no_record(
     installed_models: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "provenance.jsonl"
-    process, url = start_in_own_group(log, installed_models, tmp_path / "err.log")
+    server, url = start_in_own_group(log, installed_models, tmp_path / "err.log")
     try:
         for number in range(50):
             assert post(f"{url}/v2/models/echo/predict/", {"value": str(number)}) == 200
         # As a terminal's Ctrl-C: SIGINT to the server and to its children.
-        os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(30) == 0
+        os.killpg(server.pid, signal.SIGINT)
+        assert server.wait(30) == 0
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if server.process.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+        server.close()
     server_line, *records = [json.loads(x) for x in log.read_text().splitlines()]
     assert "deepaas:model/echo" in server_line["entity"]
     assert len(records) == 50

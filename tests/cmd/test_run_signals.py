@@ -14,19 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.cmd.test_run import Server
 from tests.conftest import subprocess_env
+from tests.servers import RunningServer
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[list[Server]]:
-    started: list[Server] = []
+def servers(tmp_path: Path) -> Iterator[list[RunningServer]]:
+    started: list[RunningServer] = []
     yield started
     for server in started:
         server.close()
 
 
-def wait_until_busy(server: Server, model: str, timeout: float = 20) -> None:
+def wait_until_busy(server: RunningServer, model: str, timeout: float = 20) -> None:
     """Poll /health until a request of ``model`` is in a worker's hands."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -39,9 +39,9 @@ def wait_until_busy(server: Server, model: str, timeout: float = 20) -> None:
 
 @pytest.mark.slow
 def test_shutdown_timeout_cuts_a_request_short_and_warm_runs_by_default(
-    servers: list[Server], installed_models: Path, tmp_path: Path
+    servers: list[RunningServer], installed_models: Path, tmp_path: Path
 ) -> None:
-    server = Server(
+    server = RunningServer(
         "--model-name",
         "gate",
         "--model-name",
@@ -80,10 +80,10 @@ def test_shutdown_timeout_cuts_a_request_short_and_warm_runs_by_default(
 
 @pytest.mark.slow
 def test_warm_false_reaches_every_worker(
-    servers: list[Server], installed_models: Path, tmp_path: Path
+    servers: list[RunningServer], installed_models: Path, tmp_path: Path
 ) -> None:
     warmed = tmp_path / "warmed.txt"
-    server = Server(
+    server = RunningServer(
         "--model-name",
         "warm-recorder",
         "--workers",
@@ -104,4 +104,4 @@ def test_warm_false_reaches_every_worker(
     assert len(answers) == 2  # both workers answered
     assert list(answers.values()) == [False, False]
     assert not warmed.exists()  # warm() ran in no process at all
-    assert server.stop(signal.SIGTERM) == 0
+    assert server.terminate(signal.SIGTERM) == 0

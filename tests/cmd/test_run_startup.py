@@ -9,26 +9,19 @@ accepts connections until the first prediction succeeds (docs/deploying.md,
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import subprocess_env
+from tests.servers import RunningServer, free_port
 
 WARM_SECONDS = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ask(url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -46,52 +39,22 @@ def ask(url: str, body: dict | None = None) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def port_accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
-        return False
-    return True
-
-
 @pytest.fixture
-def slow_warm_server(installed_models: Path, tmp_path: Path):
-    port = free_port()
+def slow_warm_server(
+    start_server: Callable[..., RunningServer], installed_models: Path
+) -> RunningServer:
     env = subprocess_env(installed_models, DEEPAAS_TEST_WARM_SECONDS=str(WARM_SECONDS))
-    with open(tmp_path / "stderr.log", "wb") as err:
-        launched = time.monotonic()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "deepaas.cmd.run",
-                "--model-name",
-                "slow-warm",
-                "--listen-port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-        )
-        try:
-            yield process, port, launched
-        finally:
-            process.kill()
-            process.wait()
+    return start_server("--model-name", "slow-warm", port=free_port(), env=env)
 
 
 @pytest.mark.slow
 def test_probes_answer_and_a_prediction_waits_while_the_model_warms(
     slow_warm_server, tmp_path: Path
 ):
-    process, port, launched = slow_warm_server
-    base = f"http://127.0.0.1:{port}"
-    deadline = launched + 60
-    while not port_accepts(port):
-        assert process.poll() is None, (tmp_path / "stderr.log").read_text()
-        assert time.monotonic() < deadline, "the port never accepted a connection"
-        time.sleep(0.02)
+    server = slow_warm_server
+    base = f"http://127.0.0.1:{server.port}"
+    deadline = server.launched + 60
+    server.wait_accepting(timeout=60)
     bound = time.monotonic()
 
     predicted: list[tuple[int, dict] | BaseException] = []
@@ -130,5 +93,4 @@ def test_probes_answer_and_a_prediction_waits_while_the_model_warms(
     assert body["predictions"]["pid"] > 0
     status, body = ask(base + "/ready")
     assert (status, body["status"]) == (200, "ready")
-    process.terminate()
-    assert process.wait(30) == 0
+    assert server.terminate() == 0

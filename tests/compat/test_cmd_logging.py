@@ -20,8 +20,9 @@ import pytest
 
 from deepaas.config import build_config
 from deepaas.log import setup_logging, setup_logging_from_config
-from tests.cmd.test_run import Server, run
+from tests.cmd.test_run import run
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
+from tests.servers import RunningServer
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +49,13 @@ def root_logging() -> Iterator[None]:
 
 
 def serve_and_stop(site: Path, tmp_path: Path, *args: str, between=None) -> None:
-    server = Server("--workers", "0", *args, env=subprocess_env(site),
-                    log=tmp_path / "stderr.log")
+    server = RunningServer("--workers", "0", *args, env=subprocess_env(site),
+                           log=tmp_path / "stderr.log")
     try:
         server.wait_serving()
         if between is not None:
             between()
-        assert server.stop() == 0
+        assert server.terminate() == 0
     finally:
         server.close()
 
@@ -88,12 +89,12 @@ def test_json_lines_in_a_log_file_from_a_config_file_reopened_when_moved(
 def test_what_a_model_logs_in_a_worker_reaches_the_log_file(tmp_path: Path):
     site = write_distribution(tmp_path, {"chatty": FAKE_MODELS["chatty"]})
     log_file = tmp_path / "deepaas.log"
-    server = Server("--workers", "1", "--log-file", str(log_file), "--use-json",
-                    env=subprocess_env(site), log=tmp_path / "stderr.log")
+    server = RunningServer("--workers", "1", "--log-file", str(log_file), "--use-json",
+                           env=subprocess_env(site), log=tmp_path / "stderr.log")
     try:
         server.wait_serving()
         assert server.post("/v2/models/chatty/predict/", {})[0] == 200
-        assert server.stop() == 0
+        assert server.terminate() == 0
     finally:
         server.close()
     records = [json.loads(line) for line in log_file.read_text().splitlines()]

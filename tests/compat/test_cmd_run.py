@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from deepaas.config import build_config
-from tests.cmd.test_run import Server
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
+from tests.servers import RunningServer
 
 #: A model whose import leaves a mark: it shows whether deepaas-run got that far.
 MARKER_MODEL = '''
@@ -47,8 +47,8 @@ def all_served(two_models: Path, tmp_path_factory: pytest.TempPathFactory):
     """deepaas-run with no model name and the defaults of every option."""
     logs = tmp_path_factory.mktemp("all-served")
     env = subprocess_env(two_models, XDG_STATE_HOME=str(logs / "state"))
-    server = Server("--workers", "0", "--train-cancel-grace", "1", env=env,
-                    log=logs / "stderr.log")
+    server = RunningServer("--workers", "0", "--train-cancel-grace", "1", env=env,
+                           log=logs / "stderr.log")
     try:
         server.wait_serving()
         yield server
@@ -85,14 +85,14 @@ def test_a_broken_model_never_hides_the_others_served_without_a_name(
     site = write_distribution(
         tmp_path, {"echo": FAKE_MODELS["echo"], "broken": FAKE_MODELS["broken"]}
     )
-    server = Server("--workers", "0", env=subprocess_env(site),
-                    log=tmp_path / "stderr.log")
+    server = RunningServer("--workers", "0", env=subprocess_env(site),
+                           log=tmp_path / "stderr.log")
     try:
         server.wait_serving()
         assert server.models == "echo"
         assert "model 'broken' is not served" in server.stderr()
         assert "this_module_does_not_exist" in server.stderr()
-        assert server.stop() == 0
+        assert server.terminate() == 0
     finally:
         server.close()
 
@@ -113,9 +113,10 @@ def test_every_training_runs_at_once_by_default(all_served):
 
 def test_a_training_limit_queues_the_others(two_models: Path, tmp_path: Path):
     env = subprocess_env(two_models, XDG_STATE_HOME=str(tmp_path / "state"))
-    server = Server("--model-name", "trainer", "--workers", "0",
-                    "--max-concurrent-trainings", "1", "--train-cancel-grace", "1",
-                    env=env, log=tmp_path / "stderr.log")
+    server = RunningServer("--model-name", "trainer", "--workers", "0",
+                           "--max-concurrent-trainings", "1",
+                           "--train-cancel-grace", "1",
+                           env=env, log=tmp_path / "stderr.log")
     try:
         server.wait_serving()
         train = server.url + "/v2/models/trainer/train/"
@@ -123,7 +124,7 @@ def test_a_training_limit_queues_the_others(two_models: Path, tmp_path: Path):
         assert [t["status"] for t in started] == ["running", "queued"]
         for training in reversed(started):
             _delete(train + training["uuid"])
-        assert server.stop() == 0
+        assert server.terminate() == 0
     finally:
         server.close()
 
@@ -133,15 +134,15 @@ def test_the_command_line_model_name_replaces_the_config_file_one(
 ):
     config = tmp_path / "deepaas.conf"
     config.write_text("[DEFAULT]\nmodel_name = trainer\n")
-    server = Server("--config-file", str(config), "--model-name", "echo",
-                    "--workers", "0", env=subprocess_env(two_models),
-                    log=tmp_path / "stderr.log")
+    server = RunningServer("--config-file", str(config), "--model-name", "echo",
+                           "--workers", "0", env=subprocess_env(two_models),
+                           log=tmp_path / "stderr.log")
     try:
         server.wait_serving()
         assert server.models == "echo"
         status, body = server.get("/v2/models/")
         assert [m["name"] for m in body["models"]] == ["echo"]
-        assert server.stop() == 0
+        assert server.terminate() == 0
     finally:
         server.close()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from typing import Any
 from tests.api.conftest import MakeClient
 from tests.conftest import subprocess_env
 from tests.processes import pid_running, wait_for
+from tests.servers import RunningServer
 
 PREDICT = "/v2/models/compat-spawner/predict/"
 
@@ -95,24 +95,15 @@ async def test_a_worker_killed_on_timeout_takes_its_processes(
 def test_killing_the_server_takes_its_workers_and_their_processes(
     installed_models: Path, tmp_path: Path
 ) -> None:
-    output = tmp_path / "server.out"
     started: list[int] = []
-    with open(output, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
-             "--model-name", "compat-spawner", "--workers", "1"],
-            env=subprocess_env(installed_models), stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = RunningServer(
+        "--model-name", "compat-spawner", "--workers", "1",
+        env=subprocess_env(installed_models), log=tmp_path / "server.log",
+    )  # fmt: skip
     try:
-        match = wait_for(
-            lambda: server.poll() is None and re.search(
-                r"deepaas: serving .* on (http://\S+)", output.read_text()
-            ),
-            "deepaas-run to listen", timeout=60,
-        )
+        url = server.wait_serving()
         pids_file = tmp_path / "pids.json"
-        url = (f"{match.group(1)}{PREDICT}?how=leave&pids_file="
+        url = (f"{url}{PREDICT}?how=leave&pids_file="
                f"{urllib.request.quote(str(pids_file))}")
         with urllib.request.urlopen(
             urllib.request.Request(url, data=b"", method="POST"), timeout=60
@@ -122,14 +113,11 @@ def test_killing_the_server_takes_its_workers_and_their_processes(
         started += [pids["worker"], *pids["pool"], pids["subprocess"],
                     *guards_of(pids["worker"])]
         assert not all_gone(started)
-        server.send_signal(signal.SIGKILL)
-        server.wait(10)
+        server.terminate(signal.SIGKILL, timeout=10)
         wait_for(lambda: all_gone(started),
                  "the worker, its pool, its subprocess and its guard to end")
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        server.close()
         kill_leftovers(started)
 
 

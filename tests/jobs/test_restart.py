@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +15,22 @@ import pytest
 
 from tests.conftest import subprocess_env
 from tests.processes import pid_running, wait_for
+from tests.servers import RunningServer
 
 JOBS = "/v2/models/slow/predict/jobs/"
 PREDICT = "/v2/models/slow/predict/"
 
 
-def serve(state: Path, site: Path, output: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start deepaas-run over the slow model; answer the process and its URL."""
-    with open(output, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
-             "--state-dir", str(state), "--model-name", "slow", "--workers", "1",
-             "--max-concurrent-predict-jobs", "1"],
-            env=subprocess_env(site), stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        match = re.search(r"deepaas: serving .* on (http://\S+)", output.read_text())
-        if match:
-            return proc, match.group(1)
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"deepaas-run did not start:\n{output.read_text()}")
-        time.sleep(0.05)
+def serve(
+    start_server: Callable[..., RunningServer], state: Path, site: Path
+) -> tuple[RunningServer, str]:
+    """Start deepaas-run over the slow model; answer it and its URL."""
+    server = start_server(
+        "--state-dir", str(state), "--model-name", "slow", "--workers", "1",
+        "--max-concurrent-predict-jobs", "1",
+        env=subprocess_env(site),
+    )  # fmt: skip
+    return server, server.wait_serving()
 
 
 def call(method: str, url: str, headers: dict[str, str] | None = None) -> Any:
@@ -79,10 +68,10 @@ def marks(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_a_killed_server_leaves_its_results_and_its_unfinished_jobs_interrupted(
-    installed_models, tmp_path, marks
+    start_server, installed_models, tmp_path, marks
 ):
     state = tmp_path / "state"
-    server, base = serve(state, installed_models, tmp_path / "first.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         done = submit(base, "seconds=0")
         wait_for(lambda: status(base, done) == "done", "the quick job")
@@ -92,10 +81,9 @@ def test_a_killed_server_leaves_its_results_and_its_unfinished_jobs_interrupted(
         assert status(base, running) == "running"
         assert status(base, queued) == "queued"
     finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+        server.kill()
 
-    server, base = serve(state, installed_models, tmp_path / "second.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         listing = {job["uuid"]: job for job in call("GET", f"{base}{JOBS}")}
         assert listing[done["uuid"]]["status"] == "done"
@@ -112,26 +100,24 @@ def test_a_killed_server_leaves_its_results_and_its_unfinished_jobs_interrupted(
         again = submit(base, "seconds=0")
         wait_for(lambda: status(base, again) == "done", "a job on the new server")
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
+        assert server.terminate(timeout=30) == 0
     # The killed server's locks went with it; the stopped one released its own.
     assert not list((state / "servers").iterdir())
 
 
 @pytest.mark.slow
 def test_a_stopped_server_interrupts_its_jobs_on_its_way_out(
-    installed_models, tmp_path, marks
+    start_server, installed_models, tmp_path, marks
 ):
     state = tmp_path / "state"
-    server, base = serve(state, installed_models, tmp_path / "first.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         running = submit(base, f"seconds=30&record={marks}")
         wait_for(lambda: any(marks.glob("*.start")), "the job to start")
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(40) == 0
+        assert server.terminate(timeout=40) == 0
 
-    server, base = serve(state, installed_models, tmp_path / "second.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         stopped = call("GET", f"{base}{JOBS}{running['uuid']}")
         assert stopped["status"] == "interrupted", stopped
@@ -140,5 +126,4 @@ def test_a_stopped_server_interrupts_its_jobs_on_its_way_out(
         )
         assert "finish_date" in stopped
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
+        assert server.terminate(timeout=30) == 0

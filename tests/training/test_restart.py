@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +13,21 @@ import pytest
 
 from tests.conftest import subprocess_env
 from tests.processes import pid_running, wait_for
+from tests.servers import RunningServer
 
 TRAIN = "/v2/models/trainer/train/"
 
 
-def serve(state: Path, site: Path, output: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start deepaas-run; answer the process and its base URL."""
-    with open(output, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
-             "--state-dir", str(state), "--model-name", "trainer",
-             "--workers", "0", "--train-cancel-grace", "2"],
-            env=subprocess_env(site), stdout=out, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        match = re.search(r"deepaas: serving .* on (http://\S+)", output.read_text())
-        if match:
-            return proc, match.group(1)
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"deepaas-run did not start:\n{output.read_text()}")
-        time.sleep(0.05)
+def serve(
+    start_server: Callable[..., RunningServer], state: Path, site: Path
+) -> tuple[RunningServer, str]:
+    """Start deepaas-run; answer it and its base URL."""
+    server = start_server(
+        "--state-dir", str(state), "--model-name", "trainer",
+        "--workers", "0", "--train-cancel-grace", "2",
+        env=subprocess_env(site),
+    )  # fmt: skip
+    return server, server.wait_serving()
 
 
 def call(method: str, url: str) -> Any:
@@ -51,11 +40,11 @@ def call(method: str, url: str) -> Any:
 
 
 @pytest.mark.slow
-def test_trainings_survive_a_killed_server(installed_models, tmp_path):
+def test_trainings_survive_a_killed_server(start_server, installed_models, tmp_path):
     state = tmp_path / "state"
     record = tmp_path / "record"
     record.mkdir()
-    server, base = serve(state, installed_models, tmp_path / "first.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         quick = call("POST", f"{base}{TRAIN}?seconds=0")
         wait_for(lambda: call("GET", f"{base}{TRAIN}{quick['uuid']}")["status"]
@@ -66,14 +55,13 @@ def test_trainings_survive_a_killed_server(installed_models, tmp_path):
         (start_file,) = record.glob("*.start")
         trainer = int(start_file.name.split(".")[0])
     finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait()
+        server.kill()
 
     # Left without its server, the training stops itself and its child.
     wait_for(lambda: not pid_running(trainer) and not pid_running(child),
              "the orphaned training to stop", timeout=20)
 
-    server, base = serve(state, installed_models, tmp_path / "second.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         listing = {t["uuid"]: t for t in call("GET", f"{base}{TRAIN}")}
         assert listing[quick["uuid"]]["status"] == "done"
@@ -89,21 +77,20 @@ def test_trainings_survive_a_killed_server(installed_models, tmp_path):
         wait_for(lambda: call("GET", f"{base}{TRAIN}{again['uuid']}")["status"]
                  == "done", "a training on the new server")
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
+        assert server.terminate(timeout=30) == 0
     assert not list((state / "servers").iterdir())
     assert os.path.exists(state / "trainings.sqlite")
 
 
 @pytest.mark.slow
 def test_sigterm_interrupts_the_running_trainings_of_the_local_backend(
-    installed_models, tmp_path
+    start_server, installed_models, tmp_path
 ):
     """What a pod's SIGTERM does to a training (docs/deploying.md)."""
     state = tmp_path / "state"
     record = tmp_path / "record"
     record.mkdir()
-    server, base = serve(state, installed_models, tmp_path / "first.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         slow = call("POST", f"{base}{TRAIN}?seconds=120&child=true&record={record}")
         child = int(wait_for(lambda: (record / "child.pid").exists()
@@ -111,15 +98,13 @@ def test_sigterm_interrupts_the_running_trainings_of_the_local_backend(
         (start_file,) = record.glob("*.start")
         trainer = int(start_file.name.split(".")[0])
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(40) == 0
+        assert server.terminate(timeout=40) == 0
     assert not pid_running(trainer) and not pid_running(child)
 
-    server, base = serve(state, installed_models, tmp_path / "second.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         stopped = call("GET", f"{base}{TRAIN}{slow['uuid']}")
         assert stopped["status"] == "error"
         assert stopped["message"].startswith("interrupted: the server shut down")
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
+        assert server.terminate(timeout=30) == 0

@@ -8,14 +8,13 @@ model and the small models of ``_models.py``, installed as real entry points.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.cmd.test_run import Server
 from tests.compat.upstream import _http
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
+from tests.servers import RunningServer, free_port
 
 #: Entry points of the models these ports serve.
 UPSTREAM_MODELS = {
@@ -58,13 +57,6 @@ CONFIGURATIONS: dict[str, tuple[str, ...]] = {
 ServerFor = Callable[[str], _http.Target]
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def upstream_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment of a console script that finds the models above."""
@@ -89,24 +81,23 @@ def server_for(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerFor]:
     """``server_for("no-predict")``: that configuration's server, serving."""
-    servers: dict[str, Server] = {}
+    servers: dict[str, RunningServer] = {}
     logs = tmp_path_factory.mktemp("upstream-logs")
 
     def serve(name: str) -> _http.Target:
         if not servers:
             for config, args in CONFIGURATIONS.items():
-                if config == "plain":
-                    args = (*args, "--listen-port", str(plain_port))
-                servers[config] = Server(
-                    *args, env=upstream_env, log=logs / f"{config}.log"
-                )
+                servers[config] = RunningServer(
+                    *args, env=upstream_env, log=logs / f"{config}.log",
+                    port=plain_port if config == "plain" else 0,
+                )  # fmt: skip
         servers[name].wait_serving()
         return _http.Target(servers[name].url)
 
     yield serve
     for server in servers.values():
         try:
-            server.stop(timeout=15)
+            server.terminate(timeout=15)
         finally:
             server.close()
 
