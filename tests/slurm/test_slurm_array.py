@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import subprocess_env
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SCRIPT = str(Path(sys.executable).parent / "deepaas-predict")
 

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import subprocess_env
 from tests.slurm.test_slurm_array import wait_for_job
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SCRIPT = str(Path(sys.executable).parent / "deepaas-predict")
 

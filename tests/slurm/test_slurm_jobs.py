@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,6 +23,7 @@ import pytest
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
 from tests.fake_models.jobs import PNG
 from tests.processes import wait_for
+from tests.servers import RunningServer
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -39,42 +37,37 @@ class Server:
 
     def __init__(self, state: Path, site: Path, folder: Path) -> None:
         self.state, self.site, self.folder = state, site, folder
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.running: RunningServer | None = None
         self.url = ""
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
-        output = self.folder / f"server-{self.starts}.log"
-        with open(output, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
-                 "--state-dir", str(self.state), "--model-name", "slow",
-                 "--workers", "0", "--train-backend", "slurm",
-                 "--slurm-poll-interval", "0.2", "--slurm-time", "2"],
-                env=subprocess_env(self.site), stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            text = output.read_text()
-            match = re.search(r"deepaas: serving .* on (http://\S+)", text)
-            if match:
-                self.url = match.group(1)
-                return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError(f"deepaas-run did not start:\n{text}")
-            time.sleep(0.05)
+        self.running = RunningServer(
+            "--state-dir", str(self.state), "--model-name", "slow",
+            "--workers", "0", "--train-backend", "slurm",
+            "--slurm-poll-interval", "0.2", "--slurm-time", "2",
+            env=subprocess_env(self.site),
+            log=self.folder / f"server-{self.starts}.log",
+        )  # fmt: skip
+        try:
+            self.url = self.running.wait_serving()
+        except BaseException:
+            self.running.close()
+            raise
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        assert self.running is not None
+        self.running.kill()
+        self.running.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
+        if self.running is not None:
+            try:
+                if self.running.process.poll() is None:
+                    self.running.terminate()
+            finally:
+                self.running.close()
 
     def request(
         self,

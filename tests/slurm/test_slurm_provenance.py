@@ -15,7 +15,7 @@ import pytest
 from deepaas.provenance import record_summary
 from tests.slurm.test_slurm_training import TRAIN, server  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def test_a_slurm_training_has_a_record_naming_its_node_and_job(server: Any) -> None:  # noqa: F811

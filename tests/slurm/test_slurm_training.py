@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -25,8 +24,9 @@ import pytest
 
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
 from tests.processes import pid_running, wait_for
+from tests.servers import RunningServer
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TRAIN = "/v2/models/trainer/train/"
 # SLURM starts and ends jobs more slowly than a local process, and each look
@@ -46,44 +46,38 @@ class Server:
 
     def __init__(self, state: Path, site: Path, folder: Path) -> None:
         self.state, self.site, self.folder = state, site, folder
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.running: RunningServer | None = None
         self.url = ""
         self.starts = 0
         self.job_ids: set[str] = set()
 
     def start(self) -> None:
         self.starts += 1
-        output = self.folder / f"server-{self.starts}.log"
-        with open(output, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", "0",
-                 "--state-dir", str(self.state), *SERVER_OPTIONS],
-                env=subprocess_env(self.site), stdout=out, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            text = output.read_text()
-            match = re.search(r"deepaas: serving .* on (http://\S+)", text)
-            if match:
-                self.url = match.group(1)
-                return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError(f"deepaas-run did not start:\n{text}")
-            time.sleep(0.05)
+        self.running = RunningServer(
+            "--state-dir", str(self.state), *SERVER_OPTIONS,
+            env=subprocess_env(self.site),
+            log=self.folder / f"server-{self.starts}.log",
+        )  # fmt: skip
+        try:
+            self.url = self.running.wait_serving()
+        except BaseException:
+            self.running.close()
+            raise
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        assert self.running is not None
+        self.running.kill()
+        self.running.close()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self.running is not None:
             try:
-                self.proc.wait(30)
+                if self.running.process.poll() is None:
+                    self.running.terminate()
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass  # killed by close()
+            finally:
+                self.running.close()
 
     def call(self, method: str, path: str, query: str = "") -> Any:
         request = urllib.request.Request(
@@ -96,11 +90,11 @@ class Server:
         except urllib.error.HTTPError:
             raise
         except urllib.error.URLError as exc:
-            assert self.proc is not None
-            log = (self.folder / f"server-{self.starts}.log").read_text()
+            assert self.running is not None
+            log = self.running.stderr()
             raise AssertionError(
                 f"{method} {path}: {exc}; deepaas-run exit status "
-                f"{self.proc.poll()}, its log ends:\n{log[-3000:]}"
+                f"{self.running.process.poll()}, its log ends:\n{log[-3000:]}"
             ) from exc
         if resp.headers.get_content_type() != "application/json":
             return body.decode()
