@@ -7,6 +7,7 @@ one-line message.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -22,6 +23,11 @@ class DeepaasError(Exception):
     def to_json(self) -> dict[str, Any]:
         """The JSON body an API client receives for this error."""
         return {"message": self.message}
+
+    def answer_headers(self) -> dict[str, str]:
+        """The headers of its answer besides Content-Type (``Retry-After``)."""
+        retry_after = getattr(self, "retry_after", None)
+        return {"Retry-After": str(retry_after)} if retry_after else {}
 
 
 class ModelNotFound(DeepaasError):
@@ -175,3 +181,117 @@ class DeviceUnavailable(DeepaasError):
     """The model requires a GPU and none is visible or allowed."""
 
     status = 500
+
+
+class InternalError(DeepaasError):
+    """An unexpected fault, answered with a reference and no detail.
+
+    The details (a traceback, which may name server paths) go to the log
+    under ``reference``; the client gets the reference alone.
+    """
+
+    status = 500
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(
+            "internal server error; the server's log has the details "
+            f"under reference {reference}"
+        )
+        self.reference = reference
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": self.message, "reference": self.reference}
+
+
+class ProtocolError(DeepaasError):
+    """aiohttp's HTTP server failed a request before any route answered it.
+
+    A request its parser refused (a 4xx: a malformed request line, a header
+    too long), a target no route can match, or a fault of its own (a 5xx).
+    """
+
+    def __init__(
+        self, message: str, *, status: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = dict(headers or {})
+
+    def answer_headers(self) -> dict[str, str]:
+        return dict(self.headers)
+
+
+class RequestRefused(DeepaasError):
+    """The server's own rules refuse a request: a token, an origin, a limit.
+
+    Not a fault of the server: never logged as an error.  ``headers`` are
+    sent with the answer (e.g. ``WWW-Authenticate``, ``Allow``).
+    """
+
+    status = 400
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.headers = dict(headers or {})
+
+    def answer_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        headers.update(super().answer_headers())
+        return headers
+
+
+class Unauthorized(RequestRefused):
+    """No bearer token, or one that is not valid (401, with its challenge)."""
+
+    status = 401
+
+
+class Forbidden(RequestRefused):
+    """A valid token that does not give access to this kind of operation."""
+
+    status = 403
+
+
+class OriginRefused(RequestRefused):
+    """A browser's request from an origin that may not act here (403)."""
+
+    status = 403
+
+
+class HostRefused(RequestRefused):
+    """A ``Host`` that is not one of the server's names (421, DNS rebinding)."""
+
+    status = 421
+
+
+class MethodRefused(RequestRefused):
+    """A method the path does not answer (405, with ``Allow``)."""
+
+    status = 405
+
+
+class AuthUnavailable(RequestRefused):
+    """A token cannot be checked now: the OIDC issuer's keys cannot be had.
+
+    Not the client's fault: 503, with ``Retry-After``.
+    """
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class HeadersTimeout(RequestRefused):
+    """A request's line and headers did not arrive in time (408)."""
+
+    status = 408
+
+
+class ServerBusy(RequestRefused):
+    """The server cannot take the request now (too many connections, or
+    shutting down): 503, with ``Retry-After``."""
+
+    status = 503
+    retry_after = 1

@@ -13,8 +13,9 @@ need a valid token that the rules allow for that kind:
   rules of ``*`` when the kind has none; with no rules at all, any valid
   token will do.
 
-A missing or bad token answers 401 with ``WWW-Authenticate``; a valid one
-that the rules refuse answers 403.  Both are JSON.
+A missing or bad token is refused with 401 and ``WWW-Authenticate``; a
+valid one that the rules refuse with 403: domain errors
+(:mod:`deepaas.exceptions`) that :mod:`deepaas.api.errors` answers in JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.api.oidc import OidcError, OidcKeysUnavailable, OidcVerifier
+from deepaas.exceptions import (
+    AuthUnavailable,
+    Forbidden,
+    RequestRefused,
+    Unauthorized,
+)
 
 __all__ = [
     "KINDS",
@@ -251,19 +258,17 @@ def _bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-def _unauthorized(message: str, error: str = "") -> web.Response:
+def _unauthorized(message: str, error: str = "") -> Unauthorized:
     challenge = 'Bearer realm="deepaas"'
     if error:
         detail = message.replace('"', "'")
         challenge += f', error="{error}", error_description="{detail}"'
-    return web.json_response(
-        {"message": message}, status=401, headers={"WWW-Authenticate": challenge}
-    )
+    return Unauthorized(message, headers={"WWW-Authenticate": challenge})
 
 
 @dataclasses.dataclass
 class AuthPolicy:
-    """Who may do what; :meth:`check` answers a request it refuses."""
+    """Who may do what; :meth:`check` raises for a request it refuses."""
 
     tokens: StaticTokens | None = None
     oidc: OidcVerifier | None = None
@@ -290,39 +295,49 @@ class AuthPolicy:
 
     async def allows(self, request: web.Request, kind: str) -> bool:
         """Whether ``request`` may do ``kind``: open, or its token allows it."""
-        return self.is_open(kind) or await self.check(request, kind) is None
+        if self.is_open(kind):
+            return True
+        try:
+            await self.check(request, kind)
+        except RequestRefused:
+            return False
+        return True
 
-    async def check(self, request: web.Request, kind: str) -> web.Response | None:
-        """None when the request may go on; else its 401, 403 or 503 answer."""
+    async def check(self, request: web.Request, kind: str) -> None:
+        """Return when the request may go on; else raise its refusal.
+
+        :class:`~deepaas.exceptions.Unauthorized` (401) for a missing or bad
+        token, :class:`~deepaas.exceptions.Forbidden` (403) for one the
+        rules refuse, :class:`~deepaas.exceptions.AuthUnavailable` (503)
+        while the OIDC issuer's keys cannot be had.
+        """
         token = _bearer(request)
         if token is None:
-            return _unauthorized(
+            raise _unauthorized(
                 "this server requires a bearer token: send the header "
                 "'Authorization: Bearer <token>'"
             )
         if self.tokens is not None:
             kinds = self.tokens.kinds_of(token)
             if kinds is not None:
-                return None if kind in kinds else _forbidden(kind)
+                if kind not in kinds:
+                    raise _forbidden(kind)
+                return
         if self.oidc is None:
-            return _unauthorized("the bearer token is not valid", "invalid_token")
+            raise _unauthorized("the bearer token is not valid", "invalid_token")
         try:
             claims = await self.oidc.verify(token)
         except OidcKeysUnavailable as exc:
-            return web.json_response(
-                {"message": str(exc)},
-                status=503,
-                headers={"Retry-After": str(exc.retry_after)},
-            )
+            raise AuthUnavailable(str(exc), retry_after=exc.retry_after) from None
         except OidcError as exc:
-            return _unauthorized(
+            raise _unauthorized(
                 f"the bearer token is not valid: {exc}", "invalid_token"
-            )
+            ) from None
         rules = self.rules.get(kind) or self.rules.get("*")
         if not rules or any(rule.holds(claims) for rule in rules):
-            return None
+            return
         needed = " or ".join(str(rule) for rule in rules)
-        return _forbidden(kind, needed)
+        raise _forbidden(kind, needed)
 
 
 _KIND_TEXTS = {
@@ -336,9 +351,9 @@ _KIND_TEXTS = {
 }
 
 
-def _forbidden(kind: str, needed: str = "") -> web.Response:
+def _forbidden(kind: str, needed: str = "") -> Forbidden:
     message = f"this token does not give access to {_KIND_TEXTS.get(kind, kind)}"
     if needed:
         message += f": that needs a token with {needed}"
     headers = {"WWW-Authenticate": 'Bearer realm="deepaas", error="insufficient_scope"'}
-    return web.json_response({"message": message}, status=403, headers=headers)
+    return Forbidden(message, headers=headers)

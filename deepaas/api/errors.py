@@ -3,7 +3,10 @@
 What a client may read depends on where the error comes from:
 
 * a domain error (:class:`~deepaas.exceptions.DeepaasError`) carries a
-  message written for clients, so it is answered as is.  A model's own
+  message written for clients, its status and its headers, so it is
+  answered as is.  The server's refusals are domain errors too
+  (:class:`~deepaas.exceptions.RequestRefused`: a token, an origin, a
+  Host, a limit), raised by the checks and by the HTTP server.  A model's own
   exception is one of them (:class:`~deepaas.exceptions.ModelError`): the
   contract answers ``{"message": "<the model's message>"}`` with 500, and
   the model's author chose that message;
@@ -18,15 +21,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from deepaas.api.keys import EXECUTORS, SETTINGS
 from deepaas.exceptions import (
     DeepaasError,
+    InternalError,
     ModelError,
     ModelHTTPError,
     ModelNotFound,
+    RequestRefused,
 )
 
 LOG = logging.getLogger(__name__)
@@ -34,9 +40,58 @@ LOG = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def json_error(status: int, body: dict[str, object], **headers: str) -> web.Response:
-    """A JSON error answer."""
-    return web.json_response(body, status=status, headers=headers or None)
+def error_answer(exc: DeepaasError | web.HTTPException) -> web.Response:
+    """The JSON answer of an error: its status, its headers and its body.
+
+    Every error answer of the API is made here, those of the routes
+    (through :func:`error_response`) and those of the HTTP server before
+    any route (:mod:`deepaas.api.protocol`, through :func:`error_bytes`
+    where no aiohttp request exists).  A domain error carries its status
+    and headers; aiohttp's HTTP errors keep their status, text, ``Allow``
+    and ``Retry-After``.
+    """
+    if isinstance(exc, DeepaasError):
+        headers = exc.answer_headers()
+        return web.json_response(
+            exc.to_json(), status=exc.status, headers=headers or None
+        )
+    headers = {
+        k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")
+    }
+    message = exc.reason
+    if exc.text and not exc.text.startswith(f"{exc.status}:"):
+        message = exc.text
+    response = web.json_response(
+        {"message": message}, status=exc.status, headers=headers or None
+    )
+    if exc.keep_alive is False:  # e.g. 413: the rest of the body is not read
+        response.force_close()
+    return response
+
+
+def error_bytes(exc: DeepaasError) -> bytes:
+    """:func:`error_answer` as a complete HTTP/1.1 answer that closes the connection.
+
+    Written straight to a transport where no aiohttp request exists (a
+    connection over the bound, a request whose headers never came) or where
+    its handler will not answer (shutdown).
+    """
+    response = error_answer(exc)
+    body = response.body
+    assert isinstance(body, bytes)  # a JSON answer's body is its encoded text
+    content_type = response.headers[hdrs.CONTENT_TYPE]
+    lines = [
+        f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(
+            f"{name}: {value}"
+            for name, value in response.headers.items()
+            if name != hdrs.CONTENT_TYPE
+        ),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 async def allowed_methods(request: web.Request) -> set[str]:
@@ -77,7 +132,7 @@ def error_response(
                 exc.message,
                 exc.traceback,
             )
-        elif exc.status >= 500:
+        elif exc.status >= 500 and not isinstance(exc, RequestRefused):
             LOG.error(
                 "%s %s (request %s): %s",
                 request.method,
@@ -85,26 +140,11 @@ def error_response(
                 request_id,
                 exc.message,
             )
-        headers = {}
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            headers["Retry-After"] = str(retry_after)
-        return json_error(exc.status, exc.to_json(), **headers)
+        return error_answer(exc)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
-        headers = {
-            k: v
-            for k, v in exc.headers.items()
-            if k.lower() in ("allow", "retry-after")
-        }
-        message = exc.reason
-        if exc.text and not exc.text.startswith(f"{exc.status}:"):
-            message = exc.text
-        response = json_error(exc.status, {"message": message}, **headers)
-        if exc.keep_alive is False:  # e.g. 413: the rest of the body is not read
-            response.force_close()
-        return response
+        return error_answer(exc)
     return unexpected_error(request, exc, request_id)
 
 
@@ -123,14 +163,7 @@ def unexpected_error(
         reference,
         exc_info=exc,
     )
-    return json_error(
-        500,
-        {
-            "message": "internal server error; the server's log has the details "
-            f"under reference {reference}",
-            "reference": reference,
-        },
-    )
+    return error_answer(InternalError(reference))
 
 
 async def no_such_route(request: web.Request) -> web.StreamResponse:

@@ -97,12 +97,13 @@ def route_checks(app: web.Application, method: str, path: str) -> RouteChecks | 
     )
 
 
-
 def preflight_first(fallback: Handler) -> Handler:
     """``fallback``, answering CORS preflights first when other origins are allowed.
 
     No route answers ``OPTIONS``, so preflights reach the last route; only
-    requests that no route took pay for the test.
+    requests that no route took pay for the test.  A refused preflight
+    raises (:meth:`OriginPolicy.preflight`), and the route's wrapper
+    answers it.
     """
 
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -111,8 +112,7 @@ def preflight_first(fallback: Handler) -> Handler:
             request.method == "OPTIONS"
             and "Access-Control-Request-Method" in request.headers
         ):
-            if (refused := guard.origins.check_host(request)) is not None:
-                return refused
+            guard.origins.check_host(request)  # raises when refused
             methods = await allowed_methods(request)
             if methods:
                 return guard.origins.preflight(request, methods)

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from deepaas.exceptions import HostRefused, MethodRefused, OriginRefused
+
 __all__ = ["OriginPolicy", "default_allowed_hosts", "STATE_CHANGING"]
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -113,7 +115,7 @@ class OriginPolicy:
         """The Host values decided so far, and whether each is allowed.
 
         The same mapping for the policy's life (bounded: cleared past a few
-        hundred values), so that a route can skip :meth:`refusal` for a
+        hundred values), so that a route can skip :meth:`check` for a
         Host it knows is allowed.
         """
         return self._hosts_seen
@@ -147,9 +149,7 @@ class OriginPolicy:
             return True
         return origin.rstrip("/").lower() in self.allowed_origins
 
-    def refusal(
-        self, request: web.Request, host: bool, origin: bool
-    ) -> web.Response | None:
+    def check(self, request: web.Request, host: bool, origin: bool) -> None:
         """:meth:`check_host` (when ``host``), then :meth:`check_origin` (when
         ``origin``), in one call: the path every guarded request takes."""
         headers = request.headers
@@ -159,60 +159,48 @@ class OriginPolicy:
             if allowed is None:
                 allowed = self.host_allowed(value)
             if not allowed:
-                return self._host_refused(value)
+                raise _host_refused(value)
         if origin and "Origin" in headers:
-            return self.check_origin(request)
-        return None
+            self.check_origin(request)
 
-    def check_host(self, request: web.Request) -> web.Response | None:
-        """A 421 JSON answer when the request's Host is not allowed."""
+    def check_host(self, request: web.Request) -> None:
+        """Raise :class:`~deepaas.exceptions.HostRefused` (421) when the
+        request's Host is not allowed."""
         host = request.headers.get("Host", "")
-        if self.host_allowed(host):
-            return None
-        return self._host_refused(host)
+        if not self.host_allowed(host):
+            raise _host_refused(host)
 
-    def _host_refused(self, host: str) -> web.Response:
-        return web.json_response(
-            {
-                "message": f"this server does not answer for the host {host!r}; "
-                "the operator can add it to --allowed-hosts"
-            },
-            status=421,
-        )
-
-    def check_origin(self, request: web.Request) -> web.Response | None:
-        """A 403 JSON answer when a state-changing request comes from another site."""
+    def check_origin(self, request: web.Request) -> None:
+        """Raise :class:`~deepaas.exceptions.OriginRefused` (403) when a
+        state-changing request comes from another site."""
         origin = request.headers.get("Origin")
         if origin is None or self.origin_allowed(origin):
-            return None
+            return
         # Browsers set Sec-Fetch-Site themselves; pages cannot forge it.
         if request.headers.get("Sec-Fetch-Site") == "same-origin":
-            return None
+            return
         if _same_origin(origin, request.headers.get("Host", "")):
-            return None
-        return web.json_response(
-            {
-                "message": f"{request.method} from the origin {origin!r} is refused: "
-                "only the server's own pages and --allowed-origins may change "
-                "anything here"
-            },
-            status=403,
+            return
+        raise OriginRefused(
+            f"{request.method} from the origin {origin!r} is refused: "
+            "only the server's own pages and --allowed-origins may change "
+            "anything here"
         )
 
     def preflight(self, request: web.Request, methods: Iterable[str]) -> web.Response:
-        """The answer to a CORS preflight (``OPTIONS`` with the method asked for)."""
+        """The answer to a CORS preflight (``OPTIONS`` with the method asked for).
+
+        An origin that is not allowed is refused (403), and so is a method
+        that the path does not answer (405, with ``Allow``).
+        """
         origin = request.headers.get("Origin", "")
         asked = request.headers.get("Access-Control-Request-Method", "").upper()
         allowed = sorted(set(methods) | {"OPTIONS"})
         if not origin or not self.origin_allowed(origin):
-            return web.json_response(
-                {"message": f"the origin {origin!r} is not in --allowed-origins"},
-                status=403,
-            )
+            raise OriginRefused(f"the origin {origin!r} is not in --allowed-origins")
         if asked not in allowed:
-            return web.json_response(
-                {"message": f"{request.path} does not answer {asked or 'that method'}"},
-                status=405,
+            raise MethodRefused(
+                f"{request.path} does not answer {asked or 'that method'}",
                 headers={"Allow": ", ".join(allowed)},
             )
         headers = {
@@ -236,6 +224,13 @@ class OriginPolicy:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = _EXPOSED
         response.headers.add("Vary", "Origin")
+
+
+def _host_refused(host: str) -> HostRefused:
+    return HostRefused(
+        f"this server does not answer for the host {host!r}; "
+        "the operator can add it to --allowed-hosts"
+    )
 
 
 def _same_origin(origin: str, host: str) -> bool:

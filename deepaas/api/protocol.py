@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import resource
 import time
@@ -49,7 +48,18 @@ from aiohttp.http_exceptions import (
 from aiohttp.web_protocol import RequestHandler
 
 from deepaas._background import running_beside
+from deepaas.api._aiohttp_adapter import (
+    WatchedRequestHandler,
+    answer_started,
+    connection_count,
+    current_request,
+    make_request_handler,
+    open_connections,
+    swap_server_class,
+)
+from deepaas.api.errors import error_answer, error_bytes
 from deepaas.api.request_metrics import REQUEST_METRICS, RequestMetrics
+from deepaas.exceptions import HeadersTimeout, ProtocolError, ServerBusy
 
 LOG = logging.getLogger("deepaas.run")
 
@@ -91,55 +101,15 @@ class ServerLimits:
         return min([1.0] + [t / 4 for t in timeouts])
 
 
-def raw_json_response(status: int, message: str, **headers: str) -> bytes:
-    """A complete HTTP/1.1 answer that closes the connection, as bytes.
-
-    Written straight to a transport where no aiohttp request exists (a
-    connection over the bound, a request whose headers never came) or where
-    its handler will not answer (shutdown).
-    """
-    body = json.dumps({"message": message}).encode()
-    lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        "Content-Type: application/json; charset=utf-8",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-_parent_data_received = RequestHandler.data_received
 _parent_finish_response = RequestHandler.finish_response
 
 
-class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
+class _HardenedRequestHandler(WatchedRequestHandler):
     """aiohttp's protocol handler, answering in JSON and watched for timeouts."""
 
-    _head_since: float | None = None  # waiting for a request head since then
-    _received = 0  # bytes received on the connection
-    _body_request: object = None  # the request whose body is watched
-    _body_mark = 0
-    _body_since = 0.0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._head_since = self._loop.time()
-        super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        count = self._request_count
-        # The parent's method called directly: super() costs as much again
-        # as the rest of this method, on every read (CPython 3.11).
-        _parent_data_received(self, data)
-        self._received += len(data)
-        if self._request_count != count:
-            self._head_since = None
-        elif (
-            self._head_since is None
-            and not self._request_in_progress
-            and not self._messages
-        ):
-            self._head_since = self._loop.time()
+    body_request: object = None  # the request whose body is watched
+    body_mark = 0
+    body_since = 0.0
 
     def handle_error(
         self,
@@ -153,7 +123,7 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
             # line.  aiohttp's own log of it is a traceback whose message
             # quotes the offending bytes (a 100 KB header, a token in it).
             text = _describe_refusal(exc, status)
-            quiet = self._request_count == 1 and isinstance(exc, BadHttpMethod)
+            quiet = self.requests_read() == 1 and isinstance(exc, BadHttpMethod)
             self.logger.log(
                 logging.DEBUG if quiet else logging.WARNING,
                 "refused a malformed request from %s: %d, %s",
@@ -169,8 +139,8 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
             text = (
                 "internal server error" if status >= 500 else HTTPStatus(status).phrase
             )
-        self._count_refused(request, status)
-        response = web.json_response({"message": text}, status=status)
+        self.count_refused(request, status)
+        response = error_answer(ProtocolError(text, status=status))
         response.force_close()
         return response
 
@@ -187,42 +157,43 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
             and resp.status >= 400
         ):
             resp = _json_refusal(request, resp)
-            self._count_refused(request, resp.status)
+            self.count_refused(request, resp.status)
         return _parent_finish_response(self, request, resp, start_time)  # type: ignore[no-any-return]
 
-    def _count_refused(self, request: Any, status: int) -> None:
+    def count_refused(self, request: Any, status: int) -> None:
         """Count for ``/metrics`` a request refused before any route took it."""
-        requests = getattr(self._manager, "request_metrics", None)
+        requests = getattr(self.web_server(), "request_metrics", None)
         if requests is not None:
             requests.count_refused(str(getattr(request, "method", "")), status)
 
     def sweep(self, now: float, limits: ServerLimits) -> str | None:
         """Close the connection when it broke a timeout; say which one."""
-        if self.transport is None or self._force_close:
+        if self.transport is None or self.closing():
             return None
-        since = self._head_since
+        since = self.head_since
         if (
             since is not None
             and limits.header_timeout
-            and self._waiter is not None
+            and self.waiting_for_request()
             and now - since > limits.header_timeout
         ):
             self.transport.write(
-                raw_json_response(
-                    408,
-                    "the request's headers did not arrive within "
-                    f"--header-timeout ({limits.header_timeout:g} s)",
+                error_bytes(
+                    HeadersTimeout(
+                        "the request's headers did not arrive within "
+                        f"--header-timeout ({limits.header_timeout:g} s)"
+                    )
                 )
             )
             self.force_close()
             return "header"
-        request = self._current_request
+        request = current_request(self)
         if request is None or not limits.body_timeout or request.content.is_eof():
             return None
-        if self._body_request is not request or self._received != self._body_mark:
-            self._body_request, self._body_mark = request, self._received
-            self._body_since = now
-        elif now - self._body_since > limits.body_timeout:
+        if self.body_request is not request or self.received != self.body_mark:
+            self.body_request, self.body_mark = request, self.received
+            self.body_since = now
+        elif now - self.body_since > limits.body_timeout:
             self.close()  # answered by the handler, then closed
             request.content.set_exception(
                 BodyReadTimeout(
@@ -230,7 +201,7 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
                     f"--body-timeout ({limits.body_timeout:g} s)"
                 )
             )
-            self._body_request = None
+            self.body_request = None
             return "body"
         return None
 
@@ -239,13 +210,11 @@ class _HardenedRequestHandler(RequestHandler):  # type: ignore[misc]
 
         Nothing is written when its handler already started an answer.
         """
-        request = self._current_request
+        request = current_request(self)
         if request is None or self.transport is None:
             return False
-        if getattr(request._payload_writer, "output_size", 0) == 0:
-            self.transport.write(
-                raw_json_response(503, message, **{"Retry-After": "1"})
-            )
+        if not answer_started(request):
+            self.transport.write(error_bytes(ServerBusy(message)))
         self.force_close()
         return True
 
@@ -287,11 +256,9 @@ def _json_refusal(request: Any, resp: web.HTTPException) -> web.Response:
         message = f"{request.raw_path} does not answer {request.method}"
     else:
         message = resp.reason
-    answer = web.json_response({"message": message}, status=resp.status)
     allow = resp.headers.get("Allow")
-    if allow:
-        answer.headers["Allow"] = allow
-    return answer
+    headers = {"Allow": allow} if allow else None
+    return error_answer(ProtocolError(message, status=resp.status, headers=headers))
 
 
 class _Refusal(asyncio.Protocol):
@@ -308,11 +275,11 @@ class _Refusal(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.write(
-            raw_json_response(
-                503,
-                f"the server has {self._limit} connections open "
-                "(--max-connections); retry later",
-                **{"Retry-After": "1"},
+            error_bytes(
+                ServerBusy(
+                    f"the server has {self._limit} connections open "
+                    "(--max-connections); retry later"
+                )
             )
         )
         transport.write_eof()
@@ -329,25 +296,25 @@ class _Refusal(asyncio.Protocol):
 
 
 class _HardenedServer(web.Server):
-    _limits = ServerLimits()
+    limits = ServerLimits()
     #: Where requests refused before routing are counted (None: nowhere).
     request_metrics: RequestMetrics | None = None
-    _refused = 0
+    refused = 0  # connections refused over the bound since the last report
     # Protocols made for accepted connections not yet registered: the loop
     # accepts a burst of connections before any of them is set up.
-    _opening = 0
+    opening = 0
 
     def __call__(self) -> asyncio.Protocol:  # type: ignore[override]
-        if len(self._connections) + self._opening >= self._limits.max_connections:
-            self._refused += 1
-            return _Refusal(self._limits.max_connections)
-        self._opening += 1
-        return _HardenedRequestHandler(self, loop=self._loop, **self._kwargs)
+        if connection_count(self) + self.opening >= self.limits.max_connections:
+            self.refused += 1
+            return _Refusal(self.limits.max_connections)
+        self.opening += 1
+        return make_request_handler(self, _HardenedRequestHandler)
 
     def connection_made(
         self, handler: RequestHandler, transport: asyncio.Transport
     ) -> None:
-        self._opening = max(0, self._opening - 1)
+        self.opening = max(0, self.opening - 1)
         super().connection_made(handler, transport)
 
 
@@ -364,9 +331,8 @@ def harden_server(runner: web.AppRunner, limits: ServerLimits) -> None:
     server = runner.server
     if server is None:
         raise RuntimeError("call this after runner.setup()")
-    server.__class__ = _HardenedServer
-    assert isinstance(server, _HardenedServer)
-    server._limits = limits
+    server = swap_server_class(server, _HardenedServer)
+    server.limits = limits
     server.request_metrics = runner.app.get(REQUEST_METRICS)
 
 
@@ -390,33 +356,33 @@ async def watch_connections(runner: web.AppRunner) -> AsyncIterator[None]:
 
 
 async def _sweep(server: _HardenedServer) -> None:
-    limits = server._limits
+    limits = server.limits
     loop = asyncio.get_running_loop()
     counts = {"header": 0, "body": 0}
     reported = float("-inf")  # the first refusals are logged at once
     while True:
         await asyncio.sleep(limits.sweep_interval)
-        server._opening = 0  # one whose transport failed is not counted forever
+        server.opening = 0  # one whose transport failed is not counted forever
         now = loop.time()
-        for handler in list(server._connections):
+        for handler in open_connections(server):
             if isinstance(handler, _HardenedRequestHandler):
                 broke = handler.sweep(now, limits)
                 if broke is not None:
                     counts[broke] += 1
         if time.monotonic() - reported >= 60 and (
-            server._refused or any(counts.values())
+            server.refused or any(counts.values())
         ):
             reported = time.monotonic()
             LOG.warning(
                 "in the last minute: %d connections refused (--max-connections "
                 "%d), %d closed by --header-timeout, %d requests answered 408 "
                 "by --body-timeout",
-                server._refused,
+                server.refused,
                 limits.max_connections,
                 counts["header"],
                 counts["body"],
             )
-            server._refused = 0
+            server.refused = 0
             counts = {"header": 0, "body": 0}
 
 
@@ -435,7 +401,7 @@ async def answer_in_progress(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline and any(
-        handler._current_request is not None for handler in server.connections
+        current_request(handler) is not None for handler in server.connections
     ):
         await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
     cut = 0

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.hdrs import HOST, ORIGIN
 from yarl import URL
 
+from deepaas.api._aiohttp_adapter import set_match_info
 from deepaas.api.errors import error_response, no_such_route
 from deepaas.api.guard import GUARD, RouteChecks, preflight_first, route_checks
 from deepaas.api.keys import SETTINGS
@@ -112,17 +113,17 @@ def route_handler(
         if rid is None or not is_sane_id(rid):
             rid = new_id()
         try:
-            refused = None
+            # The checks raise their refusals (deepaas.exceptions.RequestRefused).
             if origins is not None and (
                 (host and hosts_allowed.get(headers.get(HOST, "")) is not True)
                 or (origin and ORIGIN in headers)
             ):
-                refused = origins.refusal(request, host, origin)
-            if refused is None and auth is not None:
-                refused = await auth.check(request, kind)
-            if refused is None and startup is not None and not startup.started:
+                origins.check(request, host, origin)
+            if auth is not None:
+                await auth.check(request, kind)
+            if startup is not None and not startup.started:
                 await startup.wait()
-            response = refused if refused is not None else await handler(request)
+            response = await handler(request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -178,7 +179,7 @@ async def fallback(request: web.Request) -> web.StreamResponse:
     merged = request.clone(rel_url=url)
     match_info = await request.app.router.resolve(merged)
     match_info.add_app(request.app)
-    merged._match_info = match_info  # as aiohttp's Application._handle does
+    set_match_info(merged, match_info)
     return await match_info.handler(merged)
 
 
