@@ -12,16 +12,16 @@ machine without GPUs the first worker also describes it (docs/engine.md,
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.cmd.test_run_startup import ask, free_port, port_accepts
+from tests.cmd.test_run_startup import ask
 from tests.conftest import subprocess_env
+from tests.servers import RunningServer, free_port
 
 IMPORT_SECONDS = 2.0
 
@@ -34,35 +34,34 @@ pytestmark = [
 ]
 
 
-def start(installed_models: Path, tmp_path: Path, *options: str):
-    port = free_port()
+def start(
+    start_server: Callable[..., RunningServer],
+    installed_models: Path,
+    tmp_path: Path,
+    *options: str,
+) -> RunningServer:
     env = subprocess_env(
         installed_models,
         DEEPAAS_TEST_IMPORT_SECONDS=str(IMPORT_SECONDS),
         DEEPAAS_TEST_IMPORT_LOG=str(tmp_path / "imports.log"),
     )
-    err = open(tmp_path / "stderr.log", "wb")  # noqa: SIM115 (closed by the caller)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deepaas.cmd.run", "--listen-port", str(port),
-         "--state-dir", str(tmp_path / "state"), *options],
-        stdout=subprocess.DEVNULL, stderr=err, env=env,
-    )
-    return process, port, err
+    return start_server(
+        "--state-dir", str(tmp_path / "state"), *options,
+        env=env, port=free_port(), log=tmp_path / "stderr.log",
+    )  # fmt: skip
 
 
 def test_nothing_is_refused_from_the_bind_to_the_first_prediction(
-    installed_models: Path, tmp_path: Path
+    start_server: Callable[..., RunningServer], installed_models: Path, tmp_path: Path
 ) -> None:
-    process, port, err = start(
-        installed_models, tmp_path, "--model-name", "slow-import", "--workers", "2"
-    )
-    base = f"http://127.0.0.1:{port}"
+    server = start(
+        start_server, installed_models, tmp_path,
+        "--model-name", "slow-import", "--workers", "2",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{server.port}"
     try:
-        deadline = time.monotonic() + 60
-        while not port_accepts(port):
-            assert process.poll() is None, (tmp_path / "stderr.log").read_text()
-            assert time.monotonic() < deadline, "the port never accepted"
-            time.sleep(0.01)
+        deadline = server.launched + 60
+        server.wait_accepting(timeout=60, interval=0.01)
         bound = time.monotonic()
         answers: dict[str, list[tuple[float, int]]] = {}
         predicted = threading.Event()
@@ -106,60 +105,47 @@ def test_nothing_is_refused_from_the_bind_to_the_first_prediction(
         # The routes that need the model waited for it: never a 5xx.
         for path in ("/v2/models/", "/openapi.json", "/v2/models/slow-import/predict/"):
             assert {s for _, s in answers[path]} <= {200}, (path, answers[path])
-        process.terminate()
-        assert process.wait(30) == 0
+        assert server.terminate() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        err.close()
+        server.close()
     # Imported once per worker, never in the server, and never by a probe
     # before them.
     importers = (tmp_path / "imports.log").read_text().split()
     assert len(importers) == 2, importers
-    assert str(process.pid) not in importers
+    assert str(server.pid) not in importers
 
 
 def test_a_model_that_prefers_a_gpu_runs_its_workers_on_the_cpu(
-    installed_models: Path, tmp_path: Path
+    start_server: Callable[..., RunningServer], installed_models: Path, tmp_path: Path
 ) -> None:
-    process, port, err = start(
-        installed_models, tmp_path, "--model-name", "prefers-gpu"
+    server = start(
+        start_server, installed_models, tmp_path, "--model-name", "prefers-gpu"
     )
-    url = f"http://127.0.0.1:{port}/v2/models/prefers-gpu/predict/"
+    url = f"http://127.0.0.1:{server.port}/v2/models/prefers-gpu/predict/"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, body = ask(url, {})
-                break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "stderr.log").read_text()
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        server.wait_accepting(timeout=60, interval=0.05)
+        status, body = ask(url, {})
         assert status == 200, body
         # The placement, learnt from the worker itself, reached it before warm.
         assert body["predictions"]["device"] == "cpu"
         assert body["predictions"]["cuda_visible_devices"] == ""
-        process.terminate()
-        assert process.wait(30) == 0
+        assert server.terminate() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        err.close()
+        server.close()
     log = (tmp_path / "stderr.log").read_text()
     assert "it prefers a GPU, so it runs on the CPU" in log
 
 
 def test_a_model_that_needs_a_gpu_stops_the_server_with_one_line(
-    installed_models: Path, tmp_path: Path
+    start_server: Callable[..., RunningServer], installed_models: Path, tmp_path: Path
 ) -> None:
-    process, _, err = start(installed_models, tmp_path, "--model-name", "needs-gpu")
+    server = start(
+        start_server, installed_models, tmp_path, "--model-name", "needs-gpu"
+    )
     try:
-        assert process.wait(60) == 1
+        assert server.wait(60) == 1
     finally:
-        err.close()
+        server.close()
     log = (tmp_path / "stderr.log").read_text()
     assert "Traceback" not in log, log
     assert "asks for 1 GPU(s) per worker, but 0 GPU(s) may be used" in log, log

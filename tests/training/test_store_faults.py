@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from deepaas.engine.executors import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec, subprocess_env
 from tests.processes import poll
+from tests.servers import RunningServer
 from tests.training.test_restart import serve
 
 TRAIN = "/v2/models/trainer/train/"
@@ -75,10 +76,10 @@ def store_locked(database: Path) -> Iterator[None]:
 
 @pytest.mark.slow
 def test_a_locked_store_answers_503_quickly_and_health_at_once(
-    installed_models: Path, tmp_path: Path
+    start_server: Callable[..., RunningServer], installed_models: Path, tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
-    server, base = serve(state, installed_models, tmp_path / "server.out")
+    server, base = serve(start_server, state, installed_models)
     try:
         assert fetch("POST", f"{base}{TRAIN}?seconds=0")[0] == 200
         with store_locked(state / "trainings.sqlite"), \
@@ -104,8 +105,7 @@ def test_a_locked_store_answers_503_quickly_and_health_at_once(
         status, _, body = fetch("POST", f"{base}{TRAIN}?seconds=0")
         assert status == 200, body
     finally:
-        server.terminate()
-        assert server.wait(30) == 0
+        assert server.terminate() == 0
 
 
 @contextlib.contextmanager
