@@ -55,7 +55,8 @@ def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
 class RunningServer:
     """A ``deepaas-run`` subprocess; ``url`` is its origin once announced.
 
-    ``port`` 0 lets the server pick a free one (read from its announce line);
+    ``port`` 0 lets the server pick a free one (read from its announce line),
+    None leaves ``--listen-port`` to ``args`` or to the default;
     ``popen`` are further :class:`subprocess.Popen` options (a session of its
     own, a ``preexec_fn`` that lowers a limit).  Its stdout is read line by
     line into ``output`` (the announce line sets ``url`` and ``models``); its
@@ -76,14 +77,15 @@ class RunningServer:
         *args: str,
         log: Path,
         env: dict[str, str] | None = None,
-        port: int = 0,
+        port: int | None = 0,
         command: Sequence[str] = DEEPAAS_RUN,
         **popen: Any,
     ) -> None:
         self.log = log
         self.port = port
         self._err = open(log, "wb")
-        launched = [*command, "--listen-port", str(port), *args]
+        listen = () if port is None else ("--listen-port", str(port))
+        launched = [*command, *listen, *args]
         try:
             self.process = subprocess.Popen(
                 launched, stdout=subprocess.PIPE, stderr=self._err, text=True,
@@ -159,7 +161,8 @@ class RunningServer:
 
     def stderr(self) -> str:
         """The server's log (its stderr) so far."""
-        self._err.flush()
+        if not self._err.closed:
+            self._err.flush()
         return self.log.read_text(errors="replace")
 
     def request(

@@ -13,7 +13,6 @@ import copy
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -28,6 +27,7 @@ import yaml
 from deepaas.cmd.run import SHUTDOWN_MARGIN
 from tests.conftest import ROOT
 from tests.processes import wait_for
+from tests.servers import RunningServer
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("base", "gpu")
@@ -257,24 +257,11 @@ def test_a_real_deepaas_run_serves_with_the_container_args(tmp_path: Path) -> No
         XDG_STATE_HOME=str(tmp_path / "xdg"),
         DEEPAAS_DEMO_DIR=str(tmp_path / "demo"),
     )
-    log = (tmp_path / "server.log").open("w+")
-    server = subprocess.Popen(
-        [str(VENV_BIN / "deepaas-run"), *args[1:]],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-
-        def announced() -> str | None:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            found = re.search(
-                r"serving \S+ on (http://127\.0\.0\.1:\d+)",
-                (tmp_path / "server.log").read_text(),
-            )
-            return found.group(1) if found else None
-
-        base = wait_for(announced, "deepaas-run to serve", timeout=60)
+    with RunningServer(
+        *args[1:], command=[str(VENV_BIN / "deepaas-run")], port=None, env=env,
+        log=tmp_path / "server.log",
+    ) as server:  # fmt: skip
+        base = server.wait_serving()
         paths = {
             model[k]["httpGet"]["path"]
             for k in ("startupProbe", "livenessProbe", "readinessProbe")
@@ -284,17 +271,11 @@ def test_a_real_deepaas_run_serves_with_the_container_args(tmp_path: Path) -> No
         assert (tmp_path / "state" / "trainings.sqlite").exists()
 
         started = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0
+        assert server.terminate(timeout=60) == 0
         took = time.monotonic() - started
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        log.close()
     pod = one(render("base"), "Deployment")["spec"]["template"]["spec"]
     assert took < pod["terminationGracePeriodSeconds"]
-    assert "unknown" not in (tmp_path / "server.log").read_text().lower()
+    assert "unknown" not in (server.stderr() + server.stdout()).lower()
 
 
 DOCKERFILE = ROOT / "deploy" / "container" / "Dockerfile"

@@ -22,6 +22,7 @@ import sys
 import pytest
 
 from tests.compat.upstream._http import Target
+from tests.servers import RunningServer
 
 
 def _port_taken(port: int) -> bool:
@@ -39,30 +40,19 @@ def test_run_custom_ip_port(server_for, plain_port):
     assert server.get("/v2/").status == 200
 
 
-def test_run(upstream_env):
+def test_run(upstream_env, tmp_path):
     """Without options, ``deepaas-run`` listens on 127.0.0.1:5000, as 2.6.0."""
     if _port_taken(5000):
         pytest.skip("127.0.0.1:5000 is in use by another program")
-    # Server adds --listen-port 0: start the bare command line instead.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deepaas.cmd.run", "--model-name", "deepaas-test"],
-        env=upstream_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "serving" in line:
-                assert "http://127.0.0.1:5000" in line, line
-                break
-        else:
-            pytest.fail(f"deepaas-run exited with {process.wait()}")
+    # The bare command line: no --listen-port at all.
+    with RunningServer(
+        "--model-name", "deepaas-test", env=upstream_env, port=None,
+        log=tmp_path / "stderr.log",
+    ) as server:  # fmt: skip
+        server.wait_serving()
+        (line,) = [line for line in server.output if "serving" in line]
+        assert "http://127.0.0.1:5000" in line, line
         assert Target("http://127.0.0.1:5000").get("/v2/").status == 200
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_cli_takes_2x_general_options(upstream_env, tmp_path):
