@@ -138,6 +138,7 @@ def test_model_names_in_a_config_file(tmp_path):
     assert conf.model_name == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_log_level_ignores_case():
     """``--log-level debug`` is accepted and the log is then at DEBUG level."""
     program = (
@@ -195,6 +196,7 @@ def test_every_option_is_in_the_generator_listing():
     assert set(CONTRACT) <= {opt.dest for opt in opts}
 
 
+@pytest.mark.slow
 def test_sample_config_is_up_to_date(tmp_path):
     """etc/deepaas.conf.sample is what oslo-config-generator makes now.
 

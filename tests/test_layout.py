@@ -127,6 +127,7 @@ def _forbids(name: str, forbidden: tuple[str, ...]) -> bool:
     return any(name == f or name.startswith(f + ".") for f in forbidden)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_importing_a_layer_brings_in_nothing_above_it(package):
     done = subprocess.run(

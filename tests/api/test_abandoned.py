@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import subprocess_env, write_distribution
 from tests.servers import RunningServer
 
+pytestmark = pytest.mark.slow
+
 MODEL = "slow"
 
 

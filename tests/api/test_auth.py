@@ -71,6 +71,7 @@ async def test_without_a_token_nothing_but_the_open_kinds_answers(serve: Any) ->
     assert (await client.get("/ready")).status in (200, 503)
 
 
+@pytest.mark.slow
 async def test_a_bad_token_is_401_and_a_token_without_the_kind_is_403(
     serve: Any,
 ) -> None:

@@ -10,8 +10,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import subprocess_env
 from tests.servers import RunningServer
+
+pytestmark = pytest.mark.slow
 
 
 def request(

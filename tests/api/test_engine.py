@@ -36,6 +36,7 @@ async def get(client, path: str):
     return resp, await resp.json()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "cause"),
     [("exit", "exited with code 3"), ("kill", "SIGKILL"), ("segfault", "SIGSEGV")],
@@ -54,6 +55,7 @@ async def test_a_crash_answers_503_and_the_next_request_succeeds(
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.slow
 async def test_predict_timeout_answers_504_and_recycles_the_worker(make_client):
     client = await make_client("crashy", workers=1, predict_timeout=0.5)
     _, before = await post(client, "crashy")
@@ -65,6 +67,7 @@ async def test_predict_timeout_answers_504_and_recycles_the_worker(make_client):
     assert after["predictions"]["pid"] != before["predictions"]["pid"]
 
 
+@pytest.mark.slow
 async def test_a_full_queue_answers_503_with_retry_after(make_client, tmp_path):
     client = await make_client("gate", workers=1, max_queue=1)
     gate = tmp_path / "open"  # the model holds each call until it exists
@@ -91,6 +94,7 @@ async def test_a_full_queue_answers_503_with_retry_after(make_client, tmp_path):
     assert (await busy)[0].status == 200 and (await queued)[0].status == 200
 
 
+@pytest.mark.slow
 async def test_no_worker_outlives_the_server(make_client):
     client = await make_client("crashy", workers=2)
     pids = set()
@@ -104,6 +108,7 @@ async def test_no_worker_outlives_the_server(make_client):
     assert not [p for p in pids if pid_exists(p)]
 
 
+@pytest.mark.slow
 async def test_health_and_ready(make_client):
     client = await make_client("crashy", "echo", workers=1)
     resp, body = await get(client, "/health")
@@ -116,6 +121,7 @@ async def test_health_and_ready(make_client):
         assert (counts["workers"], counts["ready"], counts["warming"]) == (1, 1, 0)
 
 
+@pytest.mark.slow
 async def test_ready_is_503_while_warming(installed_models, aiohttp_client):
     """An embedding application that starts its executors itself."""
     executors = build_executors([spec("slow-warm")], workers=1)
@@ -134,6 +140,7 @@ async def test_ready_is_503_while_warming(installed_models, aiohttp_client):
         await executors["slow-warm"].stop()
 
 
+@pytest.mark.slow
 async def test_ready_is_503_while_a_crashed_worker_rewarms(make_client):
     client = await make_client("slow-warm", workers=1)
     _, body = await post(client, "slow-warm")
@@ -153,6 +160,7 @@ async def test_ready_is_503_while_a_crashed_worker_rewarms(make_client):
     assert resp.status == 200
 
 
+@pytest.mark.slow
 async def test_a_degraded_pool_is_not_ready_but_answers(make_client):
     client = await make_client("slow-warm", workers=2)
     pids = set()
@@ -170,6 +178,7 @@ async def test_a_degraded_pool_is_not_ready_but_answers(make_client):
     assert resp.status == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["thread-echo", "async-echo"])
 async def test_declared_in_process_models_skip_the_process_hop(
     installed_models, aiohttp_client, model
@@ -195,6 +204,7 @@ async def test_coroutine_models_run_concurrently_on_the_loop(make_client):
     assert time.monotonic() - started < 1.5  # 10 x 0.2 s, overlapped
 
 
+@pytest.mark.slow
 async def test_batching_through_the_api(make_client):
     client = await make_client("batched", workers=1)
     answers = await asyncio.gather(

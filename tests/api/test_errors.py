@@ -295,6 +295,7 @@ async def test_accept_argument_outside_the_choices_is_422(make_client):
     assert list(await assert_json_error(resp, 422)) == ["accept"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 async def test_model_that_raises_is_500_and_the_server_goes_on(make_client, workers,
                                                                caplog):

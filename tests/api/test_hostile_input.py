@@ -143,6 +143,7 @@ async def test_a_model_error_keeps_the_models_message(make_client):
     assert "reference" not in answer
 
 
+@pytest.mark.slow
 async def test_a_training_upload_with_a_300_character_name_is_kept_shorter(
     make_client, tmp_path: Path
 ):
@@ -169,6 +170,7 @@ async def test_a_training_upload_with_a_300_character_name_is_kept_shorter(
     assert copy.endswith(".csv") and len(copy.encode()) <= 255
 
 
+@pytest.mark.slow
 async def test_json_nested_500_deep_is_400_and_the_worker_goes_on(make_client):
     # Deep enough for json.loads, too deep to be pickled to a worker process.
     client = await make_client("lists", workers=1)

@@ -79,6 +79,7 @@ def job_rows(state: Path) -> list[tuple[Any, ...]]:
         return conn.execute("SELECT uuid, status FROM predict_jobs").fetchall()
 
 
+@pytest.mark.slow
 async def test_a_job_outlives_a_client_that_gives_up_and_is_polled_to_its_end(
     make_server, tmp_path
 ):
@@ -121,6 +122,7 @@ async def test_a_job_outlives_a_client_that_gives_up_and_is_polled_to_its_end(
     }
 
 
+@pytest.mark.slow
 async def test_a_file_result_comes_with_its_media_type_and_the_upload_is_kept(
     make_server, tmp_path
 ):
@@ -171,6 +173,7 @@ async def test_a_file_result_comes_with_its_media_type_and_the_upload_is_kept(
     assert job_rows(state) == []
 
 
+@pytest.mark.slow
 async def test_a_failing_job_keeps_the_answer_predict_would_have_given(make_server):
     client = await make_server()
     failing = await submit(client, fail="true")
@@ -190,6 +193,7 @@ async def test_a_failing_job_keeps_the_answer_predict_would_have_given(make_serv
     assert await sync.json() == {"seconds": ["Not a valid number."]}
 
 
+@pytest.mark.slow
 async def test_jobs_are_cancelled_while_queued_and_while_running(make_server, tmp_path):
     client = await make_server(max_concurrent=1)
     marks = tmp_path / "marks"
@@ -239,6 +243,7 @@ async def _started(marks: Path) -> bool:
     return any(marks.glob("*.start"))
 
 
+@pytest.mark.slow
 async def test_past_the_bound_on_waiting_jobs_the_answer_is_503_with_retry_after(
     make_server,
 ):
@@ -259,6 +264,7 @@ async def test_past_the_bound_on_waiting_jobs_the_answer_is_503_with_retry_after
     await submit(client, seconds=0)
 
 
+@pytest.mark.slow
 async def test_past_the_bound_on_stored_jobs_the_answer_is_503_until_one_goes(
     make_server,
 ):
@@ -273,6 +279,7 @@ async def test_past_the_bound_on_stored_jobs_the_answer_is_503_until_one_goes(
     await submit(client, seconds=0)
 
 
+@pytest.mark.slow
 async def test_retention_forgets_results_as_it_forgets_trainings(make_server, tmp_path):
     client = await make_server(keep=1)
     first = await submit(client, seconds=0)
@@ -284,6 +291,7 @@ async def test_retention_forgets_results_as_it_forgets_trainings(make_server, tm
     assert not (tmp_path / "state" / "predict-jobs" / first["uuid"]).exists()
 
 
+@pytest.mark.slow
 async def test_without_prefer_predict_answers_as_always_and_records_no_job(
     make_server, tmp_path
 ):
@@ -329,6 +337,7 @@ async def test_unknown_jobs_and_models_answer_404_in_json(make_server, path, sta
     assert "message" in json.loads(await resp.text())
 
 
+@pytest.mark.slow
 async def test_the_prefer_header_is_read_as_rfc_7240_writes_it(make_server):
     client = await make_server(workers=0)
     for prefer in (
@@ -370,6 +379,7 @@ async def test_both_api_descriptions_describe_the_job_routes(make_server):
     assert names == ["seconds", "fail", "record", "data", "accept"]
 
 
+@pytest.mark.slow
 async def test_jobs_need_the_token_that_predicting_needs(make_server):
     tokens = StaticTokens({"tok-predict-0123456789": ["predict"],
                            "tok-train-0123456789": ["train", "read"]})  # fmt: skip

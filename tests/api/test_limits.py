@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from deepaas.api import create_app
 from deepaas.config import build_config
@@ -22,6 +23,7 @@ from tests.conftest import spec
 TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 
+@pytest.mark.slow
 async def test_the_queue_holds_64_requests_per_worker_by_default(
     make_client, tmp_path: Path
 ):
@@ -79,6 +81,7 @@ async def test_in_process_predict_timeout_answers_504(make_client, tmp_path: Pat
     assert resp.status == 200
 
 
+@pytest.mark.slow
 async def test_thread_models_run_in_a_pool_of_four_threads(
     installed_models, aiohttp_client
 ):

@@ -49,6 +49,7 @@ async def test_a_foreign_form_post_starts_no_training(serve: Any) -> None:
     assert await (await client.get(TRAIN)).json() == []
 
 
+@pytest.mark.slow
 async def test_a_foreign_delete_is_refused_and_the_training_stays(serve: Any) -> None:
     client = await serve(trainings=True)
     resp = await client.post(TRAIN, params={"seconds": "0.2"})  # a script: no Origin

@@ -133,6 +133,7 @@ async def test_temp_file_is_removed_when_the_model_raises(make_client):
     assert not os.path.exists(path)
 
 
+@pytest.mark.slow
 async def test_temp_files_are_removed_in_worker_processes_too(make_client):
     client = await make_client("old-style", "upload-raises", workers=1)
     ok = await client.post(OLD, data=upload_form())
@@ -261,6 +262,7 @@ async def test_open_file_answer_is_streamed_with_the_chosen_type(make_client):
         assert await resp.read() == handle.read()
 
 
+@pytest.mark.slow
 async def test_negotiation_works_in_worker_processes(make_client):
     client = await make_client("images", workers=1)
     resp = await client.post(IMAGES, params={"as_file": "1"},
@@ -273,6 +275,7 @@ async def test_negotiation_works_in_worker_processes(make_client):
 # -- workers ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_two_workers_share_concurrent_predictions(make_client):
     client = await make_client("crashing", workers=2)
     path = "/v2/models/crashing/predict/"

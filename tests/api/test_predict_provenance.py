@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import prov.model
+import pytest
 
 from deepaas.api.models import PREDICTION_LOG
 from deepaas.provenance import artifacts, record_summary
@@ -25,6 +26,7 @@ def lines_of(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 async def test_every_answer_gets_a_prov_json_line(
     make_client: Any, tmp_path: Path
 ) -> None:

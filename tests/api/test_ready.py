@@ -6,10 +6,13 @@ import asyncio
 import time
 
 import aiohttp
+import pytest
 
 from deepaas.api import create_app
 from deepaas.engine.executors import build_executors
 from tests.conftest import spec
+
+pytestmark = pytest.mark.slow
 
 TIMEOUT = aiohttp.ClientTimeout(total=20)
 

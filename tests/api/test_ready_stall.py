@@ -55,6 +55,7 @@ def hang(client: Any, seconds: float) -> asyncio.Future[Any]:
     )
 
 
+@pytest.mark.slow
 async def test_a_hung_worker_makes_ready_answer_503_stalled(make_client):
     client = await make_client(workers=1, stall=0.5)
     assert (await ready(client))[0] == 200
@@ -74,6 +75,7 @@ async def test_a_hung_worker_makes_ready_answer_503_stalled(make_client):
     assert status == 200 and body["status"] == "ready"
 
 
+@pytest.mark.slow
 async def test_a_free_worker_means_not_stalled(make_client):
     client = await make_client(workers=2, stall=0.3)
     call = hang(client, 1.5)
@@ -94,6 +96,7 @@ async def test_in_process_threads_all_hung_are_stalled(make_client):
     assert (await ready(client))[0] == 200
 
 
+@pytest.mark.slow
 async def test_zero_never_reports_a_stall(make_client):
     client = await make_client(workers=1, stall=0)
     call = hang(client, 1.0)
@@ -109,6 +112,7 @@ def test_the_option_has_a_default_and_refuses_negatives():
         build_executors([spec("crashy")], workers=1, ready_stall_timeout=-1)
 
 
+@pytest.mark.slow
 async def test_deepaas_run_reports_a_hung_model(tmp_path):
     server = Server(tmp_path, "--ready-stall-timeout", "0.5")
     try:

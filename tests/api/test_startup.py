@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from deepaas.api import create_app
 from deepaas.api.startup import Startup
 from deepaas.engine.executors import build_executors
 from tests.conftest import spec
+
+pytestmark = pytest.mark.slow
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 

@@ -67,6 +67,7 @@ def store_snapshot(state: Path) -> tuple[list[tuple[Any, ...]], list[str]]:
 # -- the contract ------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_training_answers_the_contract_shape(make_client, tmp_path):
     client = await make_client("trainer", trainings=service(tmp_path))
     started = await start(client, seconds=0.1)
@@ -95,6 +96,7 @@ async def test_a_training_answers_the_contract_shape(make_client, tmp_path):
     assert listing[0] == done
 
 
+@pytest.mark.slow
 async def test_old_style_model_trains_through_the_contract(make_client, tmp_path):
     client = await make_client("old-style", trainings=service(tmp_path))
     resp = await client.post("/v2/models/old-style/train/", data={"epochs": "4"})
@@ -114,6 +116,7 @@ async def wait_until_model(client: Any, model: str, uuid: str) -> dict[str, Any]
     raise AssertionError(body)
 
 
+@pytest.mark.slow
 async def test_arguments_are_checked_in_worker_processes(make_client, tmp_path):
     client = await make_client("trainer", workers=1, trainings=service(tmp_path))
     bad = await client.post(TRAIN, params={"seconds": "soon"})
@@ -123,6 +126,7 @@ async def test_arguments_are_checked_in_worker_processes(make_client, tmp_path):
     await wait_until(client, started["uuid"], "done")
 
 
+@pytest.mark.slow
 async def test_links_carry_the_base_path(make_client, tmp_path):
     client = await make_client("trainer", trainings=service(tmp_path),
                                base_path="/deepaas")
@@ -132,6 +136,7 @@ async def test_links_carry_the_base_path(make_client, tmp_path):
     assert {"rel": "self", "href": f"/deepaas{TRAIN}{body['uuid']}"} in body["links"]
 
 
+@pytest.mark.slow
 async def test_arguments_in_a_json_body(make_client, tmp_path):
     client = await make_client("trainer", trainings=service(tmp_path))
     resp = await client.post(TRAIN, json={"seconds": 0, "talk": True})
@@ -143,6 +148,7 @@ async def test_arguments_in_a_json_body(make_client, tmp_path):
 # -- cancelling ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_cancel_stops_the_training_and_its_child(make_client, tmp_path):
     record = tmp_path / "record"
     record.mkdir()
@@ -166,6 +172,7 @@ async def test_cancel_stops_the_training_and_its_child(make_client, tmp_path):
     assert "result" not in again
 
 
+@pytest.mark.slow
 async def test_cancel_kills_what_ignores_sigterm_after_the_grace(make_client,
                                                                  tmp_path):
     record = tmp_path / "record"
@@ -187,6 +194,7 @@ async def test_cancel_kills_what_ignores_sigterm_after_the_grace(make_client,
     assert "SIGKILL sent" in logs
 
 
+@pytest.mark.slow
 async def test_a_queued_training_waits_and_can_be_cancelled(make_client, tmp_path):
     client = await make_client("trainer",
                                trainings=service(tmp_path, max_concurrent=1))
@@ -211,6 +219,7 @@ async def test_a_queued_training_waits_and_can_be_cancelled(make_client, tmp_pat
 # -- failures, timeouts and logs -----------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_raising_training_shows_error_and_logs_the_traceback(make_client,
                                                                      tmp_path):
     client = await make_client("trainer", trainings=service(tmp_path))
@@ -224,6 +233,7 @@ async def test_a_raising_training_shows_error_and_logs_the_traceback(make_client
     assert "training ended: error" in logs
 
 
+@pytest.mark.slow
 async def test_a_result_that_is_not_json_is_an_error(make_client, tmp_path):
     client = await make_client("unserializable", trainings=service(tmp_path))
     resp = await client.post("/v2/models/unserializable/train/")
@@ -233,6 +243,7 @@ async def test_a_result_that_is_not_json_is_an_error(make_client, tmp_path):
     assert "not JSON" in body["message"]
 
 
+@pytest.mark.slow
 async def test_a_training_past_the_timeout_is_stopped(make_client, tmp_path):
     svc = service(tmp_path, timeout=3)
     client = await make_client("trainer", trainings=svc)
@@ -246,6 +257,7 @@ async def test_a_training_past_the_timeout_is_stopped(make_client, tmp_path):
     assert not pid_exists(record.pid)
 
 
+@pytest.mark.slow
 async def test_logs_hold_every_output_and_can_be_followed(make_client, tmp_path):
     svc = service(tmp_path, training_envs={"trainer": {"FAKE_TRAINING_ENV": "gpu7"}})
     client = await make_client("trainer", trainings=svc)
@@ -276,6 +288,7 @@ async def test_logs_hold_every_output_and_can_be_followed(make_client, tmp_path)
     assert (await tail.text()).splitlines() == text.splitlines()[-2:]
 
 
+@pytest.mark.slow
 async def test_logs_follow_a_running_training(make_client, tmp_path):
     client = await make_client("trainer", trainings=service(tmp_path))
     started = await start(client, seconds=60, talk=True)
@@ -302,6 +315,7 @@ async def test_logs_follow_a_running_training(make_client, tmp_path):
 # -- uploads, deletion and retention ----------------------------------------------
 
 
+@pytest.mark.slow
 async def test_uploads_live_in_the_job_directory_until_it_ends(make_client, tmp_path):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -329,6 +343,7 @@ async def test_uploads_live_in_the_job_directory_until_it_ends(make_client, tmp_
     assert (job_dir / "training.log").exists()
 
 
+@pytest.mark.slow
 async def test_deleting_a_finished_training_forgets_it_and_its_logs(make_client,
                                                                      tmp_path):
     svc = service(tmp_path)
@@ -348,6 +363,7 @@ async def test_deleting_a_finished_training_forgets_it_and_its_logs(make_client,
     assert await (await client.get(TRAIN)).json() == []
 
 
+@pytest.mark.slow
 async def test_retention_keeps_the_newest_finished_trainings(make_client, tmp_path):
     svc = service(tmp_path, keep=2)
     client = await make_client("trainer", trainings=svc)
@@ -391,6 +407,7 @@ async def test_twenty_trainings_run_two_at_a_time(make_client, tmp_path):
 # -- bad input and switched-off endpoints ------------------------------------------
 
 
+@pytest.mark.slow
 async def test_bad_input_answers_json_4xx_and_changes_nothing(make_client, tmp_path):
     uploads = tmp_path / "uploads"
     uploads.mkdir()
@@ -465,6 +482,7 @@ async def test_a_model_without_train_answers_501(make_client, tmp_path):
     assert "does not implement train" in (await resp.json())["message"]
 
 
+@pytest.mark.slow
 async def test_closing_the_server_stops_its_trainings(make_client, tmp_path):
     record = tmp_path / "record"
     record.mkdir()
@@ -498,6 +516,7 @@ def raw_multipart(filename: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+@pytest.mark.slow
 async def test_an_upload_named_in_bytes_that_are_not_utf8_trains(make_client,
                                                                  tmp_path):
     """A client's file name with byte 0xFF: recorded with U+FFFD in its place."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import prov.model
+import pytest
 
 from deepaas.provenance import artifacts, record_summary
 from deepaas.provenance.record import canonical_json
@@ -27,6 +28,7 @@ def service(tmp_path: Path) -> TrainingService:
     return TrainingService(tmp_path / "state", cancel_grace=2.0)
 
 
+@pytest.mark.slow
 async def test_a_finished_training_answers_its_prov_json_record(
     make_client: Any, tmp_path: Path
 ) -> None:
@@ -75,6 +77,7 @@ async def test_a_finished_training_answers_its_prov_json_record(
     assert json.loads((job_dir / "provenance.json").read_text()) == record
 
 
+@pytest.mark.slow
 async def test_a_failed_training_records_the_error(
     make_client: Any, tmp_path: Path
 ) -> None:

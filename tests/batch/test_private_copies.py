@@ -69,6 +69,7 @@ def run(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("action", "workers"),
     [("delete", "1"), ("truncate", "1"), ("truncate", "0"), ("move", "2")],
@@ -96,6 +97,7 @@ def test_deepaas_predict_leaves_the_input_folder_as_it_was(
     assert list(scratch.iterdir()) == []  # no copy, no folder left behind
 
 
+@pytest.mark.slow
 def test_a_fixed_file_argument_is_copied_for_every_input(
     installed_models: Path, tmp_path: Path, scratch: Path
 ) -> None:
@@ -113,6 +115,7 @@ def test_a_fixed_file_argument_is_copied_for_every_input(
     assert list(scratch.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_crashing_worker_leaves_no_copy_behind(
     installed_models: Path, tmp_path: Path, scratch: Path
 ) -> None:
@@ -132,6 +135,7 @@ def test_a_crashing_worker_leaves_no_copy_behind(
     assert list(scratch.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["delete", "truncate", "overwrite"])
 def test_deepaas_cli_hands_the_model_a_copy(
     installed_models: Path, tmp_path: Path, scratch: Path, action: str
@@ -151,6 +155,7 @@ def test_deepaas_cli_hands_the_model_a_copy(
     assert list(scratch.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(
     installed_models: Path, tmp_path: Path, scratch: Path
 ) -> None:
@@ -176,6 +181,7 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next_run(
     assert snapshot(data) == before
 
 
+@pytest.mark.slow
 def test_a_cli_call_that_segfaults_leaves_a_folder_the_next_call_removes(
     installed_models: Path, tmp_path: Path, scratch: Path
 ) -> None:

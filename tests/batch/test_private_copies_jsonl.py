@@ -19,6 +19,8 @@ import pytest
 
 from tests.batch.test_private_copies import CLI, PREDICT, results, run
 
+pytestmark = pytest.mark.slow
+
 
 def user_files(folder: Path) -> dict[str, bytes | None]:
     """Every file and folder under ``folder``: a file's bytes, None for a folder.

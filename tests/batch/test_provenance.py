@@ -47,6 +47,7 @@ def entities_of(record: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.slow
 def test_a_batch_run_writes_a_prov_json_record_the_prov_library_reads(
     installed_models: Path, tmp_path: Path
 ) -> None:
@@ -147,6 +148,7 @@ def test_non_json_answers_are_recorded_by_their_files(
         assert sha256((out / item.path).read_bytes()) == item.sha256
 
 
+@pytest.mark.slow
 def test_verify_says_a_folder_matches_its_inputs_and_names_an_altered_one(
     installed_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

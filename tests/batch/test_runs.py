@@ -191,6 +191,7 @@ def test_a_refused_bad_argument_leaves_no_run_in_the_way(
     assert predict(*argv, "--arg", "scale=1") == 0
 
 
+@pytest.mark.slow
 def test_array_tasks_of_one_run_agree_also_when_they_restart(
     installed_models: Path, tmp_path: Path
 ) -> None:
@@ -261,6 +262,7 @@ def test_print_sbatch_checks_the_run_and_restarts_it_once(
     assert [r["run"] for r in records(out)].count(run["run"]) == 2
 
 
+@pytest.mark.slow
 def test_worker_processes_are_stopped_when_the_run_is_refused(
     done: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

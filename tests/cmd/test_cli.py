@@ -169,6 +169,7 @@ def test_train_runs_to_the_end_and_prints_its_result(
     assert (record["status"], record["args"]) == ("done", {"epochs": 4})
 
 
+@pytest.mark.slow
 def test_the_console_script_keeps_standard_output_for_the_answer(
     installed_models: Path,
 ) -> None:
@@ -263,6 +264,7 @@ def test_a_failing_model_exits_1_with_its_message(
     assert err.strip() == "deepaas-cli: error: RuntimeError: the model exploded"
 
 
+@pytest.mark.slow
 def test_the_console_script_pipes_json(installed_models: Path) -> None:
     proc = subprocess.run(
         [SCRIPT, "predict", "--model-name", "new-style", "--text", "shell"],

@@ -36,6 +36,7 @@ def read_available(fd: int) -> bytes:
     return received
 
 
+@pytest.mark.slow
 def test_a_binary_answer_is_refused_on_a_terminal(installed_models: Path) -> None:
     primary, secondary = pty.openpty()
     try:
@@ -61,6 +62,7 @@ def test_a_binary_answer_is_refused_on_a_terminal(installed_models: Path) -> Non
     assert b"PNG" not in shown
 
 
+@pytest.mark.slow
 def test_the_same_answer_goes_to_a_pipe(installed_models: Path) -> None:
     proc = subprocess.run(
         [SCRIPT, "--model-name", "images", "predict"],

@@ -127,6 +127,7 @@ def test_fail_fast_stops_at_the_first_error(
     assert [r["status"] for r in records(out)] == ["ok", "ok", "error"]
 
 
+@pytest.mark.slow
 def test_worker_processes_share_the_inputs(
     installed_models: Path, tmp_path: Path
 ) -> None:
@@ -148,6 +149,7 @@ def test_worker_processes_share_the_inputs(
     assert len(pids) == 2 and os.getpid() not in pids
 
 
+@pytest.mark.slow
 def test_a_crashing_input_is_recorded_and_the_worker_restarted(
     installed_models: Path, tmp_path: Path
 ) -> None:
@@ -166,6 +168,7 @@ def test_a_crashing_input_is_recorded_and_the_worker_restarted(
     assert sum(r["status"] == "ok" for r in got.values()) == 58
 
 
+@pytest.mark.slow
 def test_a_crash_before_an_input_with_a_file_still_gets_its_record(
     installed_models: Path, tmp_path: Path
 ) -> None:
@@ -508,6 +511,7 @@ def _wait_for_records(path: Path, count: int, timeout: float = 30) -> None:
     raise AssertionError(f"{path}: fewer than {count} records after {timeout} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_resume_after_sigkill_mid_run_redoes_only_what_is_missing(
     installed_models: Path, tmp_path: Path, workers: str
@@ -554,6 +558,7 @@ def test_resume_after_sigkill_mid_run_redoes_only_what_is_missing(
     ]
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_and_a_resubmission_resumes(
     installed_models: Path, tmp_path: Path
 ) -> None:
@@ -587,6 +592,7 @@ def test_sigterm_flushes_and_a_resubmission_resumes(
     assert len({r["input"] for r in records(out)}) == 40 == len(records(out))
 
 
+@pytest.mark.slow
 def test_a_terminal_gets_a_progress_bar(installed_models: Path, tmp_path: Path) -> None:
     make_inputs(tmp_path / "data", 15)
     leader, follower = os.openpty()
@@ -622,6 +628,7 @@ def test_a_terminal_gets_a_progress_bar(installed_models: Path, tmp_path: Path) 
     assert "progress: " not in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_a_model_that_cannot_load_stops_with_one_line(
     installed_models: Path,

@@ -105,6 +105,7 @@ def test_sigterm_lets_a_request_in_progress_finish(start_server, installed_model
     assert answers and answers[0][0] == 200
 
 
+@pytest.mark.slow
 def test_serves_several_named_models_and_the_options(start_server, installed_models):
     server = start_server("--model-name", "echo", "--model-name", "new-style",
                           "--workers", "0", "--predict-endpoint", "false",
@@ -122,6 +123,7 @@ def test_serves_several_named_models_and_the_options(start_server, installed_mod
     assert server.terminate() == 0
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_one_line_error(installed_models):
     result = run("--model-name", "nope", env=subprocess_env(installed_models))
     assert result.returncode != 0
@@ -134,6 +136,7 @@ def test_unknown_model_is_a_one_line_error(installed_models):
     assert "serving" not in result.stdout
 
 
+@pytest.mark.slow
 def test_broken_model_by_name_says_why(installed_models):
     result = run("--model-name", "broken", "--workers", "0",
                  env=subprocess_env(installed_models))
@@ -144,6 +147,7 @@ def test_broken_model_by_name_says_why(installed_models):
     assert "Traceback" in result.stderr  # logged with its traceback
 
 
+@pytest.mark.slow
 def test_environment_variable_chooses_the_model(start_server, installed_models):
     server = start_server("--workers", "0",
                           env=subprocess_env(installed_models, DEEPAAS_V2_MODEL="echo"))
@@ -154,12 +158,14 @@ def test_environment_variable_chooses_the_model(start_server, installed_models):
     assert server.terminate() == 0
 
 
+@pytest.mark.slow
 def test_bad_option_is_a_usage_error():
     result = run("--workers", "lots", env=subprocess_env())
     assert result.returncode != 0
     assert "--workers" in result.stderr and "lots" in result.stderr
 
 
+@pytest.mark.slow
 def test_help_lists_the_options():
     result = subprocess.run([sys.executable, "-m", "deepaas.cmd.run", "--help"],
                             env=subprocess_env(), capture_output=True, text=True,
@@ -215,6 +221,7 @@ def test_debug_endpoint_shows_what_the_model_prints_and_logs(
     assert server.terminate() == 0
 
 
+@pytest.mark.slow
 def test_debug_endpoint_shows_the_log_written_to_a_file(
     start_server, installed_models, tmp_path
 ):
@@ -230,6 +237,7 @@ def test_debug_endpoint_shows_the_log_written_to_a_file(
     assert "chatty: logged a warning" in log_file.read_text()
 
 
+@pytest.mark.slow
 def test_debug_endpoint_off_is_204(start_server, installed_models):
     server = start_server("--model-name", "echo", "--workers", "0",
                           env=subprocess_env(installed_models))

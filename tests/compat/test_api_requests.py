@@ -34,6 +34,7 @@ async def finished(client: Any, uuid: str, timeout: float = 60) -> dict[str, Any
 # -- item 1: arguments declared location="headers" ------------------------------
 
 
+@pytest.mark.slow
 async def test_a_training_argument_declared_in_headers_is_read_from_them(
     make_client, tmp_path
 ):
@@ -151,6 +152,7 @@ async def test_a_malformed_json_body_is_400_with_the_2x_key(
 # -- issue 10 item 10: a list written as a JSON list -------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 async def test_a_list_argument_may_be_one_json_list(make_client, workers):
     client = await make_client("lists", workers=workers)
@@ -199,6 +201,7 @@ async def test_a_list_argument_may_be_one_json_list(make_client, workers):
 # -- the Content-Type of answers ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 async def test_json_answers_state_their_charset_as_2x_does(make_client, workers):
     """2.6.0 answers JSON as ``application/json; charset=utf-8``, predict too."""

@@ -161,6 +161,7 @@ async def test_listing_the_trainings_of_a_model_without_train_is_empty(
 # -- item 13: a model's own aiohttp HTTP errors ---------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 async def test_a_model_raising_an_http_error_gets_its_status_and_reason(
     make_client, workers

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import FAKE_MODELS, ROOT, subprocess_env, write_distribution
 
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "deepaas-cli")
 PREDICT = str(BIN / "deepaas-predict")

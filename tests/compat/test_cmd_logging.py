@@ -60,6 +60,7 @@ def serve_and_stop(site: Path, tmp_path: Path, *args: str, between=None) -> None
         server.close()
 
 
+@pytest.mark.slow
 def test_json_lines_in_a_log_file_from_a_config_file_reopened_when_moved(
     echo_site: Path, tmp_path: Path
 ):
@@ -86,6 +87,7 @@ def test_json_lines_in_a_log_file_from_a_config_file_reopened_when_moved(
     assert "loading and warming" not in stderr  # the file, not stderr
 
 
+@pytest.mark.slow
 def test_what_a_model_logs_in_a_worker_reaches_the_log_file(tmp_path: Path):
     site = write_distribution(tmp_path, {"chatty": FAKE_MODELS["chatty"]})
     log_file = tmp_path / "deepaas.log"
@@ -104,6 +106,7 @@ def test_what_a_model_logs_in_a_worker_reaches_the_log_file(tmp_path: Path):
     assert "chatty: logged a warning" not in (tmp_path / "stderr.log").read_text()
 
 
+@pytest.mark.slow
 def test_log_dir_holds_the_program_s_log(echo_site: Path, tmp_path: Path):
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -113,6 +116,7 @@ def test_log_dir_holds_the_program_s_log(echo_site: Path, tmp_path: Path):
     assert " DEBUG " in text  # --debug still applies
 
 
+@pytest.mark.slow
 def test_log_config_append_configures_the_log_alone(echo_site: Path, tmp_path: Path):
     out = tmp_path / "custom.log"
     config = tmp_path / "logging.ini"
@@ -132,6 +136,7 @@ def test_log_config_append_configures_the_log_alone(echo_site: Path, tmp_path: P
     assert all(line.startswith("CUSTOM ") for line in lines)
 
 
+@pytest.mark.slow
 def test_a_log_file_that_cannot_be_written_is_one_line_exit_2(tmp_path: Path):
     result = run("--log-file", str(tmp_path / "no" / "such" / "dir.log"),
                  env=subprocess_env())

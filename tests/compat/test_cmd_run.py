@@ -68,6 +68,7 @@ def _delete(url: str) -> dict:
         return json.loads(resp.read())
 
 
+@pytest.mark.slow
 def test_several_installed_models_are_all_served_with_a_warning(all_served):
     assert all_served.models == "echo, trainer"
     status, body = all_served.get("/v2/models/")
@@ -79,6 +80,7 @@ def test_several_installed_models_are_all_served_with_a_warning(all_served):
         200, {"status": "OK", "predictions": "x"})
 
 
+@pytest.mark.slow
 def test_a_broken_model_never_hides_the_others_served_without_a_name(
     tmp_path: Path,
 ):
@@ -97,6 +99,7 @@ def test_a_broken_model_never_hides_the_others_served_without_a_name(
         server.close()
 
 
+@pytest.mark.slow
 def test_every_training_runs_at_once_by_default(all_served):
     train = all_served.url + "/v2/models/trainer/train/"
     started = [_post(f"{train}?seconds=60") for _ in range(3)]
@@ -111,6 +114,7 @@ def test_every_training_runs_at_once_by_default(all_served):
             _delete(train + training["uuid"])
 
 
+@pytest.mark.slow
 def test_a_training_limit_queues_the_others(two_models: Path, tmp_path: Path):
     env = subprocess_env(two_models, XDG_STATE_HOME=str(tmp_path / "state"))
     server = RunningServer("--model-name", "trainer", "--workers", "0",
@@ -129,6 +133,7 @@ def test_a_training_limit_queues_the_others(two_models: Path, tmp_path: Path):
         server.close()
 
 
+@pytest.mark.slow
 def test_the_command_line_model_name_replaces_the_config_file_one(
     two_models: Path, tmp_path: Path
 ):
@@ -147,6 +152,7 @@ def test_the_command_line_model_name_replaces_the_config_file_one(
         server.close()
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_reported_before_the_model_is_imported(tmp_path: Path):
     site = tmp_path / "site"
     site.mkdir()
@@ -174,6 +180,7 @@ def test_a_port_in_use_is_reported_before_the_model_is_imported(tmp_path: Path):
     assert time.monotonic() - began < 30
 
 
+@pytest.mark.slow
 def test_help_groups_the_options_and_shows_their_defaults():
     result = subprocess.run(
         [sys.executable, "-m", "deepaas.cmd.run", "--help"],

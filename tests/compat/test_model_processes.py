@@ -18,10 +18,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.api.conftest import MakeClient
 from tests.conftest import subprocess_env
 from tests.processes import pid_running, wait_for
 from tests.servers import RunningServer
+
+pytestmark = pytest.mark.slow
 
 PREDICT = "/v2/models/compat-spawner/predict/"
 

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import subprocess_env, write_distribution
 
+pytestmark = pytest.mark.slow
+
 BAD_MODELS = {
     "bad-predict": "tests.fake_models.compat_model:BadPredictSignature",
     "bad-train": "tests.fake_models.compat_model:BadTrainSignature",

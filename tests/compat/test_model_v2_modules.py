@@ -70,6 +70,7 @@ def test_not_implemented_methods_read_as_missing_as_in_2x() -> None:
     assert info.value.status == 501
 
 
+@pytest.mark.slow
 async def test_a_base_model_subclass_is_served(make_client: MakeClient) -> None:
     client = await make_client("compat-subclassed", workers=1)
     resp = await client.get("/v2/models/compat-subclassed/")

@@ -142,6 +142,7 @@ def test_the_validation_catches_a_mistake() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_kubectl_renders_what_the_tests_check(overlay: str) -> None:

@@ -36,6 +36,7 @@ async def batched(request, installed_models):
     await executor.stop()
 
 
+@pytest.mark.slow
 async def test_concurrent_requests_are_grouped(batched):
     answers = await asyncio.gather(*(ask(batched, value=f"v{i}") for i in range(8)))
     # Each caller gets its own answer, in its own order.
@@ -45,6 +46,7 @@ async def test_concurrent_requests_are_grouped(batched):
     assert sizes == [4] * 8
 
 
+@pytest.mark.slow
 async def test_a_lone_request_does_not_wait_for_the_batch_timeout(batched):
     loop = asyncio.get_running_loop()
     for value in ("alone", "alone again"):
@@ -55,6 +57,7 @@ async def test_a_lone_request_does_not_wait_for_the_batch_timeout(batched):
         assert loop.time() - started < 1.5
 
 
+@pytest.mark.slow
 async def test_under_concurrent_traffic_a_batch_waits_for_company(batched):
     # Concurrent traffic first: a full batch.
     answers = await asyncio.gather(*(ask(batched, value=f"v{i}") for i in range(4)))
@@ -66,6 +69,7 @@ async def test_under_concurrent_traffic_a_batch_waits_for_company(batched):
     assert (await first)["batch"] == second["batch"] == 2
 
 
+@pytest.mark.slow
 async def test_each_caller_gets_its_own_error(batched):
     results = await asyncio.gather(
         ask(batched, value="ok1"),
@@ -83,5 +87,6 @@ async def test_each_caller_gets_its_own_error(batched):
     assert results[0]["batch"] == 3
 
 
+@pytest.mark.slow
 async def test_batching_is_reported_in_the_description(batched):
     assert batched.description.batching == {"max_batch_size": 4, "batch_timeout": 2.0}

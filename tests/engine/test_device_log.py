@@ -28,6 +28,7 @@ def placement_line(caplog: pytest.LogCaptureFixture) -> str:
     return line
 
 
+@pytest.mark.slow
 async def test_a_model_that_prefers_a_gpu_and_has_none_says_the_cpu(
     installed_models, caplog
 ) -> None:
@@ -62,6 +63,7 @@ def test_a_model_that_does_not_train_gets_no_training_part(caplog) -> None:
     assert placement_line(caplog) == "model 'm': 2 worker(s) on the CPU"
 
 
+@pytest.mark.slow
 async def test_with_slurm_trainings_no_gpu_is_kept_here(
     installed_models, caplog
 ) -> None:

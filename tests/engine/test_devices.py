@@ -209,6 +209,7 @@ def conf(*argv: str):
     return build_config(list(argv))
 
 
+@pytest.mark.slow
 async def test_plan_from_config_places_declared_models(installed_models, caplog):
     specs = [spec(n) for n in ("needs-gpu", "prefers-gpu", "echo", "thread-echo")]
     caplog.set_level(logging.INFO, "deepaas.engine.devices")
@@ -227,6 +228,7 @@ async def test_plan_from_config_places_declared_models(installed_models, caplog)
     assert "model 'needs-gpu': 2 worker(s)" in caplog.text
 
 
+@pytest.mark.slow
 async def test_no_reservation_when_the_train_endpoint_is_off(installed_models):
     plan = await plan_from_config(
         [spec("needs-gpu")], conf("--train-endpoint", "false"), gpus=GPUS[:2],
@@ -236,6 +238,7 @@ async def test_no_reservation_when_the_train_endpoint_is_off(installed_models):
     assert TRAINING_KEY + "needs-gpu" in plan
 
 
+@pytest.mark.slow
 async def test_required_gpu_stops_start_up(installed_models):
     with pytest.raises(DeviceUnavailable, match="'two-gpus' asks for 2 GPU"):
         await plan_from_config([spec("two-gpus")], conf(), gpus=GPUS[:1], environ={})
@@ -244,12 +247,14 @@ async def test_required_gpu_stops_start_up(installed_models):
                                gpus=GPUS, environ={})
 
 
+@pytest.mark.slow
 async def test_preferred_gpu_warns_and_uses_the_cpu(installed_models, caplog):
     plan = await plan_from_config([spec("prefers-gpu")], conf(), gpus=[], environ={})
     assert plan["prefers-gpu"] == [CPU_ENV]
     assert "it prefers a GPU, so it runs on the CPU" in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_bad_declaration_stops_start_up(installed_models):
     with pytest.raises(ModelLoadError, match="resources\\['gpus'\\] must be"):
         await plan_from_config([spec("bad-resources")], conf(), gpus=[], environ={})
@@ -272,6 +277,7 @@ async def test_the_plan_chooses_the_executors(installed_models):
     assert isinstance(executors["thread-echo"], InProcessExecutor)
 
 
+@pytest.mark.slow
 async def test_a_worker_sees_only_its_gpu(installed_models):
     """Real workers start with the planned environment before the import."""
     placement = place_model("needs-gpu", NEED_ONE, GPUS[2:4], workers=1)

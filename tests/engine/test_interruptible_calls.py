@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from deepaas.engine.workers import ProcessPool
 from deepaas.exceptions import WorkerCrashed
 from tests.conftest import spec
 from tests.engine.test_pipelined_calls import settle
 from tests.engine.test_workers import args, predict, until
 from tests.processes import pid_exists
+
+pytestmark = pytest.mark.slow
 
 
 async def test_cancelling_a_running_interruptible_call_restarts_its_worker(

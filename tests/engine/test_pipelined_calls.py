@@ -19,6 +19,8 @@ from deepaas.exceptions import CallTimeout, QueueFull, WorkerCrashed
 from tests.conftest import spec
 from tests.engine.test_workers import predict
 
+pytestmark = pytest.mark.slow
+
 
 async def settle(pool: ProcessPool, calls: int = 10, **values: object) -> int:
     """Make a few calls, so that the pool knows how long they take."""

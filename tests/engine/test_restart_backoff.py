@@ -57,6 +57,7 @@ async def test_the_restart_delay_doubles_from_a_quarter_second_to_30_s(
     # 0.25, 0.5, 1, 2, 4, 8, 16, then the 30 s ceiling from the 8th failure on.
 
 
+@pytest.mark.slow
 async def test_real_crashes_back_off_and_60_s_of_health_start_afresh(
     installed_models, caplog
 ):
@@ -90,6 +91,7 @@ async def test_real_crashes_back_off_and_60_s_of_health_start_afresh(
         await pool.stop()
 
 
+@pytest.mark.slow
 async def test_workers_still_warming_at_shutdown_are_killed(
     installed_models, monkeypatch
 ):

@@ -18,6 +18,8 @@ from deepaas.model.wrapper import RawArguments
 from tests.conftest import ROOT, spec, subprocess_env
 from tests.processes import pid_exists
 
+pytestmark = pytest.mark.slow
+
 #: No call in these tests may take longer than this: nothing hangs.
 BOUND = 20.0
 

@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 
 import prov.model
+import pytest
 
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 from deepaas.provenance import PredictionLog, artifacts, model_package, record_summary
 from deepaas.provenance.predictions import INLINE_BYTES
+
+pytestmark = pytest.mark.slow
 
 
 def test_small_and_large_answers_are_recorded_in_order(tmp_path: Path) -> None:

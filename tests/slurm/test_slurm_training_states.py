@@ -67,6 +67,7 @@ def test_a_job_cancelled_by_a_delete_is_cancelled_whatever_slurm_says(tmp_path):
     assert settle("7", JobInfo("7", "CANCELLED"), tmp_path)[:2] == ("done", 3)
 
 
+@pytest.mark.slow
 def test_the_job_script_carries_every_option(tmp_path):
     settings = SlurmSettings(
         partition="gpu", account="proj", qos="long", time="2-00:00:00", cpus=8,
@@ -116,6 +117,7 @@ def test_bad_settings_say_which_option(field, value, message):
     assert str(caught.value) == message
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 async def test_jobs_slurm_has_forgotten_are_settled_from_their_files(slurm, tmp_path):
     store = TrainingStore(tmp_path / DATABASE_NAME)
@@ -161,6 +163,7 @@ async def test_jobs_slurm_has_forgotten_are_settled_from_their_files(slurm, tmp_
     assert pending.scheduler_state is None  # nothing heard from SLURM yet
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 async def test_a_queued_record_of_a_pending_job_becomes_running(slurm, tmp_path):
     # A store written before SLURM trainings were "running" while pending

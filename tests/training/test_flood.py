@@ -38,6 +38,7 @@ async def post(client: Any, **params: Any) -> tuple[int, dict[str, Any], Any]:
     return resp.status, await resp.json(), resp.headers
 
 
+@pytest.mark.slow
 async def test_past_the_limit_a_training_is_refused_with_503_and_retry_after(
     make_client, tmp_path
 ):
@@ -67,6 +68,7 @@ async def test_past_the_limit_a_training_is_refused_with_503_and_retry_after(
     await trainings.close()
 
 
+@pytest.mark.slow
 async def test_finished_trainings_do_not_count(make_client, tmp_path):
     trainings = service(tmp_path, max_trainings=1)
     client = await make_client("trainer", trainings=trainings)
@@ -83,6 +85,7 @@ async def test_finished_trainings_do_not_count(make_client, tmp_path):
     await trainings.close()
 
 
+@pytest.mark.slow
 async def test_zero_means_no_limit(make_client, tmp_path):
     trainings = service(tmp_path, max_concurrent=1, max_trainings=0)
     client = await make_client("trainer", trainings=trainings)

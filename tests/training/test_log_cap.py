@@ -52,6 +52,7 @@ async def wait_ended(client: Any, uuid: str) -> dict[str, Any]:
     return await poll(record, f"training {uuid} to end", timeout=60)
 
 
+@pytest.mark.slow
 async def test_a_loud_training_keeps_the_start_and_the_end_of_its_log(
     installed_models, aiohttp_client, tmp_path
 ):
@@ -106,6 +107,7 @@ async def test_a_loud_training_keeps_the_start_and_the_end_of_its_log(
     assert done["status"] == "done"
 
 
+@pytest.mark.slow
 async def test_a_cancelled_training_ends_its_last_line_before_the_closing_line(
     installed_models, aiohttp_client, tmp_path
 ):
@@ -146,6 +148,7 @@ async def test_a_cancelled_training_ends_its_last_line_before_the_closing_line(
     assert (record / "finally").read_text() == "ran"
 
 
+@pytest.mark.slow
 async def test_an_uncapped_log_keeps_everything(
     installed_models, aiohttp_client, tmp_path
 ):
@@ -198,6 +201,7 @@ async def test_a_process_that_outlives_its_training_still_logs(
     assert "daemon 59\n" in text[ended:]
 
 
+@pytest.mark.slow
 def test_a_cap_too_small_is_one_line_and_a_failure(installed_models, tmp_path, capsys):
     from deepaas.cmd.run import main
 

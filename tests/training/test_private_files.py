@@ -39,6 +39,7 @@ def open_umask() -> Iterator[None]:
         os.umask(previous)
 
 
+@pytest.mark.slow
 async def test_state_directory_store_and_training_logs_are_private(
     installed_models: Any, aiohttp_client: Any, tmp_path: Path, open_umask: None
 ) -> None:
@@ -102,6 +103,7 @@ def test_log_files_are_created_private(
         root.setLevel(saved[1])
 
 
+@pytest.mark.slow
 async def test_every_file_of_the_state_directory_stays_private(
     installed_models: Any, aiohttp_client: Any, tmp_path: Path, open_umask: None
 ) -> None:

@@ -7,12 +7,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from deepaas.training._processes import (
     ServerLock,
     group_members,
     server_alive,
     stop_group,
 )
+
+pytestmark = pytest.mark.slow
 
 HOLD_LOCK = """
 import sys, time

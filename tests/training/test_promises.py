@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from deepaas.api import ApiSettings, create_app
 from deepaas.config import build_config
 from deepaas.engine.executors import build_executors
@@ -46,6 +48,7 @@ async def wait_status(
     return await poll(reached, f"training {uuid} to be {statuses}", timeout)
 
 
+@pytest.mark.slow
 async def test_a_training_of_another_server_answers_409_there(
     installed_models, aiohttp_client, tmp_path
 ):
@@ -71,6 +74,7 @@ async def test_a_training_of_another_server_answers_409_there(
     assert (await (await other.get(url)).json())["status"] == "cancelled"
 
 
+@pytest.mark.slow
 async def test_processes_left_behind_are_ended_when_train_returns(
     installed_models, aiohttp_client, tmp_path
 ):
@@ -94,6 +98,7 @@ async def test_processes_left_behind_are_ended_when_train_returns(
         assert ("processes left behind were killed" in logs) is stubborn
 
 
+@pytest.mark.slow
 async def test_the_model_knows_its_training_directory(
     installed_models, aiohttp_client, tmp_path
 ):

@@ -126,6 +126,7 @@ async def test_only_trainings_of_stopped_servers_are_interrupted(tmp_path):
         await live.close()
 
 
+@pytest.mark.slow
 async def test_a_training_run_by_another_server_is_cancelled_there(
         installed_models, tmp_path):
     state = tmp_path / "state"

@@ -97,6 +97,7 @@ def test_a_failed_insert_changes_nothing(store):
     assert [t.model for t in store.list()] == ["m"]
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_transaction_leaves_the_store_intact(store):
     store.insert(make("a" * 32))
     script = (

@@ -31,6 +31,8 @@ from tests.processes import poll
 from tests.servers import RunningServer
 from tests.training.test_restart import serve
 
+pytestmark = pytest.mark.slow
+
 TRAIN = "/v2/models/trainer/train/"
 
 HOLD_LOCK = """

@@ -24,6 +24,8 @@ import pytest
 from tests.compat.upstream._http import Target
 from tests.servers import RunningServer
 
+pytestmark = pytest.mark.slow
+
 
 def _port_taken(port: int) -> bool:
     with socket.socket() as sock:

@@ -39,6 +39,8 @@ import pytest
 from tests.compat.upstream._http import Answer, Target
 from tests.fake_models import upstream_test_model as model
 
+pytestmark = pytest.mark.slow
+
 MODEL = "/v2/models/deepaas-test"
 HEX_UUID = re.compile(r"^[0-9a-f]{32}$")
 

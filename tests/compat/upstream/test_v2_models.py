@@ -83,6 +83,7 @@ def test_not_implemented():
             method()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["schema-list", "schema-object"])
 def test_bad_schema(upstream_env, name):
     """A model whose ``schema`` is neither a Schema nor a dict is refused.
@@ -113,6 +114,7 @@ def test_bad_schema(upstream_env, name):
     assert name in message and "schema" in message, done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["schema-class", "schema-dict"])
 def test_marshmallow_schema(server_for, name):
     """2.6.0's ``test_marshmallow_schema`` and ``test_dict_schema``.
@@ -130,6 +132,7 @@ def test_marshmallow_schema(server_for, name):
     assert answer.content_type == "application/json"
 
 
+@pytest.mark.slow
 def test_dummy_model(upstream_server):
     """2.6.0's ``test_dummy_model``: metadata keys and declared arguments.
 
@@ -152,6 +155,7 @@ def test_dummy_model(upstream_server):
     assert "sleep" in {p["name"] for p in train["parameters"]}
 
 
+@pytest.mark.slow
 def test_dummy_model_with_wrapper(upstream_server):
     """2.6.0's ``test_dummy_model_with_wrapper``, through the API.
 
@@ -176,6 +180,7 @@ def test_dummy_model_with_wrapper(upstream_server):
     assert {"finish_date", "duration"} <= set(training["result"])
 
 
+@pytest.mark.slow
 def test_model_with_not_implemented_attributes_and_wrapper(server_for):
     """A model implementing nothing: predict and train are 501, metadata works.
 

@@ -9,6 +9,10 @@ Not ported (internals, not the wire):
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 V2_VERSION = {
     "version": "stable",
     "id": "v2",
