@@ -55,14 +55,14 @@ def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
 class RunningServer:
     """A ``deepaas-run`` subprocess; ``url`` is its origin once announced.
 
-    ``port`` 0 lets the server pick a free one (read from its announce line),
-    None leaves ``--listen-port`` to ``args`` or to the default;
-    ``popen`` are further :class:`subprocess.Popen` options (a session of its
-    own, a ``preexec_fn`` that lowers a limit).  Its stdout is read line by
-    line into ``output`` (the announce line sets ``url`` and ``models``); its
-    stderr, the log, goes to the file ``log``.
-    Used as a context manager, or closed by the ``start_server`` fixture, it
-    is always killed and reaped at the end, whatever the test did.
+    ``port`` 0 lets the server pick a free one (read from its announce line);
+    None leaves ``--listen-port`` to ``args`` or to the default.  ``popen``
+    are further :class:`subprocess.Popen` options (a session of its own, a
+    ``preexec_fn`` that lowers a limit).  Its stdout is read line by line into
+    ``output`` (the announce line sets ``url`` and ``models``); its stderr,
+    the log, goes to the file ``log``.  Used as a context manager, or closed
+    by the ``start_server`` fixture, it is always killed and reaped at the
+    end, whatever the test did.
 
     Example::
 
