@@ -18,6 +18,7 @@ from deepaas.cmd import OptionsError, fail
 from deepaas.config import build_config
 from deepaas.engine import build_executors, plan_from_config, probe_models
 from deepaas.engine._process import children_skip_main_module
+from deepaas.engine.execution import MODEL_THREAD_PREFIX
 from deepaas.exceptions import DeepaasError, ModelLoadError
 from deepaas.log import (
     WORKER_LOGGING_ENV,
@@ -125,12 +126,14 @@ def _leave_hung_threads(status: int) -> None:
     A thread cannot be stopped, and Python waits for every pool thread at
     exit: a hung in-process call (``--workers 0``, ``"thread"`` models)
     would hold the process long past ``--shutdown-timeout``.  Its request
-    has been answered already.
+    has been answered already.  Only the model's threads count: the
+    store's thread finishing its last write (bounded by SQLite's busy
+    timeout) is waited for, as Python does at exit.
     """
     hung = [
         thread.name
         for thread in threading.enumerate()
-        if thread.name.startswith("deepaas-")
+        if thread.name.startswith(MODEL_THREAD_PREFIX)
         and thread.is_alive()
         and not thread.daemon
     ]

@@ -65,6 +65,9 @@ class ExecutorStats:
     abandoned: int = 0
 
 
+#: Names of the threads that run an in-process model's calls start so.
+MODEL_THREAD_PREFIX = "deepaas-model-"
+
 #: Seconds with every worker busy and none taking a new call after which
 #: ``/ready`` reports the model ``stalled`` (``--ready-stall-timeout``).
 DEFAULT_STALL_TIMEOUT = 60.0
@@ -210,7 +213,7 @@ class InProcessExecutor(Executor):
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            self._threads, thread_name_prefix=f"deepaas-{self.spec.name}"
+            self._threads, thread_name_prefix=f"{MODEL_THREAD_PREFIX}{self.spec.name}"
         )
 
         self._wrapper = await loop.run_in_executor(
