@@ -7,6 +7,8 @@ get after SIGTERM/SIGINT) and ``--warm`` (call ``warm()`` in every worker).
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -105,3 +107,34 @@ def test_warm_false_reaches_every_worker(
     assert list(answers.values()) == [False, False]
     assert not warmed.exists()  # warm() ran in no process at all
     assert server.terminate(signal.SIGTERM) == 0
+
+
+
+#: A process that leaves deepaas-run's serving with one thread still busy
+#: for a moment, named as argv[1] says, then exits as deepaas-run does.
+_EXIT_WITH_A_BUSY_THREAD = """
+import sys, threading, time
+from deepaas.cmd.run import _leave_hung_threads
+busy = threading.Thread(target=time.sleep, args=(0.5,), name=sys.argv[1])
+busy.start()
+_leave_hung_threads(0)
+print("waited for", sys.argv[1], flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("thread", "waited"),
+    [("deepaas-store_0", True), ("deepaas-model-echo_0", False)],
+)
+def test_at_exit_only_a_model_call_is_left_behind(thread: str, waited: bool) -> None:
+    # The stores' threads finish their last write (bounded by SQLite's busy
+    # timeout); a model call still running in a thread cannot be stopped,
+    # so the server exits without it, saying so.
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITH_A_BUSY_THREAD, thread],
+        capture_output=True, text=True, timeout=60, env=subprocess_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ("waited for" in done.stdout) is waited, done.stdout + done.stderr
+    assert ("exiting without waiting" in done.stderr) is not waited, done.stderr
