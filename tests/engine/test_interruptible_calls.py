@@ -97,3 +97,36 @@ async def test_a_crash_during_an_interruptible_call_is_still_reported(
         assert pool.stats.restarts == {"exit": 1}
     finally:
         await pool.stop()
+
+
+async def test_an_interruptible_call_is_not_starved_by_short_ones(installed_models):
+    # One worker, kept busy by a stream of short calls that could always
+    # take a place in its socket: the job, queued first, must not wait for
+    # the stream to end.
+    pool = ProcessPool(spec("crashy"), size=1)
+    await pool.start()
+    try:
+        await settle(pool, calls=20)
+        streaming = True
+
+        async def stream() -> int:
+            calls = 0
+            while streaming:
+                await predict(pool)
+                calls += 1
+            return calls
+
+        streams = [asyncio.ensure_future(stream()) for _ in range(24)]
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        outcome = await asyncio.wait_for(
+            pool.predict_interruptible(args(tag="job"), None), 10
+        )
+        took = time.monotonic() - started
+        streaming = False
+        served = await asyncio.gather(*streams)
+        assert b'"job"' in outcome.body
+        assert took < 2.0, took
+        assert sum(served) > 100  # the stream did keep the worker busy
+    finally:
+        await pool.stop()
