@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import signal
 import sys
@@ -24,7 +23,12 @@ from typing import Any
 from deepaas.jobs import _jobdir
 from deepaas.jobs.slurm import JobFile
 from deepaas.model.wrapper import load_wrapped
-from deepaas.training.slurm_files import JOB_FILE, STATUS_FILE, write_json
+from deepaas.training.slurm_files import (
+    JOB_FILE,
+    STATUS_FILE,
+    running_status,
+    write_json,
+)
 from deepaas.training.store import write_private
 
 LOG = logging.getLogger("deepaas.jobs")
@@ -45,16 +49,7 @@ def run_job(job_dir: Path) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    status: dict[str, Any] = {
-        "job_id": os.environ.get("SLURM_JOB_ID", ""),
-        "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename,
-        "gpus": os.environ.get(
-            "CUDA_VISIBLE_DEVICES", os.environ.get("SLURM_JOB_GPUS", "")
-        ),
-        "pid": os.getpid(),
-        "started_at": time.time(),
-        "state": "running",
-    }
+    status = running_status()
     write_json(job_dir / STATUS_FILE, status)
     LOG.info(
         "prediction job %s of model %r running on %s",

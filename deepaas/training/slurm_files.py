@@ -11,6 +11,8 @@ content, never half of it.
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,21 @@ OUTPUT_FILE = "slurm-output.log"
 def write_json(path: Path, value: dict[str, Any]) -> None:
     """Write ``value`` so that a reader sees the old file or the whole new one."""
     write_private(path, json.dumps(value).encode(), sync=True)
+
+
+def running_status() -> dict[str, Any]:
+    """What a SLURM job (training or prediction) says of itself as it starts:
+    its SLURM job id, node and GPUs, as SLURM set them, and its pid."""
+    return {
+        "job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename,
+        "gpus": os.environ.get(
+            "CUDA_VISIBLE_DEVICES", os.environ.get("SLURM_JOB_GPUS", "")
+        ),
+        "pid": os.getpid(),
+        "started_at": time.time(),
+        "state": "running",
+    }
 
 
 def read_status(job_dir: Path) -> dict[str, Any]:

@@ -17,7 +17,6 @@ training's own ``outcome.json``.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import pickle
 import signal
 import sys
@@ -30,7 +29,12 @@ from deepaas.training import _processes
 from deepaas.training._child import ChildJob, start_process
 from deepaas.training._jobdir import OUTCOME_NAME, read_outcome
 from deepaas.training._logwriter import DRAIN_SECONDS, LogPump, LogWriter
-from deepaas.training.slurm_files import JOB_FILE, STATUS_FILE, write_json
+from deepaas.training.slurm_files import (
+    JOB_FILE,
+    STATUS_FILE,
+    running_status,
+    write_json,
+)
 
 
 def _stop_group(pgid: int, grace: float) -> None:
@@ -51,16 +55,7 @@ def run_job(job_dir: Path) -> int:
     with open(job_dir / JOB_FILE, "rb") as handle:
         # Written by the server into the training's private (0700) directory.
         child: ChildJob = pickle.load(handle)  # noqa: S301
-    status: dict[str, Any] = {
-        "job_id": os.environ.get("SLURM_JOB_ID", ""),
-        "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename,
-        "gpus": os.environ.get(
-            "CUDA_VISIBLE_DEVICES", os.environ.get("SLURM_JOB_GPUS", "")
-        ),
-        "pid": os.getpid(),
-        "started_at": time.time(),
-        "state": "running",
-    }
+    status = running_status()
     write_json(job_dir / STATUS_FILE, status)
     log = LogWriter(Path(child.log_file), child.max_log_bytes)
     log.write_line(f"SLURM job {status['job_id']} running on {status['node']}")
