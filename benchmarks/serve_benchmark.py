@@ -129,8 +129,10 @@ COST_VARIANTS = {
     "ours-inline-log": "defaults, access log written (--log-level INFO)",
     "ours-inline-token": "defaults, a bearer token checked on every request",
 }
-#: Label prefix of ours-inline served from a --before-source tree.
-BEFORE = "ours-inline@"
+#: Served again from each --before-source tree, as ``<label>@<folder name>``.
+BEFORE_LABELS = ("ours-inline", "ours-w1")
+#: What marks a label served from a --before-source tree.
+BEFORE = "@"
 
 
 def _cost_variants(entry: str) -> tuple[Variant, ...]:
@@ -354,11 +356,13 @@ def run_case(case: Case, env: BenchEnv, args: argparse.Namespace,
                 if not (v.kind == "deepaas" and env.deepaas_venv is None)
                 and not (v.kind == "litserve" and litserve is None)]
     variants += [
-        dataclasses.replace(v, label=f"{BEFORE}{before.name}",
-                            settings=f"ours-inline from {before}", source=str(before))
-        for before in args.before_source for v in variants if v.label == "ours-inline"
+        dataclasses.replace(v, label=f"{v.label}{BEFORE}{before.name}",
+                            settings=f"{v.label} from {before}", source=str(before))
+        for before in args.before_source for v in variants
+        if v.label in BEFORE_LABELS
     ]
-    variants = [v for v in variants if not args.servers or v.label in args.servers]
+    variants = [v for v in variants
+                if not args.servers or v.label.split(BEFORE)[0] in args.servers]
     body, ctype = write_body(case, env.work)
     servers = [build_server(v, case, env, litserve) for v in variants]
     print(f"\n== {case.key}: starting {', '.join(s.label for s in servers)}",
@@ -552,7 +556,7 @@ def target_checks(
         rows = [(row["rps"], server) for (c, server, n), row in table.items()
                 if c == case and n == conc and server.startswith("ours")
                 and server != "ours-batched"
-                and server not in COST_VARIANTS and not server.startswith(BEFORE)]
+                and server not in COST_VARIANTS and BEFORE not in server]
         if not rows:
             return "ours", None
         rate, server = max(rows)
@@ -655,9 +659,9 @@ def cost_lines(table: dict[tuple[str, str, int], dict]) -> list[str]:
         ("metrics + access log", "ours-inline-log", "ours-inline-bare"),
         ("bearer token checked", "ours-inline-token", "ours-inline"),
     )
-    befores = sorted({k[1] for k in table if k[1].startswith(BEFORE)})
+    befores = sorted({k[1] for k in table if BEFORE in k[1]})
     pairs += tuple((f"this tree against {b}, both with their defaults",
-                    "ours-inline", b) for b in befores)
+                    b.split(BEFORE)[0], b) for b in befores)
     lines = []
     for case, conc in sorted({(k[0], k[2]) for k in table}):
         for what, with_it, without in pairs:
@@ -700,10 +704,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="rounds over all cells (default 2)")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per server")
     parser.add_argument("--before-source", type=Path, action="append", default=[],
-                        help="also serve ours-inline from this source tree (the "
-                        "folder holding deepaas/, e.g. `git archive` of an older "
-                        "commit) as ours-inline@<folder name>: what the changes "
-                        "since cost, side by side; repeat for several trees")
+                        help="also serve ours-inline and ours-w1 from this source "
+                        "tree (the folder holding deepaas/, e.g. `git archive` of "
+                        "an older commit) as <label>@<folder name>: what the "
+                        "changes since cost, side by side; repeat for several "
+                        "trees")
     parser.add_argument("--servers", default="",
                         help="comma-separated server labels to run (default: all), "
                         "e.g. ours-inline,ours-inline-bare,floor")
