@@ -80,11 +80,16 @@ async def _serve(
         guard = guard_from_config(conf)
     except ValueError as exc:
         raise OptionsError(str(exc)) from None
-    from deepaas.jobs import job_service_from_config
-    from deepaas.training import training_service_from_config
+    from deepaas.cmd._settings import predict_job_settings, training_settings
+    from deepaas.jobs import job_service_from_settings
+    from deepaas.training import training_service_from_settings
 
-    trainings = training_service_from_config(specs, executors, conf, envs)
-    predict_jobs = job_service_from_config(executors, conf, envs)
+    trainings = training_service_from_settings(
+        specs, executors, training_settings(conf), envs
+    )
+    predict_jobs = job_service_from_settings(
+        executors, predict_job_settings(conf), envs
+    )
     settings = ApiSettings(
         predict_endpoint=conf.predict_endpoint,
         train_endpoint=conf.train_endpoint,

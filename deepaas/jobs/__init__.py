@@ -7,7 +7,7 @@ aiohttp: :mod:`deepaas.api.jobs` is the HTTP face of the
 :class:`PredictJobService`.
 """
 
-from deepaas.jobs.config import job_service_from_config
+from deepaas.jobs.config import job_service_from_settings
 from deepaas.jobs.errors import (
     InvalidJobRequest,
     JobBusy,
@@ -34,5 +34,5 @@ __all__ = [
     "PredictJobService",
     "TooManyJobs",
     "TooManyStoredJobs",
-    "job_service_from_config",
+    "job_service_from_settings",
 ]

@@ -107,7 +107,7 @@ class PredictJobService:
     """Runs prediction jobs and records them durably.
 
     Example (what ``deepaas-run`` does through
-    :func:`deepaas.jobs.config.job_service_from_config`)::
+    :func:`deepaas.jobs.config.job_service_from_settings`)::
 
         jobs = PredictJobService("/var/lib/deepaas", max_jobs=32)
         await jobs.start()

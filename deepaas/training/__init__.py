@@ -4,10 +4,7 @@ Nothing here imports aiohttp: :mod:`deepaas.api.train` is the HTTP face of
 the :class:`TrainingService`.
 """
 
-from deepaas.training.config import (
-    default_state_dir,
-    training_service_from_config,
-)
+from deepaas.training.config import training_service_from_settings
 from deepaas.training.errors import (
     InvalidTrainingRequest,
     StateDirUnusable,
@@ -15,6 +12,12 @@ from deepaas.training.errors import (
     TrainingsNotConfigured,
 )
 from deepaas.training.service import TrainingService
+from deepaas.training.settings import (
+    PredictJobSettings,
+    SlurmSettings,
+    TrainingSettings,
+    default_state_dir,
+)
 from deepaas.training.store import (
     CANCELLED,
     DONE,
@@ -33,13 +36,16 @@ __all__ = [
     "QUEUED",
     "RUNNING",
     "InvalidTrainingRequest",
+    "PredictJobSettings",
+    "SlurmSettings",
     "StateDirUnusable",
     "Training",
     "TrainingBusy",
     "TrainingService",
+    "TrainingSettings",
     "TrainingStore",
     "TrainingsNotConfigured",
     "default_state_dir",
     "parse_uuid",
-    "training_service_from_config",
+    "training_service_from_settings",
 ]

@@ -25,14 +25,10 @@ import threading
 from pathlib import Path
 
 from deepaas.training.logs import cut_file, marker_line, read_layout
+from deepaas.training.settings import check_max_bytes
 from deepaas.training.store import write_private
 
 LOG = logging.getLogger(__name__)
-
-#: Default of ``--train-log-max-bytes``.
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-#: The smallest cap accepted (0, no cap, aside).
-MIN_MAX_BYTES = 16 * 1024
 
 #: How long the output of a finished training may take to reach its log.
 DRAIN_SECONDS = 2.0
@@ -40,15 +36,6 @@ DRAIN_SECONDS = 2.0
 _READ = 64 * 1024
 #: How far a cut may move to fall on a line end.
 _LINE_WINDOW = 4096
-
-
-def check_max_bytes(max_bytes: int) -> None:
-    """Refuse a cap the writer cannot keep, naming the option."""
-    if max_bytes != 0 and max_bytes < MIN_MAX_BYTES:
-        raise ValueError(
-            f"--train-log-max-bytes must be 0 (no cap) or >= {MIN_MAX_BYTES} "
-            f"(got {max_bytes})"
-        )
 
 
 class LogWriter:

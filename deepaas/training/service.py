@@ -63,13 +63,7 @@ from deepaas.training._jobdir import (
     remove_file,
     valid_text,
 )
-from deepaas.training._logwriter import (
-    DEFAULT_MAX_BYTES,
-    DRAIN_SECONDS,
-    LogPump,
-    LogWriter,
-    check_max_bytes,
-)
+from deepaas.training._logwriter import DRAIN_SECONDS, LogPump, LogWriter
 from deepaas.training.errors import (
     InsufficientStorage,
     InvalidTrainingRequest,
@@ -80,6 +74,7 @@ from deepaas.training.errors import (
     TrainingStoreUnusable,
 )
 from deepaas.training.logs import LogChunk, read_log
+from deepaas.training.settings import DEFAULT_MAX_BYTES, check_max_bytes
 from deepaas.training.slurm import SlurmBackend, slurm_job_id, with_slurm_details
 from deepaas.training.store import (
     CANCELLED,
@@ -137,7 +132,7 @@ class TrainingService:
     """Runs trainings in their own processes and records them durably.
 
     Example (what ``deepaas-run`` does through
-    :func:`training_service_from_config`)::
+    :func:`training_service_from_settings`)::
 
         service = TrainingService("/var/lib/deepaas", max_concurrent=2)
         await service.start()

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deepaas.exceptions import DeepaasError
+from deepaas.training.settings import SlurmSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -68,36 +69,6 @@ class SlurmRefused(DeepaasError):
     """sbatch refused a training's job; the message is SLURM's own."""
 
     status = 400
-
-
-@dataclasses.dataclass(frozen=True)
-class SlurmSettings:
-    """What every job asks SLURM for (``--slurm-*`` options)."""
-
-    partition: str = ""
-    account: str = ""
-    qos: str = ""
-    time: str = ""
-    cpus: int = 0
-    mem: str = ""
-    gpu_request: str = "gpus"
-    sbatch_lines: tuple[str, ...] = ()
-    setup: tuple[str, ...] = ()
-    python: str = ""
-    poll_interval: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.gpu_request not in ("gpus", "gres"):
-            raise ValueError(
-                "--slurm-gpu-request must be 'gpus' or 'gres' "
-                f"(got {self.gpu_request!r})"
-            )
-        if self.poll_interval <= 0:
-            raise ValueError(
-                f"--slurm-poll-interval must be > 0 (got {self.poll_interval})"
-            )
-        if self.cpus < 0:
-            raise ValueError(f"--slurm-cpus must be >= 0 (got {self.cpus})")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,13 +164,16 @@ async def test_an_uncapped_log_keeps_everything(
 
 
 def test_the_option_reaches_the_service(tmp_path: Path) -> None:
+    from deepaas.cmd._settings import training_settings
     from deepaas.config import build_config
-    from deepaas.training import training_service_from_config
+    from deepaas.training import training_service_from_settings
 
     conf = build_config(["--train-log-max-bytes", "20000"])
-    service = training_service_from_config([spec("printer")], {}, conf, {})
+    settings = training_settings(conf)
+    service = training_service_from_settings([spec("printer")], {}, settings, {})
     assert service is not None and service.max_log_bytes == 20000
-    default = training_service_from_config([spec("printer")], {}, build_config([]), {})
+    settings = training_settings(build_config([]))
+    default = training_service_from_settings([spec("printer")], {}, settings, {})
     assert default is not None and default.max_log_bytes == 10 * 1024 * 1024
 
 

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from deepaas.api import ApiSettings, create_app
+from deepaas.cmd._settings import training_settings
 from deepaas.config import build_config
 from deepaas.engine.executors import build_executors
-from deepaas.training import Training, TrainingService, training_service_from_config
+from deepaas.training import Training, TrainingService, training_service_from_settings
 from tests.conftest import spec
 from tests.processes import pid_running, poll, wait_for_file
 
@@ -147,7 +148,8 @@ async def test_the_retention_options_apply_when_a_server_starts(tmp_path):
 
     def started_with(*options: str) -> TrainingService:
         conf = build_config(["--state-dir", str(state), *options])
-        service = training_service_from_config([spec("trainer")], {}, conf, {})
+        settings = training_settings(conf)
+        service = training_service_from_settings([spec("trainer")], {}, settings, {})
         assert service is not None
         return service
 

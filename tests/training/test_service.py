@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from deepaas.cmd._settings import training_settings
 from deepaas.config import build_config
 from deepaas.model.wrapper import RawArguments
 from deepaas.training import (
@@ -20,7 +21,7 @@ from deepaas.training import (
     TrainingBusy,
     TrainingService,
     default_state_dir,
-    training_service_from_config,
+    training_service_from_settings,
 )
 from deepaas.training.service import INTERRUPTED_BY_RESTART
 from tests.conftest import spec
@@ -37,8 +38,8 @@ def test_options_come_from_the_configuration(tmp_path):
     ])
     envs = {"trainer": [{"CUDA_VISIBLE_DEVICES": "0"}],
             "__training__:trainer": {"CUDA_VISIBLE_DEVICES": "1"}}
-    service = training_service_from_config([spec("trainer"), spec("echo")], {},
-                                           conf, envs)
+    service = training_service_from_settings([spec("trainer"), spec("echo")], {},
+                                           training_settings(conf), envs)
     assert service is not None
     assert service.state_dir == tmp_path / "state"
     assert (service.max_concurrent, service.timeout, service.cancel_grace,
@@ -49,7 +50,8 @@ def test_options_come_from_the_configuration(tmp_path):
 
 def test_the_default_state_dir_follows_xdg(tmp_path):
     conf = build_config([])
-    service = training_service_from_config([spec("trainer")], {}, conf, {})
+    settings = training_settings(conf)
+    service = training_service_from_settings([spec("trainer")], {}, settings, {})
     assert service is not None
     assert service.state_dir == tmp_path / "state" / "deepaas"
     assert default_state_dir({"HOME": "/home/u"}).parts[-3:] == (
@@ -58,7 +60,8 @@ def test_the_default_state_dir_follows_xdg(tmp_path):
 
 def test_no_service_when_the_endpoint_is_off():
     conf = build_config(["--train-endpoint", "false"])
-    assert training_service_from_config([spec("trainer")], {}, conf, {}) is None
+    assert training_settings(conf) is None
+    assert training_service_from_settings([spec("trainer")], {}, None, {}) is None
 
 
 @pytest.mark.parametrize("options, message", [
