@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from deepaas._kinds import KINDS
+
 __all__ = ["security_opts"]
 
-#: The kinds of operation of deepaas.api.auth.KINDS (not imported: the
-#: options are read by every tool, which need not import aiohttp).
-KINDS = ("predict", "train", "read", "docs", "health", "ready", "metrics")
-
-#: deepaas.api.oidc.DEFAULT_ALGORITHMS (not imported, as KINDS above).
+#: deepaas.api.oidc.DEFAULT_ALGORITHMS (not imported: the options are read
+#: by every tool, which need not import aiohttp).
 _DEFAULT_ALGORITHMS = [
     "RS256",
     "RS384",

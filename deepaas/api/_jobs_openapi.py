@@ -1,20 +1,18 @@
 """Prediction jobs in both API descriptions: the PredictJob schema, its paths.
 
-Kept apart from :mod:`deepaas.api.openapi`, which adds them per model that
-predicts; the 2.x paths and operations stay exactly as they were, and the
-predict operation only gains its 202 answer.
+Kept apart from :mod:`deepaas.api.openapi`: the job routes
+(:mod:`deepaas.api.jobs`) name these operation builders, which document
+them for each model that predicts; the 2.x paths and operations stay
+exactly as they were, and the predict operation only gains its 202 answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from deepaas.api._openapi_parts import error_responses
+from deepaas.api.routes import DocContext, Documented
 from deepaas.model.description import ModelDescription
-
-#: Where a model's jobs live, relative to ``/v2/models/<name>/``.
-JOBS = "predict/jobs/"
-JOB = "predict/jobs/{job_id}"
 
 _STATUSES = ["queued", "running", "done", "error", "cancelled", "interrupted"]
 
@@ -107,26 +105,86 @@ def _job_id(version: int) -> dict[str, Any]:
     return param
 
 
-def job_paths(
-    desc: ModelDescription, version: int, errors: Callable[..., dict[int, Any]]
-) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
-    """(suffix, operations, path parameters) of one model's job routes.
+def _jobs_of(context: DocContext) -> ModelDescription | None:
+    """The model whose jobs are documented; None when it does not predict."""
+    desc = context.model
+    if desc is None:
+        raise ValueError("a model's jobs are documented for a model")
+    return desc if desc.predict.available else None
 
-    ``errors`` gives the shared error answers of the given status codes.
-    """
-    tags = [desc.name]
-    job = _json(_ref(version), version)
+
+def list_jobs_operation(context: DocContext) -> Documented:
+    """GET .../predict/jobs/: the model's jobs."""
+    desc = _jobs_of(context)
+    if desc is None:
+        return None
+    version = context.version
     listing = {"type": "array", "items": _ref(version)}
+    operation = {
+        "tags": [desc.name],
+        "summary": "List the prediction jobs of this model",
+        "operationId": f"list_predict_jobs_{desc.name}",
+        "responses": {
+            200: {"description": "Jobs", **_json(listing, version)},
+            **error_responses(version, 402, 501),
+        },
+    }
+    return operation, []
+
+
+def get_job_operation(context: DocContext) -> Documented:
+    """GET .../predict/jobs/<id>: a job."""
+    desc = _jobs_of(context)
+    if desc is None:
+        return None
+    version = context.version
+    operation = {
+        "tags": [desc.name],
+        "summary": "Status of a prediction job",
+        "operationId": f"get_predict_job_{desc.name}",
+        "responses": {
+            200: {"description": "The job", **_json(_ref(version), version)},
+            **error_responses(version, 400, 402, 404),
+        },
+    }
+    return operation, [_job_id(version)]
+
+
+def delete_job_operation(context: DocContext) -> Documented:
+    """DELETE .../predict/jobs/<id>: cancel or forget a job."""
+    desc = _jobs_of(context)
+    if desc is None:
+        return None
+    version = context.version
+    operation = {
+        "tags": [desc.name],
+        "summary": "Cancel a queued or running job, or forget an "
+        "ended one with its result",
+        "operationId": f"delete_predict_job_{desc.name}",
+        "responses": {
+            200: {"description": "The job", **_json(_ref(version), version)},
+            **error_responses(version, 400, 402, 404, 409),
+        },
+    }
+    return operation, [_job_id(version)]
+
+
+def job_result_operation(context: DocContext) -> Documented:
+    """GET .../predict/jobs/<id>/result: what the job's prediction answered."""
+    desc = _jobs_of(context)
+    if desc is None:
+        return None
+    version = context.version
     produces = desc.accept or ["application/json"]
     result: dict[str, Any] = {
-        "tags": tags,
+        "tags": [desc.name],
         "summary": "The job's result, with the media type the model answered; "
         "for a failed job, the error answer predict would have given (its "
         "status and JSON body); 409 while the job has not ended",
         "operationId": f"predict_job_result_{desc.name}",
         "responses": {
             200: {"description": "The prediction"},
-            **errors(version, 400, 402, 404, 409, 422, 500, 501, 503, 504),
+            **error_responses(version, 400, 402, 404, 409, 422, 500, 501, 503, 504),
         },
     }
     result["responses"][409] = {
@@ -141,68 +199,39 @@ def job_paths(
             media: {"schema": {"type": "string", "format": "binary"}}
             for media in produces
         }
-    record = _json({"type": "object"}, version)
-    return [
-        (
-            JOBS,
-            {
-                "get": {
-                    "tags": tags,
-                    "summary": "List the prediction jobs of this model",
-                    "operationId": f"list_predict_jobs_{desc.name}",
-                    "responses": {
-                        200: {"description": "Jobs", **_json(listing, version)},
-                        **errors(version, 402, 501),
-                    },
-                }
-            },
-            [],
-        ),
-        (
-            JOB,
-            {
-                "get": {
-                    "tags": tags,
-                    "summary": "Status of a prediction job",
-                    "operationId": f"get_predict_job_{desc.name}",
-                    "responses": {
-                        200: {"description": "The job", **job},
-                        **errors(version, 400, 402, 404),
-                    },
-                },
-                "delete": {
-                    "tags": tags,
-                    "summary": "Cancel a queued or running job, or forget an "
-                    "ended one with its result",
-                    "operationId": f"delete_predict_job_{desc.name}",
-                    "responses": {
-                        200: {"description": "The job", **job},
-                        **errors(version, 400, 402, 404, 409),
-                    },
-                },
-            },
-            [_job_id(version)],
-        ),
-        (f"{JOB}/result", {"get": result}, [_job_id(version)]),
-        (
-            f"{JOB}/provenance",
-            {
-                "get": {
-                    "tags": tags,
-                    "summary": "The provenance record of a job that has ended: a "
-                    "W3C PROV-JSON document (model package and version, "
-                    "arguments, SHA-256 of inputs and result, times, host, "
-                    "devices, outcome)",
-                    "operationId": f"predict_job_provenance_{desc.name}",
-                    "responses": {
-                        200: {"description": "PROV-JSON document", **record},
-                        **errors(version, 400, 402, 404),
-                    },
-                }
-            },
-            [_job_id(version)],
-        ),
-    ]
+    return result, [_job_id(version)]
 
 
-__all__ = ["accepted_answer", "job_paths", "job_schema"]
+def job_provenance_operation(context: DocContext) -> Documented:
+    """GET .../predict/jobs/<id>/provenance: the job's provenance record."""
+    desc = _jobs_of(context)
+    if desc is None:
+        return None
+    version = context.version
+    operation = {
+        "tags": [desc.name],
+        "summary": "The provenance record of a job that has ended: a "
+        "W3C PROV-JSON document (model package and version, "
+        "arguments, SHA-256 of inputs and result, times, host, "
+        "devices, outcome)",
+        "operationId": f"predict_job_provenance_{desc.name}",
+        "responses": {
+            200: {
+                "description": "PROV-JSON document",
+                **_json({"type": "object"}, version),
+            },
+            **error_responses(version, 400, 402, 404),
+        },
+    }
+    return operation, [_job_id(version)]
+
+
+__all__ = [
+    "accepted_answer",
+    "delete_job_operation",
+    "get_job_operation",
+    "job_provenance_operation",
+    "job_result_operation",
+    "job_schema",
+    "list_jobs_operation",
+]

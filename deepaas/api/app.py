@@ -19,6 +19,7 @@ from deepaas.api.keys import (
     ApiSettings,
 )
 from deepaas.api.request_args import DEFAULT_MAX_FORM_PARTS, MAX_FORM_PARTS
+from deepaas.api.routes import ROUTES, RouteTable
 from deepaas.api.routing import add_fallback
 from deepaas.api.startup import STARTUP, Startup
 from deepaas.engine.execution import Executor
@@ -69,6 +70,7 @@ def create_app(
     app[MAX_FORM_PARTS] = max_form_parts
     app[EXECUTORS] = executors
     app[SPEC_CACHE] = {}
+    app[ROUTES] = RouteTable()  # filled by the routes' setup below
     if startup is not None:
         app[STARTUP] = startup  # before the routes, whose wrapper reads it
     if trainings is not None:
@@ -81,10 +83,12 @@ def create_app(
     if settings.metrics:
         metrics.count_requests(app, executors)  # before the routes too
 
+    # In the order that the API descriptions list them (they follow the
+    # route table; jobs extend predict, and come before the trainings).
     versions.setup(app)
     models.setup(app)
-    train.setup(app)
     jobs.setup(app)
+    train.setup(app)
     docs.setup(app, with_ui=settings.doc_endpoint)
     debug.setup(app)
     health.setup(app)

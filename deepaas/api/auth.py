@@ -1,7 +1,8 @@
 """Optional authentication: static bearer tokens and OpenID Connect tokens.
 
 Off unless tokens or an OIDC issuer are configured.  Every route has a
-*kind* (:func:`route_kind`): ``predict``, ``train`` (trainings and the
+*kind*, declared in the route table (:mod:`deepaas.api.routes`):
+``predict``, ``train`` (trainings and the
 debug log), ``read`` (versions, model listings and metadata), ``docs``
 (the API descriptions and Swagger UI) and the probes ``health``, ``ready``
 and ``metrics``.  Kinds listed in ``open_kinds`` need no token; the others
@@ -31,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas._kinds import KINDS
 from deepaas.api.oidc import OidcError, OidcKeysUnavailable, OidcVerifier
 from deepaas.exceptions import (
     AuthUnavailable,
@@ -45,37 +47,9 @@ __all__ = [
     "Requirement",
     "StaticTokens",
     "parse_requirement",
-    "route_kind",
 ]
 
-#: Every kind of operation, as rules and ``--auth-open`` name them.
-KINDS = ("predict", "train", "read", "docs", "health", "ready", "metrics")
-
 TOKENS_ENV_VAR = "DEEPAAS_API_TOKENS"
-
-_EXACT_KINDS = {
-    "/health": "health",
-    "/ready": "ready",
-    "/metrics": "metrics",
-    "/swagger.json": "docs",
-    "/openapi.json": "docs",
-    "/api": "docs",
-    "/ui": "docs",
-    "/debug/": "train",
-    "/v2/debug/": "train",
-}
-
-
-def route_kind(method: str, path: str) -> str:
-    """The kind of operation of a route, from its method and path (sans base)."""
-    parts = path.split("/")  # "", v2, models, <name>, predict|train, ...
-    if path.startswith("/v2/models/") and len(parts) > 4:
-        if parts[4] in ("predict", "train"):
-            return parts[4]
-    kind = _EXACT_KINDS.get(path) or _EXACT_KINDS.get(path.rstrip("/"))
-    if kind:
-        return kind
-    return "read" if method in ("GET", "HEAD") else "train"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from aiohttp import web
 from deepaas.api import openapi
 from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS, SETTINGS, SPEC_CACHE
+from deepaas.api.routes import ROUTES, Route, RouteTable
 from deepaas.api.routing import add_route, route_handler, url
 
 SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
@@ -47,22 +48,16 @@ def _document(request: web.Request, version: int) -> dict[str, object]:
     key = f"v{version}"
     if key not in cache:
         descriptions = [ex.description for ex in request.app[EXECUTORS].values()]
-        settings = request.app[SETTINGS]
-        document = openapi.build_document(
-            descriptions,
-            version=version,
-            base_path=settings.base_path,
-            metrics=settings.metrics,
-        )
         guard = request.app.get(GUARD)
-        if guard is not None and guard.auth is not None:
-            openapi.declare_bearer_auth(
-                document,
-                version=version,
-                base_path=request.app[SETTINGS].base_path,
-                is_open=guard.auth.is_open,
-            )
-        cache[key] = document
+        auth = guard.auth if guard is not None else None
+        routes: RouteTable = request.app[ROUTES]
+        cache[key] = openapi.build_document(
+            descriptions,
+            routes,
+            version=version,
+            base_path=request.app[SETTINGS].base_path,
+            is_open=auth.is_open if auth is not None else None,
+        )
     return cache[key]
 
 
@@ -100,14 +95,27 @@ async def redirect_to_ui(request: web.Request) -> web.Response:
     raise web.HTTPFound(url(request, "/api"))
 
 
+# The descriptions do not describe themselves (nor did DEEPaaS 2.x's).
+SWAGGER_JSON = Route(
+    method="GET", path="/swagger.json", kind="docs", needs_models=True, doc=None
+)
+OPENAPI_JSON = Route(
+    method="GET", path="/openapi.json", kind="docs", needs_models=True, doc=None
+)
+SWAGGER_UI = Route(method="GET", path="/api", kind="docs", doc=None)
+UI = Route(method="GET", path="/ui", kind="docs", doc=None)
+#: The Swagger UI's files: public (no Host, Origin or token checks), and
+#: outside the route table, which holds the routes that clients call.
+STATIC = Route(method="GET", path="/api/static/{filename}", kind="docs", doc=None)
+
+
 def setup(app: web.Application, *, with_ui: bool) -> None:
-    add_route(app, "GET", "/swagger.json", swagger_json)
-    add_route(app, "GET", "/openapi.json", openapi_json)
+    add_route(app, SWAGGER_JSON, swagger_json)
+    add_route(app, OPENAPI_JSON, openapi_json)
     if with_ui:
-        add_route(app, "GET", "/api", swagger_ui)
-        add_route(app, "GET", "/ui", redirect_to_ui)
+        add_route(app, SWAGGER_UI, swagger_ui)
+        add_route(app, UI, redirect_to_ui)
         base = app[SETTINGS].base_path
-        static = "/api/static/{filename}"  # no Host, Origin or token checks
         app.router.add_get(
-            f"{base}{static}", route_handler(app, static_asset, "GET", static)
+            f"{base}{STATIC.path}", route_handler(app, static_asset, STATIC)
         )

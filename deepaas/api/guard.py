@@ -1,7 +1,8 @@
 """The per-route checks: Host, Origin and token, chosen when the app is built.
 
 There is no middleware (see :mod:`deepaas.api.errors`): ``routing.add_route``
-asks :func:`route_checks` which checks each route needs, and runs them in
+asks :func:`route_checks` which checks each route needs (from the kind
+that the route table declares for it), and runs them in
 the route's one wrapper (with the request id and the JSON errors), so that
 a route with nothing to check (authentication off, a GET with every Host
 allowed) pays nothing, and one with checks pays for no extra coroutine.
@@ -20,10 +21,10 @@ from deepaas.api.auth import (
     Requirement,
     StaticTokens,
     parse_requirement,
-    route_kind,
 )
 from deepaas.api.errors import allowed_methods
 from deepaas.api.origins import STATE_CHANGING, OriginPolicy, default_allowed_hosts
+from deepaas.api.routes import Route
 
 __all__ = [
     "GUARD",
@@ -76,10 +77,10 @@ class RouteChecks:
     auth: AuthPolicy | None = None
 
 
-def route_checks(app: web.Application, method: str, path: str) -> RouteChecks | None:
-    """The checks that a route needs (None: none at all)."""
+def route_checks(app: web.Application, route: Route) -> RouteChecks | None:
+    """The checks that ``route`` needs (None: none at all)."""
     guard = app.get(GUARD) or Guard()
-    kind = route_kind(method, path)
+    kind, method = route.kind, route.method
     origins = guard.origins
     check_host = origins.checks_hosts and kind not in _ANY_HOST_KINDS
     check_origin = method in STATE_CHANGING

@@ -22,8 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas.api import openapi
 from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS, TRAININGS
+from deepaas.api.routes import Route
 from deepaas.api.routing import add_route
 from deepaas.api.startup import STARTUP
 
@@ -88,6 +90,12 @@ async def ready(request: web.Request) -> web.Response:
     )
 
 
+HEALTH = Route(
+    method="GET", path="/health", kind="health", doc=openapi.health_operation
+)
+READY = Route(method="GET", path="/ready", kind="ready", doc=openapi.ready_operation)
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "GET", "/health", health)
-    add_route(app, "GET", "/ready", ready)
+    add_route(app, HEALTH, health)
+    add_route(app, READY, ready)

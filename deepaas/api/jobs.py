@@ -17,8 +17,10 @@ from typing import Any
 from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy
 
+from deepaas.api import _jobs_openapi as doc
 from deepaas.api.errors import unknown_model
 from deepaas.api.keys import EXECUTORS, SETTINGS
+from deepaas.api.routes import OperationBuilder, Route
 from deepaas.api.routing import add_route, url
 from deepaas.engine.execution import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
@@ -173,10 +175,24 @@ async def job_provenance(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+def _route(method: str, path: str, builder: OperationBuilder) -> Route:
+    """A job route: the kind of predict, under the model's path."""
+    return Route(
+        method=method, path=path, kind="predict", needs_models=True, doc=builder
+    )
+
+
+LIST_JOBS = _route("GET", JOBS_PATH, doc.list_jobs_operation)
+GET_JOB = _route("GET", JOB, doc.get_job_operation)
+DELETE_JOB = _route("DELETE", JOB, doc.delete_job_operation)
+JOB_RESULT = _route("GET", f"{JOB}/result", doc.job_result_operation)
+JOB_PROVENANCE = _route("GET", f"{JOB}/provenance", doc.job_provenance_operation)
+
+
 def setup(app: web.Application) -> None:
     """Register the job routes."""
-    add_route(app, "GET", JOBS_PATH, list_jobs)
-    add_route(app, "GET", JOB, get_job)
-    add_route(app, "DELETE", JOB, delete_job)
-    add_route(app, "GET", f"{JOB}/result", job_result)
-    add_route(app, "GET", f"{JOB}/provenance", job_provenance)
+    add_route(app, LIST_JOBS, list_jobs)
+    add_route(app, GET_JOB, get_job)
+    add_route(app, DELETE_JOB, delete_job)
+    add_route(app, JOB_RESULT, job_result)
+    add_route(app, JOB_PROVENANCE, job_provenance)

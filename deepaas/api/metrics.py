@@ -36,7 +36,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from deepaas import __version__
+from deepaas.api import openapi
 from deepaas.api.request_metrics import REQUEST_METRICS, RequestMetrics, bucket_label
+from deepaas.api.routes import Route
 from deepaas.api.routing import add_route
 from deepaas.engine.devices import TRAINING_KEY
 from deepaas.engine.execution import Executor
@@ -249,6 +251,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+METRICS_ROUTE = Route(
+    method="GET", path="/metrics", kind="metrics", doc=openapi.metrics_operation
+)
+
+
 def setup(
     app: web.Application,
     executors: Mapping[str, Executor],
@@ -266,7 +273,7 @@ def setup(
         trainings=trainings,
         gpu_plan=gpu_plan,
     )
-    add_route(app, "GET", "/metrics", metrics)
+    add_route(app, METRICS_ROUTE, metrics)
 
 
 def count_requests(app: web.Application, models: Iterable[str]) -> None:

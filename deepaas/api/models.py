@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from deepaas.api import jobs
+from deepaas.api import jobs, openapi
 from deepaas.api.errors import unknown_model
 from deepaas.api.keys import EXECUTORS, SETTINGS, ApiSettings
 from deepaas.api.negotiation import NO_CHOICE, choose_media_type
@@ -19,6 +19,7 @@ from deepaas.api.request_args import (
     read_arguments,
     remove_uploads,
 )
+from deepaas.api.routes import Route
 from deepaas.api.routing import add_route, url
 from deepaas.engine.execution import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
@@ -100,9 +101,7 @@ async def _predict(
         upload_max_size=settings.upload_max_size,
         upload_dir=settings.upload_dir,
     )
-    add_header_arguments(
-        request, raw, desc.predict.parameters_v2, negotiated=bool(desc.accept)
-    )
+    add_header_arguments(request, raw, desc.predict.args, negotiated=bool(desc.accept))
     begun = await log.begin(raw) if log is not None else None  # --provenance-log
     try:
         accept, concrete = (
@@ -130,6 +129,29 @@ async def _predict(
     return web.Response(body=outcome.body, headers={hdrs.CONTENT_TYPE: content_type})
 
 
+LIST_MODELS = Route(
+    method="GET",
+    path="/v2/models/",
+    kind="read",
+    needs_models=True,
+    doc=openapi.list_models_operation,
+)
+GET_MODEL = Route(
+    method="GET",
+    path="/v2/models/{name}/",
+    kind="read",
+    needs_models=True,
+    doc=openapi.model_operation,
+)
+PREDICT = Route(
+    method="POST",
+    path="/v2/models/{name}/predict/",
+    kind="predict",
+    needs_models=True,
+    doc=openapi.predict_operation,
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the model routes.
 
@@ -138,16 +160,24 @@ def setup(app: web.Application) -> None:
     are tried one by one against every other route under ``/v2/models``.
     The ``{name}`` route stays for the 404 naming the served models.
     """
-    add_route(app, "GET", "/v2/models/", list_models)
+    add_route(app, LIST_MODELS, list_models)
     settings = app[SETTINGS]
     log = _prediction_log(app, settings)
     app[PREDICTION_LOG] = log
     for name, executor in app[EXECUTORS].items():
         if _PLAIN_NAME.fullmatch(name):
-            path = f"/v2/models/{name}/predict/"
-            add_route(app, "POST", path, _predict_for(executor, settings, log))
-    add_route(app, "GET", "/v2/models/{name}/", get_model)
-    add_route(app, "POST", "/v2/models/{name}/predict/", predict)
+            route = Route(
+                method="POST",
+                path=f"/v2/models/{name}/predict/",
+                kind="predict",
+                label=PREDICT.label,  # counted as the {name} route, for its model
+                model=name,
+                needs_models=True,
+                doc=None,  # documented by the {name} route
+            )
+            add_route(app, route, _predict_for(executor, settings, log))
+    add_route(app, GET_MODEL, get_model)
+    add_route(app, PREDICT, predict)
 
 
 def _prediction_log(

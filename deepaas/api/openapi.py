@@ -6,21 +6,31 @@ served model, every argument a parameter with ``in``/``type``/``default``,
 ``produces`` from the model's ``accept`` choices and the response schema as
 ``definitions.ModelPredictionResponse``.  The same content is served as
 OpenAPI 3.1 at ``/openapi.json`` for newer tooling.  Both are assembled with
-apispec from the workers' model descriptions.
+apispec from the app's route table (:mod:`deepaas.api.routes`: each route
+names its operation builder, one of the ``*_operation`` functions here or
+in :mod:`deepaas.api._jobs_openapi`) and the workers' model descriptions.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from apispec import APISpec
 
 from deepaas import __version__
-from deepaas.api._jobs_openapi import accepted_answer, job_paths, job_schema
+from deepaas.api._arguments_openapi import (
+    openapi3_body,
+    openapi3_parameters,
+    swagger2_parameters,
+)
+from deepaas.api._jobs_openapi import accepted_answer, job_schema
+from deepaas.api._openapi_parts import error_responses as _error_responses
+from deepaas.api._openapi_parts import json_body as _json
+from deepaas.api._openapi_parts import ref as _ref
 from deepaas.api._training_schema import training_schema
-from deepaas.api.auth import route_kind
+from deepaas.api.routes import DocContext, Documented, Route
 from deepaas.model.description import RESPONSE_SCHEMA_NAME, ModelDescription
 
 TITLE = "DEEPaaS API"
@@ -59,44 +69,6 @@ def _response_schemas(
     return schemas, refs
 
 
-def _json(schema_ref: str | dict[str, Any], version: int) -> dict[str, Any]:
-    schema = {"$ref": schema_ref} if isinstance(schema_ref, str) else schema_ref
-    if version == 2:
-        return {"schema": schema}
-    return {"content": {"application/json": {"schema": schema}}}
-
-
-def _ref(name: str, version: int) -> str:
-    return f"#/definitions/{name}" if version == 2 else f"#/components/schemas/{name}"
-
-
-def _error_responses(version: int, *codes: int) -> dict[int, Any]:
-    texts = {
-        400: "Malformed request",
-        401: "A bearer token is needed, or the one sent is not valid",
-        402: "Endpoint disabled on this server",
-        403: "The token does not allow this operation, or another site asked",
-        404: "No such model or training",
-        408: "The request's body stopped arriving (--body-timeout)",
-        409: "Run by another server sharing the state directory; cancel it there",
-        413: "Request body too large",
-        415: "Unsupported request body type",
-        422: "Invalid arguments: {argument: [messages]}",
-        500: "The model failed (its message), or the server did (a generic "
-        "message with a reference to its log)",
-        501: "The model does not implement this method",
-        503: "Busy or no worker available; retry after Retry-After seconds",
-        504: "The model did not answer in time",
-    }
-    error = _json(_ref("Error", version), version)
-    # 422 answers the contract's flat {argument: [messages]}, not a message.
-    invalid = _json(_ref("ValidationErrors", version), version)
-    return {
-        code: {"description": texts[code], **(invalid if code == 422 else error)}
-        for code in codes
-    }
-
-
 def _predict_operation(
     desc: ModelDescription, response_ref: str | None, version: int
 ) -> dict[str, Any]:
@@ -115,14 +87,16 @@ def _predict_operation(
     }
     ok = _ref(response_ref or "Prediction", version)
     if version == 2:
-        op["parameters"] = copy.deepcopy(desc.predict.parameters_v2)
+        op["parameters"] = swagger2_parameters(desc.predict.args)
         op["consumes"] = ["multipart/form-data", "application/x-www-form-urlencoded"]
         op["produces"] = produces
         if produces == ["application/json"] or "application/json" in produces:
             op["responses"][200]["schema"] = {"$ref": ok}
     else:
-        op["parameters"] = copy.deepcopy(desc.predict.parameters_v3)
-        body = _request_body(desc.predict.body_schema_v3, desc.predict.file_arguments)
+        op["parameters"] = openapi3_parameters(desc.predict.args)
+        body = _request_body(
+            openapi3_body(desc.predict.args), desc.predict.file_arguments
+        )
         if body:
             op["requestBody"] = body
         content: dict[str, Any] = {}
@@ -170,11 +144,11 @@ def _train_operations(desc: ModelDescription, version: int) -> dict[str, Any]:
         },
     }
     if version == 2:
-        start["parameters"] = copy.deepcopy(desc.train.parameters_v2)
+        start["parameters"] = swagger2_parameters(desc.train.args)
         start["consumes"] = ["multipart/form-data", "application/x-www-form-urlencoded"]
     else:
-        start["parameters"] = copy.deepcopy(desc.train.parameters_v3)
-        body = _request_body(desc.train.body_schema_v3, desc.train.file_arguments)
+        start["parameters"] = openapi3_parameters(desc.train.args)
+        body = _request_body(openapi3_body(desc.train.args), desc.train.file_arguments)
         if body:
             start["requestBody"] = body
     listing_schema = {"type": "array", "items": {"$ref": _ref("Training", version)}}
@@ -352,16 +326,138 @@ def _metrics_operation(version: int) -> dict[str, Any]:
     return {"get": op}
 
 
+def _model(context: DocContext) -> ModelDescription:
+    if context.model is None:
+        raise ValueError("a model's operation is documented for a model")
+    return context.model
+
+
+def versions_operation(context: DocContext) -> Documented:
+    """GET /: the API versions."""
+    return _simple_get("API versions", "versions", context.version)["get"], []
+
+
+def v2_operation(context: DocContext) -> Documented:
+    """GET /v2/: the V2 API."""
+    return _simple_get("The V2 API", "v2", context.version)["get"], []
+
+
+def list_models_operation(context: DocContext) -> Documented:
+    """GET /v2/models/: the served models."""
+    summary = "Served models with their metadata"
+    return _simple_get(summary, "models", context.version)["get"], []
+
+
+def debug_operation(context: DocContext) -> Documented:
+    """GET /v2/debug/: what the server printed and logged."""
+    debug = _simple_get(
+        "What the server printed and logged (204 unless --debug-endpoint)",
+        "debug",
+        context.version,
+    )
+    debug["get"]["responses"][204] = {
+        "description": "The server runs without --debug-endpoint: nothing to show"
+    }
+    return debug["get"], []
+
+
+def health_operation(context: DocContext) -> Documented:
+    """GET /health: liveness."""
+    summary = "Liveness: the server answers"
+    return _simple_get(summary, "health", context.version)["get"], []
+
+
+def ready_operation(context: DocContext) -> Documented:
+    """GET /ready: readiness."""
+    return _ready_operation(context.version)["get"], []
+
+
+def metrics_operation(context: DocContext) -> Documented:
+    """GET /metrics: the Prometheus metrics."""
+    return _metrics_operation(context.version)["get"], []
+
+
+def model_operation(context: DocContext) -> Documented:
+    """GET /v2/models/<name>/: a model's metadata."""
+    desc = _model(context)
+    operations = _simple_get(
+        "The model's metadata", f"model_{desc.name}", context.version, desc.name
+    )
+    return operations["get"], []
+
+
+def predict_operation(context: DocContext) -> Documented:
+    """POST /v2/models/<name>/predict/: a prediction."""
+    desc = _model(context)
+    return _predict_operation(desc, context.response_ref, context.version), []
+
+
+def start_training_operation(context: DocContext) -> Documented:
+    """POST /v2/models/<name>/train/ (undocumented for a model without train)."""
+    desc = _model(context)
+    if not desc.train.available:
+        return None
+    return _train_operations(desc, context.version)["post"], []
+
+
+def list_trainings_operation(context: DocContext) -> Documented:
+    """GET /v2/models/<name>/train/ (undocumented for a model without train)."""
+    desc = _model(context)
+    if not desc.train.available:
+        return None  # (it answers [])
+    return _train_operations(desc, context.version)["get"], []
+
+
+def _training_item(context: DocContext, method: str) -> Documented:
+    desc = _model(context)
+    if not desc.train.available:
+        return None
+    operations = _training_item_operations(desc, context.version)
+    return operations[method], operations["parameters"]
+
+
+def get_training_operation(context: DocContext) -> Documented:
+    """GET .../train/<uuid>: a training."""
+    return _training_item(context, "get")
+
+
+def delete_training_operation(context: DocContext) -> Documented:
+    """DELETE .../train/<uuid>: cancel or forget a training."""
+    return _training_item(context, "delete")
+
+
+def training_logs_operation(context: DocContext) -> Documented:
+    """GET .../train/<uuid>/logs: a training's log."""
+    desc = _model(context)
+    if not desc.train.available:
+        return None
+    operations = _training_logs_operation(desc, context.version)
+    return operations["get"], operations["parameters"]
+
+
+def training_provenance_operation(context: DocContext) -> Documented:
+    """GET .../train/<uuid>/provenance: a training's provenance record."""
+    desc = _model(context)
+    if not desc.train.available:
+        return None
+    operations = _training_provenance_operation(desc, context.version)
+    return operations["get"], operations["parameters"]
+
+
 def build_document(
     descriptions: Iterable[ModelDescription],
+    routes: Iterable[Route],
     *,
     version: int,
     base_path: str = "",
-    metrics: bool = False,
+    is_open: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
     """The API description, ``version`` 2 (Swagger) or 3 (OpenAPI 3.1).
 
-    ``metrics``: ``/metrics`` is served, and described.
+    Every route of ``routes`` (the app's route table) that has an operation
+    builder is described: once, or once per model for a ``{name}`` route.
+    ``is_open``: authentication is on, and says which kinds need no token
+    (:func:`declare_bearer_auth`).
 
     Under ``base_path`` every path carries the prefix, as in DEEPaaS 2.x:
     clients build URLs from ``paths`` alone, so ``basePath`` stays ``/``
@@ -413,63 +509,36 @@ def build_document(
     spec.components.schema("Training", component=training_schema(version))
     spec.components.schema("PredictJob", component=job_schema(version))
 
-    spec.path(
-        f"{base_path}/", operations=_simple_get("API versions", "versions", version)
-    )
-    spec.path(f"{base_path}/v2/", operations=_simple_get("The V2 API", "v2", version))
-    spec.path(
-        f"{base_path}/v2/models/",
-        operations=_simple_get("Served models with their metadata", "models", version),
-    )
-    debug = _simple_get(
-        "What the server printed and logged (204 unless --debug-endpoint)",
-        "debug",
-        version,
-    )
-    debug["get"]["responses"][204] = {
-        "description": "The server runs without --debug-endpoint: nothing to show"
-    }
-    spec.path(f"{base_path}/v2/debug/", operations=debug)
-    spec.path(
-        f"{base_path}/health",
-        operations=_simple_get("Liveness: the server answers", "health", version),
-    )
-    spec.path(f"{base_path}/ready", operations=_ready_operation(version))
-    if metrics:
-        spec.path(f"{base_path}/metrics", operations=_metrics_operation(version))
-    for desc in descriptions:
-        prefix = f"{base_path}/v2/models/{desc.name}"
-        spec.path(
-            f"{prefix}/",
-            operations=_simple_get(
-                "The model's metadata", f"model_{desc.name}", version, desc.name
-            ),
-        )
-        spec.path(
-            f"{prefix}/predict/",
-            operations={"post": _predict_operation(desc, refs.get(desc.name), version)},
-        )
-        if desc.predict.available:
-            for suffix, operations, parameters in job_paths(
-                desc, version, _error_responses
-            ):
-                spec.path(
-                    f"{prefix}/{suffix}", operations=operations, parameters=parameters
-                )
-        if not desc.train.available:
-            continue  # no train: no train operations (GET .../train/ is [])
-        spec.path(f"{prefix}/train/", operations=_train_operations(desc, version))
-        for suffix, operations in (
-            ("train/{uuid}", _training_item_operations(desc, version)),
-            ("train/{uuid}/logs", _training_logs_operation(desc, version)),
-            ("train/{uuid}/provenance", _training_provenance_operation(desc, version)),
-        ):
-            parameters = operations.pop("parameters")
-            spec.path(
-                f"{prefix}/{suffix}", operations=operations, parameters=parameters
-            )
-    document = spec.to_dict()
-    return _stringify_status_codes(document)
+    # Each documented route's operation, grouped by path (the routes that do
+    # not depend on a model first, then each model's), in table order.
+    documented = [route for route in routes if route.doc is not None]
+    paths: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    kinds: dict[tuple[str, str], str] = {}
+    contexts = [(DocContext(version), "")] + [
+        (DocContext(version, desc, refs.get(desc.name)), desc.name)
+        for desc in descriptions
+    ]
+    for context, name in contexts:
+        for route in documented:
+            if route.per_model != bool(name):
+                continue
+            assert route.doc is not None
+            built = route.doc(context)
+            if built is None:
+                continue  # e.g. a training operation of a model without train
+            operation, parameters = built
+            path = base_path + route.template.replace("{name}", name)
+            operations, shared = paths.setdefault(path, ({}, []))
+            operations[route.method.lower()] = operation
+            if parameters and not shared:
+                shared.extend(parameters)
+            kinds[(path, route.method.lower())] = route.kind
+    for path, (operations, parameters) in paths.items():
+        spec.path(path, operations=operations, parameters=parameters)
+    document = _stringify_status_codes(spec.to_dict())
+    if is_open is not None:
+        declare_bearer_auth(document, version=version, kinds=kinds, is_open=is_open)
+    return document
 
 
 def _stringify_status_codes(document: dict[str, Any]) -> dict[str, Any]:
@@ -484,10 +553,13 @@ def declare_bearer_auth(
     document: dict[str, Any],
     *,
     version: int,
-    base_path: str,
+    kinds: Mapping[tuple[str, str], str],
     is_open: Callable[[str], bool],
 ) -> None:
     """Declare the bearer token and the operations that need it (auth is on).
+
+    ``kinds`` gives the kind of each operation, by path and method (from
+    the route table).
 
     The Swagger UI then shows its Authorize button.  Swagger 2.0 has no
     bearer scheme: there the token is an ``Authorization`` header, typed
@@ -507,11 +579,10 @@ def declare_bearer_auth(
         document.setdefault("components", {})["securitySchemes"] = {"bearer": scheme}
     errors = _error_responses(version, 401, 403)
     for path, item in document.get("paths", {}).items():
-        relative = path[len(base_path) :] if path.startswith(base_path) else path
         for method, op in item.items():
             if method == "parameters" or not isinstance(op, dict):
                 continue
-            if is_open(route_kind(method.upper(), relative)):
+            if is_open(kinds[(path, method)]):
                 op["security"] = []
                 continue
             op["security"] = [{"bearer": []}]

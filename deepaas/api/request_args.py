@@ -40,6 +40,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from deepaas.api.protocol import BodyReadTimeout
 from deepaas.exceptions import InvalidJsonBody
+from deepaas.model.description import ArgumentSpec
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import RawArguments
 
@@ -102,7 +103,7 @@ def remove_uploads(raw: RawArguments) -> None:
 def add_header_arguments(
     request: web.Request,
     raw: RawArguments,
-    parameters: list[dict[str, Any]],
+    args: list[ArgumentSpec],
     *,
     negotiated: bool,
 ) -> None:
@@ -114,10 +115,10 @@ def add_header_arguments(
     DEEPaaS 2.x read it (e.g. an ``accept`` training argument).
     """
     given: set[str] | None = None
-    for param in parameters:
-        if param.get("in") != "header":
+    for arg in args:
+        if arg.location != "header":
             continue
-        name = param.get("name", "")
+        name = arg.name
         if (negotiated and name.lower() == "accept") or name not in request.headers:
             continue
         if given is None:

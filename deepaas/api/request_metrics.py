@@ -2,7 +2,8 @@
 
 Each route's one wrapper (``routing.route_handler``) is given a
 :class:`RouteCounter` when the app is built: it knows the route's endpoint
-and model labels already, so counting an answered request is a look-up in
+and model labels already (declared in the route table,
+:class:`~deepaas.api.routes.Route`), so counting an answered request is a look-up in
 a small dictionary and the append of its duration to a list.  The
 durations are sorted into the histogram's buckets later, many at a time
 (:meth:`Series.fold`: one sort and a binary search per bucket), when
@@ -27,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
-import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from deepaas._background import running_beside
+from deepaas.api.routes import Route
 
 #: Upper bounds (seconds) of the request-duration buckets: from a
 #: sub-millisecond in-process call to a long model call.
@@ -63,8 +64,6 @@ OTHER = "other"
 #: Seconds between two folds of the durations not yet in buckets (which
 #: bounds the memory they take between scrapes).
 FOLD_INTERVAL = 5.0
-
-_MODEL_PATH = re.compile(r"/v2/models/([^/{}]+)(/.*)?")
 
 Labels = tuple[str, str, str, str]  # model, endpoint, method, status
 
@@ -163,20 +162,16 @@ class RequestMetrics:
         # (method, status) -> requests refused before any route took them.
         self.refused: dict[tuple[str, str], int] = {}
 
-    def for_route(self, method: str, path: str) -> RouteCounter:
-        """The counter of the route ``method path`` (``path`` without the base
-        path; ``*`` for the last route, which takes every other request)."""
-        if method == "*":
+    def for_route(self, route: Route | None) -> RouteCounter:
+        """The counter of ``route`` (None: the last route, which takes every
+        other request)."""
+        if route is None:
             return RouteCounter(self, OTHER, "")
-        by_method = method == "GET"  # and HEAD; other routes answer one method
-        endpoint = path.rstrip("/") or "/"
-        match = _MODEL_PATH.fullmatch(endpoint)
-        if match and match[1] in self._models:
-            # A served model's own route: labelled like its {name} route.
-            endpoint = f"/v2/models/{{name}}{match[2] or ''}"
-            return RouteCounter(self, endpoint, match[1], by_method=by_method)
+        by_method = route.method == "GET"  # and HEAD; others answer one method
+        if route.model and route.model in self._models:  # a model's own route
+            return RouteCounter(self, route.label, route.model, by_method=by_method)
         return RouteCounter(
-            self, endpoint, "", named="{name}" in endpoint, by_method=by_method
+            self, route.label, "", named=route.per_model, by_method=by_method
         )
 
     def series_of(self, model: str, endpoint: str, method: str, status: int) -> Series:

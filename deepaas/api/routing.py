@@ -1,6 +1,8 @@
 """Route helpers: every path answers with and without a trailing slash.
 
-Every handler registered here runs in one wrapper (:func:`route_handler`)
+Each route is declared once, as a :class:`~deepaas.api.routes.Route` that
+the app's route table keeps (:mod:`deepaas.api.routes`).  Every handler
+registered here runs in one wrapper (:func:`route_handler`)
 that gives the request its id, runs the route's Host, Origin and token
 checks, answers errors in JSON and counts the answer for ``/metrics``;
 :func:`add_fallback` answers the requests that no route takes, after
@@ -30,28 +32,29 @@ from deepaas.api.request_id import (
     is_sane_id,
 )
 from deepaas.api.request_metrics import REQUEST_METRICS
+from deepaas.api.routes import ROUTES, Route, RouteTable
 from deepaas.api.startup import STARTUP
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Paths (without the base path) of the routes that read the models'
-#: descriptions: while the models warm, their requests wait for them.
-_NEEDS_MODELS = ("/v2/models/", "/swagger.json", "/openapi.json")
-
-
-def needs_models(path: str) -> bool:
-    """Whether the route of ``path`` must wait for the models to be warm."""
-    return path.startswith(_NEEDS_MODELS)
-
 
 def add_route(
-    app: web.Application, method: str, path: str, handler: Handler, *, name: str = ""
+    app: web.Application, route: Route, handler: Handler, *, name: str = ""
 ) -> None:
-    """Register ``path`` and its twin with (or without) the trailing slash."""
+    """Add ``route`` to the app's table and register ``handler`` for it.
+
+    The path is registered under the base path, with its twin with (or
+    without) the trailing slash.
+    """
+    table = app.get(ROUTES)
+    if table is None:
+        table = app[ROUTES] = RouteTable()
+    table.add(route)
+    method, path = route.method, route.path
     base = app[SETTINGS].base_path
     full = f"{base}{path}" if path != "/" or not base else base + "/"
     twin = full.rstrip("/") if full.endswith("/") else full + "/"
-    handler = route_handler(app, handler, method, path, route_checks(app, method, path))
+    handler = route_handler(app, handler, route, route_checks(app, route))
     paths = [full] + ([twin] if twin and twin != full else [])
     for index, route_path in enumerate(paths):
         route_name = (name or None) if index == 0 else None
@@ -64,8 +67,7 @@ def add_route(
 def route_handler(
     app: web.Application,
     handler: Handler,
-    method: str,
-    path: str,
+    route: Route | None,
     checks: RouteChecks | None = None,
     *,
     keep_answered: bool = False,
@@ -76,7 +78,8 @@ def route_handler(
     runs ``checks`` (Host, Origin, token), answers whatever the handler
     raises in JSON (:func:`~deepaas.api.errors.error_response`) and counts
     the answer for ``/metrics`` when the app has request metrics (the
-    route's labels are fixed here, from ``method`` and ``path``).  One
+    route's labels are fixed here, from ``route``; None for the last
+    route, which counts as ``other``).  One
     wrapper, chosen when the app is built, rather than one per concern or
     an aiohttp middleware: each coroutine layer costs every request, and so
     does each Python call in this one (docs/benchmarks.md).
@@ -85,7 +88,7 @@ def route_handler(
     logged) is kept, and that route counted the answer.
     Handlers return their answer unprepared (none streams), so its headers
     can still be set here.
-    While the server starts, a route that :func:`needs_models` waits here
+    While the server starts, a route that ``needs_models`` waits here
     (after the checks) until they are warm; the probes answer at once.
     """
     ids = app.get(REQUEST_IDS)
@@ -99,11 +102,11 @@ def route_handler(
     # no call at all for the Host and Origin checks.
     hosts_allowed = origins.host_decisions if origins is not None else {}
     requests = app.get(REQUEST_METRICS)
-    counter = requests.for_route(method, path) if requests is not None else None
+    counter = requests.for_route(route) if requests is not None else None
     known = counter.known if counter is not None else {}
     by_method = counter.by_method if counter is not None else False
     clock = time.perf_counter
-    startup = app.get(STARTUP) if needs_models(path) else None
+    startup = app.get(STARTUP) if route is not None and route.needs_models else None
 
     @functools.wraps(handler)
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -187,5 +190,5 @@ def add_fallback(app: web.Application) -> None:
     """Answer 404 or 405 in JSON for whatever no other route takes; add it last."""
     guard = app.get(GUARD)
     last = preflight_first(fallback) if guard and guard.origins.cors else fallback
-    handler = route_handler(app, last, "*", "/{path}", keep_answered=True)
+    handler = route_handler(app, last, None, keep_answered=True)
     app.router.add_route("*", "/{path:.*}", handler)

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas.api import openapi
 from deepaas.api.keys import SETTINGS, TRAININGS
 from deepaas.api.models import get_executor
 from deepaas.api.request_args import (
@@ -19,6 +20,7 @@ from deepaas.api.request_args import (
     read_arguments,
     remove_uploads,
 )
+from deepaas.api.routes import OperationBuilder, Route
 from deepaas.api.routing import add_route, url
 from deepaas.engine.execution import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented, TrainingNotFound
@@ -97,7 +99,7 @@ async def start_training(request: web.Request) -> web.Response:
         upload_dir=settings.upload_dir,
     )
     add_header_arguments(
-        request, raw, executor.description.train.parameters_v2, negotiated=False
+        request, raw, executor.description.train.args, negotiated=False
     )
     try:
         args = await executor.validate_train(raw)
@@ -160,11 +162,26 @@ async def training_provenance(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+def _route(method: str, path: str, builder: OperationBuilder) -> Route:
+    """A training route: the kind of train, under the model's path."""
+    return Route(method=method, path=path, kind="train", needs_models=True, doc=builder)
+
+
+START = _route("POST", "/v2/models/{name}/train/", openapi.start_training_operation)
+LIST = _route("GET", "/v2/models/{name}/train/", openapi.list_trainings_operation)
+GET = _route("GET", TRAINING, openapi.get_training_operation)
+DELETE = _route("DELETE", TRAINING, openapi.delete_training_operation)
+LOGS = _route("GET", f"{TRAINING}/logs", openapi.training_logs_operation)
+PROVENANCE = _route(
+    "GET", f"{TRAINING}/provenance", openapi.training_provenance_operation
+)
+
+
 def setup(app: web.Application) -> None:
     """Register the training routes."""
-    add_route(app, "POST", "/v2/models/{name}/train/", start_training)
-    add_route(app, "GET", "/v2/models/{name}/train/", list_trainings)
-    add_route(app, "GET", TRAINING, get_training)
-    add_route(app, "DELETE", TRAINING, delete_training)
-    add_route(app, "GET", f"{TRAINING}/logs", training_logs)
-    add_route(app, "GET", f"{TRAINING}/provenance", training_provenance)
+    add_route(app, START, start_training)
+    add_route(app, LIST, list_trainings)
+    add_route(app, GET, get_training)
+    add_route(app, DELETE, delete_training)
+    add_route(app, LOGS, training_logs)
+    add_route(app, PROVENANCE, training_provenance)

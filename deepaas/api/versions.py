@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas.api import openapi
+from deepaas.api.routes import Route
 from deepaas.api.routing import add_route, url
 
 
@@ -40,6 +42,10 @@ async def get_v2(request: web.Request) -> web.Response:
     return web.json_response(v2_version(request))
 
 
+VERSIONS = Route(method="GET", path="/", kind="read", doc=openapi.versions_operation)
+V2 = Route(method="GET", path="/v2/", kind="read", doc=openapi.v2_operation)
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "GET", "/", get_versions)
-    add_route(app, "GET", "/v2/", get_v2)
+    add_route(app, VERSIONS, get_versions)
+    add_route(app, V2, get_v2)

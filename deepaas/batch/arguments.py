@@ -65,7 +65,7 @@ class CallArguments:
         if not predict.available:
             raise UsageError(f"model {self.options.model.name!r} has no predict method")
         known = set(predict.arguments)
-        types = {p["name"]: p.get("type") for p in predict.parameters_v2}
+        types = {arg.name: arg.type for arg in predict.args}
         self._file_args = set(predict.file_arguments)
         for name, value in self.options.fixed_args:
             if name not in known:

@@ -1,16 +1,16 @@
 """A JSON-able description of a served model, made where the model lives.
 
 Worker processes import the model; the HTTP process does not (so that it
-stays small).  A worker therefore describes its model once: metadata,
-argument documentation for both OpenAPI versions, the media types it can
-answer with, and its response schema.  The API layer builds its routes and
+stays small).  A worker therefore describes its model once: metadata, its
+arguments (:class:`ArgumentSpec`: where each is sent, its type, and its
+schema for the API descriptions), the media types it can answer with, and
+its response schema.  The API layer builds its routes and
 API descriptions from this alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,21 +23,59 @@ from deepaas.model.arguments import field_location, is_file_field
 RESPONSE_SCHEMA_NAME = "ModelPredictionResponse"
 
 
+#: Where a client sends an argument: the query string, a form or JSON body
+#: (multipart or url-encoded, files included), or a request header.
+LOCATIONS = ("query", "form", "header")
+
+_LOCATION_OF = {"query": "query", "formData": "form", "header": "header"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ArgumentSpec:
+    """One argument of predict or train, as clients send it.
+
+    Computed once from the model's field where the model lives, and read
+    by everything else: the HTTP layer (where to take the value from),
+    batch runs (how to read ``--arg``) and the API descriptions, which
+    render their parameters from it.  ``type`` is the JSON type of the
+    value (``string``, ``integer``, ``number``, ``boolean``, ``array``,
+    ``object``) or ``file`` for an uploaded file; ``is_list``: a list sent
+    as repeated values.  ``schema_v2`` and ``schema_v3`` hold the field's
+    full schema (default, enum, bounds...) as Swagger 2 and OpenAPI 3.1
+    write it, for the API descriptions only.
+    """
+
+    name: str
+    location: str
+    type: str
+    required: bool
+    description: str = ""
+    is_list: bool = False
+    schema_v2: dict[str, Any] = dataclasses.field(default_factory=dict)
+    schema_v3: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_file(self) -> bool:
+        return self.type == "file"
+
+
 @dataclasses.dataclass
 class MethodDescription:
     """How one model method (predict or train) is called."""
 
     available: bool
-    #: Swagger 2 parameter objects, one per argument.
-    parameters_v2: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: OpenAPI 3 parameters (query/header arguments).
-    parameters_v3: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    #: OpenAPI 3 JSON schema of the request body (form and file arguments).
-    body_schema_v3: dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: Names of the file arguments.
-    file_arguments: list[str] = dataclasses.field(default_factory=list)
-    #: Names of all arguments, in declaration order.
-    arguments: list[str] = dataclasses.field(default_factory=list)
+    #: The arguments, in declaration order.
+    args: list[ArgumentSpec] = dataclasses.field(default_factory=list)
+
+    @property
+    def arguments(self) -> list[str]:
+        """Names of all arguments, in declaration order."""
+        return [arg.name for arg in self.args]
+
+    @property
+    def file_arguments(self) -> list[str]:
+        """Names of the file arguments."""
+        return [arg.name for arg in self.args if arg.is_file]
 
 
 @dataclasses.dataclass
@@ -73,63 +111,51 @@ def _converter(openapi_version: str) -> Any:
 def describe_method(
     arg_fields: Mapping[str, fields.Field] | None, *, available: bool
 ) -> MethodDescription:
-    """Document the arguments of one method for both OpenAPI versions."""
+    """Describe the arguments of one method (:class:`ArgumentSpec` each)."""
     desc = MethodDescription(available=available)
     if not arg_fields:
         return desc
     conv2 = _converter("2.0")
     conv3 = _converter("3.1.0")
-    body_properties: dict[str, Any] = {}
-    body_required: list[str] = []
     for name, field in arg_fields.items():
-        location = field_location(field)
-        desc.arguments.append(name)
-        param2 = conv2._field2parameter(field, name=name, location=location)
-        if is_file_field(field):
-            desc.file_arguments.append(name)
-            param2["type"] = "file"
-        if param2.get("default", 0) is None:
-            del param2["default"]
-        if "type" not in param2:
-            _untyped_parameter(param2)
-        desc.parameters_v2.append(param2)
-        if location == "formData":
-            prop = conv3.field2property(field)
-            if is_file_field(field):
-                prop["type"] = "string"
-                prop["format"] = "binary"
-            body_properties[name] = prop
-            if field.required:
-                body_required.append(name)
+        schema_v2 = conv2.field2property(field)
+        is_file = is_file_field(field)
+        if is_file:
+            kind = "file"
+        elif "type" in schema_v2:
+            kind = schema_v2["type"]
         else:
-            param3 = conv3._field2parameter(field, name=name, location=location)
-            desc.parameters_v3.append(param3)
-    if body_properties:
-        desc.body_schema_v3 = {"type": "object", "properties": body_properties}
-        if body_required:
-            desc.body_schema_v3["required"] = body_required
+            kind = untyped_type(schema_v2.get("default"))
+        description = schema_v2.get("description", "")
+        desc.args.append(
+            ArgumentSpec(
+                name=name,
+                location=_LOCATION_OF[field_location(field)],
+                type=kind,
+                required=bool(conv2.field2required(field)["required"]),
+                description=description if isinstance(description, str) else "",
+                is_list=isinstance(field, fields.List),
+                schema_v2=schema_v2,
+                schema_v3=conv3.field2property(field),
+            )
+        )
     return desc
 
 
-def _untyped_parameter(param: dict[str, Any]) -> None:
-    """Give a ``fields.Raw``/``fields.Field`` argument the type Swagger 2 needs.
+def untyped_type(default: Any) -> str:
+    """The type of a ``fields.Raw``/``fields.Field`` argument: its default's.
 
-    The type follows the default, so that the default stays valid for it.
+    (So that the default stays valid for it; a string when it has none.)
     """
-    default = param.get("default")
     if isinstance(default, bool):
-        param["type"] = "boolean"
-    elif isinstance(default, int):
-        param["type"] = "integer"
-    elif isinstance(default, float):
-        param["type"] = "number"
-    elif isinstance(default, list):
-        param["type"] = "array"
-        param["items"] = {"type": "string"}
-    else:
-        param["type"] = "string"
-        if "default" in param and not isinstance(default, str):
-            param["default"] = json.dumps(default)
+        return "boolean"
+    if isinstance(default, int):
+        return "integer"
+    if isinstance(default, float):
+        return "number"
+    if isinstance(default, list):
+        return "array"
+    return "string"
 
 
 def describe_response_schema(schema: Any) -> tuple[dict[str, Any], dict[str, Any]]:

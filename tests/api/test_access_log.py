@@ -22,6 +22,7 @@ from deepaas.api import ApiSettings, create_app
 from deepaas.api.access_log import ACCESS_LOGGER, access_log_options
 from deepaas.api.metrics import METRICS
 from deepaas.api.protocol import ServerLimits, harden_server, runner_options
+from deepaas.api.routes import Route
 from deepaas.api.routing import add_route
 from deepaas.engine.executors import build_executors
 from tests.conftest import spec
@@ -45,7 +46,8 @@ async def serve(*models: str, **settings: Any) -> AsyncIterator[str]:
     executors = build_executors([spec(m) for m in models], workers=0)
     app = create_app(executors, settings=ApiSettings(**settings))
     # A framework fault: the kind of error that answers a generic 500.
-    add_route(app, "GET", "/test-broken", broken_handler)
+    route = Route(method="GET", path="/test-broken", kind="read", doc=None)
+    add_route(app, route, broken_handler)
     limits = ServerLimits()
     runner = web.AppRunner(
         app, **runner_options(limits), **access_log_options(app)

@@ -14,10 +14,11 @@ from deepaas.api.auth import (
     AuthPolicy,
     StaticTokens,
     parse_requirement,
-    route_kind,
 )
 from deepaas.api.guard import Guard
+from deepaas.api.routes import ROUTES
 from deepaas.engine.executors import build_executors
+from deepaas.model.loading import ModelSpec
 from deepaas.training import TrainingService
 from tests.conftest import spec
 
@@ -270,16 +271,20 @@ def test_rules_and_kinds_are_validated() -> None:
     [
         ("POST", "/v2/models/echo/predict/", "predict"),
         ("POST", "/v2/models/{name}/predict/", "predict"),
-        ("GET", "/v2/models/train/", "read"),  # a model named "train"
+        ("GET", "/v2/models/{name}/", "read"),  # also for a model named "train"
         ("POST", "/v2/models/train/predict/", "predict"),
-        ("DELETE", "/v2/models/{name}/train/{uuid}", "train"),
-        ("GET", "/v2/models/{name}/train/{uuid}/logs", "train"),
+        ("DELETE", "/v2/models/{name}/train/{uuid:[0-9a-fA-F]{32}}", "train"),
+        ("GET", "/v2/models/{name}/train/{uuid:[0-9a-fA-F]{32}}/logs", "train"),
         ("GET", "/v2/debug/", "train"),
         ("GET", "/metrics", "metrics"),
         ("GET", "/api", "docs"),
         ("GET", "/", "read"),
-        ("POST", "/some/new/thing", "train"),
     ],
 )
-def test_route_kinds(method: str, path: str, kind: str) -> None:
-    assert route_kind(method, path) == kind
+def test_route_kinds(installed_models: Any, method: str, path: str, kind: str) -> None:
+    """The kind each route declares, on a server with a model named "train"."""
+    named_train = ModelSpec("train", spec("echo").target, spec("echo").namespace)
+    executors = build_executors([spec("echo"), named_train], workers=0)
+    route = create_app(executors)[ROUTES].find(method, path)
+    assert route is not None
+    assert route.kind == kind
