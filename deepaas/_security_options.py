@@ -1,9 +1,10 @@
 """deepaas-run's security options: allowed origins and hosts, tokens, OIDC.
 
 Kept apart from :mod:`deepaas.config` so that each stays short; the options
-are registered with the others (group ``security`` of ``--help``) and
-:func:`deepaas.api.guard.guard_from_config` turns them into checks.  See
-docs/security.md.
+are registered with the others (group ``security`` of ``--help``),
+deepaas/cmd reads them into :class:`deepaas.api.settings.SecuritySettings`,
+and :func:`deepaas.api.guard.guard_from_settings` turns those into checks.
+See docs/security.md.
 """
 
 from __future__ import annotations

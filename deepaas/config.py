@@ -17,9 +17,9 @@ from oslo_config import cfg
 
 from deepaas._options_help import format_help
 from deepaas._security_options import security_opts
+from deepaas.model.loading import MODEL_ENV_VAR, model_names_from_environment
 from deepaas.version import version_line
 
-MODEL_ENV_VAR = "DEEPAAS_V2_MODEL"
 DEFAULT_LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 _server_opts = [
@@ -510,9 +510,13 @@ def build_config(
     description: str | None = None,
     extra_cli_opts: Sequence[cfg.Opt] = (),
     environ: dict[str, str] | None = None,
+    config_files: Sequence[str] = (),
+    config_dirs: Sequence[str] = (),
 ) -> cfg.ConfigOpts:
     """Parse ``argv`` (and any ``--config-file``) into a new ConfigOpts.
 
+    ``config_files`` and ``config_dirs`` are read as ``--config-file`` and
+    ``--config-dir`` would be (by the tools whose own parser took those).
     ``--help`` prints :func:`format_help` and raises ``SystemExit(0)``, as
     argparse does.
     """
@@ -525,8 +529,12 @@ def build_config(
     opts = [*_all_opts(), *extra_cli_opts]
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(opts)
+    # Given to oslo.config as its own options, which it reads in order (a
+    # missing file or directory is an error, unlike its default ones).
+    files = [f"--config-file={path}" for path in config_files]
+    files += [f"--config-dir={path}" for path in config_dirs]
     conf(
-        args=normalize_bool_flags(argv, _bool_flag_names(opts)),
+        args=[*files, *normalize_bool_flags(argv, _bool_flag_names(opts))],
         project="deepaas",
         prog=prog,
         version=version_line(),
@@ -538,6 +546,5 @@ def build_config(
     if given:
         conf.set_override("model_name", given)
     elif not conf.model_name and env.get(MODEL_ENV_VAR):
-        names = [n.strip() for n in env[MODEL_ENV_VAR].split(",") if n.strip()]
-        conf.set_override("model_name", names)
+        conf.set_override("model_name", model_names_from_environment(env))
     return conf

@@ -10,6 +10,7 @@ standard library, so that they need no extra dependency.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import logging.config
@@ -323,31 +324,47 @@ def encode_journal_fields(fields: dict[str, str]) -> bytes:
     return b"".join(parts)
 
 
-def setup_logging_from_config(
-    conf: Any,
+@dataclasses.dataclass(frozen=True)
+class LoggingSettings:
+    """The logging options (``--log-level``, ``--debug``, ``--log-file``...).
+
+    The field names are :func:`setup_logging`'s keywords.  Console scripts
+    build one in :mod:`deepaas.cmd`; nothing else reads logging options.
+    """
+
+    level: str = "INFO"
+    debug: bool = False
+    log_file: str | None = None
+    log_dir: str | None = None
+    watch_log_file: bool = False
+    date_format: str = DATE_FORMAT
+    use_json: bool = False
+    use_syslog: bool = False
+    syslog_facility: str = "LOG_USER"
+    use_journal: bool = False
+    config_append: str | None = None
+
+    @property
+    def numeric_level(self) -> int:
+        """The level as a number: DEBUG with ``--debug``."""
+        return numeric_level(self.level, debug=self.debug)
+
+    @property
+    def to_file(self) -> bool:
+        """Whether the log leaves standard error (a file, or a config file)."""
+        return bool(self.log_file or self.log_dir or self.config_append)
+
+
+def setup_logging_from_settings(
+    settings: LoggingSettings,
     prog: str,
     *,
     syslog_address: str = SYSLOG_SOCKET,
     journal_socket: str = JOURNAL_SOCKET,
-    level: str | None = None,
 ) -> int:
-    """:func:`setup_logging` with the options of a parsed deepaas config.
-
-    ``level`` replaces the configured ``log_level`` (a tool whose default
-    differs from the server's: deepaas-cli logs warnings only).
-    """
+    """:func:`setup_logging` as ``settings`` ask; the numeric level chosen."""
     return setup_logging(
-        level=level or conf.log_level,
-        debug=conf.debug,
-        log_file=conf.log_file,
-        log_dir=conf.log_dir,
-        watch_log_file=conf.watch_log_file,
-        date_format=conf.log_date_format,
-        use_json=conf.use_json,
-        use_syslog=conf.use_syslog,
-        syslog_facility=conf.syslog_log_facility,
-        use_journal=conf.use_journal,
-        config_append=conf.log_config_append,
+        **dataclasses.asdict(settings),
         prog=prog,
         syslog_address=syslog_address,
         journal_socket=journal_socket,
@@ -359,23 +376,16 @@ def setup_logging_from_config(
 WORKER_LOGGING_ENV = "DEEPAAS_WORKER_LOGGING"
 
 
-def worker_logging_settings(conf: Any, prog: str, *, also_stderr: bool) -> str:
-    """deepaas-run's logging options, as the value of WORKER_LOGGING_ENV."""
-    return json.dumps(
-        {
-            "log_file": conf.log_file,
-            "log_dir": conf.log_dir,
-            "watch_log_file": conf.watch_log_file,
-            "date_format": conf.log_date_format,
-            "use_json": conf.use_json,
-            "use_syslog": conf.use_syslog,
-            "syslog_facility": conf.syslog_log_facility,
-            "use_journal": conf.use_journal,
-            "config_append": conf.log_config_append,
-            "prog": prog,
-            "also_stderr": also_stderr,
-        }
-    )
+def worker_logging_settings(
+    settings: LoggingSettings, prog: str, *, also_stderr: bool
+) -> str:
+    """deepaas-run's logging options, as the value of WORKER_LOGGING_ENV.
+
+    The level is not among them: each worker is told its own.
+    """
+    fields = dataclasses.asdict(settings)
+    del fields["level"], fields["debug"]
+    return json.dumps({**fields, "prog": prog, "also_stderr": also_stderr})
 
 
 def setup_worker_logging(level: int) -> None:

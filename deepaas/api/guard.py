@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from aiohttp import web
 
@@ -25,12 +24,13 @@ from deepaas.api.auth import (
 from deepaas.api.errors import allowed_methods
 from deepaas.api.origins import STATE_CHANGING, OriginPolicy, default_allowed_hosts
 from deepaas.api.routes import Route
+from deepaas.api.settings import SecuritySettings
 
 __all__ = [
     "GUARD",
     "Guard",
     "RouteChecks",
-    "guard_from_config",
+    "guard_from_settings",
     "install",
     "route_checks",
 ]
@@ -122,36 +122,33 @@ def preflight_first(fallback: Handler) -> Handler:
     return answer
 
 
-def guard_from_config(conf: Any, environ: Mapping[str, str] | None = None) -> Guard:
-    """The Guard that deepaas-run's options ask for; ValueError names a bad one.
-
-    ``conf`` holds the parsed options (:func:`deepaas.config.build_config`).
-    """
-    hosts = conf.allowed_hosts or default_allowed_hosts(conf.listen_ip)
+def guard_from_settings(
+    settings: SecuritySettings, environ: Mapping[str, str] | None = None
+) -> Guard:
+    """The Guard that the security settings ask for; ValueError names a bad one."""
+    hosts = settings.allowed_hosts or default_allowed_hosts(settings.listen_ip)
     origins = OriginPolicy(
-        allowed_origins=tuple(conf.allowed_origins),
+        allowed_origins=settings.allowed_origins,
         allowed_hosts=tuple(hosts) if hosts is not None else None,
     )
-    tokens = StaticTokens.load(conf.auth_token_file, environ)
+    tokens = StaticTokens.load(settings.auth_token_file, environ)
     oidc = None
-    if conf.oidc_issuer:
+    if settings.oidc_issuer:
         from deepaas.api.oidc import OidcVerifier
 
         oidc = OidcVerifier(
-            issuer=conf.oidc_issuer,
-            audience=conf.oidc_audience,
-            jwks_url=conf.oidc_jwks_url,
-            jwks_file=conf.oidc_jwks_file,
-            algorithms=conf.oidc_algorithms,
-            leeway=conf.oidc_leeway,
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+            jwks_file=settings.oidc_jwks_file,
+            algorithms=settings.oidc_algorithms,
+            leeway=settings.oidc_leeway,
         )
-    elif conf.oidc_jwks_url or conf.oidc_jwks_file or conf.oidc_audience:
-        raise ValueError("the --oidc-* options need --oidc-issuer")
     rules: dict[str, list[Requirement]] = {}
-    for text in conf.oidc_require:
+    for text in settings.oidc_require:
         kind, requirement = parse_requirement(text)
         rules.setdefault(kind, []).append(requirement)
     auth = AuthPolicy(
-        tokens=tokens, oidc=oidc, rules=rules, open_kinds=frozenset(conf.auth_open)
+        tokens=tokens, oidc=oidc, rules=rules, open_kinds=frozenset(settings.auth_open)
     )
     return Guard(origins=origins, auth=auth if auth.enabled else None)

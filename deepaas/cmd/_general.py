@@ -26,7 +26,6 @@ from oslo_config import cfg
 from deepaas.config import (
     FALSE_WORDS,
     TRUE_WORDS,
-    build_config,
     list_opts,
     normalize_bool_flags,
 )
@@ -40,11 +39,9 @@ __all__ = [
     "CommandLine",
     "add_general_options",
     "early_values",
-    "general_config",
     "general_values",
     "report_ignored",
     "split_command_line",
-    "uses_default",
 ]
 
 LOG = logging.getLogger("deepaas.cli")
@@ -299,34 +296,6 @@ def general_values(namespace: argparse.Namespace) -> dict[str, Any]:
     """The general options given on the command line, by destination."""
     dests = {opt.dest for opt in _opts()} | set(CONFIG_OPTIONS)
     return {k: v for k, v in vars(namespace).items() if k in dests}
-
-
-def general_config(values: Mapping[str, Any], *, prog: str) -> cfg.ConfigOpts:
-    """The options that apply, from the command line over the config files.
-
-    deepaas.config reads them, as for deepaas-run, so config files, their
-    precedence and ``$DEEPAAS_V2_MODEL`` work alike.
-    """
-    argv: list[str] = []
-    for dest, string in CONFIG_OPTIONS.items():
-        argv += [f"{string}={path}" for path in values.get(dest, [])]
-    for opt in _opts():
-        if opt.dest not in APPLIED or opt.dest not in values:
-            continue
-        value = values[opt.dest]
-        if _is_bool(opt):
-            argv.append(f"--{opt.name}" if value else f"--no{opt.name}")
-        elif opt.multi:
-            argv += [f"--{opt.name}={item}" for item in value]
-        else:
-            argv.append(f"--{opt.name}={value}")
-    return build_config(argv, prog=prog)
-
-
-def uses_default(conf: cfg.ConfigOpts, name: str) -> bool:
-    """Was ``name`` left to its default (neither command line nor file)?"""
-    info = conf.get_location(name)
-    return info is None or info.location is cfg.Locations.opt_default
 
 
 def report_ignored(values: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -18,21 +19,29 @@ from collections.abc import Iterator, Mapping, Sequence
 from aiohttp import web
 from oslo_config import cfg
 
-from deepaas.api import ApiSettings, create_app
+from deepaas.api import create_app
 from deepaas.api.access_log import access_log_options
 from deepaas.api.debug import DebugCapture
-from deepaas.api.guard import guard_from_config
+from deepaas.api.guard import guard_from_settings
 from deepaas.api.protocol import (
     RateLimitedLoopErrors,
-    ServerLimits,
     answer_in_progress,
     connection_limit,
     harden_server,
     runner_options,
     watch_connections,
 )
+from deepaas.api.settings import ApiSettings, ServerSettings
 from deepaas.api.startup import Startup
 from deepaas.cmd import OptionsError
+from deepaas.cmd._settings import (
+    RunSettings,
+    api_settings,
+    predict_job_settings,
+    security_settings,
+    server_settings,
+    training_settings,
+)
 from deepaas.cmd.run import WORKER_STOP_TIMEOUT
 from deepaas.engine import Executor
 from deepaas.engine._process import freeze_startup_objects
@@ -44,6 +53,7 @@ LOG = logging.getLogger("deepaas.run")
 
 async def serve(
     conf: cfg.ConfigOpts,
+    run: RunSettings,
     level: int,
     debug_capture: DebugCapture | None,
     sock: socket.socket,
@@ -53,11 +63,14 @@ async def serve(
 ) -> int:
     """Serve ``executors`` on ``sock`` until SIGTERM or SIGINT; the exit status.
 
-    Whatever fails before the server runs stops the executors, whose first
-    workers may already be importing their models.
+    The HTTP, training and job settings are built here from ``conf``, once
+    the workers have started.  Whatever fails before the server runs stops
+    the executors, whose first workers may already be importing their models.
     """
     try:
-        return await _serve(conf, level, debug_capture, sock, specs, envs, executors)
+        return await _serve(
+            conf, run, level, debug_capture, sock, specs, envs, executors
+        )
     except BaseException:
         for executor in executors.values():
             try:
@@ -69,6 +82,7 @@ async def serve(
 
 async def _serve(
     conf: cfg.ConfigOpts,
+    run: RunSettings,
     level: int,
     debug_capture: DebugCapture | None,
     sock: socket.socket,
@@ -77,10 +91,9 @@ async def _serve(
     executors: dict[str, Executor],
 ) -> int:
     try:
-        guard = guard_from_config(conf)
+        guard = guard_from_settings(security_settings(conf))
     except ValueError as exc:
         raise OptionsError(str(exc)) from None
-    from deepaas.cmd._settings import predict_job_settings, training_settings
     from deepaas.jobs import job_service_from_settings
     from deepaas.training import training_service_from_settings
 
@@ -90,23 +103,13 @@ async def _serve(
     predict_jobs = job_service_from_settings(
         executors, predict_job_settings(conf), envs
     )
-    settings = ApiSettings(
-        predict_endpoint=conf.predict_endpoint,
-        train_endpoint=conf.train_endpoint,
-        debug_endpoint=conf.debug_endpoint,
-        doc_endpoint=conf.doc_endpoint,
-        base_path=conf.base_path,
-        client_max_size=conf.client_max_size,
-        upload_max_size=conf.upload_max_size,
-        metrics=conf.metrics,
-        access_log=conf.access_log,
-        provenance_log=conf.provenance_log,
-    )
+    settings = api_settings(conf)
+    server = server_settings(conf)
     # The models warm in the background once the server answers: /health at
     # once, /ready with what start-up does, the other routes when they can.
     startup = Startup(
         executors,
-        max_waiting=(conf.max_queue or 64 * max(conf.workers, 1)) * len(executors),
+        max_waiting=run.engine.max_waiting * len(executors),
     )
     app = create_app(
         executors,
@@ -117,13 +120,11 @@ async def _serve(
         debug_capture=debug_capture,
         guard=guard,
         gpu_plan=envs,
-        max_form_parts=conf.max_form_parts,
+        max_form_parts=server.max_form_parts,
     )
-    limits = ServerLimits(
-        header_timeout=conf.header_timeout,
-        body_timeout=conf.body_timeout,
-        keepalive_timeout=conf.keepalive_timeout,
-        max_connections=connection_limit(conf.max_connections),
+    limits = dataclasses.replace(
+        server.limits,
+        max_connections=connection_limit(server.limits.max_connections),
     )
     # Requests get --shutdown-timeout in answer_in_progress(); what aiohttp
     # waits for afterwards has been answered already.
@@ -159,21 +160,21 @@ async def _serve(
                 )
                 if await _started_unless_stopped(startup, stop):
                     freeze_startup_objects()
-                    _announce(conf, int(sock.getsockname()[1]), executors)
+                    _announce(server, settings, int(sock.getsockname()[1]), executors)
                     await stop.wait()
                 if stop.is_set():
                     LOG.info(
                         "stopping: finishing requests in progress (at most %g s)",
-                        conf.shutdown_timeout,
+                        server.shutdown_timeout,
                     )
                 await site.stop()
                 # Requests still waiting for the models are answered now.
                 await startup.cancel()
                 cut = await answer_in_progress(
                     runner,
-                    conf.shutdown_timeout,
+                    server.shutdown_timeout,
                     "the server is stopping: this request did not finish within "
-                    f"--shutdown-timeout ({conf.shutdown_timeout:g} s)",
+                    f"--shutdown-timeout ({server.shutdown_timeout:g} s)",
                 )
             if cut:
                 LOG.warning(
@@ -206,17 +207,18 @@ async def _started_unless_stopped(startup: Startup, stop: asyncio.Event) -> bool
 
 
 def _announce(
-    conf: cfg.ConfigOpts, port: int, executors: Mapping[str, Executor]
+    server: ServerSettings,
+    api: ApiSettings,
+    port: int,
+    executors: Mapping[str, Executor],
 ) -> None:
-    host = conf.listen_ip
-    shown = f"[{host}]" if ":" in host else host
-    base = f"http://{shown}:{port}{ApiSettings(base_path=conf.base_path).base_path}"
+    base = f"http://{server.address}:{port}{api.base_path}"
     lines = [
         f"deepaas: serving {', '.join(executors)} on {base}",
         f"  V2 endpoint:    {base}/v2/",
         f"  API spec:       {base}/swagger.json (OpenAPI 3: {base}/openapi.json)",
     ]
-    if conf.doc_endpoint:
+    if api.doc_endpoint:
         lines.append(f"  Documentation:  {base}/api")
     lines.append(f"  Readiness:      {base}/ready")
     print("\n".join(lines), flush=True)

@@ -53,17 +53,16 @@ from deepaas.cmd._general import (
     STRICT_OPTION,
     add_general_options,
     early_values,
-    general_config,
     general_values,
     report_ignored,
     split_command_line,
-    uses_default,
 )
+from deepaas.cmd._settings import CliSettings, cli_settings
 from deepaas.exceptions import ArgumentsInvalid, DeepaasError, ModelError
 from deepaas.log import (
+    LoggingSettings,
     LoggingSetupError,
-    setup_logging_from_config,
-    worker_logging_settings,
+    setup_logging_from_settings,
 )
 from deepaas.model.files import UploadedFile, private_copies
 from deepaas.model.loading import available_models, select_models
@@ -250,8 +249,8 @@ def _main(argv: list[str]) -> int:
         known = early_values(line, lambda: _Parser(prog=PROG, add_help=False))
     except cfg.Error as exc:  # --warm maybe
         raise UsageError(str(exc), help_command=f"{PROG} --help") from None
-    conf, logging_key = _configure(known)
-    names = list(conf.model_name)
+    settings, logging_key = _configure(known)
+    names = list(settings.model_names)
     if len(names) > 1:
         raise UsageError(
             f"{PROG} calls one model (got {', '.join(names)}); choose one with "
@@ -288,7 +287,7 @@ def _main(argv: list[str]) -> int:
     given = general_values(args)
     if given != known:
         # An option after the method that none of the model's arguments took.
-        conf, _ = _configure(given, logging_key)
+        settings, _ = _configure(given, logging_key)
     report_ignored(given)
     if getattr(args, "with_multiprocessing", True):
         # DEEPaaS 2.x's default: a model's Pool or DataLoader workers are
@@ -318,7 +317,7 @@ def _main(argv: list[str]) -> int:
         kwargs = wrapper.parse_train_args(raw, waive=waive)
     else:
         kwargs = wrapper.parse_predict_args(raw, waive=waive)
-    if conf.warm:
+    if settings.warm:
         # As deepaas-run's workers do: a model that loads its weights in
         # warm() is ready for its first call (--no-warm skips it).
         with _stdout_to_stderr():
@@ -356,30 +355,23 @@ def _report_waived(name: str, value: Any, messages: Any) -> None:
 
 
 def _configure(
-    values: Mapping[str, Any], previous: tuple[Any, ...] | None = None
-) -> tuple[cfg.ConfigOpts, tuple[Any, ...]]:
+    values: Mapping[str, Any], previous: LoggingSettings | None = None
+) -> tuple[CliSettings, LoggingSettings]:
     """Read the options that apply and set up logging (again if it changed).
 
-    Returns the options and what the logging was set up with.
+    Returns the settings and what the logging was set up with.
     """
     try:
-        conf = general_config(values, prog=PROG)
-        # deepaas-cli logs warnings only unless asked: stderr stays quiet.
-        level = "WARNING" if uses_default(conf, "log_level") else conf.log_level
-        key = (
-            level,
-            conf.debug,
-            worker_logging_settings(conf, PROG, also_stderr=False),
-        )
-        if key != previous:
-            setup_logging_from_config(conf, PROG, level=level)
+        settings = cli_settings(values, prog=PROG)
+        if settings.logging != previous:
+            setup_logging_from_settings(settings.logging, PROG)
     except cfg.Error as exc:
         raise UsageError(
             f"configuration: {exc}", help_command=f"{PROG} --help"
         ) from None
     except LoggingSetupError as exc:
         raise UsageError(str(exc)) from None
-    return conf, key
+    return settings, settings.logging
 
 
 def _wants_help(argv: Sequence[str]) -> bool:

@@ -42,13 +42,18 @@ from deepaas.batch.provenance import PROVENANCE_FILE, verify_run, write_run_reco
 from deepaas.batch.runfile import check_run, identity_for, restart_token, settle_run
 from deepaas.batch.sbatch import gpu_request
 from deepaas.cmd import fail
-from deepaas.config import MODEL_ENV_VAR
-from deepaas.engine import plan_from_config
+from deepaas.cmd._settings import PredictSettings, predict_settings
+from deepaas.engine import EngineSettings, plan_from_settings
 from deepaas.engine._process import children_skip_main_module
 from deepaas.engine.devices import read_need
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
-from deepaas.model.loading import ModelSpec, available_models, select_models
+from deepaas.model.loading import (
+    MODEL_ENV_VAR,
+    ModelSpec,
+    available_models,
+    select_models,
+)
 from deepaas.model.wrapper import load_wrapped
 from deepaas.version import version_line
 
@@ -312,25 +317,27 @@ def _inputs(
     return files, {"kind": "files", "sources": absolute, "patterns": patterns}
 
 
-def _config(args: argparse.Namespace) -> Any:
-    if not args.config_file:
-        return None
+def _settings(args: argparse.Namespace) -> PredictSettings:
     from oslo_config import cfg
 
-    from deepaas.config import build_config
-
     try:
-        return build_config(["--config-file", args.config_file], prog=PROG)
+        return predict_settings(
+            config_file=args.config_file,
+            model_name=args.model_name,
+            workers=args.workers,
+            gpus=args.gpus,
+            warm=args.warm,
+            log_level=args.log_level,
+            prog=PROG,
+        )
     except (cfg.Error, SystemExit) as exc:
         raise UsageError(f"--config-file {args.config_file}: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def _choose_model(args: argparse.Namespace, conf: Any) -> ModelSpec:
-    names = [args.model_name] if args.model_name else []
-    if not names and conf is not None:
-        names = list(conf.model_name)
-    if not names and os.environ.get(MODEL_ENV_VAR):
-        names = [n.strip() for n in os.environ[MODEL_ENV_VAR].split(",") if n.strip()]
+def _choose_model(settings: PredictSettings) -> ModelSpec:
+    names = settings.model_names
     if len(names) > 1:
         raise UsageError(
             f"{PROG} runs one model at a time (got {', '.join(names)}); "
@@ -340,33 +347,26 @@ def _choose_model(args: argparse.Namespace, conf: Any) -> ModelSpec:
 
 
 def _plan_devices(
-    spec: ModelSpec, workers: int, gpus: str, conf: Any
+    spec: ModelSpec, engine: EngineSettings
 ) -> list[dict[str, str]] | None:
     """Each worker's environment (CUDA_VISIBLE_DEVICES), as deepaas-run plans it.
 
-    :func:`deepaas.engine.plan_from_config` reads the model's declared
+    :func:`deepaas.engine.plan_from_settings` reads the model's declared
     resources (in a short-lived probe process) and the GPUs this task may use
     (``--gpus``, ``CUDA_VISIBLE_DEVICES``, SLURM's allocation).  A model asking
     for GPUs gets one worker per GPU group (times ``workers-per-gpu``); no
     GPU is held back for trainings.  ``--workers 0`` plans nothing.
     """
-    from deepaas.config import build_config
-
-    if workers == 0:
+    if engine.workers == 0:
         return None
-    argv = ["--gpus", gpus, "--workers", str(workers)]
-    if conf is not None:
-        argv += ["--workers-per-gpu", str(conf.workers_per_gpu)]
-    plan_conf = build_config(argv, prog=PROG)
-    result = asyncio.run(plan_from_config([spec], plan_conf, reserve_training=False))
+    result = asyncio.run(plan_from_settings([spec], engine, trains_locally=False))
     envs = result.get(spec.name)
     return [dict(env) for env in envs] if envs else None
 
 
 def _predict(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.workers < 0:
-        raise UsageError(f"--workers must be >= 0 (got {args.workers})")
+    settings = _settings(args)
     if args.term_grace < 0 or args.progress_interval < 0:
         raise UsageError("--term-grace and --progress-interval must be >= 0")
     if args.tasks is not None and (args.tasks < 1 or not args.print_sbatch):
@@ -377,18 +377,15 @@ def _predict(argv: list[str]) -> int:
         if not sep or not name:
             raise UsageError(f"--arg takes NAME=VALUE (got {item!r})")
         fixed.append((name.strip(), value))
-    conf = _config(args)
-    level_name = args.log_level or (conf.log_level if conf is not None else "INFO")
-    level = setup_logging(level=level_name)
+    level = setup_logging(level=settings.log_level)
     if args.shard:
         shard = parse_shard(args.shard)
     else:
         shard = shard_from_slurm() or Shard()
     output_dir = Path(args.output_dir).absolute()
-    spec = _choose_model(args, conf)
+    spec = _choose_model(settings)
     inputs, given = _inputs(args, output_dir)
-    warm = args.warm if args.warm is not None else (conf.warm if conf else True)
-    gpus = args.gpus or (conf.gpus if conf is not None else "auto")
+    gpus = settings.engine.gpus
     if args.print_sbatch:
         return _print_sbatch(
             args, argv, spec, inputs, given, fixed, output_dir,
@@ -402,8 +399,8 @@ def _predict(argv: list[str]) -> int:
         file_arg=args.file_arg,
         accept=args.accept,
         workers=args.workers,
-        worker_envs=_plan_devices(spec, args.workers, gpus, conf),
-        warm=warm,
+        worker_envs=_plan_devices(spec, settings.engine),
+        warm=settings.engine.warm,
         shard=shard,
         retry_errors=args.retry_errors,
         fail_fast=args.fail_fast,

@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING
 from oslo_config import cfg
 
 from deepaas.cmd import OptionsError, fail
+from deepaas.cmd._settings import RunSettings, run_settings
 from deepaas.config import build_config
-from deepaas.engine import build_executors, plan_from_config, probe_models
+from deepaas.engine import executors_from_settings, plan_from_settings, probe_models
 from deepaas.engine._process import children_skip_main_module
 from deepaas.engine.execution import MODEL_THREAD_PREFIX
 from deepaas.exceptions import DeepaasError, ModelLoadError
 from deepaas.log import (
     WORKER_LOGGING_ENV,
     LoggingSetupError,
-    setup_logging_from_config,
+    setup_logging_from_settings,
     worker_logging_settings,
 )
 from deepaas.model.loading import ModelSpec, available_models, select_models
@@ -44,9 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the console script: its workers need nothing of it
         children_skip_main_module()
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug_capture = (
-        _debug_capture() if "--debug-endpoint" in " ".join(argv) else None
-    )
+    debug_capture = _debug_capture() if "--debug-endpoint" in " ".join(argv) else None
     try:
         conf = build_config(
             argv,
@@ -57,14 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(PROG, str(exc), 2)
     except SystemExit as exc:  # --help, --version or argparse usage errors
         return int(exc.code or 0)
-    if not conf.debug_endpoint:
+    try:
+        settings = run_settings(conf)
+    except ValueError as exc:
+        return fail(PROG, str(exc), 2)
+    if not settings.debug_endpoint:
         debug_capture = None
     elif debug_capture is None:
         debug_capture = _debug_capture()
     if debug_capture is not None:
         debug_capture.install()
     try:
-        return _run(conf, debug_capture)
+        return _run(conf, settings, debug_capture)
     finally:
         if debug_capture is not None:
             debug_capture.uninstall()
@@ -77,14 +80,14 @@ def _debug_capture() -> DebugCapture:
     return DebugCapture()
 
 
-def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
+def _run(
+    conf: cfg.ConfigOpts, settings: RunSettings, debug_capture: DebugCapture | None
+) -> int:
     try:
-        level = setup_logging_from_config(conf, PROG)
+        level = setup_logging_from_settings(settings.logging, PROG)
     except LoggingSetupError as exc:
         return fail(PROG, str(exc), 2)
-    if debug_capture is not None and (
-        conf.log_file or conf.log_dir or conf.log_config_append
-    ):
+    if debug_capture is not None and settings.logging.to_file:
         # setup_logging() replaced the root handlers; a log that goes to a
         # file (not to the captured stderr) reaches /debug/ through this one.
         logging.getLogger().addHandler(debug_capture)
@@ -93,17 +96,17 @@ def _run(conf: cfg.ConfigOpts, debug_capture: DebugCapture | None) -> int:
         # not after minutes of importing and warming a big model.  It
         # accepts connections once the server answers them (/health at
         # once), not while a probe imports the models.
-        sock = bound_socket(conf.listen_ip, conf.listen_port)
+        sock = bound_socket(settings.listen_ip, settings.listen_port)
     except OSError as exc:
-        return fail(PROG, _listen_error(conf.listen_ip, conf.listen_port, exc))
+        return fail(PROG, _listen_error(settings.listen_ip, settings.listen_port, exc))
     # Spawned workers inherit the environment: they log where the server
     # does (and to the captured stderr too, for /debug/).
     previous = os.environ.get(WORKER_LOGGING_ENV)
     os.environ[WORKER_LOGGING_ENV] = worker_logging_settings(
-        conf, PROG, also_stderr=debug_capture is not None
+        settings.logging, PROG, also_stderr=debug_capture is not None
     )
     try:
-        status = asyncio.run(_serve(conf, level, debug_capture, sock))
+        status = asyncio.run(_serve(conf, settings, level, debug_capture, sock))
         _leave_hung_threads(status)
         return status
     except OptionsError as exc:
@@ -191,23 +194,23 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
 
 async def _serve(
     conf: cfg.ConfigOpts,
+    settings: RunSettings,
     level: int,
     debug_capture: DebugCapture | None,
     sock: socket.socket,
 ) -> int:
-    specs = select_models(conf.model_name, available_models(), all_when_unnamed=True)
-    if not conf.model_name and len(specs) > 1:
+    names = settings.model_names
+    specs = select_models(names, available_models(), all_when_unnamed=True)
+    if not names and len(specs) > 1:
         specs = await _loadable(specs)
-    envs = await plan_from_config(specs, conf, describe_in_workers=True)
-    executors = build_executors(
+    envs = await plan_from_settings(
         specs,
-        workers=conf.workers,
-        warm=conf.warm,
-        max_queue=conf.max_queue,
-        predict_timeout=conf.predict_timeout,
-        ready_stall_timeout=conf.ready_stall_timeout,
-        worker_envs=envs,
-        log_level=level,
+        settings.engine,
+        trains_locally=settings.trains_locally,
+        describe_in_workers=True,
+    )
+    executors = executors_from_settings(
+        specs, settings.engine, worker_envs=envs, log_level=level
     )
     for executor in executors.values():
         executor.launch_early()
@@ -215,8 +218,9 @@ async def _serve(
     # which the workers just started spend importing the model.
     from deepaas.cmd._serving import serve
 
-    return await serve(conf, level, debug_capture, sock, specs, envs, executors)
-
+    return await serve(
+        conf, settings, level, debug_capture, sock, specs, envs, executors
+    )
 
 
 async def _loadable(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
@@ -241,7 +245,6 @@ async def _loadable(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
             "none of the installed models could be loaded; see the errors above"
         )
     return good
-
 
 
 if __name__ == "__main__":

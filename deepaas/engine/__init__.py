@@ -7,16 +7,19 @@ and the trainings use it alike.
 
 from deepaas.engine.devices import DevicePlan
 from deepaas.engine.execution import Executor, InProcessExecutor
-from deepaas.engine.executors import build_executors
-from deepaas.engine.probe import plan_from_config, probe_models
+from deepaas.engine.executors import build_executors, executors_from_settings
+from deepaas.engine.probe import plan_from_settings, probe_models
+from deepaas.engine.settings import EngineSettings
 from deepaas.engine.workers import ProcessPool
 
 __all__ = [
     "DevicePlan",
+    "EngineSettings",
     "Executor",
     "InProcessExecutor",
     "ProcessPool",
     "build_executors",
-    "plan_from_config",
+    "executors_from_settings",
+    "plan_from_settings",
     "probe_models",
 ]

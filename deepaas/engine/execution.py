@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from deepaas.engine.batching import Batcher, run_batch
+from deepaas.engine.settings import DEFAULT_STALL_TIMEOUT
 from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
 from deepaas.model.description import ModelDescription
 from deepaas.model.files import UploadedFile
@@ -68,9 +69,6 @@ class ExecutorStats:
 #: Names of the threads that run an in-process model's calls start so.
 MODEL_THREAD_PREFIX = "deepaas-model-"
 
-#: Seconds with every worker busy and none taking a new call after which
-#: ``/ready`` reports the model ``stalled`` (``--ready-stall-timeout``).
-DEFAULT_STALL_TIMEOUT = 60.0
 
 
 def checked_stall_timeout(value: float) -> float:

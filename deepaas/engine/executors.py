@@ -7,11 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from deepaas.engine.devices import DevicePlan
-from deepaas.engine.execution import (
-    DEFAULT_STALL_TIMEOUT,
-    Executor,
-    InProcessExecutor,
-)
+from deepaas.engine.execution import Executor, InProcessExecutor
+from deepaas.engine.settings import DEFAULT_STALL_TIMEOUT, EngineSettings
 from deepaas.engine.workers import ProcessPool, RunsInProcess
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
@@ -150,3 +147,23 @@ def build_executors(
             DescribedByFirstWorker(pool, in_process) if described else pool
         )
     return executors
+
+
+def executors_from_settings(
+    specs: Sequence[ModelSpec],
+    settings: EngineSettings,
+    *,
+    worker_envs: Mapping[str, list[dict[str, str]]] | None = None,
+    log_level: int = logging.INFO,
+) -> dict[str, Executor]:
+    """:func:`build_executors` as the engine's settings ask."""
+    return build_executors(
+        specs,
+        workers=settings.workers,
+        warm=settings.warm,
+        max_queue=settings.max_queue,
+        predict_timeout=settings.call_timeout,
+        ready_stall_timeout=settings.ready_stall_timeout,
+        worker_envs=worker_envs,
+        log_level=log_level,
+    )

@@ -4,9 +4,9 @@ the device plan made from what the probes report.
 The API process never imports a model, so each model is first imported in
 a spawned *probe* (every GPU hidden, no warm), which reports its
 ``resources``, its ``deepaas_execution`` mode and whether it trains.
-:func:`plan_from_config` turns those facts, the machine's GPUs and the
-options into a :class:`~deepaas.engine.devices.DevicePlan`; the assignment
-itself is the pure functions of :mod:`deepaas.engine.devices`.
+:func:`plan_from_settings` turns those facts, the machine's GPUs and the
+engine's settings into a :class:`~deepaas.engine.devices.DevicePlan`; the
+assignment itself is the pure functions of :mod:`deepaas.engine.devices`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from deepaas.engine.devices import (
     select_gpus,
     visible_gpus,
 )
+from deepaas.engine.settings import EngineSettings
 from deepaas.exceptions import ModelLoadError
 from deepaas.model.wrapper import ModelWrapper, load_wrapped
 
@@ -119,13 +120,13 @@ async def probe_models(
     return {spec.name: facts for spec, facts in zip(specs, results, strict=True)}
 
 
-async def plan_from_config(
+async def plan_from_settings(
     specs: Sequence[Any],
-    conf: Any,
+    settings: EngineSettings,
     *,
+    trains_locally: bool = True,
     gpus: Sequence[Gpu] | None = None,
     environ: Mapping[str, str] | None = None,
-    reserve_training: bool | None = None,
     describe_in_workers: bool = False,
 ) -> DevicePlan:
     """Decide how and where each model runs, before any worker starts.
@@ -141,26 +142,22 @@ async def plan_from_config(
     describes it instead (``plan.described_by_workers``), and the model is
     imported once rather than twice in a row (``deepaas-run``).
 
-    ``gpus`` (the ``nvidia-smi`` listing) and ``environ`` default to this
-    machine's; ``reserve_training`` defaults to the train endpoint being on
-    with trainings run on this machine (not ``--train-backend slurm``).
+    ``trains_locally``: trainings run as processes of this machine, so a
+    model that trains gets a GPU kept for them (False with the train
+    endpoints off, with ``--train-backend slurm``, whose jobs get GPUs from
+    SLURM, and in ``deepaas-predict``).  ``gpus`` (the ``nvidia-smi``
+    listing) and ``environ`` default to this machine's.
     """
     env = os.environ if environ is None else environ
     plan = DevicePlan()
-    if conf.workers == 0:
+    if settings.workers == 0:
         return plan
     listing = list_gpus() if gpus is None else list(gpus)
-    allowed = select_gpus(visible_gpus(listing, env), str(conf.gpus))
+    allowed = select_gpus(visible_gpus(listing, env), settings.gpus)
     if describe_in_workers and not allowed:
         plan.described_by_workers = True
         return plan
     facts = await probe_models(specs)
-    if reserve_training is None:
-        # With --train-backend slurm trainings run in SLURM's jobs, on GPUs
-        # SLURM gives them: none is kept here.
-        reserve_training = bool(getattr(conf, "train_endpoint", True)) and (
-            getattr(conf, "train_backend", "local") != "slurm"
-        )
     needs = {name: read_need(name, f["resources"]) for name, f in facts.items()}
     in_process = {name for name, f in facts.items() if f["execution"] != "process"}
     for name in in_process:
@@ -171,9 +168,9 @@ async def plan_from_config(
     planned = plan_devices(
         {n: need for n, need in needs.items() if n not in in_process},
         allowed,
-        workers=conf.workers,
-        workers_per_gpu=conf.workers_per_gpu,
-        trains={n: reserve_training and f["trains"] for n, f in facts.items()},
+        workers=settings.workers,
+        workers_per_gpu=settings.workers_per_gpu,
+        trains={n: trains_locally and f["trains"] for n, f in facts.items()},
         parent_restricted="CUDA_VISIBLE_DEVICES" in env,
     )
     plan.update(planned)
@@ -181,4 +178,4 @@ async def plan_from_config(
     return plan
 
 
-__all__ = ["plan_from_config", "probe_model", "probe_models"]
+__all__ = ["plan_from_settings", "probe_model", "probe_models"]

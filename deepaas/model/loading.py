@@ -13,8 +13,9 @@ import dataclasses
 import importlib
 import importlib.metadata
 import logging
+import os
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import stevedore
@@ -26,6 +27,18 @@ LOG = logging.getLogger(__name__)
 MODEL_NAMESPACE = "deepaas.v2.model"
 DEMO_MODEL_NAME = "deepaas-demo"
 MODEL_ENV_VAR = "DEEPAAS_V2_MODEL"
+
+
+def model_names_from_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The model names in ``$DEEPAAS_V2_MODEL`` (comma-separated; none if unset).
+
+    Every console script reads the variable here, so that it means the
+    same to each: the names to serve or call when none is given.
+    """
+    env = os.environ if environ is None else environ
+    return [
+        name.strip() for name in env.get(MODEL_ENV_VAR, "").split(",") if name.strip()
+    ]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from deepaas.api import create_app
-from deepaas.config import build_config
 from deepaas.engine.executors import build_executors
-from deepaas.engine.probe import plan_from_config
+from deepaas.engine.probe import plan_from_settings
+from deepaas.engine.settings import EngineSettings
 from tests.conftest import spec, subprocess_env
 from tests.processes import pid_exists
 
@@ -184,8 +184,8 @@ async def test_declared_in_process_models_skip_the_process_hop(
     installed_models, aiohttp_client, model
 ):
     # The start-up probe reads the declaration, as deepaas-run does.
-    plan = await plan_from_config(
-        [spec(model)], build_config(["--workers", "2"]), gpus=[], environ={}
+    plan = await plan_from_settings(
+        [spec(model)], EngineSettings(workers=2), gpus=[], environ={}
     )
     executors = build_executors([spec(model)], workers=2, worker_envs=plan)
     client = await aiohttp_client(create_app(executors))

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from deepaas.api import create_app
-from deepaas.config import build_config
 from deepaas.engine.executors import build_executors
-from deepaas.engine.probe import plan_from_config
+from deepaas.engine.probe import plan_from_settings
+from deepaas.engine.settings import EngineSettings
 from tests.conftest import spec
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)
@@ -86,8 +86,8 @@ async def test_thread_models_run_in_a_pool_of_four_threads(
     installed_models, aiohttp_client
 ):
     # As deepaas-run does: the start-up probe reads deepaas_execution.
-    plan = await plan_from_config(
-        [spec("thread-peak")], build_config(["--workers", "2"]), gpus=[], environ={}
+    plan = await plan_from_settings(
+        [spec("thread-peak")], EngineSettings(workers=2), gpus=[], environ={}
     )
     executors = build_executors([spec("thread-peak")], workers=2, worker_envs=plan)
     client = await aiohttp_client(create_app(executors))

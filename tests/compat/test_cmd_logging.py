@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from deepaas.cmd._settings import logging_settings
 from deepaas.config import build_config
-from deepaas.log import setup_logging, setup_logging_from_config
+from deepaas.log import setup_logging, setup_logging_from_settings
 from tests.cmd.test_run import run
 from tests.conftest import FAKE_MODELS, subprocess_env, write_distribution
 from tests.servers import RunningServer
@@ -220,7 +221,9 @@ def test_the_journal_gets_structured_records(tmp_path: Path, root_logging):
     with _datagram_socket(path) as journal:
         conf = build_config(["--use-journal", "--use-json"], environ={})
         conf.set_override("log_file", str(tmp_path / "file.log"))
-        setup_logging_from_config(conf, "deepaas-run", journal_socket=str(path))
+        setup_logging_from_settings(
+            logging_settings(conf), "deepaas-run", journal_socket=str(path)
+        )
         try:
             raise RuntimeError("boom\nsecond line")
         except RuntimeError:

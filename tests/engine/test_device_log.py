@@ -10,10 +10,20 @@ import logging
 
 import pytest
 
+from deepaas.cmd._settings import run_settings
 from deepaas.config import build_config
 from deepaas.engine.devices import GpuNeed, parse_nvidia_smi, plan_devices
-from deepaas.engine.probe import plan_from_config
+from deepaas.engine.probe import plan_from_settings
 from tests.conftest import spec
+
+
+async def plan_with(specs, conf, **kwargs):
+    """The device plan deepaas-run makes with these options."""
+    run = run_settings(conf)
+    return await plan_from_settings(
+        specs, run.engine, trains_locally=run.trains_locally, **kwargs
+    )
+
 
 GPUS = parse_nvidia_smi(
     "0, GPU-aaa, NVIDIA A100, 40960\n"
@@ -33,7 +43,7 @@ async def test_a_model_that_prefers_a_gpu_and_has_none_says_the_cpu(
     installed_models, caplog
 ) -> None:
     caplog.set_level(logging.INFO, logger="deepaas.engine.devices")
-    await plan_from_config(
+    await plan_with(
         [spec("prefers-gpu")], build_config(["--workers", "1"]), gpus=[],
         environ={},
     )  # fmt: skip
@@ -69,7 +79,7 @@ async def test_with_slurm_trainings_no_gpu_is_kept_here(
 ) -> None:
     caplog.set_level(logging.INFO, logger="deepaas.engine.devices")
     conf = build_config(["--workers", "1", "--train-backend", "slurm"])
-    plan = await plan_from_config([spec("needs-gpu")], conf, gpus=GPUS[:2], environ={})
+    plan = await plan_with([spec("needs-gpu")], conf, gpus=GPUS[:2], environ={})
     assert [e["CUDA_VISIBLE_DEVICES"] for e in plan["needs-gpu"]] == ["0", "1"]
     # Its trainings run in SLURM's jobs: the line says nothing of them here.
     assert placement_line(caplog) == "model 'needs-gpu': 2 worker(s) on GPU 0 and GPU 1"

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from deepaas.cmd._settings import run_settings
 from deepaas.config import build_config
 from deepaas.engine.devices import (
     CPU_ENV,
@@ -24,7 +25,7 @@ from deepaas.engine.devices import (
 )
 from deepaas.engine.execution import InProcessExecutor
 from deepaas.engine.executors import build_executors
-from deepaas.engine.probe import plan_from_config
+from deepaas.engine.probe import plan_from_settings
 from deepaas.engine.workers import ProcessPool
 from deepaas.exceptions import DeviceUnavailable, ModelLoadError
 from deepaas.model.wrapper import RawArguments
@@ -209,11 +210,19 @@ def conf(*argv: str):
     return build_config(list(argv))
 
 
+async def plan_with(specs, conf, **kwargs):
+    """The device plan deepaas-run makes with these options."""
+    run = run_settings(conf)
+    return await plan_from_settings(
+        specs, run.engine, trains_locally=run.trains_locally, **kwargs
+    )
+
+
 @pytest.mark.slow
 async def test_plan_from_config_places_declared_models(installed_models, caplog):
     specs = [spec(n) for n in ("needs-gpu", "prefers-gpu", "echo", "thread-echo")]
     caplog.set_level(logging.INFO, "deepaas.engine.devices")
-    plan = await plan_from_config(
+    plan = await plan_with(
         specs, conf("--workers", "2", "--workers-per-gpu", "2"),
         gpus=GPUS, environ={"CUDA_VISIBLE_DEVICES": "1,3"},
     )
@@ -230,7 +239,7 @@ async def test_plan_from_config_places_declared_models(installed_models, caplog)
 
 @pytest.mark.slow
 async def test_no_reservation_when_the_train_endpoint_is_off(installed_models):
-    plan = await plan_from_config(
+    plan = await plan_with(
         [spec("needs-gpu")], conf("--train-endpoint", "false"), gpus=GPUS[:2],
         environ={},
     )
@@ -241,15 +250,15 @@ async def test_no_reservation_when_the_train_endpoint_is_off(installed_models):
 @pytest.mark.slow
 async def test_required_gpu_stops_start_up(installed_models):
     with pytest.raises(DeviceUnavailable, match="'two-gpus' asks for 2 GPU"):
-        await plan_from_config([spec("two-gpus")], conf(), gpus=GPUS[:1], environ={})
+        await plan_with([spec("two-gpus")], conf(), gpus=GPUS[:1], environ={})
     with pytest.raises(DeviceUnavailable, match="'metadata-gpu' asks for 1"):
-        await plan_from_config([spec("metadata-gpu")], conf("--gpus", "none"),
+        await plan_with([spec("metadata-gpu")], conf("--gpus", "none"),
                                gpus=GPUS, environ={})
 
 
 @pytest.mark.slow
 async def test_preferred_gpu_warns_and_uses_the_cpu(installed_models, caplog):
-    plan = await plan_from_config([spec("prefers-gpu")], conf(), gpus=[], environ={})
+    plan = await plan_with([spec("prefers-gpu")], conf(), gpus=[], environ={})
     assert plan["prefers-gpu"] == [CPU_ENV]
     assert "it prefers a GPU, so it runs on the CPU" in caplog.text
 
@@ -257,13 +266,13 @@ async def test_preferred_gpu_warns_and_uses_the_cpu(installed_models, caplog):
 @pytest.mark.slow
 async def test_a_bad_declaration_stops_start_up(installed_models):
     with pytest.raises(ModelLoadError, match="resources\\['gpus'\\] must be"):
-        await plan_from_config([spec("bad-resources")], conf(), gpus=[], environ={})
+        await plan_with([spec("bad-resources")], conf(), gpus=[], environ={})
     with pytest.raises(ModelLoadError, match="'broken'"):
-        await plan_from_config([spec("broken")], conf(), gpus=[], environ={})
+        await plan_with([spec("broken")], conf(), gpus=[], environ={})
 
 
 async def test_workers_zero_plans_nothing():
-    plan = await plan_from_config([spec("needs-gpu")], conf("--workers", "0"))
+    plan = await plan_with([spec("needs-gpu")], conf("--workers", "0"))
     assert plan == {} and plan.modes == {}
 
 

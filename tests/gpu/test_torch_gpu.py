@@ -10,10 +10,10 @@ import shutil
 
 import pytest
 
-from deepaas.config import build_config
 from deepaas.engine.devices import list_gpus, visible_gpus
 from deepaas.engine.executors import build_executors
-from deepaas.engine.probe import plan_from_config
+from deepaas.engine.probe import plan_from_settings
+from deepaas.engine.settings import EngineSettings
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 
@@ -40,7 +40,8 @@ async def test_a_torch_model_runs_on_its_own_gpu():
         pytest.skip(reason)
     visible = visible_gpus(list_gpus(), os.environ)
     spec = ModelSpec("torch-gpu", "tests.gpu.torch_model:TorchOnGpu", None)
-    plan = await plan_from_config([spec], build_config(["--train-endpoint", "false"]))
+    # As deepaas-run with --train-endpoint false: no GPU kept for trainings.
+    plan = await plan_from_settings([spec], EngineSettings(), trains_locally=False)
     executors = build_executors([spec], worker_envs=plan)
     pool = executors["torch-gpu"]
     await pool.start()
