@@ -23,12 +23,12 @@ from deepaas.model.loading import ModelSpec
 from deepaas.provenance import this_host, visible_devices
 from deepaas.training import _processes
 from deepaas.training._housekeeping import SERVERS_DIR
+from deepaas.training.backends.slurm.files import read_status
 from deepaas.training.errors import (
     InsufficientStorage,
     TrainingStoreBusy,
     TrainingStoreUnusable,
 )
-from deepaas.training.slurm_files import read_status
 from deepaas.training.store import DONE
 
 LOG = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from typing import Any
 
 from deepaas.jobs.service import PredictJobService
 from deepaas.jobs.slurm import SlurmJobs
+from deepaas.training.backends.slurm.config import gpus_of_executors
 from deepaas.training.settings import PredictJobSettings
-from deepaas.training.slurm_config import gpus_of_executors
 
 
 def job_service_from_settings(

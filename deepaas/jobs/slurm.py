@@ -1,6 +1,6 @@
 """Prediction jobs as SLURM batch jobs (``--train-backend slurm``).
 
-The same machinery as the SLURM trainings (:mod:`deepaas.training.slurm`):
+The same machinery as the SLURM trainings (:mod:`deepaas.training.backends.slurm`):
 the server writes the job's directory (moved uploads, pickled arguments, a
 batch script from the ``--slurm-*`` options), submits it with ``sbatch`` and
 then only observes: it polls SLURM every ``--slurm-poll-interval`` seconds
@@ -33,14 +33,14 @@ from deepaas.jobs.store import SLURM_OWNER, UNFINISHED, JobStore, PredictJob
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
 from deepaas.training._jobdir import read_outcome, remove_file
-from deepaas.training.slurm_commands import (
+from deepaas.training.backends.slurm.commands import (
     JobInfo,
     SlurmClient,
     SlurmSettings,
     SlurmUnavailable,
     job_script,
 )
-from deepaas.training.slurm_files import (
+from deepaas.training.backends.slurm.files import (
     JOB_FILE,
     OUTPUT_FILE,
     SCRIPT_FILE,

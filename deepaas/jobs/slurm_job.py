@@ -23,7 +23,7 @@ from typing import Any
 from deepaas.jobs import _jobdir
 from deepaas.jobs.slurm import JobFile
 from deepaas.model.wrapper import load_wrapped
-from deepaas.training.slurm_files import (
+from deepaas.training.backends.slurm.files import (
     JOB_FILE,
     STATUS_FILE,
     running_status,

@@ -16,7 +16,7 @@ from pathlib import Path
 from deepaas.training import _processes
 from deepaas.training._jobdir import LOG_NAME, OUTCOME_NAME, UPLOADS_DIR, read_outcome
 from deepaas.training._logwriter import append_line
-from deepaas.training.slurm import slurm_job_id
+from deepaas.training.backends.slurm.backend import slurm_job_id
 from deepaas.training.store import DONE, ERROR, UNFINISHED, TrainingStore
 
 LOG = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Building the training service from its settings."""
+"""Building the training service, and its backend, from its settings."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Any
 
 from deepaas.engine.devices import TRAINING_KEY
 from deepaas.model.loading import ModelSpec
+from deepaas.training.backends import TrainingBackend
+from deepaas.training.backends.local import LocalBackend
+from deepaas.training.backends.slurm.config import slurm_backend_from_settings
 from deepaas.training.service import TrainingService
 from deepaas.training.settings import TrainingSettings
-from deepaas.training.slurm_config import slurm_backend_from_settings
 
 
 def training_service_from_settings(
@@ -28,6 +30,26 @@ def training_service_from_settings(
     """
     if settings is None:
         return None
+    return TrainingService(
+        settings.state_dir,
+        backend=backend_from_settings(specs, executors, settings, envs),
+        keep=settings.keep,
+        keep_days=settings.keep_days,
+        max_log_bytes=settings.max_log_bytes,
+    )
+
+
+def backend_from_settings(
+    specs: Sequence[ModelSpec],
+    executors: Mapping[str, Any],
+    settings: TrainingSettings,
+    envs: Mapping[str, Any] | None,
+) -> TrainingBackend:
+    """The backend ``--train-backend`` names: SLURM jobs, or local processes
+    in the environments ``envs`` gives each model's trainings."""
+    slurm = slurm_backend_from_settings(executors, settings)
+    if slurm is not None:
+        return slurm
     training_envs: dict[str, dict[str, str]] = {}
     for spec in specs:
         env = (envs or {}).get(TRAINING_KEY + spec.name)
@@ -35,16 +57,12 @@ def training_service_from_settings(
             env = env[0] if env else None
         if env:
             training_envs[spec.name] = {str(k): str(v) for k, v in env.items()}
-    return TrainingService(
-        settings.state_dir,
+    return LocalBackend(
         max_concurrent=settings.max_concurrent,
         max_trainings=settings.max_trainings,
         timeout=settings.timeout,
         cancel_grace=settings.cancel_grace,
-        keep=settings.keep,
-        keep_days=settings.keep_days,
         training_envs=training_envs,
         log_level=settings.log_level,
         max_log_bytes=settings.max_log_bytes,
-        slurm=slurm_backend_from_settings(executors, settings),
     )

@@ -1,15 +1,15 @@
 """TrainingService: queue, run, cancel, watch and remember trainings.
 
 A training is a record in the :class:`~deepaas.training.store.TrainingStore`
-plus, while it runs, one spawned process in a session of its own
-(:mod:`deepaas.training._child`).  The service keeps at most
-``max_concurrent`` of them running (0: no limit, as in DEEPaaS 2.x); the
-others wait in submission order with status ``queued``.  Everything a
+plus, while it runs, whatever its backend runs it in
+(:mod:`deepaas.training.backends`): a process of this server
+(:mod:`~deepaas.training.backends.local`, the default) or a SLURM job
+(:mod:`~deepaas.training.backends.slurm`).  The service holds what every
+training has, wherever it runs: the state directory and its store, the
+records as answered, the logs, forgetting and retention.  Everything a
 training leaves on disk lives in its job directory
 ``<state_dir>/trainings/<uuid>/``: ``training.log``, the copied
-``uploads/`` (removed when it ends) and ``outcome.json``.  Beyond
-``max_trainings`` unfinished (queued or running) trainings, a submission is
-refused with :class:`~deepaas.training.errors.TooManyTrainings` (503).
+``uploads/`` (removed when it ends) and ``outcome.json``.
 
 Several servers may share one state directory.  Each runs only the
 trainings submitted to it, and holds a lock (see
@@ -22,30 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import collections
-import contextlib
-import dataclasses
 import functools
 import logging
-import multiprocessing
-import os
 import shutil
-import signal
 import sqlite3
-import time
 import uuid as uuid_mod
 from collections.abc import Mapping
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, TrainingNotFound
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments
-from deepaas.provenance import visible_devices
-from deepaas.provenance.trainings import note_inputs, record_training
 from deepaas.training import _processes
-from deepaas.training._child import ChildJob, start_process
 from deepaas.training._housekeeping import (
     INTERRUPTED_BY_RESTART as INTERRUPTED_BY_RESTART,  # where callers find it
 )
@@ -54,84 +43,58 @@ from deepaas.training._housekeeping import (
     apply_retention,
     interrupt_orphans,
 )
-from deepaas.training._jobdir import (
-    LOG_NAME,
-    OUTCOME_NAME,
-    UPLOADS_DIR,
-    local_outcome,
-    move_uploads,
-    remove_file,
-    valid_text,
+from deepaas.training._jobdir import LOG_NAME, valid_text
+from deepaas.training.backends import (
+    ServiceLink,
+    TrainingBackend,
+    answered,
+    run_elsewhere,
 )
-from deepaas.training._logwriter import DRAIN_SECONDS, LogPump, LogWriter
+from deepaas.training.backends.local import LocalBackend, check_not_negative
 from deepaas.training.errors import (
     InsufficientStorage,
     InvalidTrainingRequest,
     StateDirUnusable,
-    TooManyTrainings,
-    TrainingBusy,
     TrainingStoreBusy,
     TrainingStoreUnusable,
 )
 from deepaas.training.logs import LogChunk, read_log
 from deepaas.training.settings import DEFAULT_MAX_BYTES, check_max_bytes
-from deepaas.training.slurm import SlurmBackend, slurm_job_id, with_slurm_details
 from deepaas.training.store import (
-    CANCELLED,
-    CANCELLED_MESSAGE,
     DATABASE_NAME,
-    ERROR,
-    INTERRUPTED_BY_SHUTDOWN,
-    PRIVATE_DIR_MODE,
-    QUEUED,
-    RUNNING,
     STORE_WAIT,
-    UNFINISHED,
     Training,
     TrainingStore,
     make_private_dir,
     parse_uuid,
 )
-from deepaas.training.store_thread import StoreThread, store_failure
+from deepaas.training.store_thread import StoreThread
 
 LOG = logging.getLogger(__name__)
 
 JOBS_DIR = "trainings"
-#: Seconds between two tries to record what a training did, while the store
-#: or its disk cannot be written (a full disk, another process's lock).
-RECORD_RETRY = 1.0
 #: How long start-up waits for a store that another server holds.
 OPEN_WAIT = 30.0
-#: The store and disk failures that end when space returns or a lock goes.
-_OUTAGES = (TrainingStoreBusy, TrainingStoreUnusable, InsufficientStorage)
-
-
-@dataclasses.dataclass(eq=False)
-class _Job:
-    """The service's handle on a queued or running training."""
-
-    uuid: str
-    spec: ModelSpec
-    raw: RawArguments
-    job_dir: Path
-    log: LogWriter
-    finished: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    process: Any = None
-    alive_end: Connection | None = None
-    pump: LogPump | None = None
-    stop_reason: str | None = None
-    kill_deadline: float | None = None
-    task: asyncio.Task[None] | None = None
-    killer: asyncio.Task[None] | None = None
-    started_at: float | None = None
-    start_recorded: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
-    recorder: asyncio.Task[None] | None = None
+#: The local backend's options, as a service without a backend has them.
+_LOCAL_DEFAULTS: dict[str, Any] = {
+    "max_concurrent": 0,
+    "timeout": 0.0,
+    "cancel_grace": 10.0,
+    "training_envs": None,
+    "log_level": logging.INFO,
+    "max_trainings": 32,
+}
 
 
 class TrainingService:
-    """Runs trainings in their own processes and records them durably.
+    """Hands trainings to its backend and records them durably.
 
-    Example (what ``deepaas-run`` does through
+    The backend runs them: a :class:`~deepaas.training.backends.local.
+    LocalBackend` (the default, built from ``max_concurrent``, ``timeout``,
+    ``cancel_grace``, ``training_envs``, ``log_level``, ``max_log_bytes``
+    and ``max_trainings``) or any other
+    :class:`~deepaas.training.backends.TrainingBackend`, such as the
+    SLURM one.  Example (what ``deepaas-run`` does through
     :func:`training_service_from_settings`)::
 
         service = TrainingService("/var/lib/deepaas", max_concurrent=2)
@@ -145,7 +108,7 @@ class TrainingService:
         self,
         state_dir: Path | str,
         *,
-        slurm: SlurmBackend | None = None,
+        backend: TrainingBackend | None = None,
         max_concurrent: int = 0,
         timeout: float = 0.0,
         cancel_grace: float = 10.0,
@@ -156,28 +119,49 @@ class TrainingService:
         max_log_bytes: int = DEFAULT_MAX_BYTES,
         max_trainings: int = 32,
     ) -> None:
-        if max_concurrent < 0:
-            raise ValueError(
-                f"--max-concurrent-trainings must be >= 0 (got {max_concurrent})"
+        check_not_negative(
+            (
+                ("--max-concurrent-trainings", max_concurrent),
+                ("--train-timeout", timeout),
+                ("--train-cancel-grace", cancel_grace),
+                ("--keep-trainings", keep),
+                ("--keep-trainings-days", keep_days),
+                ("--max-trainings", max_trainings),
             )
-        for option, value in (("--train-timeout", timeout),
-                              ("--train-cancel-grace", cancel_grace),
-                              ("--keep-trainings", keep),
-                              ("--keep-trainings-days", keep_days),
-                              ("--max-trainings", max_trainings)):
-            if value < 0:
-                raise ValueError(f"{option} must be >= 0 (got {value})")
+        )
         check_max_bytes(max_log_bytes)
+        local: dict[str, Any] = {
+            "max_concurrent": max_concurrent,
+            "timeout": timeout,
+            "cancel_grace": cancel_grace,
+            "training_envs": training_envs,
+            "log_level": log_level,
+            "max_trainings": max_trainings,
+        }
+        if backend is None:
+            backend = LocalBackend(
+                max_concurrent=max_concurrent,
+                timeout=timeout,
+                cancel_grace=cancel_grace,
+                training_envs=training_envs,
+                log_level=log_level,
+                max_log_bytes=max_log_bytes,
+                max_trainings=max_trainings,
+            )
+        else:
+            given = [
+                name for name, value in local.items() if value != _LOCAL_DEFAULTS[name]
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: options of the local backend; "
+                    "give them to LocalBackend(), not beside backend="
+                )
         self.state_dir = Path(state_dir).expanduser().absolute()
-        self.max_concurrent = max_concurrent
-        self.max_trainings = max_trainings
-        self.timeout = timeout
-        self.cancel_grace = cancel_grace
+        #: Where trainings run (``--train-backend``).
+        self.backend: TrainingBackend = backend
         self.keep = keep
         self.keep_days = keep_days
-        self.training_envs = {k: dict(v) for k, v in (training_envs or {}).items()}
-        self.log_level = log_level
-        self.slurm = slurm  # None: trainings run here (--train-backend local)
         self.max_log_bytes = max_log_bytes
         # A request waits at most STORE_WAIT for SQLite's lock (503 after).
         self.store = TrainingStore(
@@ -186,25 +170,16 @@ class TrainingService:
         #: Why the store cannot be used now (for /ready), None while it can.
         self.problem: str | None = None
         self._thread: StoreThread | None = None
-        # Trainings that ended whose end is not yet recorded (the store or
-        # its disk failed): answered from here until it is.
-        self._endings: dict[str, dict[str, Any]] = {}
-        self._recording: set[asyncio.Task[None]] = set()
-        self._late: set[str] = set()  # of those, the ones a write failed for
         self.server_id = uuid_mod.uuid4().hex
         self._lock = _processes.ServerLock(self.state_dir / SERVERS_DIR, self.server_id)
-        self._context = multiprocessing.get_context("spawn")
-        self._queue: collections.deque[_Job] = collections.deque()
-        self._running: dict[str, _Job] = {}
-        self._jobs: dict[str, _Job] = {}
-        self._submitting = 0
         self._started = False
         self._closing = False
 
     # -- life cycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store, claim this server's lock, settle earlier trainings."""
+        """Open the store, claim this server's lock, settle earlier trainings,
+        start the backend."""
         self._thread = StoreThread()
         try:
             await asyncio.to_thread(self._open)
@@ -223,20 +198,19 @@ class TrainingService:
         self._started = True
         interrupted = await self._io(self.reconcile)
         if interrupted:
-            LOG.warning("%d training(s) of a stopped server settled",
-                        len(interrupted))
+            LOG.warning("%d training(s) of a stopped server settled", len(interrupted))
         await self._prune()
-        if self.slurm is not None:
-            self.slurm.io = self._io
-            await self.slurm.start()
-        if self.slurm is not None:
-            # SLURM's queue decides how many run: no local limit applies.
-            how_many = "run as SLURM jobs, as many at once as SLURM's queue allows"
-        elif self.max_concurrent:
-            how_many = f"at most {self.max_concurrent} at once"
-        else:
-            how_many = "no limit on how many run at once"
-        LOG.info("trainings: state in %s, %s", self.state_dir, how_many)
+        await self.backend.start(
+            ServiceLink(
+                state_dir=self.state_dir,
+                jobs_dir=JOBS_DIR,
+                store=self.store,
+                server_id=self.server_id,
+                io=self._io,
+                prune=self._prune,
+            )
+        )
+        LOG.info("trainings: state in %s, %s", self.state_dir, self.backend.describe())
 
     def _open(self) -> None:
         """Create the state directory and the store; claim this server's lock."""
@@ -271,41 +245,25 @@ class TrainingService:
         return result
 
     async def close(self) -> None:
-        """Stop every training of this server and release the state directory."""
+        """Stop what the backend must not leave behind (every training this
+        server runs itself) and release the state directory."""
         if not self._started or self._closing:
             return
         self._closing = True
-        if self.slurm is not None:
-            await self.slurm.close()  # its jobs go on without a server
-        while self._queue:
-            job = self._queue.popleft()
-            self._finish(job, ERROR, None, INTERRUPTED_BY_SHUTDOWN)
-        running = list(self._running.values())
-        for job in running:
-            self._request_stop(job, "shutdown")
-        await asyncio.gather(*(job.finished.wait() for job in running))
-        recorders = [t for t in self._recorders() if not t.done()]
-        if recorders:  # each tries once more, then gives up
-            await asyncio.wait(recorders, timeout=4 * STORE_WAIT)
-        for uuid in self._endings:
-            LOG.error("training %s: its end (%s) could not be recorded before the "
-                      "server stopped; the next server settles it", uuid,
-                      self._endings[uuid]["status"])
+        await self.backend.close()
         self._lock.release()
         self._started = False
         if self._thread is not None:
             self._thread.close()
             self._thread = None
 
-    def _recorders(self) -> builtins.list[asyncio.Task[None]]:
-        return list(self._recording)
-
     # -- the API's operations ---------------------------------------------
 
     async def submit(
         self, spec: ModelSpec, raw: RawArguments, args: dict[str, Any]
     ) -> Training:
-        """Record a training of ``spec`` and queue it; answer its record.
+        """Record a training of ``spec`` and hand it to the backend; answer its
+        record.
 
         ``args`` are the validated arguments as JSON (what is recorded);
         ``raw`` the arguments as received, whose uploads are moved into the
@@ -313,135 +271,52 @@ class TrainingService:
         """
         self._check_started()
         args = valid_text(args)  # a client's file name may not be UTF-8
-        if self.slurm is not None:
-            try:
-                return await self.slurm.submit(spec, raw, args)
-            except OSError as exc:  # writing its job files on a full disk
-                failure = store_failure(exc, self.store.path)
-                if failure is None:
-                    raise
-                raise failure from exc
-        held = len(self._jobs) + self._submitting
-        if self.max_trainings and held >= self.max_trainings:
-            raise TooManyTrainings(
-                f"this server already holds {held} unfinished trainings "
-                "(--max-trainings); retry when one has ended"
-            )
-        training_id = uuid_mod.uuid4().hex
-        job_dir = self.state_dir / JOBS_DIR / training_id
-        self._submitting += 1  # counted while its uploads move
-        try:
-            moving = asyncio.ensure_future(
-                self._io(_make_job_dir, raw, job_dir)
-            )
-            try:
-                job_raw = await asyncio.shield(moving)
-            except asyncio.CancelledError:
-                # Its client went away: let the move end before the removal.
-                await asyncio.wait([moving])
-                if not moving.cancelled():
-                    moving.exception()  # retrieved: the request is gone anyway
-                raise
-            training = Training.submitted(
-                uuid=training_id,
-                model=spec.name,
-                args=args,
-                job_dir=str(job_dir.relative_to(self.state_dir)),
-                owner=self.server_id,
-            )
-            await self._io(self.store.insert, training)
-        except BaseException:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise
-        finally:
-            self._submitting -= 1
-        job = _Job(training_id, spec, job_raw, job_dir,
-                   LogWriter(job_dir / LOG_NAME, self.max_log_bytes))
-        self._jobs[training_id] = job
-        self._queue.append(job)
-        LOG.info("training %s of model %r submitted", training_id, spec.name)
-        self._schedule()
-        if job.started_at is not None:
-            # Answered once recorded, so that every reader agrees with it.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.start_recorded.wait(), STORE_WAIT)
-            training = dataclasses.replace(training, status=RUNNING,
-                                           started_at=job.started_at)
-        return training
+        return await self.backend.submit(spec, raw, args)
 
     async def list(self, model: str) -> list[Training]:
         """Every recorded training of ``model``, oldest first."""
         self._check_started()
         trainings = await self._io(self._list, model)
-        return [self._known(t) for t in trainings]
+        return [self.backend.known(t) for t in trainings]
 
     def _list(self, model: str) -> builtins.list[Training]:
         self.reconcile()
-        return [with_slurm_details(t, self.state_dir) for t in self.store.list(model)]
+        return [answered(t, self.state_dir) for t in self.store.list(model)]
 
     async def get(self, model: str, training_id: str) -> Training:
         """One training of ``model``; 400 for a malformed uuid, 404 if unknown."""
         self._check_started()
         uuid = parse_uuid(training_id)
-        return self._known(await self._io(self._get, model, uuid))
+        return self.backend.known(await self._io(self._get, model, uuid))
 
     def _get(self, model: str, uuid: str) -> Training:
         self.reconcile()
-        return with_slurm_details(self._record(model, uuid), self.state_dir)
-
-    def _known(self, training: Training) -> Training:
-        """The record, with what this server knows and could not yet write."""
-        ending = self._endings.get(training.uuid)
-        if ending is None or training.finished or training.uuid not in self._late:
-            return training
-        return dataclasses.replace(training, **ending)
+        return answered(self._record(model, uuid), self.state_dir)
 
     async def delete(self, model: str, training_id: str) -> Training:
         """Cancel an unfinished training, or forget a finished one and its logs.
 
-        Cancelling answers once the training's processes are gone.
+        Cancelling answers once the backend says the training has ended.
         """
         training = await self.get(model, training_id)
-        job = self._jobs.get(training.uuid)
-        if slurm_job_id(training) is not None and not training.finished:
-            if self.slurm is None:
-                raise TrainingBusy(f"training {training.uuid} is run by SLURM; "
-                                   "cancel it on a server with --train-backend slurm")
-            await self.slurm.cancel(training)
+        if await self.backend.cancel(training):
             return await self.get(model, training.uuid)
-        if job is not None:
-            if job in self._queue:
-                self._queue.remove(job)
-                self._finish(job, CANCELLED, None,
-                             CANCELLED_MESSAGE + " before it started")
-            else:
-                self._request_stop(job, "cancel")
-                await job.finished.wait()
-            if job.recorder is not None:  # answered as recorded, if it can be
-                await asyncio.wait({job.recorder}, timeout=STORE_WAIT)
-            return await self.get(model, training.uuid)
-        if training.uuid in self._endings:
-            raise TrainingStoreBusy(
-                f"training {training.uuid} has ended, but its end is not yet "
-                f"recorded (the training store cannot be written now); retry later"
-            )
         if not training.finished:
-            raise TrainingBusy(
-                f"training {training.uuid} is run by another server "
-                f"(pid {training.owner_pid} on {training.owner_host!r}) that "
-                "shares this state directory; cancel it there"
-            )
+            raise run_elsewhere(training)
         await self._io(self._forget, training)
         return training
 
     def _forget(self, training: Training) -> None:
         if self.store.delete(training.uuid):
             shutil.rmtree(self.state_dir / training.job_dir, ignore_errors=True)
-            LOG.info("training %s of model %r forgotten", training.uuid,
-                     training.model)
+            LOG.info("training %s of model %r forgotten", training.uuid, training.model)
 
     async def read_log(
-        self, model: str, training_id: str, *, offset: int | None = None,
+        self,
+        model: str,
+        training_id: str,
+        *,
+        offset: int | None = None,
         tail: int | None = None,
     ) -> tuple[Training, LogChunk]:
         """The training and a part of its log (see :mod:`.logs` for offsets)."""
@@ -462,7 +337,7 @@ class TrainingService:
             self.store, self.state_dir, self.server_id, self.max_log_bytes
         )
 
-    # -- running ------------------------------------------------------------
+    # -- helpers --------------------------------------------------------------
 
     def _check_started(self) -> None:
         if not self._started or self._closing:
@@ -472,229 +347,17 @@ class TrainingService:
         """The stored training (blocking: on the store's thread)."""
         training = self.store.get(training_id)
         if training is None or training.model != model:
-            raise TrainingNotFound(
-                f"model {model!r} has no training {training_id!r}"
-            )
+            raise TrainingNotFound(f"model {model!r} has no training {training_id!r}")
         return training
-
-    def _schedule(self) -> None:
-        while (self._queue and not self._closing
-               and (not self.max_concurrent
-                    or len(self._running) < self.max_concurrent)):
-            job = self._queue.popleft()
-            self._running[job.uuid] = job
-            job.started_at = time.time()
-            job.task = asyncio.create_task(self._run(job),
-                                           name=f"deepaas-training-{job.uuid}")
-
-    async def _record_start(self, job: _Job) -> None:
-        """Record that ``job`` runs, before its process starts; retried while
-        the store cannot be written (the training stays queued meanwhile)."""
-        if await self._write_until_done(
-            job, "its start",
-            functools.partial(self.store.update, job.uuid, only_if=(QUEUED,),
-                              status=RUNNING, started_at=job.started_at),
-            give_up=lambda: job.stop_reason is not None,
-        ):
-            job.start_recorded.set()
-
-    async def _write_until_done(
-        self, job: _Job, what: str, write: Any, *, give_up: Any,
-        late: set[str] | None = None,
-    ) -> bool:
-        """Run ``write`` on the store's thread until it works; answer whether it
-        did (False once ``give_up()``)."""
-        failed = False
-        while True:
-            try:
-                await self._io(write)
-            except _OUTAGES as exc:
-                if give_up():
-                    LOG.error("training %s: %s could not be recorded: %s",
-                              job.uuid, what, exc.message)
-                    return False
-                if not failed:
-                    LOG.warning("training %s: %s cannot be recorded now (%s); "
-                                "retrying every %g s", job.uuid, what,
-                                exc.message, RECORD_RETRY)
-                failed = True
-                if late is not None:
-                    late.add(job.uuid)
-                await asyncio.sleep(RECORD_RETRY)
-                continue
-            if failed:
-                LOG.info("training %s: %s is recorded now", job.uuid, what)
-            return True
-
-    async def _run(self, job: _Job) -> None:
-        try:
-            await self._record_start(job)
-            status, output, message = await self._execute(job)
-        except asyncio.CancelledError:
-            # The event loop is going away without close(): leave nothing behind.
-            if job.process is not None:
-                _processes.signal_group(job.process.pid, signal.SIGKILL)
-            self._finish(job, ERROR, None, INTERRUPTED_BY_SHUTDOWN)
-            raise
-        except Exception as exc:
-            LOG.exception("training %s could not be run", job.uuid)
-            if job.process is not None:
-                _processes.signal_group(job.process.pid, signal.SIGKILL)
-            status, output, message = (
-                ERROR, None, f"the training could not be run: {exc}"
-            )
-        finally:
-            if job.killer is not None:
-                job.killer.cancel()
-        self._finish(job, status, output, message)
-
-    async def _execute(self, job: _Job) -> tuple[str, Any, str | None]:
-        if job.stop_reason is not None:
-            return local_outcome(job.job_dir, job.stop_reason, None, self.timeout)
-        loop = asyncio.get_running_loop()
-        child = ChildJob(
-            uuid=job.uuid,
-            spec=job.spec,
-            raw=job.raw,
-            job_dir=str(job.job_dir),
-            log_file=str(job.log.path),
-            outcome_file=str(job.job_dir / OUTCOME_NAME),
-            env=self.training_envs.get(job.spec.name, {}),
-            grace=self.cancel_grace,
-            log_level=self.log_level,
-            max_log_bytes=self.max_log_bytes,
-        )
-        process, alive_end, output = await loop.run_in_executor(
-            None, start_process, self._context, child)
-        job.pump = LogPump(output, job.log, name=f"deepaas-log-{job.uuid[:8]}")
-        job.pump.start()
-        job.process = process
-        job.alive_end = alive_end
-        try:
-            await self._io(self.store.update, job.uuid, pid=process.pid)
-        except _OUTAGES as exc:  # only shown to people reading the store
-            LOG.warning("training %s: its pid could not be recorded: %s",
-                        job.uuid, exc.message)
-        LOG.info("training %s of model %r running in process %d", job.uuid,
-                 job.spec.name, process.pid)
-        timer = (loop.call_later(self.timeout, self._request_stop, job, "timeout")
-                 if self.timeout else None)
-        if job.stop_reason is not None:  # cancelled while the process started
-            self._signal_stop(job)
-        try:
-            await _processes.wait_for_exit(process)
-        finally:
-            if timer is not None:
-                timer.cancel()
-        # Whatever the model left behind goes too; the process itself is a
-        # zombie until joined, so its pid (the group id) cannot be reused.
-        deadline = job.kill_deadline or time.monotonic() + self.cancel_grace
-        assert process.pid is not None  # started before it was watched
-        if await _processes.stop_group(process.pid, deadline=deadline):
-            job.log.write_line("processes left behind were killed")
-        await loop.run_in_executor(None, process.join)
-        alive_end.close()
-        if not await loop.run_in_executor(None, job.pump.finish, DRAIN_SECONDS):
-            job.log.write_line("a process that outlived the training still writes "
-                               "to its output; that goes on below")
-        return local_outcome(job.job_dir, job.stop_reason, process.exitcode,
-                             self.timeout)
-
-    def _request_stop(self, job: _Job, reason: str) -> None:
-        if job.stop_reason is not None:
-            return
-        job.stop_reason = reason
-        job.kill_deadline = time.monotonic() + self.cancel_grace
-        if job.process is not None:
-            self._signal_stop(job)
-
-    def _signal_stop(self, job: _Job) -> None:
-        job.log.write_line(f"stopping ({job.stop_reason}): SIGTERM sent; "
-                    f"SIGKILL follows after {self.cancel_grace:g} s")
-        _processes.signal_group(job.process.pid, signal.SIGTERM)
-        job.killer = asyncio.create_task(self._kill_after_grace(job))
-
-    async def _kill_after_grace(self, job: _Job) -> None:
-        await asyncio.sleep(max(0.0, (job.kill_deadline or 0) - time.monotonic()))
-        if job.process is not None and job.process.is_alive():
-            job.log.write_line("did not stop in time: SIGKILL sent")
-            _processes.signal_group(job.process.pid, signal.SIGKILL)
-
-    def _finish(self, job: _Job, status: str, output: Any, message: str | None) -> None:
-        """Free a training's slot, start the next one, record how it ended.
-
-        The record is written on the store's thread, retried until the store
-        and its disk take it; meanwhile this server answers the ending it
-        knows (see :meth:`_known`).
-        """
-        self._endings[job.uuid] = {"status": status, "output": output,
-                                   "message": message, "finished_at": time.time()}
-        self._running.pop(job.uuid, None)
-        self._jobs.pop(job.uuid, None)
-        job.recorder = asyncio.create_task(self._record_end(job),
-                                           name=f"deepaas-record-{job.uuid}")
-        self._recording.add(job.recorder)
-        job.recorder.add_done_callback(self._recording.discard)
-        job.finished.set()
-        if not self._closing:
-            self._schedule()
-
-    async def _record_end(self, job: _Job) -> None:
-        ending = self._endings[job.uuid]
-        try:
-            recorded = await self._write_until_done(
-                job, f"its end ({ending['status']})",
-                functools.partial(self._write_end, job, ending),
-                give_up=lambda: self._closing,
-                late=self._late,
-            )
-        except Exception:
-            LOG.exception("training %s: recording its end failed", job.uuid)
-            recorded = False
-        finally:
-            job.log.close()
-        if recorded:
-            self._endings.pop(job.uuid, None)
-            self._late.discard(job.uuid)
-            if not self._closing:
-                await self._prune()
-
-    def _write_end(self, job: _Job, ending: dict[str, Any]) -> None:
-        """Record the end (blocking); then its uploads and outcome file go.
-
-        The outcome file stays until the record is written: a server started
-        after this one stopped reads the outcome from it.
-        """
-        if self.store.update(job.uuid, only_if=UNFINISHED, **ending):
-            status, message = ending["status"], ending["message"]
-            job.log.write_line(
-                f"training ended: {status}" + (f" ({message})" if message else "")
-            )
-            LOG.info("training %s of model %r ended: %s%s", job.uuid,
-                     job.spec.name, status, f" ({message})" if message else "")
-            self._write_provenance(job)
-        shutil.rmtree(job.job_dir / UPLOADS_DIR, ignore_errors=True)
-        remove_file(job.job_dir / OUTCOME_NAME)
-
-    def _write_provenance(self, job: _Job) -> None:
-        """The training's provenance record, in its folder (docs/provenance.md)."""
-        training = self.store.get(job.uuid)
-        if training is not None:
-            env = {**os.environ, **self.training_envs.get(job.spec.name, {})}
-            record_training(job.job_dir, training, spec=job.spec,
-                            devices=visible_devices(env))
 
     async def _prune(self) -> None:
         try:
-            await self._io(apply_retention, self.store, self.state_dir,
-                           keep=self.keep, keep_days=self.keep_days)
+            await self._io(
+                apply_retention,
+                self.store,
+                self.state_dir,
+                keep=self.keep,
+                keep_days=self.keep_days,
+            )
         except DeepaasError as exc:
             LOG.warning("trainings: applying the retention failed: %s", exc.message)
-
-
-def _make_job_dir(raw: RawArguments, job_dir: Path) -> RawArguments:
-    """Create a training's directory (0700) and move its uploads in."""
-    job_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True)
-    moved = move_uploads(raw, job_dir / UPLOADS_DIR)
-    note_inputs(job_dir, moved)  # hashed as received, for the provenance record
-    return moved

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from deepaas.training import DONE, TrainingStore
-from deepaas.training.slurm import CANCEL_FILE, SlurmBackend, settle
-from deepaas.training.slurm_commands import JobInfo, SlurmSettings, job_script
-from deepaas.training.slurm_files import OUTPUT_FILE, STATUS_FILE
+from deepaas.training.backends.slurm.backend import CANCEL_FILE, SlurmBackend, settle
+from deepaas.training.backends.slurm.commands import JobInfo, SlurmSettings, job_script
+from deepaas.training.backends.slurm.files import OUTPUT_FILE, STATUS_FILE
 from deepaas.training.store import DATABASE_NAME, Training
 
 

@@ -103,9 +103,11 @@ def test_a_negative_limit_is_refused(tmp_path):
 def test_deepaas_run_has_the_option_with_a_default(tmp_path):
     from deepaas.cmd._settings import training_settings
     from deepaas.config import build_config
+    from deepaas.training.backends.local import LocalBackend
     from deepaas.training.config import training_service_from_settings
 
     assert build_config([]).max_trainings == 32
     conf = build_config(["--max-trainings", "5", "--state-dir", str(tmp_path)])
     built = training_service_from_settings([], {}, training_settings(conf), None)
-    assert built is not None and built.max_trainings == 5
+    assert built is not None and isinstance(built.backend, LocalBackend)
+    assert built.backend.max_trainings == 5

@@ -23,6 +23,7 @@ from deepaas.training import (
     default_state_dir,
     training_service_from_settings,
 )
+from deepaas.training.backends.local import LocalBackend
 from deepaas.training.service import INTERRUPTED_BY_RESTART
 from tests.conftest import spec
 
@@ -42,9 +43,11 @@ def test_options_come_from_the_configuration(tmp_path):
                                            training_settings(conf), envs)
     assert service is not None
     assert service.state_dir == tmp_path / "state"
-    assert (service.max_concurrent, service.timeout, service.cancel_grace,
+    local = service.backend
+    assert isinstance(local, LocalBackend)
+    assert (local.max_concurrent, local.timeout, local.cancel_grace,
             service.keep, service.keep_days) == (3, 60, 2.5, 5, 7)
-    assert service.training_envs == {"trainer": {"CUDA_VISIBLE_DEVICES": "1"}}
+    assert local.training_envs == {"trainer": {"CUDA_VISIBLE_DEVICES": "1"}}
     assert not (tmp_path / "state").exists()  # nothing happens before start()
 
 

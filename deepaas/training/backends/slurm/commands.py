@@ -6,7 +6,7 @@ users already know: a job deepaas submits is an ordinary batch job whose
 script lies in the training's directory.  ``sacct`` needs SLURM's accounting
 database; where there is none (``Slurm accounting storage is disabled``),
 jobs that have left the controller's memory are settled from the files the
-job itself wrote (see :mod:`deepaas.training.slurm_job`).
+job itself wrote (see :mod:`deepaas.training.backends.slurm.job`).
 """
 
 from __future__ import annotations
@@ -132,10 +132,7 @@ def job_script(
     lines += [f"#SBATCH {line.strip()}" for line in settings.sbatch_lines]
     lines += [line for line in settings.setup]
     python = settings.python or sys.executable
-    lines.append(
-        f"exec {shlex.quote(python)} -m {module} "
-        f"{shlex.quote(str(job_dir))}"
-    )
+    lines.append(f"exec {shlex.quote(python)} -m {module} {shlex.quote(str(job_dir))}")
     return "\n".join(lines) + "\n"
 
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from deepaas.engine.devices import read_need
+from deepaas.training.backends.slurm.backend import SlurmBackend
+from deepaas.training.backends.slurm.commands import check_cluster
 from deepaas.training.settings import TrainingSettings
-from deepaas.training.slurm import SlurmBackend
-from deepaas.training.slurm_commands import check_cluster
 from deepaas.training.store import DATABASE_NAME, TrainingStore
 
 LOG = logging.getLogger(__name__)

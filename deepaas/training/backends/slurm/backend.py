@@ -2,8 +2,9 @@
 
 With ``--train-backend slurm``, ``POST .../train/`` writes the training's
 job directory (copied uploads, the pickled arguments, a batch script) and
-submits it with ``sbatch``.  The job runs :mod:`deepaas.training.slurm_job`,
-which runs the usual training process.  The server is only an observer: it
+submits it with ``sbatch``.  The job runs
+:mod:`deepaas.training.backends.slurm.job`, which runs the usual training
+process.  The server is only an observer: it
 polls SLURM every ``--slurm-poll-interval`` seconds and records in the store
 what the scheduler and the job's own files say.  A job therefore outlives
 the server, and any server on the same state directory picks it up.
@@ -31,7 +32,7 @@ import time
 import uuid as uuid_mod
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deepaas.model.loading import ModelSpec, available_models
 from deepaas.model.wrapper import RawArguments
@@ -47,14 +48,14 @@ from deepaas.training._jobdir import (
     read_outcome,
     remove_file,
 )
-from deepaas.training.slurm_commands import (
+from deepaas.training.backends.slurm.commands import (
     JobInfo,
     SlurmClient,
     SlurmSettings,
     SlurmUnavailable,
     job_script,
 )
-from deepaas.training.slurm_files import (
+from deepaas.training.backends.slurm.files import (
     JOB_FILE,
     OUTPUT_FILE,
     SCRIPT_FILE,
@@ -73,6 +74,10 @@ from deepaas.training.store import (
     TrainingStore,
     write_private,
 )
+from deepaas.training.store_thread import store_failure
+
+if TYPE_CHECKING:
+    from deepaas.training.backends import ServiceLink
 
 LOG = logging.getLogger(__name__)
 
@@ -221,12 +226,20 @@ class SlurmBackend:
         #: own, which bounds the wait and answers 503/507).
         self.io: Callable[..., Awaitable[Any]] = _in_thread
 
-    async def start(self) -> None:
+    def describe(self) -> str:
+        # SLURM's queue decides how many run: no local limit applies.
+        return "run as SLURM jobs, as many at once as SLURM's queue allows"
+
+    async def start(self, link: ServiceLink | None = None) -> None:
         """Settle what happened while no server watched, then keep watching.
 
-        A controller that does not answer now is no reason not to serve: the
-        poller asks again.
+        ``link``: the service's, whose ``io`` then bounds the store's waits
+        and answers 503/507 (its store and directory are the ones this
+        backend was built with).  A controller that does not answer now is
+        no reason not to serve: the poller asks again.
         """
+        if link is not None:
+            self.io = link.io
         try:
             await self.refresh()
         except SlurmUnavailable as exc:
@@ -258,7 +271,21 @@ class SlurmBackend:
     async def submit(
         self, spec: ModelSpec, raw: RawArguments, args: dict[str, Any]
     ) -> Training:
-        """Write the job directory, submit the job, record the training."""
+        """Write the job directory, submit the job, record the training.
+
+        A disk that cannot take the job's files is a 507, as for the store.
+        """
+        try:
+            return await self._submit(spec, raw, args)
+        except OSError as exc:  # writing its job files on a full disk
+            failure = store_failure(exc, self.store.path)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    async def _submit(
+        self, spec: ModelSpec, raw: RawArguments, args: dict[str, Any]
+    ) -> Training:
         training_id = uuid_mod.uuid4().hex
         job_dir = self.state_dir / self.jobs_dir / training_id
         job_id = None
@@ -412,15 +439,21 @@ class SlurmBackend:
 
     # -- cancelling ---------------------------------------------------------------
 
-    async def cancel(self, training: Training) -> None:
+    def known(self, training: Training) -> Training:
+        """The record as stored: a SLURM training's end is written, never held."""
+        return training
+
+    async def cancel(self, training: Training) -> bool:
         """Cancel the training's job; return once SLURM says it has ended.
 
         A running job gets SIGTERM first (every process of the job) and
         ``--train-cancel-grace`` seconds to stop before ``scancel`` ends it
-        (SLURM sends SIGKILL after its own ``KillWait``).
+        (SLURM sends SIGKILL after its own ``KillWait``).  Answers False,
+        doing nothing, for a training that has ended or is not SLURM's.
         """
         job_id = slurm_job_id(training)
-        assert job_id is not None
+        if job_id is None or training.finished:
+            return False
         job_dir = self.state_dir / training.job_dir
         info = (await self.client.query([job_id])).get(job_id)
         if info is not None and not info.ended:
@@ -439,6 +472,7 @@ class SlurmBackend:
                     await self.client.cancel(job_id)
             await self._wait_ended(job_id, None)
         await self.refresh(only=training.uuid)
+        return True
 
     async def _wait_ended(self, job_id: str, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
