@@ -250,8 +250,7 @@ class SlurmJobs:
                 return None
             else:
                 info = JobInfo(job_id, "UNKNOWN", "SLURM no longer knows the job")
-        reason = None if info.reason in ("", "None", "(null)") else info.reason
-        seen = {"scheduler_state": info.state, "scheduler_reason": reason}
+        seen = {"scheduler_state": info.state, "scheduler_reason": info.shown_reason}
         if not info.ended and info.state != "UNKNOWN":
             changes: dict[str, Any] = {
                 k: v for k, v in seen.items() if getattr(job, k) != v
@@ -287,11 +286,7 @@ class SlurmJobs:
         if info is not None and not info.ended:
             await self._run_io(write_json, job_dir / CANCEL_FILE, {"at": time.time()})
             await self.client.cancel(job_id)
-            while True:
-                info = (await self.client.query([job_id])).get(job_id)
-                if info is None or info.ended:
-                    break
-                await asyncio.sleep(0.2)
+            await self.client.wait_ended(job_id)
         await self.refresh(only=job.uuid)
 
 

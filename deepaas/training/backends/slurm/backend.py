@@ -134,11 +134,6 @@ def with_slurm_details(training: Training, state_dir: Path) -> Training:
     )
 
 
-def _reason(info: JobInfo) -> str | None:
-    """SLURM's reason for the job's state; None where it gives none."""
-    return None if info.reason in ("", "None", "(null)") else info.reason
-
-
 def _ended_message(job_id: str, info: JobInfo, detail: str) -> str:
     reason = f", reason {info.reason}" if info.reason not in ("", "None") else ""
     code = f", exit code {info.exit_code}" if info.exit_code else ""
@@ -380,7 +375,7 @@ class SlurmBackend:
                 return
             else:
                 info = JobInfo(job_id, FORGOTTEN, "SLURM no longer knows the job")
-        seen = {"scheduler_state": info.state, "scheduler_reason": _reason(info)}
+        seen = {"scheduler_state": info.state, "scheduler_reason": info.shown_reason}
         if not info.ended and info.state != FORGOTTEN:
             changes: dict[str, Any] = {
                 name: value
@@ -468,20 +463,11 @@ class SlurmBackend:
                     f"scancel follows after {self.cancel_grace:g} s",
                 )
                 await self.client.signal(job_id, "TERM")
-                if not await self._wait_ended(job_id, self.cancel_grace):
+                if not await self.client.wait_ended(job_id, self.cancel_grace):
                     await self.client.cancel(job_id)
-            await self._wait_ended(job_id, None)
+            await self.client.wait_ended(job_id)
         await self.refresh(only=training.uuid)
         return True
-
-    async def _wait_ended(self, job_id: str, timeout: float | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while deadline is None or time.monotonic() < deadline:
-            info = (await self.client.query([job_id])).get(job_id)
-            if info is None or info.ended:
-                return True
-            await asyncio.sleep(0.2)
-        return False
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,6 +89,11 @@ class JobInfo:
     @property
     def ended(self) -> bool:
         return self.state in ENDED_STATES
+
+    @property
+    def shown_reason(self) -> str | None:
+        """SLURM's reason for the job's state; None where it gives none."""
+        return None if self.reason in ("", "None", "(null)") else self.reason
 
 
 def job_script(
@@ -298,6 +304,17 @@ class SlurmClient:
                 state = fields[1].split()[0] if fields[1] else ""
                 return JobInfo(job_id, state, fields[2], fields[3], fields[4])
         return None
+
+    async def wait_ended(self, job_id: str, timeout: float | None = None) -> bool:
+        """Ask SLURM until the job has ended or is forgotten; answer whether it
+        did within ``timeout`` seconds (None: however long it takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            info = (await self.query([job_id])).get(job_id)
+            if info is None or info.ended:
+                return True
+            await asyncio.sleep(0.2)
+        return False
 
     async def signal(self, job_id: str, name: str) -> None:
         """Send signal ``name`` to every process of the running job."""
