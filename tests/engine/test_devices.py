@@ -219,7 +219,7 @@ async def plan_with(specs, conf, **kwargs):
 
 
 @pytest.mark.slow
-async def test_plan_from_config_places_declared_models(installed_models, caplog):
+async def test_the_options_place_declared_models(installed_models, caplog):
     specs = [spec(n) for n in ("needs-gpu", "prefers-gpu", "echo", "thread-echo")]
     caplog.set_level(logging.INFO, "deepaas.engine.devices")
     plan = await plan_with(
