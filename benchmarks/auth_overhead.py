@@ -36,10 +36,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from deepaas.api import create_app  # noqa: E402
-from deepaas.api.auth import AuthPolicy, StaticTokens  # noqa: E402
-from deepaas.api.guard import Guard  # noqa: E402
-from deepaas.api.oidc import OidcVerifier  # noqa: E402
-from deepaas.api.origins import LOOPBACK_HOSTS, OriginPolicy  # noqa: E402
+from deepaas.api.security.auth import AuthPolicy, StaticTokens  # noqa: E402
+from deepaas.api.security.guard import Guard  # noqa: E402
+from deepaas.api.security.oidc import OidcVerifier  # noqa: E402
+from deepaas.api.security.origins import LOOPBACK_HOSTS, OriginPolicy  # noqa: E402
 from deepaas.engine.executors import build_executors  # noqa: E402
 from deepaas.model.loading import ModelSpec  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Kept in a module of its own, with no imports, so that the command-line
 options (:mod:`deepaas._security_options`, read by every tool) and the
-HTTP layer (:mod:`deepaas.api.auth`, :mod:`deepaas.api.routes`) share one
+HTTP layer (:mod:`deepaas.api.security.auth`, :mod:`deepaas.api.routes`) share one
 definition without the options importing aiohttp.
 """
 

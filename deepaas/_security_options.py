@@ -2,8 +2,8 @@
 
 Kept apart from :mod:`deepaas.config` so that each stays short; the options
 are registered with the others (group ``security`` of ``--help``),
-deepaas/cmd reads them into :class:`deepaas.api.settings.SecuritySettings`,
-and :func:`deepaas.api.guard.guard_from_settings` turns those into checks.
+deepaas/cmd reads them into :class:`deepaas.api.security.settings.SecuritySettings`,
+and :func:`deepaas.api.security.guard.guard_from_settings` turns those into checks.
 See docs/security.md.
 """
 
@@ -15,7 +15,7 @@ from deepaas._kinds import KINDS
 
 __all__ = ["security_opts"]
 
-#: deepaas.api.oidc.DEFAULT_ALGORITHMS (not imported: the options are read
+#: deepaas.api.security.oidc.DEFAULT_ALGORITHMS (not imported: the options are read
 #: by every tool, which need not import aiohttp).
 _DEFAULT_ALGORITHMS = [
     "RS256",

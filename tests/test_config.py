@@ -256,7 +256,7 @@ def test_sample_config_parses(tmp_path):
 def test_security_options_copy_the_api_s_kinds_and_algorithms() -> None:
     """The options module copies them (it must not import aiohttp): keep in step."""
     from deepaas import _security_options
-    from deepaas.api import auth, oidc
+    from deepaas.api.security import auth, oidc
 
     assert tuple(_security_options.KINDS) == tuple(auth.KINDS)
     assert tuple(_security_options._DEFAULT_ALGORITHMS) == tuple(

@@ -9,7 +9,6 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.api import debug, docs, health, jobs, metrics, models, train, versions
-from deepaas.api.guard import Guard, install
 from deepaas.api.keys import (
     DEBUG_CAPTURE,
     EXECUTORS,
@@ -21,6 +20,7 @@ from deepaas.api.keys import (
 from deepaas.api.request_args import DEFAULT_MAX_FORM_PARTS, MAX_FORM_PARTS
 from deepaas.api.routes import ROUTES, RouteTable
 from deepaas.api.routing import add_fallback
+from deepaas.api.security.guard import Guard, install
 from deepaas.api.startup import STARTUP, Startup
 from deepaas.engine.execution import Executor
 from deepaas.jobs import PredictJobService

@@ -10,10 +10,10 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from deepaas.api import openapi
-from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS, SETTINGS, SPEC_CACHE
 from deepaas.api.routes import ROUTES, Route, RouteTable
 from deepaas.api.routing import add_route, route_handler, url
+from deepaas.api.security.guard import GUARD
 
 SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 

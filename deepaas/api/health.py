@@ -23,10 +23,10 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.api import openapi
-from deepaas.api.guard import GUARD
 from deepaas.api.keys import EXECUTORS, TRAININGS
 from deepaas.api.routes import Route
 from deepaas.api.routing import add_route
+from deepaas.api.security.guard import GUARD
 from deepaas.api.startup import STARTUP
 
 

@@ -7,11 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.api.capture import DebugCapture
-from deepaas.api.settings import (
-    DEFAULT_CLIENT_MAX_SIZE,
-    DEFAULT_UPLOAD_MAX_SIZE,
-    ApiSettings,
-)
+from deepaas.api.settings import ApiSettings
 from deepaas.engine.execution import Executor
 from deepaas.training import TrainingService
 
@@ -23,11 +19,8 @@ SPEC_CACHE = web.AppKey("deepaas_spec_cache", dict[str, Any])
 
 __all__ = [
     "DEBUG_CAPTURE",
-    "DEFAULT_CLIENT_MAX_SIZE",
-    "DEFAULT_UPLOAD_MAX_SIZE",
     "EXECUTORS",
     "SETTINGS",
     "SPEC_CACHE",
     "TRAININGS",
-    "ApiSettings",
 ]

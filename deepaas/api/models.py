@@ -12,7 +12,7 @@ from aiohttp import hdrs, web
 
 from deepaas.api import jobs, openapi
 from deepaas.api.errors import unknown_model
-from deepaas.api.keys import EXECUTORS, SETTINGS, ApiSettings
+from deepaas.api.keys import EXECUTORS, SETTINGS
 from deepaas.api.negotiation import NO_CHOICE, choose_media_type
 from deepaas.api.request_args import (
     add_header_arguments,
@@ -21,6 +21,7 @@ from deepaas.api.request_args import (
 )
 from deepaas.api.routes import Route
 from deepaas.api.routing import add_route, url
+from deepaas.api.settings import ApiSettings
 from deepaas.engine.execution import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
 from deepaas.model.wrapper import JSON_MEDIA_TYPE

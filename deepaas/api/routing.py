@@ -23,7 +23,6 @@ from yarl import URL
 
 from deepaas.api._aiohttp_adapter import set_match_info
 from deepaas.api.errors import error_response, no_such_route
-from deepaas.api.guard import GUARD, RouteChecks, preflight_first, route_checks
 from deepaas.api.keys import SETTINGS
 from deepaas.api.request_id import (
     REQUEST_ID_HEADER,
@@ -33,6 +32,7 @@ from deepaas.api.request_id import (
 )
 from deepaas.api.request_metrics import REQUEST_METRICS
 from deepaas.api.routes import ROUTES, Route, RouteTable
+from deepaas.api.security.guard import GUARD, RouteChecks, preflight_first, route_checks
 from deepaas.api.startup import STARTUP
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

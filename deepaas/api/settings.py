@@ -1,5 +1,5 @@
 """Typed settings of the HTTP side: what the API serves, how the server
-listens, and who may call it.
+listens (who may call it: :mod:`deepaas.api.security.settings`).
 
 ``deepaas-run`` builds these once from its options (in :mod:`deepaas.cmd`);
 the API reads only these.  Each refuses a bad value when it is made, with
@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from deepaas.api.oidc import DEFAULT_ALGORITHMS
-
 if TYPE_CHECKING:
     from deepaas.api.protocol import ServerLimits
 
@@ -21,8 +19,6 @@ if TYPE_CHECKING:
 DEFAULT_CLIENT_MAX_SIZE = 16 * 1024 * 1024
 #: Largest multipart body; its files are streamed to disk, not held in memory.
 DEFAULT_UPLOAD_MAX_SIZE = 1024 * 1024 * 1024
-#: The kinds of operation answered without a token unless told otherwise.
-DEFAULT_OPEN_KINDS = ("health", "ready", "docs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,38 +89,9 @@ def _limits() -> ServerLimits:
     return ServerLimits()
 
 
-@dataclasses.dataclass(frozen=True)
-class SecuritySettings:
-    """Who may call the API: Host and Origin checks, tokens, OIDC.
-
-    ``allowed_hosts`` empty means the default for ``listen_ip`` (loopback
-    names when listening on loopback, else any host).
-    """
-
-    listen_ip: str = "127.0.0.1"
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    auth_token_file: str | None = None
-    auth_open: tuple[str, ...] = DEFAULT_OPEN_KINDS
-    oidc_issuer: str | None = None
-    oidc_audience: str | None = None
-    oidc_jwks_url: str | None = None
-    oidc_jwks_file: str | None = None
-    oidc_algorithms: tuple[str, ...] = tuple(DEFAULT_ALGORITHMS)
-    oidc_leeway: float = 30.0
-    oidc_require: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.oidc_issuer and (
-            self.oidc_jwks_url or self.oidc_jwks_file or self.oidc_audience
-        ):
-            raise ValueError("the --oidc-* options need --oidc-issuer")
-
-
 __all__ = [
     "DEFAULT_CLIENT_MAX_SIZE",
     "DEFAULT_UPLOAD_MAX_SIZE",
     "ApiSettings",
-    "SecuritySettings",
     "ServerSettings",
 ]

@@ -22,7 +22,6 @@ from oslo_config import cfg
 from deepaas.api import create_app
 from deepaas.api.access_log import access_log_options
 from deepaas.api.debug import DebugCapture
-from deepaas.api.guard import guard_from_settings
 from deepaas.api.protocol import (
     RateLimitedLoopErrors,
     answer_in_progress,
@@ -31,6 +30,7 @@ from deepaas.api.protocol import (
     runner_options,
     watch_connections,
 )
+from deepaas.api.security.guard import guard_from_settings
 from deepaas.api.settings import ApiSettings, ServerSettings
 from deepaas.api.startup import Startup
 from deepaas.cmd import OptionsError

@@ -24,7 +24,8 @@ from deepaas.engine.settings import EngineSettings
 from deepaas.log import LoggingSettings
 
 if TYPE_CHECKING:
-    from deepaas.api.settings import ApiSettings, SecuritySettings, ServerSettings
+    from deepaas.api.security.settings import SecuritySettings
+    from deepaas.api.settings import ApiSettings, ServerSettings
     from deepaas.training.settings import (
         PredictJobSettings,
         SlurmSettings,
@@ -130,7 +131,7 @@ def server_settings(conf: cfg.ConfigOpts) -> ServerSettings:
 
 def security_settings(conf: cfg.ConfigOpts) -> SecuritySettings:
     """The Host, Origin, token and OIDC options."""
-    from deepaas.api.settings import SecuritySettings
+    from deepaas.api.security.settings import SecuritySettings
 
     return SecuritySettings(
         listen_ip=conf.listen_ip,

@@ -9,14 +9,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from deepaas.api import create_app
-from deepaas.api.auth import (
+from deepaas.api.routes import ROUTES
+from deepaas.api.security.auth import (
     KINDS,
     AuthPolicy,
     StaticTokens,
     parse_requirement,
 )
-from deepaas.api.guard import Guard
-from deepaas.api.routes import ROUTES
+from deepaas.api.security.guard import Guard
 from deepaas.engine.executors import build_executors
 from deepaas.model.loading import ModelSpec
 from deepaas.training import TrainingService

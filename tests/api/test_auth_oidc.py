@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from deepaas.api import create_app
-from deepaas.api.auth import AuthPolicy, parse_requirement
-from deepaas.api.guard import Guard
-from deepaas.api.oidc import OidcVerifier
+from deepaas.api.security.auth import AuthPolicy, parse_requirement
+from deepaas.api.security.guard import Guard
+from deepaas.api.security.oidc import OidcVerifier
 from deepaas.engine.executors import build_executors
 from tests.conftest import spec
 

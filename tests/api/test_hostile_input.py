@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from deepaas.api.keys import DEFAULT_CLIENT_MAX_SIZE, DEFAULT_UPLOAD_MAX_SIZE
+from deepaas.api.settings import DEFAULT_CLIENT_MAX_SIZE, DEFAULT_UPLOAD_MAX_SIZE
 from deepaas.config import build_config
 from deepaas.training import TrainingService
 

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from deepaas.api import ApiSettings, create_app
-from deepaas.api.auth import AuthPolicy, StaticTokens
-from deepaas.api.guard import Guard
+from deepaas.api.security.auth import AuthPolicy, StaticTokens
+from deepaas.api.security.guard import Guard
 from deepaas.engine.executors import build_executors
 from deepaas.jobs import PredictJobService
 from tests.conftest import spec

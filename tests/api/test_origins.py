@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from deepaas.api import create_app
-from deepaas.api.guard import Guard
-from deepaas.api.origins import OriginPolicy, default_allowed_hosts
+from deepaas.api.security.guard import Guard
+from deepaas.api.security.origins import OriginPolicy, default_allowed_hosts
 from deepaas.engine.executors import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec

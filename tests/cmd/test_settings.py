@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from deepaas.api.settings import ApiSettings, SecuritySettings, ServerSettings
+from deepaas.api.security.settings import SecuritySettings
+from deepaas.api.settings import ApiSettings, ServerSettings
 from deepaas.cmd._settings import (
     api_settings,
     cli_settings,

@@ -33,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from deepaas._kinds import KINDS
-from deepaas.api.oidc import OidcError, OidcKeysUnavailable, OidcVerifier
+from deepaas.api.security.oidc import OidcError, OidcKeysUnavailable, OidcVerifier
 from deepaas.exceptions import (
     AuthUnavailable,
     Forbidden,

@@ -15,16 +15,20 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from deepaas.api.auth import (
+from deepaas.api.errors import allowed_methods
+from deepaas.api.routes import Route
+from deepaas.api.security.auth import (
     AuthPolicy,
     Requirement,
     StaticTokens,
     parse_requirement,
 )
-from deepaas.api.errors import allowed_methods
-from deepaas.api.origins import STATE_CHANGING, OriginPolicy, default_allowed_hosts
-from deepaas.api.routes import Route
-from deepaas.api.settings import SecuritySettings
+from deepaas.api.security.origins import (
+    STATE_CHANGING,
+    OriginPolicy,
+    default_allowed_hosts,
+)
+from deepaas.api.security.settings import SecuritySettings
 
 __all__ = [
     "GUARD",
@@ -134,7 +138,7 @@ def guard_from_settings(
     tokens = StaticTokens.load(settings.auth_token_file, environ)
     oidc = None
     if settings.oidc_issuer:
-        from deepaas.api.oidc import OidcVerifier
+        from deepaas.api.security.oidc import OidcVerifier
 
         oidc = OidcVerifier(
             issuer=settings.oidc_issuer,
