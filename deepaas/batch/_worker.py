@@ -21,44 +21,30 @@ with SIGKILL.
 
 from __future__ import annotations
 
-import os
 import time
-import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 from deepaas import exceptions
-from deepaas.engine._process import freeze_startup_objects, prepare_worker_process
-from deepaas.engine._wire import error_to_wire
+from deepaas.engine.processes import report_ready, start_child
+from deepaas.engine.processes.wire import error_to_wire
 from deepaas.provenance.digests import sha256_bytes
 
 
-def serve(
-    conn: Connection,
-    progress: Any,
-    spec: Any,
-    warm: bool,
-    env: dict[str, str],
-    log_level: int,
-) -> None:
-    """Answer predict calls on ``conn`` until told to stop or orphaned."""
-    prepare_worker_process(env, log_level, ignore_sigterm=True)
-    from deepaas.batch.calls import PredictCall
-    from deepaas.model.wrapper import load_wrapped
+def serve(conn: Connection, progress: Any, spec: Any, warm: bool) -> None:
+    """Answer predict calls on ``conn`` until told to stop or orphaned.
 
-    try:
-        wrapper = load_wrapped(spec, warm=warm)
-        description = wrapper.describe()
-    except BaseException as exc:  # every start-up failure goes to the parent
-        message = (
-            exc.message
-            if isinstance(exc, exceptions.DeepaasError)
-            else f"{type(exc).__name__}: {exc}"
-        )
-        conn.send(("failed", message, "".join(traceback.format_exception(exc))))
+    It runs after its prologue (:func:`deepaas.engine.processes.
+    worker_prologue`, SIGTERM disregarded too); its start-up failure goes
+    to the batch process unnamed (``named=False``: the pool names the model).
+    """
+    from deepaas.batch.calls import PredictCall
+
+    loaded = start_child(conn.send, spec.name, lambda: _load(spec, warm), named=False)
+    if loaded is None:
         return
-    freeze_startup_objects()
-    conn.send(("ready", description, os.getpid()))
+    wrapper, description = loaded
+    report_ready(conn.send, description)
     call: PredictCall | None = None
     started = 0
     while True:
@@ -87,6 +73,14 @@ def serve(
             conn.send(("done", chunk_id, results))
         except (OSError, EOFError):
             return
+
+
+def _load(spec: Any, warm: bool) -> tuple[Any, Any]:
+    """The model, loaded (and warmed), and its description."""
+    from deepaas.model.wrapper import load_wrapped
+
+    wrapper = load_wrapped(spec, warm=warm)
+    return wrapper, wrapper.describe()
 
 
 def _one(

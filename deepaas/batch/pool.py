@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import multiprocessing
 import signal
 import time
 from multiprocessing.connection import Connection, wait
@@ -37,8 +36,16 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, NamedTuple
 
 from deepaas.batch._worker import serve
-from deepaas.engine._process import describe_exit
-from deepaas.engine._wire import error_from_wire
+from deepaas.engine.processes import (
+    FAILED,
+    READY,
+    describe_exit,
+    spawn_child,
+    spawn_context,
+    start_failure,
+    worker_prologue,
+)
+from deepaas.engine.processes.wire import error_from_wire
 from deepaas.exceptions import DeepaasError, ModelLoadError, WorkerCrashed
 from deepaas.model.description import ModelDescription
 from deepaas.model.loading import ModelSpec
@@ -128,7 +135,7 @@ class BatchPool:
         self._window = max(1, window)
         self._log_level = log_level
         self._max_restarts = max_restarts
-        self._context = multiprocessing.get_context("spawn")
+        self._context = spawn_context()
         self._workers = [_Worker(i, env) for i, env in enumerate(envs)]
         self._chunk_ids = 0
         self._handouts: collections.Counter[str] = collections.Counter()
@@ -150,21 +157,20 @@ class BatchPool:
     def _spawn(self, worker: _Worker) -> None:
         parent, child = self._context.Pipe(duplex=True)
         worker.progress = self._context.RawValue("i", 0)
-        worker.process = self._context.Process(
-            target=serve,
-            args=(
-                child,
-                worker.progress,
-                self.spec,
-                self._warm,
-                worker.env,
-                self._log_level,
-            ),
-            name=f"deepaas-predict-{self.spec.name}-{worker.index}",
-            daemon=True,
-        )
-        worker.process.start()
-        child.close()
+        try:
+            worker.process = spawn_child(
+                serve,
+                (child, worker.progress, self.spec, self._warm),
+                name=f"deepaas-predict-{self.spec.name}-{worker.index}",
+                prologue=worker_prologue(
+                    worker.env, self._log_level, ignore_sigterm=True
+                ),
+                child_ends=(child,),
+                context=self._context,
+            )
+        except BaseException:
+            parent.close()
+            raise
         worker.conn = parent
         worker.state = "starting"
         worker.pending.clear()
@@ -343,20 +349,21 @@ class BatchPool:
 
     def _on_message(self, worker: _Worker, message: Any) -> None:
         kind = message[0]
-        if kind == "ready":
+        if kind == READY:
             self.description = message[1]
             worker.state = "ready"
             LOG.debug("worker %d ready (pid %s)", worker.index, message[2])
             self._send_setup(worker)
-        elif kind == "failed":
+        elif kind == FAILED:
+            error, trace = start_failure(message)
             LOG.error(
                 "model %r: worker %d failed to start:\n%s",
                 self.spec.name,
                 worker.index,
-                message[2],
+                trace,
             )
             worker.failure = ModelLoadError(
-                f"model {self.spec.name!r} could not be loaded: {message[1]}"
+                f"model {self.spec.name!r} could not be loaded: {error.message}"
             )
             self._retire(worker)
         elif kind == "done":

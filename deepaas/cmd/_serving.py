@@ -44,8 +44,8 @@ from deepaas.cmd._settings import (
 )
 from deepaas.cmd.run import WORKER_STOP_TIMEOUT
 from deepaas.engine import Executor
-from deepaas.engine._process import freeze_startup_objects
 from deepaas.engine.devices import DevicePlan
+from deepaas.engine.processes import freeze_startup_objects
 from deepaas.model.loading import ModelSpec
 
 LOG = logging.getLogger("deepaas.run")

@@ -44,8 +44,8 @@ from deepaas.batch.sbatch import gpu_request
 from deepaas.cmd import fail
 from deepaas.cmd._settings import PredictSettings, predict_settings
 from deepaas.engine import EngineSettings, plan_from_settings
-from deepaas.engine._process import children_skip_main_module
 from deepaas.engine.devices import read_need
+from deepaas.engine.processes import children_skip_main_module
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
 from deepaas.model.loading import (

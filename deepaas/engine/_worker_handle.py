@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from deepaas.engine._wire import MessageReader, error_from_wire
 from deepaas.engine._worker_main import run_worker
+from deepaas.engine.processes import spawn_child, worker_prologue
+from deepaas.engine.processes.wire import MessageReader, error_from_wire
 from deepaas.exceptions import (
     CallTimeout,
     DeepaasError,
@@ -159,20 +160,6 @@ class WorkerHandle:
         """
         parent_sock, child_sock = socket.socketpair()
         control_parent, control_child = socket.socketpair()
-        process = context.Process(
-            target=run_worker,
-            args=(
-                child_sock,
-                spec,
-                warm,
-                self.env,
-                log_level,
-                control_child,
-                describe_first,
-            ),
-            name=f"deepaas-worker-{spec.name}-{self.index}",
-            daemon=True,
-        )
         self.state = "starting"
         self.timed_out = False
         self.interrupted = False
@@ -182,14 +169,18 @@ class WorkerHandle:
         self.call_seconds = None
         self.describing = describe_first
         try:
-            process.start()
+            process = spawn_child(
+                run_worker,
+                (child_sock, spec, warm, control_child, describe_first),
+                name=f"deepaas-worker-{spec.name}-{self.index}",
+                prologue=worker_prologue(self.env, log_level),
+                child_ends=(child_sock, control_child),
+                context=context,
+            )
         except BaseException:
             for sock in (parent_sock, control_parent):
                 sock.close()
             raise
-        finally:
-            child_sock.close()
-            control_child.close()
         self.process = process
         self._launched = (parent_sock, control_parent)
 

@@ -4,7 +4,9 @@ A worker sets its environment (e.g. ``CUDA_VISIBLE_DEVICES``) before it
 imports the model, so device bindings hold for frameworks that read them at
 import.  It exits when the API process says ``stop`` or goes away (end of
 file on its socket, or, on Linux, the parent's death signal), so no worker
-outlives its server.
+outlives its server.  How it starts (spawn, prologue, the
+``ready``/``failed`` handshake) is :mod:`deepaas.engine.processes`; what
+is here is its loop.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import socket
 import threading
 from typing import Any
 
-from deepaas.engine._process import freeze_startup_objects, prepare_worker_process
-from deepaas.engine._wire import BlockingChannel, error_to_wire, start_error
 from deepaas.engine.batching import run_batch
 from deepaas.engine.execution import jsonable_arguments
 from deepaas.engine.probe import model_facts
+from deepaas.engine.processes import report_ready, start_child
+from deepaas.engine.processes.wire import BlockingChannel, error_to_wire
 from deepaas.exceptions import DeepaasError
 from deepaas.model.wrapper import RawArguments, load_wrapped, model_error
 
@@ -27,14 +29,14 @@ def run_worker(
     sock: socket.socket,
     spec: Any,
     warm: bool,
-    env: dict[str, str],
-    log_level: int,
     control: socket.socket | None = None,
     describe_first: bool = False,
 ) -> None:
     """Serve calls on ``sock`` until told to stop.
 
-    ``control`` carries the calls that must not wait behind predictions
+    It runs after its prologue (environment, signals, logging: see
+    :func:`deepaas.engine.processes.worker_prologue`).  ``control``
+    carries the calls that must not wait behind predictions
     (training-argument validation): a thread of their own answers them.
 
     ``describe_first``: this worker also does the start-up probe's job
@@ -44,25 +46,13 @@ def run_worker(
     placement gives it (set before ``warm()``), or ``stop`` when the model
     is to run elsewhere.  The model is then imported once, not twice.
     """
-    prepare_worker_process(env, log_level)
     channel = BlockingChannel(sock)
-    try:
-        if describe_first:
-            wrapper = load_wrapped(spec)
-            channel.send(("facts", model_facts(spec, wrapper)))
-            answer = _next_message(channel)
-            if answer[0] != "go":
-                return
-            os.environ.update(answer[1])
-            if warm:
-                wrapper.warm()
-        else:
-            wrapper = load_wrapped(spec, warm=warm)
-        description = wrapper.describe()
-    except BaseException as exc:  # report every start-up failure to the parent
-        channel.send(("failed", *start_error(spec.name, exc)))
+    started = start_child(
+        channel.send, spec.name, lambda: _start(channel, spec, warm, describe_first)
+    )
+    if started is None or started is _STOPPED:
         return
-    freeze_startup_objects()
+    wrapper, description = started
     if control is not None:
         threading.Thread(
             target=_answer_control,
@@ -70,8 +60,31 @@ def run_worker(
             name="deepaas-validate",
             daemon=True,
         ).start()
-    channel.send(("ready", description, os.getpid()))
+    report_ready(channel.send, description)
     _answer_calls(channel, wrapper, _ALL_CALLS)
+
+
+#: What :func:`_start` answers when the pool says the model runs elsewhere.
+_STOPPED = object()
+
+
+def _start(
+    channel: BlockingChannel, spec: Any, warm: bool, describe_first: bool
+) -> Any:
+    """Import (and warm) the model: ``(wrapper, description)``, or
+    :data:`_STOPPED` when a describing worker is told to stop."""
+    if describe_first:
+        wrapper = load_wrapped(spec)
+        channel.send(("facts", model_facts(spec, wrapper)))
+        answer = _next_message(channel)
+        if answer[0] != "go":
+            return _STOPPED
+        os.environ.update(answer[1])
+        if warm:
+            wrapper.warm()
+    else:
+        wrapper = load_wrapped(spec, warm=warm)
+    return wrapper, wrapper.describe()
 
 
 def _next_message(channel: BlockingChannel) -> tuple[Any, ...]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from deepaas.engine._wire import error_from_wire, is_wire_error
+from deepaas.engine.processes.wire import error_from_wire, is_wire_error
 from deepaas.exceptions import (
     DeepaasError,
     MethodNotImplemented,

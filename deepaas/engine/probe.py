@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deepaas.engine._process import contain_children, die_with_parent
-from deepaas.engine._wire import BlockingChannel, error_from_wire, start_error
 from deepaas.engine.devices import (
     DevicePlan,
     Gpu,
@@ -33,6 +30,14 @@ from deepaas.engine.devices import (
     select_gpus,
     visible_gpus,
 )
+from deepaas.engine.processes import (
+    Prologue,
+    ready_payload,
+    report_ready,
+    spawn_child,
+    start_child,
+)
+from deepaas.engine.processes.wire import BlockingChannel
 from deepaas.engine.settings import EngineSettings
 from deepaas.exceptions import ModelLoadError
 from deepaas.model.wrapper import ModelWrapper, load_wrapped
@@ -40,23 +45,27 @@ from deepaas.model.wrapper import ModelWrapper, load_wrapped
 LOG = logging.getLogger(__name__)
 
 
+#: The probe only reads declarations: it must never touch a GPU.  It
+#: disregards no signal and logs as Python starts (to stderr).
+PROBE_PROLOGUE = Prologue(env={"CUDA_VISIBLE_DEVICES": ""}, disregard=())
+
+
 def probe_model(sock: socket.socket, spec: Any) -> None:
-    """Import a model (GPUs hidden, no warm) and report what it declares."""
-    # The probe only reads declarations: it must never touch a GPU.
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    die_with_parent()
-    contain_children()  # a model may start processes when imported
+    """Import a model (GPUs hidden, no warm) and report what it declares.
+
+    It runs after :data:`PROBE_PROLOGUE`; its loop is one answer: what
+    the model declares, as its ``ready`` payload.
+    """
     channel = BlockingChannel(sock)
-    try:
-        facts = model_facts(spec, load_wrapped(spec))
-    except BaseException as exc:
-        channel.send(("failed", *start_error(spec.name, exc)))
-    else:
-        channel.send(("probe", facts))
+    facts = start_child(
+        channel.send, spec.name, lambda: model_facts(spec, load_wrapped(spec))
+    )
+    if facts is not None:
+        report_ready(channel.send, facts, freeze=False)
     # Nothing is left to do, and the server waits for this process to end
     # before it starts the workers: skip the interpreter's clean-up (tearing
     # down a model's torch takes half a second).  The guard forked by
-    # contain_children() still ends whatever the import started.
+    # the prologue (contain_children) still ends whatever the import started.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -78,16 +87,18 @@ def model_facts(spec: Any, wrapper: ModelWrapper) -> dict[str, Any]:
 
 
 def _probe_one(spec: Any, timeout: float) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
     parent, child = socket.socketpair()
-    process = context.Process(
-        target=probe_model,
-        args=(child, spec),
-        daemon=True,
-        name=f"deepaas-probe-{spec.name}",
-    )
-    process.start()
-    child.close()
+    try:
+        process = spawn_child(
+            probe_model,
+            (child, spec),
+            name=f"deepaas-probe-{spec.name}",
+            prologue=PROBE_PROLOGUE,
+            child_ends=(child,),
+        )
+    except BaseException:
+        parent.close()
+        raise
     parent.settimeout(timeout)
     try:
         message = BlockingChannel(parent).recv()
@@ -103,9 +114,7 @@ def _probe_one(spec: Any, timeout: float) -> dict[str, Any]:
         if process.is_alive():
             process.kill()
             process.join()
-    if message[0] == "failed":
-        raise error_from_wire(message[1])
-    facts: dict[str, Any] = message[1]
+    facts: dict[str, Any] = ready_payload(message)
     return facts
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -43,8 +42,6 @@ from typing import Any
 from deepaas.engine._dispatch import (
     Dispatcher,
 )
-from deepaas.engine._process import describe_exit
-from deepaas.engine._wire import error_from_wire
 from deepaas.engine._worker_handle import SentCall, WorkerHandle
 from deepaas.engine.batching import Batcher
 from deepaas.engine.devices import place_model, read_need
@@ -55,6 +52,14 @@ from deepaas.engine.execution import (
     checked_stall_timeout,
     stall,
 )
+from deepaas.engine.processes import (
+    FAILED,
+    READY,
+    describe_exit,
+    spawn_context,
+    start_failure,
+)
+from deepaas.engine.processes.wire import error_from_wire
 from deepaas.exceptions import (
     CallTimeout,
     DeepaasError,
@@ -118,7 +123,7 @@ class ProcessPool(Executor):
         self._describe_first = describe_first
         self._workers = [WorkerHandle(i, env) for i, env in enumerate(envs)]
         self._call_ids = itertools.count(1)
-        self._context = multiprocessing.get_context("spawn")
+        self._context = spawn_context()
         self._tasks: set[asyncio.Task[None]] = set()
         self._batcher: Batcher | None = None
         self._last_error = ""
@@ -248,7 +253,7 @@ class ProcessPool(Executor):
         kind = message[0]
         if kind in ("result", "error"):
             self._answered(worker, message)
-        elif kind == "ready":
+        elif kind == READY:
             self.description = message[1]
             worker.ready_since = time.monotonic()
             LOG.info(
@@ -264,8 +269,8 @@ class ProcessPool(Executor):
         elif kind == "facts":
             if worker.facts is not None and not worker.facts.done():
                 worker.facts.set_result(message[1])
-        elif kind == "failed":
-            error = error_from_wire(message[1])
+        elif kind == FAILED:
+            error, trace = start_failure(message)
             # Failing to import is reported in one line, as the start-up
             # probe reports it (the traceback only at DEBUG level); failing
             # to warm with the traceback.
@@ -276,7 +281,7 @@ class ProcessPool(Executor):
                 self.spec.name,
                 worker.index,
                 error.message,
-                message[2],
+                trace,
             )
             self._last_error = error.message
             if worker.ready is not None and not worker.ready.done():

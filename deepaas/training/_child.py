@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from deepaas.engine.processes import spawn_child
 from deepaas.exceptions import DeepaasError, ModelError
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments, load_wrapped, to_json_bytes
@@ -118,20 +119,23 @@ def start_process(context: Any, job: ChildJob) -> tuple[Any, Connection, int]:
     """
     watch_end, alive_end = context.Pipe(duplex=False)
     output_reader, output = context.Pipe(duplex=False)
-    process = context.Process(
-        target=run_training,
-        args=(job, watch_end, output, output_reader),
-        name=f"deepaas-training-{job.uuid[:8]}",
-    )
     try:
-        process.start()
+        # No prologue: a training sets itself up (run_training).  Not a
+        # daemon: it stops itself when this server goes away, after its
+        # grace period, rather than be killed at once.
+        process = spawn_child(
+            run_training,
+            (job, watch_end, output, output_reader),
+            name=f"deepaas-training-{job.uuid[:8]}",
+            prologue=None,
+            child_ends=(watch_end, output),
+            daemon=False,
+            context=context,
+        )
     except BaseException:
         alive_end.close()
         output_reader.close()
         raise
-    finally:
-        watch_end.close()
-        output.close()
     fd = os.dup(output_reader.fileno())
     output_reader.close()
     return process, alive_end, fd

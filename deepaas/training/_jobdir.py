@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from deepaas.engine._process import describe_exit
+from deepaas.engine.processes import describe_exit
 from deepaas.model.files import UploadedFile
 from deepaas.model.wrapper import RawArguments
 from deepaas.training._logwriter import append_line

@@ -1,4 +1,4 @@
-"""What crosses the socket between the API process and a worker.
+"""What crosses the socket between a parent and its child process.
 
 Messages are tuples, pickled (protocol 5) and framed by a 4-byte big-endian
 length, so that the API process can read them with an asyncio protocol (one
@@ -136,9 +136,15 @@ def error_from_wire(wire: WireError) -> exceptions.DeepaasError:
     return exceptions.DeepaasError(message)
 
 
-def start_error(name: str, exc: BaseException) -> tuple[WireError, str]:
-    """A worker's or probe's start-up failure: a load error naming the model
-    (and why), with the traceback for the API process's log."""
+def start_error(
+    name: str, exc: BaseException, *, named: bool = True
+) -> tuple[WireError, str]:
+    """A child's start-up failure: a load error naming the model (and why),
+    with the traceback for the parent's log.
+
+    ``named=False``: the load error says only why (the parent names the
+    model itself, as the batch pool does).
+    """
     if isinstance(exc, (exceptions.ModelLoadError, exceptions.DeviceUnavailable)):
         error: exceptions.DeepaasError = exc
     else:
@@ -147,7 +153,9 @@ def start_error(name: str, exc: BaseException) -> tuple[WireError, str]:
             if isinstance(exc, exceptions.DeepaasError)
             else f"{type(exc).__name__}: {exc}"
         )
-        error = exceptions.ModelLoadError(f"model {name!r} could not start: {reason}")
+        if named:
+            reason = f"model {name!r} could not start: {reason}"
+        error = exceptions.ModelLoadError(reason)
     return error_to_wire(error), "".join(traceback.format_exception(exc))
 
 

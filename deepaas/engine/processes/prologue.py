@@ -1,15 +1,25 @@
-"""Process helpers shared by every kind of worker (API, batch, training)."""
+"""What a spawned child does first, before it imports any model.
+
+:func:`deepaas.engine.processes.spawn.spawn_child` runs a :class:`Prologue`
+in the child before its target: the environment the parent chose (e.g.
+``CUDA_VISIBLE_DEVICES``), death with the parent, containment of the
+processes the model starts, the signals the parent handles for it and its
+logging.  The helpers a console script calls around its children live here
+too (:func:`children_skip_main_module`, :func:`freeze_startup_objects`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from deepaas.engine import _guard as _guard_program
+from deepaas.engine.processes import guard as _guard_program
 from deepaas.log import setup_worker_logging
 
 _PR_SET_PDEATHSIG = 1
@@ -30,58 +40,62 @@ def die_with_parent() -> None:
         pass
 
 
-def describe_exit(exitcode: int | None) -> str:
-    """Say how a process ended, in words a user understands."""
-    if exitcode is None:
-        return "it closed its connection and stopped answering"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hints = {
-            "SIGKILL": " (often: killed for using too much memory)",
-            "SIGSEGV": " (a segmentation fault in native code)",
-        }
-        return f"it was killed by {name}{hints.get(name, '')}"
-    return f"it exited with code {exitcode}"
-
-
-def prepare_worker_process(
-    env: dict[str, str], log_level: int, *, ignore_sigterm: bool = False
-) -> None:
-    """Set up a freshly spawned worker before it imports any model.
+@dataclasses.dataclass(frozen=True)
+class Prologue:
+    """What a spawned child does first, before its target imports any model.
 
     The environment comes first (``CUDA_VISIBLE_DEVICES`` must be set before
-    a framework reads it).  Ctrl-C, a batch scheduler or a service manager
-    may signal every process, but the parent decides when workers stop, so
-    they disregard SIGINT (and SIGTERM, when the parent handles that too)
-    and finish the call in hand.
+    a framework reads it), then the child ties its life to its parent's and
+    contains what it starts (:func:`die_with_parent`,
+    :func:`contain_children`).  Ctrl-C, a batch scheduler or a service
+    manager may signal every process, but the parent decides when its
+    children stop, so they disregard the signals in ``disregard`` and
+    finish the call in hand.
 
     They disregard them with a handler that does nothing rather than by
     ignoring them: an ignored signal stays ignored in every process the
     model starts, and a ``multiprocessing.Pool`` whose workers ignore
     SIGTERM hangs when it is closed.  Handlers are reset by ``exec``, and a
-    fork from the worker restores the defaults.
+    fork from the child restores the defaults.
     """
-    os.environ.update(env)
-    die_with_parent()
-    contain_children()
-    disregarded = [signal.SIGINT]
-    if ignore_sigterm:
-        disregarded.append(signal.SIGTERM)
-    for signum in disregarded:
-        signal.signal(signum, _disregard)
-    os.register_at_fork(after_in_child=_restore_default_signals)
-    setup_worker_logging(log_level)  # where deepaas-run logs, else stderr
+
+    #: Set in the child's ``os.environ`` before anything else.
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Log where ``deepaas-run`` logs (else to stderr) at this level; None
+    #: leaves logging as Python starts it.
+    log_level: int | None = None
+    #: Signals the child disregards: its parent handles them.
+    disregard: tuple[signal.Signals, ...] = (signal.SIGINT,)
+
+    def run(self) -> None:
+        """Set up this freshly spawned child (see the class docstring)."""
+        os.environ.update(self.env)
+        die_with_parent()
+        contain_children()
+        for signum in self.disregard:
+            signal.signal(signum, _disregard)
+        if self.disregard:
+            os.register_at_fork(after_in_child=_restore_default_signals)
+        if self.log_level is not None:
+            setup_worker_logging(self.log_level)  # where deepaas-run logs
+
+
+def worker_prologue(
+    env: Mapping[str, str], log_level: int, *, ignore_sigterm: bool = False
+) -> Prologue:
+    """The prologue of a serving or batch worker: SIGINT disregarded (and
+    SIGTERM, when the parent handles that too), logging where the parent's
+    goes."""
+    disregard = (signal.SIGINT, signal.SIGTERM) if ignore_sigterm else (signal.SIGINT,)
+    return Prologue(env=dict(env), log_level=log_level, disregard=disregard)
 
 
 def _disregard(signum: int, frame: Any) -> None:
-    """A handler that does nothing: the parent decides when a worker stops."""
+    """A handler that does nothing: the parent decides when a child stops."""
 
 
 def _restore_default_signals() -> None:
-    """In a process forked from a worker: SIGINT and SIGTERM as Python has them."""
+    """In a process forked from a child: SIGINT and SIGTERM as Python has them."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -137,7 +151,7 @@ def contain_children(grace: float = DESCENDANTS_GRACE) -> None:
 def _guard(worker: int, grace: float) -> None:
     """The guard's whole life: wait for the worker, then stop its group.
 
-    It runs as a fresh small interpreter (``_guard.py``), much smaller than
+    It runs as a fresh small interpreter (``guard.py``), much smaller than
     this fork of the worker; where that cannot start, this fork does the
     same itself.
     """
@@ -149,8 +163,14 @@ def _guard(worker: int, grace: float) -> None:
         try:
             os.execv(  # noqa: S606 (this interpreter, a fixed program)
                 sys.executable,
-                [sys.executable, "-I", "-S", _guard_program.__file__,
-                 str(worker), str(grace)],
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    _guard_program.__file__,
+                    str(worker),
+                    str(grace),
+                ],
             )
         except OSError:
             pass

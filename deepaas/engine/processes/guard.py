@@ -1,8 +1,8 @@
 """The guard: waits for a worker to end, then stops what the worker started.
 
-:func:`deepaas.engine._process.contain_children` forks the guard from a
-freshly spawned worker, and the fork runs this file as a program of its
-own (``python -I -S _guard.py WORKER_PID GRACE``): a fresh interpreter
+:func:`deepaas.engine.processes.prologue.contain_children` forks the guard
+from a freshly spawned worker, and the fork runs this file as a program of
+its own (``python -I -S guard.py WORKER_PID GRACE``): a fresh interpreter
 without site-packages holds about 9 MB, where the forked copy of the
 worker held over 20 MB for as long as the worker lived.  So this file
 imports nothing but the standard library, and nothing of deepaas.
