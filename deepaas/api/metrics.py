@@ -226,7 +226,8 @@ class ServerMetrics:
             return
         try:
             self.engine.trainings = await asyncio.to_thread(store.count_by_status)
-            if getattr(self._trainings, "slurm", None) is not None:
+            backend = getattr(self._trainings, "backend", None)
+            if getattr(backend, "scheduler", None) == "slurm":
                 self.engine.slurm_states = await asyncio.to_thread(
                     store.count_by_scheduler_state
                 )

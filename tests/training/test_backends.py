@@ -51,13 +51,14 @@ def _slurm_backend(tmp_path):
 def test_the_protocol_names_what_the_service_calls():
     members = {name for name in vars(TrainingBackend)
                if not name.startswith("_")}
-    assert members == set(PROTOCOL)
+    assert members == {*PROTOCOL, "scheduler"}
 
 
-@pytest.mark.parametrize("kind", ["local", "slurm"])
-def test_both_backends_satisfy_the_protocol(tmp_path, kind):
+@pytest.mark.parametrize(("kind", "scheduler"), [("local", None), ("slurm", "slurm")])
+def test_both_backends_satisfy_the_protocol(tmp_path, kind, scheduler):
     backend = LocalBackend() if kind == "local" else _slurm_backend(tmp_path)
     assert isinstance(backend, TrainingBackend)
+    assert backend.scheduler == scheduler  # what /metrics asks
     for name, awaited in PROTOCOL.items():
         method = getattr(backend, name)
         assert inspect.iscoroutinefunction(method) == awaited, name
@@ -70,6 +71,8 @@ def test_both_backends_satisfy_the_protocol(tmp_path, kind):
 
 def test_a_backend_missing_a_method_is_no_backend():
     class NoCancel:
+        scheduler = None
+
         def describe(self) -> str:
             return "never"
 

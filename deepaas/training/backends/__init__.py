@@ -55,6 +55,13 @@ class TrainingBackend(Protocol):
     """What a :class:`~deepaas.training.service.TrainingService` asks of the
     part that runs its trainings."""
 
+    @property
+    def scheduler(self) -> str | None:
+        """The batch scheduler whose job states its records carry
+        (``"slurm"``, counted by ``/metrics``); None when this server runs
+        its trainings itself."""
+        ...
+
     def describe(self) -> str:
         """How many trainings run at once, for the service's start-up line."""
         ...

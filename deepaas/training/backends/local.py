@@ -70,7 +70,9 @@ from deepaas.training.store import (
     Training,
 )
 
-LOG = logging.getLogger(__name__)
+#: The logger keeps the name it had before the backends moved, so that a
+#: logging set-up (or a search of the logs) naming it still finds its lines.
+LOG = logging.getLogger("deepaas.training.service")
 
 #: Seconds between two tries to record what a training did, while the store
 #: or its disk cannot be written (a full disk, another process's lock).
@@ -115,6 +117,8 @@ class LocalBackend:
 
         service = TrainingService(state_dir, backend=LocalBackend(timeout=3600))
     """
+
+    scheduler: str | None = None  # the trainings are processes of this server
 
     def __init__(
         self,

@@ -79,7 +79,9 @@ from deepaas.training.store_thread import store_failure
 if TYPE_CHECKING:
     from deepaas.training.backends import ServiceLink
 
-LOG = logging.getLogger(__name__)
+#: The logger keeps the name it had before the backends moved, so that a
+#: logging set-up (or a search of the logs) naming it still finds its lines.
+LOG = logging.getLogger("deepaas.training.slurm")
 
 T = TypeVar("T")
 
@@ -191,6 +193,8 @@ def _last_line(path: Path) -> str:
 
 class SlurmBackend:
     """Submits trainings as SLURM jobs and records what becomes of them."""
+
+    scheduler: str | None = "slurm"
 
     def __init__(
         self,

@@ -25,7 +25,9 @@ from pathlib import Path
 from deepaas.exceptions import DeepaasError
 from deepaas.training.settings import SlurmSettings
 
-LOG = logging.getLogger(__name__)
+#: The logger keeps the name it had before the backends moved, so that a
+#: logging set-up (or a search of the logs) naming it still finds its lines.
+LOG = logging.getLogger("deepaas.training.slurm_commands")
 
 #: SLURM states (``squeue %T``) in which the job has not started yet.
 PENDING_STATES = frozenset(

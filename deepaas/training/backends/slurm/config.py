@@ -12,7 +12,9 @@ from deepaas.training.backends.slurm.commands import check_cluster
 from deepaas.training.settings import TrainingSettings
 from deepaas.training.store import DATABASE_NAME, TrainingStore
 
-LOG = logging.getLogger(__name__)
+#: The logger keeps the name it had before the backends moved, so that a
+#: logging set-up (or a search of the logs) naming it still finds its lines.
+LOG = logging.getLogger("deepaas.training.slurm_config")
 
 #: Where job directories live under the state directory (as for local ones).
 JOBS_DIR = "trainings"
