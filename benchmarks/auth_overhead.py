@@ -40,7 +40,7 @@ from deepaas.api.security.auth import AuthPolicy, StaticTokens  # noqa: E402
 from deepaas.api.security.guard import Guard  # noqa: E402
 from deepaas.api.security.oidc import OidcVerifier  # noqa: E402
 from deepaas.api.security.origins import LOOPBACK_HOSTS, OriginPolicy  # noqa: E402
-from deepaas.engine.executors import build_executors  # noqa: E402
+from deepaas.engine.build import build_executors  # noqa: E402
 from deepaas.model.loading import ModelSpec  # noqa: E402
 
 ISSUER = "https://aai.example.org"

@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     # deepaas-run imports now, and with only what a worker or probe runs.
     for what, code in (
         ("bare interpreter", "pass"),
-        ("engine only", "import deepaas.engine._worker_main, deepaas.engine.probe"),
+        ("engine only",
+         "import deepaas.engine.process_pool._worker_main, deepaas.engine.probe"),
         ("deepaas-run's module", "import deepaas.cmd.run"),
         ("aiohttp.web", "import aiohttp.web"),
     ):

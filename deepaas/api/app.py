@@ -22,7 +22,7 @@ from deepaas.api.routes import ROUTES, RouteTable
 from deepaas.api.routing import add_fallback
 from deepaas.api.security.guard import Guard, install
 from deepaas.api.startup import STARTUP, Startup
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 from deepaas.jobs import PredictJobService
 from deepaas.training import TrainingService
 

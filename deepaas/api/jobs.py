@@ -22,7 +22,7 @@ from deepaas.api.errors import unknown_model
 from deepaas.api.keys import EXECUTORS, SETTINGS
 from deepaas.api.routes import OperationBuilder, Route
 from deepaas.api.routing import add_route, url
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
 from deepaas.jobs import (
     JobNotFound,

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from deepaas.api.capture import DebugCapture
 from deepaas.api.settings import ApiSettings
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 from deepaas.training import TrainingService
 
 SETTINGS = web.AppKey("deepaas_settings", ApiSettings)

@@ -41,7 +41,7 @@ from deepaas.api.request_metrics import REQUEST_METRICS, RequestMetrics, bucket_
 from deepaas.api.routes import Route
 from deepaas.api.routing import add_route
 from deepaas.engine.devices import TRAINING_KEY
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 
 LOG = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from deepaas.api.request_args import (
 from deepaas.api.routes import Route
 from deepaas.api.routing import add_route, url
 from deepaas.api.settings import ApiSettings
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented
 from deepaas.model.wrapper import JSON_MEDIA_TYPE
 from deepaas.provenance import PredictionLog, model_package

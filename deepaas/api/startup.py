@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 from deepaas.exceptions import DeepaasError, NotStarted, QueueFull
 
 LOG = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from deepaas.api.request_args import (
 )
 from deepaas.api.routes import OperationBuilder, Route
 from deepaas.api.routing import add_route, url
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 from deepaas.exceptions import EndpointDisabled, MethodNotImplemented, TrainingNotFound
 from deepaas.provenance.trainings import RECORD_FILE as PROVENANCE_FILE
 from deepaas.training import (

@@ -1,6 +1,6 @@
 """Worker processes for batch runs, fed ahead in chunks so they never wait.
 
-The API's :class:`~deepaas.engine.workers.ProcessPool` hands one call to an
+The API's :class:`~deepaas.engine.process_pool.pool.ProcessPool` hands one call to an
 idle worker and waits for the answer: right for requests that arrive one by
 one, but a batch knows its next inputs already.  Here each worker process
 (:func:`deepaas.batch._worker.serve`) gets chunks of inputs, up to

@@ -18,7 +18,7 @@ from deepaas.cmd import OptionsError, fail
 from deepaas.cmd._settings import RunSettings, run_settings
 from deepaas.config import build_config
 from deepaas.engine import executors_from_settings, plan_from_settings, probe_models
-from deepaas.engine.execution import MODEL_THREAD_PREFIX
+from deepaas.engine.in_process import MODEL_THREAD_PREFIX
 from deepaas.engine.processes import children_skip_main_module
 from deepaas.exceptions import DeepaasError, ModelLoadError
 from deepaas.log import (

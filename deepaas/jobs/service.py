@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from deepaas.engine.execution import Executor
+from deepaas.engine.executor import Executor
 from deepaas.exceptions import DeepaasError, QueueFull
 from deepaas.jobs import _jobdir
 from deepaas.jobs._housekeeping import (

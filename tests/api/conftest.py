@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from deepaas.api import ApiSettings, create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from tests.conftest import spec
 
 MakeClient = Callable[..., Awaitable[TestClient]]

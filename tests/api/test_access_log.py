@@ -24,7 +24,7 @@ from deepaas.api.metrics import METRICS
 from deepaas.api.protocol import ServerLimits, harden_server, runner_options
 from deepaas.api.routes import Route
 from deepaas.api.routing import add_route
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from tests.conftest import spec
 
 ERRORS_LOGGER = "deepaas.api.errors"

@@ -17,7 +17,7 @@ from deepaas.api.security.auth import (
     parse_requirement,
 )
 from deepaas.api.security.guard import Guard
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.model.loading import ModelSpec
 from deepaas.training import TrainingService
 from tests.conftest import spec

@@ -24,7 +24,7 @@ from deepaas.api import create_app
 from deepaas.api.security.auth import AuthPolicy, parse_requirement
 from deepaas.api.security.guard import Guard
 from deepaas.api.security.oidc import OidcVerifier
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from tests.conftest import spec
 
 PREDICT = "/v2/models/echo/predict/"

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from deepaas.api import create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.model.loading import MODEL_NAMESPACE, ModelSpec
 
 PREDICT = "/v2/models/deepaas-demo/predict/"

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from deepaas.api import create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.engine.probe import plan_from_settings
 from deepaas.engine.settings import EngineSettings
 from tests.conftest import spec, subprocess_env

@@ -20,7 +20,7 @@ import pytest
 
 from deepaas.api import create_app
 from deepaas.config import build_config
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from tests.conftest import spec, subprocess_env
 from tests.servers import RunningServer
 

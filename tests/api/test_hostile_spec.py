@@ -17,7 +17,7 @@ from openapi_spec_validator import (
 from deepaas.api import create_app
 from deepaas.api.security.auth import AuthPolicy, StaticTokens
 from deepaas.api.security.guard import Guard
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 

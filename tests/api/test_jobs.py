@@ -16,7 +16,7 @@ import pytest
 from deepaas.api import ApiSettings, create_app
 from deepaas.api.security.auth import AuthPolicy, StaticTokens
 from deepaas.api.security.guard import Guard
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.jobs import PredictJobService
 from tests.conftest import spec
 from tests.fake_models.jobs import PNG

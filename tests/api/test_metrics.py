@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from deepaas.api import ApiSettings, create_app, request_metrics
 from deepaas.api.access_log import access_log_options
 from deepaas.api.request_metrics import DURATION_BUCKETS, Series
+from deepaas.engine.build import build_executors
 from deepaas.engine.devices import DevicePlan
-from deepaas.engine.executors import build_executors
 from tests.conftest import FAKE_MODELS, spec, subprocess_env, write_distribution
 from tests.processes import poll, wait_for
 from tests.servers import RunningServer

@@ -97,7 +97,7 @@ async def test_a_model_whose_name_needs_quoting_is_served_too(
 ):
     """Only URL-plain names get a plain predict route; the others still work."""
     from deepaas.api import create_app
-    from deepaas.engine.executors import build_executors
+    from deepaas.engine.build import build_executors
     from deepaas.model.loading import ModelSpec
     from tests.conftest import FAKE_MODELS
 

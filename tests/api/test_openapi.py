@@ -11,7 +11,7 @@ from openapi_spec_validator import (
 )
 
 from deepaas.api import create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.model.loading import DEMO_MODEL_NAME, available_models
 from deepaas.training.backends.slurm.backend import with_slurm_details
 from deepaas.training.store import Training

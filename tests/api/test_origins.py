@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from deepaas.api import create_app
 from deepaas.api.security.guard import Guard
 from deepaas.api.security.origins import OriginPolicy, default_allowed_hosts
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from deepaas.api import create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from tests.conftest import spec
 
 pytestmark = pytest.mark.slow

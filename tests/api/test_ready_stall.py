@@ -16,7 +16,7 @@ import pytest
 
 from deepaas.api import create_app
 from deepaas.config import build_config
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from tests.api.test_abandoned import Server
 from tests.conftest import spec
 

@@ -17,7 +17,7 @@ from deepaas._kinds import KINDS
 from deepaas.api import ApiSettings, create_app
 from deepaas.api.keys import EXECUTORS
 from deepaas.api.routes import ROUTES, Route, RouteTable
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 

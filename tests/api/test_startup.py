@@ -14,7 +14,7 @@ import pytest
 
 from deepaas.api import create_app
 from deepaas.api.startup import Startup
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from tests.conftest import spec
 
 pytestmark = pytest.mark.slow

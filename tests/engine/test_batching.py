@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from deepaas.engine.execution import InProcessExecutor
-from deepaas.engine.workers import ProcessPool
+from deepaas.engine.in_process import InProcessExecutor
+from deepaas.engine.process_pool.pool import ProcessPool
 from deepaas.exceptions import ArgumentsInvalid, ModelError
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import spec

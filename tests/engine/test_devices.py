@@ -10,6 +10,7 @@ import pytest
 
 from deepaas.cmd._settings import run_settings
 from deepaas.config import build_config
+from deepaas.engine.build import build_executors
 from deepaas.engine.devices import (
     CPU_ENV,
     TRAINING_KEY,
@@ -23,10 +24,9 @@ from deepaas.engine.devices import (
     select_gpus,
     visible_gpus,
 )
-from deepaas.engine.execution import InProcessExecutor
-from deepaas.engine.executors import build_executors
+from deepaas.engine.in_process import InProcessExecutor
 from deepaas.engine.probe import plan_from_settings
-from deepaas.engine.workers import ProcessPool
+from deepaas.engine.process_pool.pool import ProcessPool
 from deepaas.exceptions import DeviceUnavailable, ModelLoadError
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import spec

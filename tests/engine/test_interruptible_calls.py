@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from deepaas.engine.workers import ProcessPool
+from deepaas.engine.process_pool.pool import ProcessPool
 from deepaas.exceptions import WorkerCrashed
 from tests.conftest import spec
 from tests.engine.test_pipelined_calls import settle

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from deepaas.engine._dispatch import PIPELINE_DEPTH
-from deepaas.engine.workers import ProcessPool
+from deepaas.engine.process_pool._dispatch import PIPELINE_DEPTH
+from deepaas.engine.process_pool.pool import ProcessPool
 from deepaas.exceptions import CallTimeout, QueueFull, WorkerCrashed
 from tests.conftest import spec
 from tests.engine.test_workers import predict

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from deepaas.engine.workers import ProcessPool
+from deepaas.engine.process_pool.pool import ProcessPool
 from deepaas.exceptions import ModelLoadError, WorkerCrashed
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import spec

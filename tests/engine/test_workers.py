@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from deepaas.engine.workers import ProcessPool
+from deepaas.engine.process_pool.pool import ProcessPool
 from deepaas.exceptions import CallTimeout, ModelLoadError, QueueFull, WorkerCrashed
 from deepaas.model.wrapper import RawArguments
 from tests.conftest import ROOT, spec, subprocess_env
@@ -186,7 +186,7 @@ def test_workers_die_with_a_killed_server(installed_models, tmp_path):
     """Even SIGKILL of the API process leaves no worker running."""
     script = (
         "import asyncio, sys\n"
-        "from deepaas.engine.workers import ProcessPool\n"
+        "from deepaas.engine.process_pool.pool import ProcessPool\n"
         "from tests.conftest import spec\n"
         "async def main():\n"
         "    pool = ProcessPool(spec('crashy'), size=2)\n"

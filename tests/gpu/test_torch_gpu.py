@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
+from deepaas.engine.build import build_executors
 from deepaas.engine.devices import list_gpus, visible_gpus
-from deepaas.engine.executors import build_executors
 from deepaas.engine.probe import plan_from_settings
 from deepaas.engine.settings import EngineSettings
 from deepaas.model.loading import ModelSpec

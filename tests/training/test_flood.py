@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from deepaas.api import create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from deepaas.api import ApiSettings, create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec
 from tests.fake_models.trainers import printed_line

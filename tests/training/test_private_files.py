@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from deepaas.api import create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.log import setup_logging
 from deepaas.training import TrainingService
 from tests.conftest import spec

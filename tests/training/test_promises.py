@@ -16,7 +16,7 @@ import pytest
 from deepaas.api import ApiSettings, create_app
 from deepaas.cmd._settings import training_settings
 from deepaas.config import build_config
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.training import Training, TrainingService, training_service_from_settings
 from tests.conftest import spec
 from tests.processes import pid_running, poll, wait_for_file

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from deepaas.api import create_app
-from deepaas.engine.executors import build_executors
+from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
 from tests.conftest import spec, subprocess_env
 from tests.processes import poll

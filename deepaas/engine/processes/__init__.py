@@ -1,6 +1,6 @@
 """One bootstrap for every child process deepaas starts for a model.
 
-The serving workers (:mod:`deepaas.engine.workers`), the batch workers
+The serving workers (:mod:`deepaas.engine.process_pool.pool`), the batch workers
 (:mod:`deepaas.batch.pool`), the start-up probe (:mod:`deepaas.engine.probe`)
 and the trainings (:mod:`deepaas.training._child`) are started alike:
 :func:`spawn_child` (``spawn``, the child's environment, its

@@ -39,19 +39,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from deepaas.engine._dispatch import (
-    Dispatcher,
-)
-from deepaas.engine._worker_handle import SentCall, WorkerHandle
 from deepaas.engine.batching import Batcher
 from deepaas.engine.devices import place_model, read_need
-from deepaas.engine.execution import (
-    DEFAULT_STALL_TIMEOUT,
+from deepaas.engine.executor import (
     Executor,
     ExecutorStats,
     checked_stall_timeout,
     stall,
 )
+from deepaas.engine.process_pool._dispatch import (
+    Dispatcher,
+)
+from deepaas.engine.process_pool._worker_handle import SentCall, WorkerHandle
 from deepaas.engine.processes import (
     FAILED,
     READY,
@@ -60,6 +59,7 @@ from deepaas.engine.processes import (
     start_failure,
 )
 from deepaas.engine.processes.wire import error_from_wire
+from deepaas.engine.settings import DEFAULT_STALL_TIMEOUT
 from deepaas.exceptions import (
     CallTimeout,
     DeepaasError,
@@ -69,7 +69,9 @@ from deepaas.exceptions import (
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
-LOG = logging.getLogger(__name__)
+#: The pool's log keeps the name it has always had (log configurations and
+#: filters name it).
+LOG = logging.getLogger("deepaas.engine.workers")
 
 class RunsInProcess(Exception):
     """The model, described by its first worker, runs in the API process

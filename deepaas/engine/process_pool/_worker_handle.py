@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from deepaas.engine._worker_main import run_worker
+from deepaas.engine.process_pool._worker_main import run_worker
 from deepaas.engine.processes import spawn_child, worker_prologue
 from deepaas.engine.processes.wire import MessageReader, error_from_wire
 from deepaas.exceptions import (

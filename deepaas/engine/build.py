@@ -7,13 +7,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from deepaas.engine.devices import DevicePlan
-from deepaas.engine.execution import Executor, InProcessExecutor
+from deepaas.engine.executor import Executor
+from deepaas.engine.in_process import InProcessExecutor
+from deepaas.engine.process_pool.pool import ProcessPool, RunsInProcess
 from deepaas.engine.settings import DEFAULT_STALL_TIMEOUT, EngineSettings
-from deepaas.engine.workers import ProcessPool, RunsInProcess
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
-LOG = logging.getLogger(__name__)
+#: Named as before this module was renamed (log configurations name it).
+LOG = logging.getLogger("deepaas.engine.executors")
 
 
 class DescribedByFirstWorker(Executor):

@@ -1,6 +1,6 @@
 """Which worker takes the next call, and the queue of calls waiting for one.
 
-The pool's waiting room (:class:`~deepaas.engine.workers.ProcessPool` owns
+The pool's waiting room (:class:`~deepaas.engine.process_pool.pool.ProcessPool` owns
 one).  A call goes to an idle worker; or, when a worker's calls are short
 (``PIPELINE_CALL_SECONDS`` on average), it waits in that worker's socket
 behind at most ``PIPELINE_DEPTH - 1`` others, which spares the worker a
@@ -16,8 +16,8 @@ import collections
 import time
 from collections.abc import Callable, Sequence
 
-from deepaas.engine._worker_handle import WorkerHandle
-from deepaas.engine.execution import ExecutorStats
+from deepaas.engine.executor import ExecutorStats
+from deepaas.engine.process_pool._worker_handle import WorkerHandle
 from deepaas.exceptions import DeepaasError, QueueFull, WorkerCrashed
 
 #: How many calls a worker with short calls may hold at once (one running,

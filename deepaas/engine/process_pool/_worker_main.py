@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from deepaas.engine.batching import run_batch
-from deepaas.engine.execution import jsonable_arguments
+from deepaas.engine.executor import jsonable_arguments
 from deepaas.engine.probe import model_facts
 from deepaas.engine.processes import report_ready, start_child
 from deepaas.engine.processes.wire import BlockingChannel, error_to_wire
