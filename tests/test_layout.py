@@ -2,12 +2,16 @@
 
 ``deepaas.model`` is the model contract (loading, wrapping, arguments,
 description, files); ``deepaas.engine`` runs models (executors, workers,
-batching, GPUs); ``deepaas.api`` is HTTP.  Each layer imports only the ones
+batching, GPUs); ``deepaas.api`` is HTTP; ``deepaas.training``,
+``deepaas.jobs`` and ``deepaas.batch`` run beside the API, never through
+it; only ``deepaas.cmd`` reads options.  Each layer imports only the ones
 below it.  Two checks, since each misses what the other sees: a fresh
 interpreter imports every module and reports what came with it (imports
 made through other packages, e.g. a library that pulls in aiohttp), and a
 scan of the source finds every ``import`` statement, including the ones
-inside functions that importing the module does not run.
+inside functions that importing the module does not run.  Inside a layer,
+a few rules keep its seams (the process bootstrap below the pools that use
+it, each training backend alone, the security checks below the routes).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "deepaas"
+
+#: What no layer below deepaas/cmd imports: aiohttp, the options, the scripts.
+_BELOW_THE_EDGE = ("aiohttp", "oslo_config", "deepaas.cmd", "deepaas.config")
 
 #: What each layer must never import (module name prefixes).
 FORBIDDEN = {
@@ -49,6 +56,50 @@ FORBIDDEN = {
         "deepaas.engine",
         "deepaas.training",
     ),
+    # Trainings and prediction jobs run beside the API, never through it.
+    "deepaas.training": (*_BELOW_THE_EDGE, "deepaas.api", "deepaas.batch"),
+    "deepaas.jobs": (*_BELOW_THE_EDGE, "deepaas.api", "deepaas.batch"),
+    "deepaas.batch": (
+        *_BELOW_THE_EDGE,
+        "deepaas.api",
+        "deepaas.jobs",
+        "deepaas.training",
+    ),
+}
+#: Neither the model, the engine nor the API reads options: they take the
+#: typed settings that deepaas/cmd builds (docs/architecture.md).
+for _layer in ("deepaas.model", "deepaas.engine", "deepaas.provenance"):
+    FORBIDDEN[_layer] += ("oslo_config", "deepaas.config")
+
+#: Rules inside a layer, checked on the source only (importing a subpackage
+#: runs its layer's ``__init__``, which brings in its neighbours).
+WITHIN_A_LAYER = {
+    # The one process bootstrap knows none of the loops that use it.
+    "deepaas.engine.processes": (
+        "deepaas.engine.build",
+        "deepaas.engine.in_process",
+        "deepaas.engine.probe",
+        "deepaas.engine.process_pool",
+    ),
+    # Each training backend stands alone behind the protocol.
+    "deepaas.training.backends.local": ("deepaas.training.backends.slurm",),
+    # The checks know a route by its table entry, not by its handlers.
+    "deepaas.api.security": (
+        "deepaas.api.app",
+        "deepaas.api.jobs",
+        "deepaas.api.models",
+        "deepaas.api.routing",
+        "deepaas.api.train",
+    ),
+    # The API reads the typed settings only.
+    "deepaas.api": ("oslo_config", "deepaas.cmd", "deepaas.config"),
+}
+
+#: Modules allowed to import deepaas modules inside a function, and why.
+DEFERRED_IMPORTS = {
+    # A spawned batch worker imports the model-side modules after its
+    # prologue has set the environment the model must see.
+    "deepaas/batch/_worker.py",
 }
 
 #: Imports every module of a package, one by one, in this fresh interpreter,
@@ -163,10 +214,24 @@ def test_a_layer_imports_deepaas_modules_at_the_top(package):
     deferred = [
         f"{path.relative_to(ROOT)}:{line}: imports {name} inside a function"
         for path in _sources(package)
+        if str(path.relative_to(ROOT)) not in DEFERRED_IMPORTS
         for line, name, where in _imports(path)
         if where == "function" and _forbids(name, ("deepaas",))
     ]
     assert deferred == []
+
+
+@pytest.mark.parametrize("package", sorted(WITHIN_A_LAYER))
+def test_no_source_line_breaks_a_rule_within_a_layer(package):
+    sources = _sources(package) or [ROOT / (package.replace(".", "/") + ".py")]
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line}: imports {name}"
+        for path in sources
+        for line, name, _ in _imports(path)
+        if _forbids(name, WITHIN_A_LAYER[package])
+    ]
+    assert sources[0].exists(), package
+    assert wrong == []
 
 
 def test_no_import_cycle_between_deepaas_modules():
