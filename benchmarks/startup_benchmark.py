@@ -85,8 +85,18 @@ def tree_cpu_total(pid: int) -> float:
     return ticks / CLOCK_TICKS
 
 
-def build(label: str, case: str, env: BenchEnv, litserve: Path | None) -> Server:
-    """The server ``label`` serving ``case``, on a fresh port."""
+def build(
+    label: str,
+    case: str,
+    env: BenchEnv,
+    litserve: Path | None,
+    before: dict[str, Path] | None = None,
+) -> Server:
+    """The server ``label`` serving ``case``, on a fresh port.
+
+    ``before`` maps ``ours@<folder>`` labels to the older source trees that
+    ``--before-source`` named.
+    """
     entry = START_CASES[case]
     port = free_port()
     tmp = env.work / "tmp" / f"startup-{case}-{label}"
@@ -100,7 +110,10 @@ def build(label: str, case: str, env: BenchEnv, litserve: Path | None) -> Server
     )
     common = ["--listen-ip", HOST, "--listen-port", str(port), "--model-name", entry]
     predict = f"/v2/models/{entry}/predict/"
-    if label == "ours":
+    if label in (before or {}):
+        command = [*env.ours_command(), *common]
+        server_env["PYTHONPATH"] = f"{(before or {})[label]}{os.pathsep}{env.site}"
+    elif label == "ours":
         command = [*env.ours_command(), *common]
         if env.ours_source is not None:
             server_env["PYTHONPATH"] = f"{env.ours_source}{os.pathsep}{env.site}"
@@ -354,6 +367,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run deepaas from this source tree (the folder holding "
         "deepaas/), e.g. a git worktree of another branch",
     )
+    parser.add_argument(
+        "--before-source",
+        type=Path,
+        action="append",
+        default=[],
+        help="also start deepaas from this older source tree (the folder "
+        "holding deepaas/, e.g. `git archive` of an older commit) as "
+        "ours@<folder name>, interleaved with the others; repeat for several",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.requests < 0:
@@ -373,6 +395,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.ours_source = args.ours_source.resolve()
         if not (args.ours_source / "deepaas" / "__init__.py").is_file():
             parser.error(f"--ours-source {args.ours_source}: no deepaas/ there")
+    args.before = {}
+    for tree in args.before_source:
+        tree = tree.resolve()
+        if not (tree / "deepaas" / "__init__.py").is_file():
+            parser.error(f"--before-source {tree}: no deepaas/ there")
+        args.before[f"ours@{tree.name}"] = tree
+    if args.before and "ours" in args.servers:
+        at = args.servers.index("ours") + 1
+        args.servers[at:at] = list(args.before)
     return args
 
 
@@ -405,7 +436,7 @@ def measure(
         for case in args.only:
             shift = round_ % len(args.servers)
             for label in args.servers[shift:] + args.servers[:shift]:
-                server = build(label, case, env, litserve)
+                server = build(label, case, env, litserve, getattr(args, "before", {}))
                 try:
                     result = one_start(server, case, *bodies[case], args, env.work)
                 except RuntimeError as exc:
