@@ -266,8 +266,11 @@ def one_start(
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over the starts of one (case, server); spread of the start time."""
     row: dict[str, Any] = {"n": len(runs)}
-    for key in runs[0]:
-        row[key] = statistics.median(r[key] for r in runs)
+    for key, first in runs[0].items():
+        if isinstance(first, str):  # the case and server: the same in each
+            row[key] = first
+        else:
+            row[key] = statistics.median(r[key] for r in runs)
     times = [r["first_answer_s"] for r in runs]
     row["min_s"], row["max_s"] = min(times), max(times)
     row["other_cores_max"] = max(r["other_cores"] for r in runs)
