@@ -220,6 +220,7 @@ def test_deepaas_predict_reads_its_options_over_the_config_file(
     assert given.engine == EngineSettings(workers=1, gpus="none")
 
 
+@pytest.mark.slow  # starts a process
 def test_deepaas_predict_refuses_negative_workers_once(tmp_path: Path) -> None:
     done = subprocess.run(
         [
@@ -286,6 +287,7 @@ def test_the_layers_never_import_the_config_object() -> None:
     assert offenders == []
 
 
+@pytest.mark.slow  # starts a process
 def test_importing_the_layers_loads_no_oslo_config() -> None:
     code = (
         "import sys\n"
@@ -299,6 +301,7 @@ def test_importing_the_layers_loads_no_oslo_config() -> None:
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow  # starts a process
 def test_deepaas_run_builds_its_first_settings_without_the_http_stack() -> None:
     # Start-up: the API and the trainings are imported once workers start.
     code = (
