@@ -27,7 +27,6 @@ import logging
 import shutil
 import sqlite3
 import uuid as uuid_mod
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,29 +74,22 @@ LOG = logging.getLogger(__name__)
 JOBS_DIR = "trainings"
 #: How long start-up waits for a store that another server holds.
 OPEN_WAIT = 30.0
-#: The local backend's options, as a service without a backend has them.
-_LOCAL_DEFAULTS: dict[str, Any] = {
-    "max_concurrent": 0,
-    "timeout": 0.0,
-    "cancel_grace": 10.0,
-    "training_envs": None,
-    "log_level": logging.INFO,
-    "max_trainings": 32,
-}
 
 
 class TrainingService:
     """Hands trainings to its backend and records them durably.
 
     The backend runs them: a :class:`~deepaas.training.backends.local.
-    LocalBackend` (the default, built from ``max_concurrent``, ``timeout``,
-    ``cancel_grace``, ``training_envs``, ``log_level``, ``max_log_bytes``
-    and ``max_trainings``) or any other
+    LocalBackend` (the default, with its defaults; how many run at once,
+    their timeout and cancel grace are its options) or any other
     :class:`~deepaas.training.backends.TrainingBackend`, such as the
-    SLURM one.  Example (what ``deepaas-run`` does through
-    :func:`training_service_from_settings`)::
+    SLURM one.  The service's own options are those of every training
+    wherever it runs: retention and the log cap.  Example (what
+    ``deepaas-run`` does through :func:`training_service_from_settings`)::
 
-        service = TrainingService("/var/lib/deepaas", max_concurrent=2)
+        service = TrainingService(
+            "/var/lib/deepaas", backend=LocalBackend(max_concurrent=2)
+        )
         await service.start()
         training = await service.submit(spec, raw, args)
         ...
@@ -109,54 +101,16 @@ class TrainingService:
         state_dir: Path | str,
         *,
         backend: TrainingBackend | None = None,
-        max_concurrent: int = 0,
-        timeout: float = 0.0,
-        cancel_grace: float = 10.0,
         keep: int = 0,
         keep_days: float = 0.0,
-        training_envs: Mapping[str, Mapping[str, str]] | None = None,
-        log_level: int = logging.INFO,
         max_log_bytes: int = DEFAULT_MAX_BYTES,
-        max_trainings: int = 32,
     ) -> None:
         check_not_negative(
-            (
-                ("--max-concurrent-trainings", max_concurrent),
-                ("--train-timeout", timeout),
-                ("--train-cancel-grace", cancel_grace),
-                ("--keep-trainings", keep),
-                ("--keep-trainings-days", keep_days),
-                ("--max-trainings", max_trainings),
-            )
+            (("--keep-trainings", keep), ("--keep-trainings-days", keep_days))
         )
         check_max_bytes(max_log_bytes)
-        local: dict[str, Any] = {
-            "max_concurrent": max_concurrent,
-            "timeout": timeout,
-            "cancel_grace": cancel_grace,
-            "training_envs": training_envs,
-            "log_level": log_level,
-            "max_trainings": max_trainings,
-        }
         if backend is None:
-            backend = LocalBackend(
-                max_concurrent=max_concurrent,
-                timeout=timeout,
-                cancel_grace=cancel_grace,
-                training_envs=training_envs,
-                log_level=log_level,
-                max_log_bytes=max_log_bytes,
-                max_trainings=max_trainings,
-            )
-        else:
-            given = [
-                name for name, value in local.items() if value != _LOCAL_DEFAULTS[name]
-            ]
-            if given:
-                raise ValueError(
-                    f"{', '.join(given)}: options of the local backend; "
-                    "give them to LocalBackend(), not beside backend="
-                )
+            backend = LocalBackend(max_log_bytes=max_log_bytes)
         self.state_dir = Path(state_dir).expanduser().absolute()
         #: Where trainings run (``--train-backend``).
         self.backend: TrainingBackend = backend

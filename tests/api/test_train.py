@@ -15,14 +15,18 @@ import aiohttp
 import pytest
 
 from deepaas.training import TrainingService
+from deepaas.training.backends.local import LocalBackend
 from tests.processes import pid_exists, pid_running, poll, wait_for_file
 
 TRAIN = "/v2/models/trainer/train/"
 
 
-def service(tmp_path: Path, **options: Any) -> TrainingService:
-    options.setdefault("cancel_grace", 2.0)
-    return TrainingService(tmp_path / "state", **options)
+def service(tmp_path: Path, *, keep: int = 0, **local: Any) -> TrainingService:
+    """A service whose local backend has the ``local`` options."""
+    local.setdefault("cancel_grace", 2.0)
+    return TrainingService(
+        tmp_path / "state", backend=LocalBackend(**local), keep=keep
+    )
 
 
 async def start(client: Any, **params: Any) -> dict[str, Any]:

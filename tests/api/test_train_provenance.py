@@ -21,11 +21,12 @@ import pytest
 from deepaas.provenance import artifacts, record_summary
 from deepaas.provenance.record import canonical_json
 from deepaas.training import TrainingService
+from deepaas.training.backends.local import LocalBackend
 from tests.api.test_train import TRAIN, start, wait_until
 
 
 def service(tmp_path: Path) -> TrainingService:
-    return TrainingService(tmp_path / "state", cancel_grace=2.0)
+    return TrainingService(tmp_path / "state", backend=LocalBackend(cancel_grace=2.0))
 
 
 @pytest.mark.slow

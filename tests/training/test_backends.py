@@ -93,14 +93,15 @@ def test_a_backend_missing_a_method_is_no_backend():
     assert isinstance(NoCancel(), TrainingBackend)
 
 
-def test_local_options_go_to_the_local_backend(tmp_path):
-    service = TrainingService(tmp_path, max_concurrent=2, timeout=30)
+def test_a_service_without_a_backend_runs_trainings_here(tmp_path):
+    service = TrainingService(tmp_path, max_log_bytes=20000)
     assert isinstance(service.backend, LocalBackend)
-    assert (service.backend.max_concurrent, service.backend.timeout) == (2, 30)
-    with pytest.raises(ValueError, match=r"^max_concurrent, timeout: options of "
-                       r"the local backend; give them to LocalBackend\(\)"):
-        TrainingService(tmp_path, backend=_slurm_backend(tmp_path),
-                        max_concurrent=2, timeout=30)
+    assert service.backend.scheduler is None
+    assert service.backend.max_log_bytes == service.max_log_bytes == 20000
+    backend = LocalBackend(max_concurrent=2, timeout=30)
+    assert TrainingService(tmp_path, backend=backend).backend is backend
+    with pytest.raises(TypeError, match="max_concurrent"):
+        TrainingService(tmp_path, max_concurrent=2)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match=r"--train-timeout must be >= 0 \(got -1\)"):
         LocalBackend(timeout=-1)
 

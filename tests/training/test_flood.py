@@ -13,6 +13,7 @@ import pytest
 from deepaas.api import create_app
 from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
+from deepaas.training.backends.local import LocalBackend
 from tests.conftest import spec
 
 TRAIN = "/v2/models/trainer/train/"
@@ -29,8 +30,11 @@ def make_client(installed_models: Any, aiohttp_client: Any) -> Any:
     return make
 
 
-def service(tmp_path: Path, **options: Any) -> TrainingService:
-    return TrainingService(tmp_path / "state", cancel_grace=2.0, **options)
+def service(tmp_path: Path, **local: Any) -> TrainingService:
+    """A service whose local backend has the ``local`` options."""
+    return TrainingService(
+        tmp_path / "state", backend=LocalBackend(cancel_grace=2.0, **local)
+    )
 
 
 async def post(client: Any, **params: Any) -> tuple[int, dict[str, Any], Any]:
@@ -103,7 +107,6 @@ def test_a_negative_limit_is_refused(tmp_path):
 def test_deepaas_run_has_the_option_with_a_default(tmp_path):
     from deepaas.cmd._settings import training_settings
     from deepaas.config import build_config
-    from deepaas.training.backends.local import LocalBackend
     from deepaas.training.config import training_service_from_settings
 
     assert build_config([]).max_trainings == 32

@@ -18,6 +18,7 @@ import pytest
 from deepaas.api import ApiSettings, create_app
 from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
+from deepaas.training.backends.local import LocalBackend
 from tests.conftest import spec
 from tests.fake_models.trainers import printed_line
 from tests.processes import pid_running, poll
@@ -113,7 +114,7 @@ async def test_a_cancelled_training_ends_its_last_line_before_the_closing_line(
 ):
     record = tmp_path / "record"
     record.mkdir()
-    service = TrainingService(tmp_path / "state", cancel_grace=5)
+    service = TrainingService(tmp_path / "state", backend=LocalBackend(cancel_grace=5))
     client = await serve(aiohttp_client, service)
     uuid = (await post(client, lines=3, partial=True, seconds=60, record=record))[
         "uuid"
@@ -184,7 +185,9 @@ async def test_a_process_that_outlives_its_training_still_logs(
     record = tmp_path / "record"
     record.mkdir()
     # The grace is how long the training process waits for its children.
-    service = TrainingService(tmp_path / "state", cancel_grace=0.5)
+    service = TrainingService(
+        tmp_path / "state", backend=LocalBackend(cancel_grace=0.5)
+    )
     client = await serve(aiohttp_client, service)
     # It starts a process of its own session, printing for 6 s, and returns.
     uuid = (await post(client, daemon=6, record=record))["uuid"]

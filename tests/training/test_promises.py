@@ -18,6 +18,7 @@ from deepaas.cmd._settings import training_settings
 from deepaas.config import build_config
 from deepaas.engine.build import build_executors
 from deepaas.training import Training, TrainingService, training_service_from_settings
+from deepaas.training.backends.local import LocalBackend
 from tests.conftest import spec
 from tests.processes import pid_running, poll, wait_for_file
 
@@ -55,7 +56,9 @@ async def test_a_training_of_another_server_answers_409_there(
 ):
     state = tmp_path / "state"
     runner = await serve(
-        aiohttp_client, "trainer", TrainingService(state, cancel_grace=2)
+        aiohttp_client,
+        "trainer",
+        TrainingService(state, backend=LocalBackend(cancel_grace=2)),
     )
     other = await serve(aiohttp_client, "trainer", TrainingService(state))
     uuid = (await post(runner, "trainer", seconds=60))["uuid"]
@@ -80,7 +83,9 @@ async def test_processes_left_behind_are_ended_when_train_returns(
     installed_models, aiohttp_client, tmp_path
 ):
     client = await serve(
-        aiohttp_client, "trainer", TrainingService(tmp_path / "state", cancel_grace=1)
+        aiohttp_client, "trainer", TrainingService(
+            tmp_path / "state", backend=LocalBackend(cancel_grace=1)
+        )
     )
     for stubborn in (False, True):
         record = tmp_path / f"record-{stubborn}"

@@ -67,14 +67,16 @@ def test_no_service_when_the_endpoint_is_off():
     assert training_service_from_settings([spec("trainer")], {}, None, {}) is None
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"max_concurrent": -1}, "--max-concurrent-trainings must be >= 0 (got -1)"),
-    ({"timeout": -1}, "--train-timeout must be >= 0 (got -1)"),
-    ({"keep": -3}, "--keep-trainings must be >= 0 (got -3)"),
+@pytest.mark.parametrize("make, message", [
+    (lambda path: LocalBackend(max_concurrent=-1),
+     "--max-concurrent-trainings must be >= 0 (got -1)"),
+    (lambda path: LocalBackend(timeout=-1), "--train-timeout must be >= 0 (got -1)"),
+    (lambda path: TrainingService(path, keep=-3),
+     "--keep-trainings must be >= 0 (got -3)"),
 ])
-def test_bad_options_are_refused(tmp_path, options, message):
+def test_bad_options_are_refused(tmp_path, make, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        TrainingService(tmp_path, **options)
+        make(tmp_path)
 
 
 async def test_an_unusable_state_dir_is_reported(tmp_path):
@@ -136,7 +138,7 @@ async def test_only_trainings_of_stopped_servers_are_interrupted(tmp_path):
 async def test_a_training_run_by_another_server_is_cancelled_there(
         installed_models, tmp_path):
     state = tmp_path / "state"
-    runner = TrainingService(state, cancel_grace=1)
+    runner = TrainingService(state, backend=LocalBackend(cancel_grace=1))
     other = TrainingService(state)
     await runner.start()
     await other.start()

@@ -26,6 +26,7 @@ import pytest
 from deepaas.api import create_app
 from deepaas.engine.build import build_executors
 from deepaas.training import TrainingService
+from deepaas.training.backends.local import LocalBackend
 from tests.conftest import spec, subprocess_env
 from tests.processes import poll
 from tests.servers import RunningServer
@@ -147,7 +148,9 @@ async def test_a_full_disk_refuses_with_507_and_every_record_ends_true(
 ) -> None:
     with small_disk(tmp_path / "disk") as disk:
         state = disk / "state"
-        service = TrainingService(state, max_trainings=1, cancel_grace=1)
+        service = TrainingService(
+            state, backend=LocalBackend(max_trainings=1, cancel_grace=1)
+        )
         executors = build_executors([spec("trainer")], workers=0)
         client = await aiohttp_client(create_app(executors, trainings=service))
         record = tmp_path / "record"
