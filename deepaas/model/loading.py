@@ -163,6 +163,11 @@ def load_models(specs: Sequence[ModelSpec]) -> dict[str, Any]:
             for name in missing:
                 failures.setdefault(name, "not installed")
 
+        # stevedore keeps each namespace's entry points for the life of the
+        # process; listing (available_models) reads what is installed now,
+        # and loading must agree with it, or a model installed after a first
+        # load is "not installed" to an embedding application or a test run.
+        stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(namespace, None)
         manager = stevedore.NamedExtensionManager(
             namespace,
             names=names,

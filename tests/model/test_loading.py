@@ -184,3 +184,14 @@ def test_name_not_installed_when_loading(installed_models):
     with pytest.raises(ModelLoadError) as info:
         load_model(ModelSpec("ghost", "x.y", MODEL_NAMESPACE))
     assert "'ghost'" in info.value.message
+
+
+def test_a_model_installed_after_another_was_loaded_loads_too(only_site):
+    """Loading sees what is installed now, as listing does: a process that
+    has loaded one model (an embedding application, a test session) loads
+    one installed after it, instead of calling it not installed."""
+    demo = load_model(ModelSpec("deepaas-demo", "deepaas.model.demo", MODEL_NAMESPACE))
+    assert demo is not None
+    only_site({"echo": FAKE_MODELS["echo"]}, name="later_model")
+    assert "echo" in available_models()
+    assert load_model(spec("echo")) is not None
