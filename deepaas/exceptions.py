@@ -96,6 +96,20 @@ def model_http_error(
     return ModelHTTPError(message or str(status), status=status, traceback=traceback)
 
 
+class GpuOutOfMemory(ModelError):
+    """The model's call ran out of GPU memory.
+
+    Its message is ``out of GPU memory: <the framework's message>`` (which
+    names the GPU, what was asked and what was free).  The status is 500,
+    the status DEEPaaS 2.x answers for any exception of a model, so that
+    2.x clients see no change of status; the message says what happened.
+    The process that ran the call releases its cached GPU memory and goes
+    on serving (:mod:`deepaas.model.gpu_memory`).
+    """
+
+    status = 500
+
+
 class MethodNotImplemented(DeepaasError):
     """The model does not provide the called method (e.g. no ``train``)."""
 

@@ -81,6 +81,10 @@ FAKE_MODELS = {
     "module-census": "tests.fake_models.engine:ModuleCensus",
     "slow-import": "tests.fake_models.slow_import",
     "slow": "tests.fake_models.jobs:SlowPredictor",
+    "out-of-memory": "tests.fake_models.memory:OutOfMemory",
+    "batched-out-of-memory": "tests.fake_models.memory:BatchedOutOfMemory",
+    "wraps-out-of-memory": "tests.fake_models.memory:WrapsOutOfMemory",
+    "pid": "tests.fake_models.memory:Pid",
 }
 
 

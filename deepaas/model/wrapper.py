@@ -24,6 +24,7 @@ from marshmallow import fields
 
 from deepaas.exceptions import (
     DeepaasError,
+    GpuOutOfMemory,
     MethodNotImplemented,
     ModelError,
     ModelLoadError,
@@ -39,6 +40,7 @@ from deepaas.model.description import (
     describe_response_schema,
 )
 from deepaas.model.files import UploadedFile
+from deepaas.model.gpu_memory import is_gpu_out_of_memory, out_of_memory_message
 from deepaas.model.loading import ModelSpec, load_model
 
 LOG = logging.getLogger(__name__)
@@ -107,10 +109,14 @@ def to_json_bytes(value: Any) -> bytes:
 
 
 def model_error(exc: BaseException) -> ModelError:
+    """The domain error for an exception a model raised: a refusal (an aiohttp
+    HTTP error), an exhausted GPU, or else a plain :class:`ModelError`."""
     trace = "".join(traceback.format_exception(exc))
     refusal = model_http_error(exc, traceback=trace)  # web.HTTPBadRequest & co.
     if refusal is not None:
         return refusal
+    if is_gpu_out_of_memory(exc):
+        return GpuOutOfMemory(out_of_memory_message(exc), traceback=trace)
     message = str(exc) or type(exc).__name__
     return ModelError(f"{type(exc).__name__}: {message}", traceback=trace)
 

@@ -129,8 +129,9 @@ def error_from_wire(wire: WireError) -> exceptions.DeepaasError:
             status=extra.get("status", 500),
             traceback=extra.get("traceback", ""),
         )
-    if cls is exceptions.ModelError:
-        return exceptions.ModelError(message, traceback=extra.get("traceback", ""))
+    if isinstance(cls, type) and issubclass(cls, exceptions.ModelError):
+        # ModelError and its kinds that take no more (GpuOutOfMemory).
+        return cls(message, traceback=extra.get("traceback", ""))
     if isinstance(cls, type) and issubclass(cls, exceptions.DeepaasError):
         return cls(message)
     return exceptions.DeepaasError(message)
