@@ -112,6 +112,12 @@ class EngineCollector(Collector):
             "Predictions answered 504 for exceeding --predict-timeout.",
             labels=["model"],
         )
+        out_of_memory = CounterMetricFamily(
+            "deepaas_predict_out_of_gpu_memory",
+            "Predictions answered 500 because the model ran out of GPU memory "
+            "(its worker released its cached GPU memory and went on serving).",
+            labels=["model"],
+        )
         batches = HistogramMetricFamily(
             "deepaas_batch_size",
             "Requests per predict_batch call, for models that batch.",
@@ -127,6 +133,7 @@ class EngineCollector(Collector):
             for cause in ("timeout", "signal", "exit", "start_failed", "cancelled"):
                 restarts.add_metric([name, cause], stats.restarts.get(cause, 0))
             timeouts.add_metric([name], stats.timeouts)
+            out_of_memory.add_metric([name], stats.out_of_memory)
             description = getattr(executor, "description", None)
             if description is not None and description.batching:
                 buckets, running = [], 0
@@ -140,6 +147,7 @@ class EngineCollector(Collector):
         yield from gauges.values()
         yield restarts
         yield timeouts
+        yield out_of_memory
         yield batches
 
     def _trainings(self) -> Iterator[Metric]:

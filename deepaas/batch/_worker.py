@@ -39,6 +39,8 @@ def serve(conn: Connection, progress: Any, spec: Any, warm: bool) -> None:
     to the batch process unnamed (``named=False``: the pool names the model).
     """
     from deepaas.batch.calls import PredictCall
+    from deepaas.exceptions import GpuOutOfMemory
+    from deepaas.model.gpu_memory import recover_from_out_of_memory
 
     loaded = start_child(conn.send, spec.name, lambda: _load(spec, warm), named=False)
     if loaded is None:
@@ -66,9 +68,14 @@ def serve(conn: Connection, progress: Any, spec: Any, warm: bool) -> None:
             # Which input is in hand, for the batch process to blame if this
             # process dies: shared memory, no system call.
             progress.value = 2 * started + 1
-            results.append(_one(call, kind, request, own))
+            result = _one(call, kind, request, own)
+            results.append(result)
             started += 1
             progress.value = 2 * started
+            if result[0] == "error" and result[1][0] == GpuOutOfMemory.__name__:
+                # _one has returned: the call's exception and its frames are
+                # unreferenced, so its cached GPU memory can go back.
+                recover_from_out_of_memory(spec.name, "predict")
         try:
             conn.send(("done", chunk_id, results))
         except (OSError, EOFError):

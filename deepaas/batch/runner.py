@@ -45,9 +45,11 @@ from deepaas.batch.runfile import earlier_run, identity_for, settle_run
 from deepaas.exceptions import (
     ArgumentsInvalid,
     DeepaasError,
+    GpuOutOfMemory,
     ModelError,
 )
 from deepaas.model.description import ModelDescription
+from deepaas.model.gpu_memory import recover_from_out_of_memory
 from deepaas.model.wrapper import (
     PredictOutcome,
     load_wrapped,
@@ -312,6 +314,9 @@ class BatchRun:
                 outcome = exc
             self._record(item, outcome, clock() - begin)
             self._progress.tick()
+            if isinstance(outcome, GpuOutOfMemory):
+                outcome = None  # its traceback's frames hold the model's tensors
+                recover_from_out_of_memory(wrapper.name, "predict")
             if options.fail_fast and self.summary.failed:
                 self.summary.stopped_early = True
                 break

@@ -55,9 +55,8 @@ class ExecutorStats:
     #: Calls whose caller went away (its client disconnected): they left
     #: the queue, or the worker's answer was dropped.
     abandoned: int = 0
-
-
-
+    #: Predictions answered :class:`~deepaas.exceptions.GpuOutOfMemory`.
+    out_of_memory: int = 0
 
 
 def checked_stall_timeout(value: float) -> float:

@@ -24,7 +24,8 @@ from deepaas.engine.executor import (
     stall,
 )
 from deepaas.engine.settings import DEFAULT_STALL_TIMEOUT
-from deepaas.exceptions import CallTimeout, DeepaasError, QueueFull
+from deepaas.exceptions import CallTimeout, DeepaasError, GpuOutOfMemory, QueueFull
+from deepaas.model.gpu_memory import recover_from_out_of_memory
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import (
     ModelWrapper,
@@ -162,12 +163,32 @@ class InProcessExecutor(Executor):
 
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         if self._batcher is not None:
-            return await self._run(self._batcher.submit, raw, accept)
-        if self._inline:
-            # No await between here and the answer: nothing to bound or queue.
-            # (_inline is set once the wrapper is.)
-            return self._wrapper.run_predict(raw, accept)  # type: ignore[union-attr]
-        return await self._run(self._predict, raw, accept)
+            try:
+                return await self._run(self._batcher.submit, raw, accept)
+            except GpuOutOfMemory:
+                self.stats.out_of_memory += 1  # released by _predict_batch
+                raise
+        try:
+            if self._inline:
+                # No await between here and the answer: nothing to bound or
+                # queue.  (_inline is set once the wrapper is.)
+                return self._wrapper.run_predict(raw, accept)  # type: ignore[union-attr]
+            return await self._run(self._predict, raw, accept)
+        except GpuOutOfMemory as exc:
+            # A copy without the model's own exception, whose traceback's
+            # frames hold the tensors of the failed call.
+            error = GpuOutOfMemory(exc.message, traceback=exc.traceback)
+        self.stats.out_of_memory += 1
+        await self._recover_gpu_memory("predict")
+        raise error
+
+    async def _recover_gpu_memory(self, method: str) -> None:
+        """Release the GPU memory a failed call left cached (off the event loop:
+        it runs the garbage collector)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._pool, recover_from_out_of_memory, self.spec.name, method
+        )
 
     async def _predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
         wrapper = self.wrapper
@@ -187,7 +208,12 @@ class InProcessExecutor(Executor):
 
     async def _predict_batch(self, requests: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, run_batch, self.wrapper, requests)
+        outcomes = await loop.run_in_executor(
+            self._pool, run_batch, self.wrapper, requests
+        )
+        if any(isinstance(outcome, GpuOutOfMemory) for outcome in outcomes):
+            await self._recover_gpu_memory("predict_batch")
+        return outcomes
 
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
         return jsonable_arguments(self.wrapper.parse_train_args(raw))

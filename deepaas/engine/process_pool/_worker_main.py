@@ -20,8 +20,13 @@ from deepaas.engine.batching import run_batch
 from deepaas.engine.executor import jsonable_arguments
 from deepaas.engine.probe import model_facts
 from deepaas.engine.processes import report_ready, start_child
-from deepaas.engine.processes.wire import BlockingChannel, error_to_wire
-from deepaas.exceptions import DeepaasError
+from deepaas.engine.processes.wire import (
+    BlockingChannel,
+    error_to_wire,
+    is_wire_error,
+)
+from deepaas.exceptions import DeepaasError, GpuOutOfMemory
+from deepaas.model.gpu_memory import recover_from_out_of_memory
 from deepaas.model.wrapper import RawArguments, load_wrapped, model_error
 
 
@@ -145,3 +150,17 @@ def _answer_calls(
             return
         except Exception as exc:  # an answer that cannot be pickled
             channel.send(("error", call_id, error_to_wire(model_error(exc))))
+        # Out of the except blocks, the failed call's exception, its frames
+        # and their tensors are unreferenced: its cached memory can go back.
+        if _ran_out_of_gpu_memory(reply):
+            recover_from_out_of_memory(wrapper.name, kind)
+
+
+def _ran_out_of_gpu_memory(reply: tuple[Any, ...]) -> bool:
+    """Whether a reply (or, for a batch, any of its answers) is a GpuOutOfMemory."""
+    if reply[0] == "error":
+        return bool(reply[2][0] == GpuOutOfMemory.__name__)
+    answers = reply[2]
+    return isinstance(answers, list) and any(
+        is_wire_error(a) and a[0] == GpuOutOfMemory.__name__ for a in answers
+    )

@@ -63,6 +63,7 @@ from deepaas.engine.settings import DEFAULT_STALL_TIMEOUT
 from deepaas.exceptions import (
     CallTimeout,
     DeepaasError,
+    GpuOutOfMemory,
     ModelLoadError,
     WorkerCrashed,
 )
@@ -72,6 +73,7 @@ from deepaas.model.wrapper import PredictOutcome, RawArguments
 #: The pool's log keeps the name it has always had (log configurations and
 #: filters name it).
 LOG = logging.getLogger("deepaas.engine.workers")
+
 
 class RunsInProcess(Exception):
     """The model, described by its first worker, runs in the API process
@@ -543,10 +545,16 @@ class ProcessPool(Executor):
         return PredictOutcome(body, media_type)
 
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
-        if self._batcher is not None:
-            return await self._batcher.submit(raw, accept)
-        # Plain tuples both ways: pickling a dataclass costs four times more.
-        body, media_type = await self.call("predict", raw.pairs, raw.json_body, accept)
+        try:
+            if self._batcher is not None:
+                return await self._batcher.submit(raw, accept)
+            # Plain tuples both ways: pickling a dataclass costs four times more.
+            body, media_type = await self.call(
+                "predict", raw.pairs, raw.json_body, accept
+            )
+        except GpuOutOfMemory:
+            self.stats.out_of_memory += 1  # the worker released its cache
+            raise
         return PredictOutcome(body, media_type)
 
     async def validate_train(self, raw: RawArguments) -> dict[str, Any]:
@@ -613,4 +621,3 @@ class ProcessPool(Executor):
     def worker_pids(self) -> list[int | None]:
         """Process ids of the workers (for tests and diagnostics)."""
         return [w.pid for w in self._workers]
-
