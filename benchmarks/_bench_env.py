@@ -47,6 +47,11 @@ MODELS = {
     "bench_wide_mlp": "deepaas_bench_models.wide_mlp",
     "bench_wide_mlp_batched": "deepaas_bench_models.wide_mlp_batched",
     "bench_upload": "deepaas_bench_models.upload",
+    # The GPU check's models (gpu_check.py).
+    "bench_gpu_probe": "deepaas_bench_models.gpu_probe",
+    "bench_gpu_oom": "deepaas_bench_models.gpu_oom",
+    "bench_gpu_mlp": "deepaas_bench_models.gpu_mlp",
+    "bench_gpu_mlp_batched": "deepaas_bench_models.gpu_mlp_batched",
 }
 
 
