@@ -71,6 +71,9 @@ PREDICT_INPUTS = 1000
 
 EXIT_FAILED, EXIT_MISSING, EXIT_NO_GPU = 1, 2, 3
 
+#: The calls that ran out of GPU memory, per model.
+OOM_COUNTER = "deepaas_predict_out_of_gpu_memory_total"
+
 
 # -- what this Python has ------------------------------------------------------
 
@@ -698,6 +701,7 @@ def step_oom(ctx: Context, step: Step) -> None:
     server = ctx.served_server()
     url = predict_url(server, OOM)
     restarts_before = _restarts(server)
+    oom_before = _per_model(server, OOM_COUNTER).get(OOM, 0)
     status, answer = request("POST", url, {"mode": "small"})
     before = predictions(answer) if status == 200 else {}
     ctx.report.check(
@@ -770,6 +774,14 @@ def step_oom(ctx: Context, step: Step) -> None:
         all(s == 200 for s, _ in answers) and pids <= ctx.probe_pids and bool(pids),
         f"answered by {sorted(pids)}, before {sorted(ctx.probe_pids)}",
     )
+    counted = _per_model(server, OOM_COUNTER).get(OOM, 0) - oom_before
+    # The rehearsal's failure is the CPU allocator's: no GPU memory, no count.
+    ctx.report.check(
+        step,
+        f"/metrics counts it ({OOM_COUNTER})",
+        counted == (1 if ctx.on_gpu else 0),
+        f"+{counted:g}",
+    )
     restarts_after = _restarts(server)
     ctx.report.check(
         step,
@@ -780,9 +792,13 @@ def step_oom(ctx: Context, step: Step) -> None:
 
 
 def _restarts(server: Server) -> dict[str, float]:
+    return _per_model(server, "deepaas_worker_restarts_total")
+
+
+def _per_model(server: Server, name: str) -> dict[str, float]:
     return {
         labels.get("model", "?"): value
-        for labels, value in metric_samples(server, "deepaas_worker_restarts_total")
+        for labels, value in metric_samples(server, name)
     }
 
 
