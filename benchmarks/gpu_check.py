@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -389,60 +390,73 @@ def gpu_processes() -> set[int]:
     return {int(p) for p in re.findall(r"\d+", done.stdout)}
 
 
+#: What the sampler asks nvidia-smi, one line per GPU.
+SAMPLE_QUERY = "--query-gpu=timestamp,index,utilization.gpu,memory.used"
+
+
+def parse_samples(text: str) -> list[tuple[float, float]]:
+    """``(utilisation %, memory MiB)`` of each line of nvidia-smi's
+    ``SAMPLE_QUERY`` answer (``--format=csv,noheader,nounits``); lines it
+    could not measure (``[N/A]``) are left out."""
+    samples = []
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        with contextlib.suppress(ValueError, IndexError):
+            samples.append((float(fields[2]), float(fields[3])))
+    return samples
+
+
 class GpuSampler:
-    """``nvidia-smi`` sampling utilisation and memory every 200 ms into a CSV
-    file while a measurement runs; no-op without a GPU."""
+    """Samples the GPUs' utilisation and memory about every 200 ms while a
+    measurement runs, into a CSV file too; a no-op without a GPU.
+
+    Each sample is one short ``nvidia-smi`` call whose whole answer is read:
+    its looping mode (``-lms``) buffers its output, which a stopped process
+    may never write.
+    """
 
     def __init__(self, csv: Path, label: str, enabled: bool) -> None:
         self.csv, self.label, self.enabled = csv, label, enabled
-        self._process: subprocess.Popen[str] | None = None
-        self._start = 0
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> GpuSampler:
         if self.enabled:
-            with open(self.csv, "a") as out:
-                out.write(f"# {self.label}\n")
-                self._start = out.tell()
-            handle = open(self.csv, "a")  # noqa: SIM115 (the child keeps it)
-            self._process = subprocess.Popen(
-                [
-                    "nvidia-smi",
-                    "--query-gpu=timestamp,index,utilization.gpu,memory.used",
-                    "--format=csv,noheader,nounits",
-                    "-lms",
-                    "200",
-                ],
-                stdout=handle,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            handle.close()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(5)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _sample(self) -> None:
+        with open(self.csv, "a") as out:
+            out.write(f"# {self.label}\n")
+            while not self._stop.is_set():
+                began = time.monotonic()
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    answer = subprocess.run(
+                        ["nvidia-smi", SAMPLE_QUERY, "--format=csv,noheader,nounits"],
+                        capture_output=True,
+                        text=True,
+                        timeout=10,
+                    ).stdout
+                    out.write(answer)
+                    self.samples += parse_samples(answer)
+                self._stop.wait(max(0.0, 0.2 - (time.monotonic() - began)))
 
     def summary(self) -> dict[str, float]:
         """Mean and highest utilisation (%), highest memory (MiB) sampled."""
-        if not self.enabled:
+        if not self.samples:
             return {}
-        with open(self.csv) as handle:
-            handle.seek(self._start)
-            rows = [line.split(",") for line in handle.read().splitlines()]
-        util, memory = [], []
-        for row in rows:
-            with contextlib.suppress(ValueError, IndexError):
-                util.append(float(row[2]))
-                memory.append(float(row[3]))
-        if not util:
-            return {}
+        util = [u for u, _ in self.samples]
         return {
             "gpu_util_mean": round(statistics.fmean(util), 1),
             "gpu_util_max": max(util),
-            "gpu_mem_max_mib": max(memory),
+            "gpu_mem_max_mib": max(m for _, m in self.samples),
             "samples": len(util),
         }
 
@@ -640,7 +654,7 @@ def step_serve(ctx: Context, step: Step) -> None:
                 and seen.get("current_device") == 0
                 and seen["tensor_device"] == "cuda:0"
                 and seen["deepaas_device"] == "cuda:0"
-                and _same_uuid(seen.get("device_uuid", ""), uuid_of.get(visible, ""))
+                and same_uuid(seen.get("device_uuid", ""), uuid_of.get(visible, ""))
             )
         else:
             ok = (
@@ -687,13 +701,15 @@ def step_serve(ctx: Context, step: Step) -> None:
         )
 
 
-def _same_uuid(torch_uuid: str, smi_uuid: str) -> bool:
-    """torch writes a device UUID without nvidia-smi's ``GPU-`` prefix."""
+def same_uuid(torch_uuid: str, smi_uuid: str) -> bool:
+    """Whether torch's and nvidia-smi's UUIDs name one device: torch writes
+    it without nvidia-smi's ``GPU-`` prefix (and may group it otherwise), so
+    only the hexadecimal digits are compared."""
 
-    def bare(text: str) -> str:
-        return text.lower().removeprefix("gpu-")
+    def digits(text: str) -> str:
+        return re.sub(r"[^0-9a-f]", "", text.lower().removeprefix("gpu-"))
 
-    return bool(torch_uuid) and bare(torch_uuid) == bare(smi_uuid)
+    return len(digits(torch_uuid)) >= 16 and digits(torch_uuid) == digits(smi_uuid)
 
 
 def step_oom(ctx: Context, step: Step) -> None:

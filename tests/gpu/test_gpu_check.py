@@ -127,3 +127,35 @@ def _cmdline(pid: str) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def _gpu_check_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_check", ROOT / "benchmarks" / "gpu_check.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("gpu_check", module)  # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nvidia_smi_samples_are_read_and_unmeasured_lines_left_out():
+    # nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used
+    # --format=csv,noheader,nounits, on two GPUs, one not measured.
+    answer = (
+        "2026/12/07 10:00:01.123, 0, 87, 20480\n"
+        "2026/12/07 10:00:01.125, 1, [N/A], [N/A]\n"
+    )
+    assert _gpu_check_module().parse_samples(answer) == [(87.0, 20480.0)]
+
+
+def test_torch_and_nvidia_smi_name_one_gpu_alike():
+    same_uuid = _gpu_check_module().same_uuid
+    smi = "GPU-3e1f4b0a-9c2d-4f6e-8a1b-2c3d4e5f6a7b"
+    assert same_uuid("3e1f4b0a-9c2d-4f6e-8a1b-2c3d4e5f6a7b", smi)
+    assert same_uuid("3E1F4B0A9C2D4F6E8A1B2C3D4E5F6A7B", smi)
+    assert not same_uuid("3e1f4b0a-9c2d-4f6e-8a1b-2c3d4e5f6a7c", smi)
+    assert not same_uuid("", smi)
