@@ -49,7 +49,7 @@ MODELS = {
     "bench_upload": "deepaas_bench_models.upload",
     # The GPU check's models (gpu_check.py).
     "bench_gpu_probe": "deepaas_bench_models.gpu_probe",
-    "bench_gpu_oom": "deepaas_bench_models.gpu_oom",
+    "bench_gpu_faults": "deepaas_bench_models.gpu_faults",
     "bench_gpu_mlp": "deepaas_bench_models.gpu_mlp",
     "bench_gpu_mlp_batched": "deepaas_bench_models.gpu_mlp_batched",
 }

@@ -11,6 +11,9 @@ figures and logs in one folder.  The steps:
 ``oom``      a call that runs out of GPU memory answers a clear error, its
              worker recovers (or is restarted), the other model's workers are
              untouched and the memory is given back
+``fault``    a call whose kernel breaks the worker's CUDA context (a
+             device-side assert) answers a clear error and its worker is
+             replaced; no later call fails
 ``train``    a training that asks for a GPU, run to completion on it
 ``predict``  ``deepaas-predict --gpus`` over 1,000 input files
 ``bench``    the MLP on the GPU with and without ``predict_batch``:
@@ -61,7 +64,7 @@ HOST = "127.0.0.1"
 RUNNER_REQUIREMENTS = ["pytest>=8", "pytest-asyncio>=0.23", "pytest-aiohttp>=1.1"]
 
 PROBE = "bench_gpu_probe"
-OOM = "bench_gpu_oom"
+FAULTS = "bench_gpu_faults"
 MLP = "bench_gpu_mlp"
 MLP_BATCHED = "bench_gpu_mlp_batched"
 #: Prediction workers per GPU in the served check: more than one, so that
@@ -503,7 +506,7 @@ class Context:
         """The server of the serve, oom and train steps, started once."""
         if self.served is None:
             server = Server(
-                [PROBE, OOM],
+                [PROBE, FAULTS],
                 [
                     "--workers-per-gpu",
                     str(WORKERS_PER_GPU),
@@ -715,13 +718,18 @@ def same_uuid(torch_uuid: str, smi_uuid: str) -> bool:
 def step_oom(ctx: Context, step: Step) -> None:
     """a call that runs out of GPU memory"""
     server = ctx.served_server()
-    url = predict_url(server, OOM)
+    url = predict_url(server, FAULTS)
     restarts_before = _restarts(server)
-    oom_before = _per_model(server, OOM_COUNTER).get(OOM, 0)
-    status, answer = request("POST", url, {"mode": "small"})
-    before = predictions(answer) if status == 200 else {}
+    oom_before = _per_model(server, OOM_COUNTER).get(FAULTS, 0)
+    reach = {"mode": "small", "hold_ms": 300}
+    calls = 4 * WORKERS_PER_GPU * max(1, len(ctx.gpus))
+    answers = asyncio.run(concurrent_posts(url, reach, calls))
+    before = _pids(answers)
     ctx.report.check(
-        step, "an ordinary call answers 200", status == 200, before or answer
+        step,
+        f"ordinary calls answer 200 ({calls} calls)",
+        all(st == 200 for st, _ in answers),
+        f"workers {sorted(before)}",
     )
     used_before = gpu_memory_used_mib() if ctx.on_gpu else {}
     started = time.perf_counter()
@@ -741,7 +749,7 @@ def step_oom(ctx: Context, step: Step) -> None:
         message[:160],
     )
     if ctx.on_gpu:
-        time.sleep(1)
+        time.sleep(1)  # the worker gives the memory back after answering
         used_after = gpu_memory_used_mib()
         step.figures["gpu_used_mib_before"] = used_before
         step.figures["gpu_used_mib_after"] = used_after
@@ -754,27 +762,22 @@ def step_oom(ctx: Context, step: Step) -> None:
             grew < 2048,
             f"before {used_before} MiB, after {used_after} MiB",
         )
-    status, answer = request("POST", url, {"mode": "small"})
-    after = predictions(answer) if status == 200 else {}
-    recovered = status == 200 and after.get("pid") == before.get("pid")
-    restarted = status == 200 and after.get("pid") != before.get("pid")
+    answers = asyncio.run(concurrent_posts(url, reach, calls))
+    after = _pids(answers)
     ctx.report.check(
         step,
-        "its worker answers again",
-        status == 200,
-        "the same worker (recovered)"
-        if recovered
-        else "a new worker (restarted)"
-        if restarted
-        else answer,
+        "its workers answer again, the same ones (recovered, not restarted)",
+        all(st == 200 for st, _ in answers) and after == before,
+        f"workers {sorted(after)}",
     )
-    if ctx.on_gpu and after:
-        step.figures["reserved_mib_after"] = after.get("reserved_mib")
+    if ctx.on_gpu:
+        reserved = [predictions(a).get("reserved_mib", 1 << 30) for _, a in answers]
+        step.figures["reserved_mib_after"] = max(reserved, default=None)
         ctx.report.check(
             step,
-            "the worker holds no cached GPU memory of the failed call",
-            after.get("reserved_mib", 1 << 30) < 1024,
-            f"torch reserved {after.get('reserved_mib')} MiB",
+            "no worker holds cached GPU memory of the failed call",
+            bool(reserved) and max(reserved) < 1024,
+            f"torch reserved at most {max(reserved, default=0)} MiB",
         )
     answers = asyncio.run(
         concurrent_posts(
@@ -783,14 +786,14 @@ def step_oom(ctx: Context, step: Step) -> None:
             4 * len(ctx.probe_pids or {0}),
         )
     )
-    pids = {predictions(a).get("pid") for s, a in answers if s == 200}
+    pids = _pids(answers)
     ctx.report.check(
         step,
         "the other model's workers are untouched",
-        all(s == 200 for s, _ in answers) and pids <= ctx.probe_pids and bool(pids),
+        all(st == 200 for st, _ in answers) and pids <= ctx.probe_pids and bool(pids),
         f"answered by {sorted(pids)}, before {sorted(ctx.probe_pids)}",
     )
-    counted = _per_model(server, OOM_COUNTER).get(OOM, 0) - oom_before
+    counted = _per_model(server, OOM_COUNTER).get(FAULTS, 0) - oom_before
     # The rehearsal's failure is the CPU allocator's: no GPU memory, no count.
     ctx.report.check(
         step,
@@ -801,8 +804,8 @@ def step_oom(ctx: Context, step: Step) -> None:
     restarts_after = _restarts(server)
     ctx.report.check(
         step,
-        f"no restart of {PROBE}'s workers (deepaas_worker_restarts)",
-        restarts_after.get(PROBE, 0) == restarts_before.get(PROBE, 0),
+        "no worker restarted (deepaas_worker_restarts)",
+        restarts_after == restarts_before,
         restarts_after or "none",
     )
 
@@ -812,10 +815,81 @@ def _restarts(server: Server) -> dict[str, float]:
 
 
 def _per_model(server: Server, name: str) -> dict[str, float]:
-    return {
-        labels.get("model", "?"): value
-        for labels, value in metric_samples(server, name)
-    }
+    """Metric ``name`` summed per model (over its other labels)."""
+    totals: dict[str, float] = {}
+    for labels, value in metric_samples(server, name):
+        model = labels.get("model", "?")
+        totals[model] = totals.get(model, 0) + value
+    return totals
+
+
+def step_fault(ctx: Context, step: Step) -> None:
+    """a call that breaks its worker's CUDA context"""
+    server = ctx.served_server()
+    url = predict_url(server, FAULTS)
+    reach = {"mode": "small", "hold_ms": 300}
+    calls = 4 * WORKERS_PER_GPU * max(1, len(ctx.gpus))
+    before = _pids(asyncio.run(concurrent_posts(url, reach, calls)))
+    restarts_before = _restarts(server).get(FAULTS, 0)
+    status, answer = request("POST", url, {"mode": "assert"})
+    message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
+    ctx.report.check(
+        step,
+        "the call answers 500 with JSON",
+        status == 500 and bool(message),
+        f"{status}: {message[:300]}",
+    )
+    ctx.gpu_only(
+        step,
+        "its message says the GPU failed",
+        message.lower().startswith("the gpu failed"),
+        message[:160],
+    )
+    # The worker leaves after answering; its replacement warms first.
+    expected = 1 if ctx.on_gpu else 0
+    waited = time.monotonic() + 120
+    restarts = _restarts(server).get(FAULTS, 0) - restarts_before
+    while restarts < expected and time.monotonic() < waited:
+        time.sleep(0.5)
+        restarts = _restarts(server).get(FAULTS, 0) - restarts_before
+    ctx.report.check(
+        step,
+        f"its worker is {'replaced' if ctx.on_gpu else 'kept (a CPU IndexError)'}"
+        " (deepaas_worker_restarts)",
+        restarts == expected,
+        f"+{restarts:g}",
+    )
+    answers = asyncio.run(concurrent_posts(url, reach, calls))
+    after = _pids(answers)
+    failed = [a for st, a in answers if st != 200]
+    ctx.report.check(
+        step, f"no later call fails ({calls} calls)", not failed, failed[:1] or ""
+    )
+    ctx.report.check(
+        step,
+        f"{len(before - after)} worker(s) replaced",
+        len(before - after) == expected and len(after) == len(before),
+        f"before {sorted(before)}, after {sorted(after)}",
+    )
+    probe = _pids(
+        asyncio.run(
+            concurrent_posts(
+                predict_url(server, PROBE),
+                {"size": 256, "hold_ms": 100},
+                4 * len(ctx.probe_pids or {0}),
+            )
+        )
+    )
+    ctx.report.check(
+        step,
+        "the other model's workers are untouched",
+        bool(probe) and probe <= ctx.probe_pids,
+        f"answered by {sorted(probe)}",
+    )
+
+
+def _pids(answers: list[tuple[int, Any]]) -> set[int]:
+    return {predictions(a).get("pid") for st, a in answers if st == 200}
 
 
 def step_train(ctx: Context, step: Step) -> None:
@@ -1060,6 +1134,7 @@ STEPS: dict[str, Callable[[Context, Step], None]] = {
     "tests": step_tests,
     "serve": step_serve,
     "oom": step_oom,
+    "fault": step_fault,
     "train": step_train,
     "predict": step_predict,
     "bench": step_bench,

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-STEPS = ["tests", "serve", "oom", "train", "predict", "bench"]
+STEPS = ["tests", "serve", "oom", "fault", "train", "predict", "bench"]
 
 
 def gpu_check(

@@ -1,15 +1,23 @@
-"""Runs out of GPU memory on request: the GPU check's out-of-memory case.
+"""Fails on request as GPU code fails: the GPU check's faults.
 
 ``mode=fill`` takes the GPU's memory in chunks until the allocator refuses,
 as a model given too large an input does; the error ends the call.  On the
 CPU (the check's rehearsal) it asks for one impossible block instead, which
 the allocator refuses at once: filling a machine's RAM would harm it.
-``mode=small`` is an ordinary call that reports the worker's GPU memory.
+
+``mode=assert`` indexes past a tensor's end on the GPU: the kernel's
+device-side assert breaks the process's CUDA context for good (every later
+CUDA call in it fails).  On the CPU the same indexing is an ordinary
+``IndexError``.
+
+``mode=small`` is an ordinary call that reports the worker's pid and GPU
+memory, after holding the worker ``hold_ms`` (to reach every worker).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from marshmallow import fields, validate
 
@@ -22,15 +30,16 @@ MAX_CHUNKS = 4096
 
 
 def get_metadata():
-    return {"name": "bench_gpu_oom", "description": "Runs out of GPU memory."}
+    return {"name": "bench_gpu_faults", "description": "Fails as GPU code fails."}
 
 
 def get_predict_args():
     return {
         "mode": fields.Str(
-            load_default="small", validate=validate.OneOf(["fill", "small"])
+            load_default="small", validate=validate.OneOf(["fill", "assert", "small"])
         ),
         "chunk_mib": fields.Int(load_default=1024, validate=validate.Range(min=1)),
+        "hold_ms": fields.Int(load_default=0, validate=validate.Range(min=0)),
     }
 
 
@@ -47,6 +56,10 @@ def predict(**kwargs):
                 torch.empty(kwargs["chunk_mib"] << 20, dtype=torch.uint8, device=device)
             )
         return {"chunks": len(held), "note": "the GPU never ran out"}
+    if kwargs["mode"] == "assert":
+        values = torch.zeros(4, device=device)
+        past_the_end = torch.tensor([10], device=device)
+        return {"value": float(values[past_the_end].sum().item())}
     block = torch.ones(64 << 20, dtype=torch.uint8, device=device)
     answer = {"pid": os.getpid(), "device": str(block.device), "sum": int(block.sum())}
     if device.type == "cuda":
@@ -56,4 +69,6 @@ def predict(**kwargs):
             free_mib=free >> 20,
             total_mib=total >> 20,
         )
+    if kwargs["hold_ms"]:
+        time.sleep(kwargs["hold_ms"] / 1000)
     return answer
