@@ -9,8 +9,8 @@ figures and logs in one folder.  The steps:
              each worker sees only its own device, the predictions run on it,
              ``/metrics`` shows the placement
 ``oom``      a call that runs out of GPU memory answers a clear error, its
-             worker recovers (or is restarted), the other model's workers are
-             untouched and the memory is given back
+             worker gives the memory back and goes on serving, the other
+             model's workers are untouched
 ``fault``    a call whose kernel breaks the worker's CUDA context (a
              device-side assert) answers a clear error and its worker is
              replaced; no later call fails
