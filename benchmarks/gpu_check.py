@@ -41,8 +41,6 @@ import random
 import re
 import shlex
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,7 +56,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-HOST = "127.0.0.1"
+sys.path.insert(0, str(HERE))  # the benchmarks' own modules
+
+from _bench_env import write_model_package  # noqa: E402
+from _bench_servers import HOST, Server, free_port  # noqa: E402
 
 #: What runs the checks besides deepaas's own requirements (setup.cfg).
 RUNNER_REQUIREMENTS = ["pytest>=8", "pytest-asyncio>=0.23", "pytest-aiohttp>=1.1"]
@@ -214,90 +215,44 @@ class Report:
 # -- servers and requests ----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """A real ``deepaas-run`` (``python -m deepaas.cmd.run``) in a session of
-    its own, so that stopping it stops its workers too."""
-
-    def __init__(
-        self, models: list[str], options: list[str], env: dict[str, str], log: Path
-    ) -> None:
-        self.port = free_port()
-        self.base = f"http://{HOST}:{self.port}"
-        self.log = log
-        self.command = [
+def start_server(
+    models: list[str],
+    options: list[str],
+    env: dict[str, str],
+    log: Path,
+    timeout: float,
+) -> Server:
+    """A real ``deepaas-run`` (``python -m deepaas.cmd.run``) serving
+    ``models``, answering; in a session of its own, so that stopping it
+    stops its workers too."""
+    port = free_port()
+    server = Server(
+        label="deepaas-run",
+        settings=" ".join(options),
+        command=[
             sys.executable,
             "-m",
             "deepaas.cmd.run",
             "--listen-ip",
             HOST,
             "--listen-port",
-            str(self.port),
+            str(port),
             *[arg for model in models for arg in ("--model-name", model)],
             *options,
-        ]
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_start = 0
-
-    def start(self, timeout: float) -> None:
-        with open(self.log, "a") as out:
-            out.write(f"\n$ {shlex.join(self.command)}\n")
-            self._log_start = out.tell()
-        handle = open(self.log, "ab")  # noqa: SIM115 (the child keeps it)
-        self.process = subprocess.Popen(
-            self.command,
-            env=self.env,
-            cwd=ROOT,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        handle.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"deepaas-run exited with {self.process.returncode} while "
-                    f"starting: {self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(self.base + "/v2/models/", timeout=5):
-                    return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.25)
-        raise RuntimeError(
-            f"deepaas-run not ready after {timeout:g} s: {self.log_tail()}"
-        )
-
-    def own_log(self) -> str:
-        with open(self.log, errors="replace") as handle:
-            handle.seek(self._log_start)
-            return handle.read()
-
-    def log_tail(self, lines: int = 8) -> str:
-        return " | ".join(self.own_log().strip().splitlines()[-lines:])
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5)
+        ],
+        env=env,
+        port=port,
+        ready_path="/v2/models/",
+        predict_path="",
+        log=log,
+    )
+    server.start(ROOT)
+    try:
+        server.wait_ready(timeout)
+    except RuntimeError:
+        server.stop(timeout=20)
+        raise
+    return server
 
 
 def request(
@@ -505,7 +460,7 @@ class Context:
     def served_server(self) -> Server:
         """The server of the serve, oom and train steps, started once."""
         if self.served is None:
-            server = Server(
+            self.served = start_server(
                 [PROBE, FAULTS],
                 [
                     "--workers-per-gpu",
@@ -519,9 +474,8 @@ class Context:
                 ],
                 self.env,
                 self.out / "serve.log",
+                timeout=min(180, max(30, self.left())),
             )
-            self.served = server
-            server.start(timeout=min(180, max(30, self.left())))
         return self.served
 
 
@@ -598,7 +552,7 @@ def step_serve(ctx: Context, step: Step) -> None:
     expected_workers = WORKERS_PER_GPU * max(1, len(predict_gpus))
     placement = [
         line
-        for line in server.own_log().splitlines()
+        for line in server.log.read_text(errors="replace").splitlines()
         if f"model {PROBE!r}:" in line and "worker(s)" in line
     ]
     if ctx.on_gpu:
@@ -735,19 +689,7 @@ def step_oom(ctx: Context, step: Step) -> None:
     started = time.perf_counter()
     status, answer = request("POST", url, {"mode": "fill", "chunk_mib": 1024})
     step.figures["oom_call_s"] = round(time.perf_counter() - started, 2)
-    message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
-    ctx.report.check(
-        step,
-        "the call that runs out of memory answers 500 with JSON",
-        status == 500 and bool(message),
-        f"{status}: {message[:300]}",
-    )
-    ctx.gpu_only(
-        step,
-        "its message says the GPU ran out of memory",
-        message.lower().startswith("out of gpu memory"),
-        message[:160],
-    )
+    failed_call(ctx, step, status, answer, "out of GPU memory", "ran out of memory")
     if ctx.on_gpu:
         time.sleep(1)  # the worker gives the memory back after answering
         used_after = gpu_memory_used_mib()
@@ -810,6 +752,26 @@ def step_oom(ctx: Context, step: Step) -> None:
     )
 
 
+def failed_call(
+    ctx: Context, step: Step, status: int, answer: Any, prefix: str, what: str
+) -> None:
+    """Check the answer of a call whose GPU work failed: a 500 with a JSON
+    message, which on a GPU starts with deepaas's ``prefix``."""
+    message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
+    ctx.report.check(
+        step,
+        f"the call that {what} answers 500 with JSON",
+        status == 500 and bool(message),
+        f"{status}: {message[:300]}",
+    )
+    ctx.gpu_only(
+        step,
+        f"its message starts with {prefix!r}",
+        message.startswith(prefix + ":"),
+        message[:160],
+    )
+
+
 def _restarts(server: Server) -> dict[str, float]:
     return _per_model(server, "deepaas_worker_restarts_total")
 
@@ -832,19 +794,7 @@ def step_fault(ctx: Context, step: Step) -> None:
     before = _pids(asyncio.run(concurrent_posts(url, reach, calls)))
     restarts_before = _restarts(server).get(FAULTS, 0)
     status, answer = request("POST", url, {"mode": "assert"})
-    message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
-    ctx.report.check(
-        step,
-        "the call answers 500 with JSON",
-        status == 500 and bool(message),
-        f"{status}: {message[:300]}",
-    )
-    ctx.gpu_only(
-        step,
-        "its message says the GPU failed",
-        message.lower().startswith("the gpu failed"),
-        message[:160],
-    )
+    failed_call(ctx, step, status, answer, "the GPU failed", "failed")
     # The worker leaves after answering; its replacement warms first.
     expected = 1 if ctx.on_gpu else 0
     waited = time.monotonic() + 120
@@ -1059,10 +1009,9 @@ def step_predict(ctx: Context, step: Step) -> None:
 
 def step_bench(ctx: Context, step: Step) -> None:
     """the MLP with and without predict_batch"""
-    sys.path.insert(0, str(HERE))
-    from _loadgen import drive
+    from _loadgen import drive  # aiohttp: imported once the packages are checked
 
-    server = Server(
+    server = start_server(
         [MLP, MLP_BATCHED],
         [
             "--workers-per-gpu",
@@ -1076,13 +1025,13 @@ def step_bench(ctx: Context, step: Step) -> None:
         ],
         ctx.env,
         ctx.out / "bench.log",
+        timeout=min(180, max(30, ctx.left())),
     )
     body = json.dumps({"data": [0.5] * 784}).encode()
     levels = [16] if ctx.args.quick else [1, 64]
     seconds = 2.0 if ctx.args.quick else 8.0
     table: dict[str, dict[int, dict[str, Any]]] = {}
     try:
-        server.start(timeout=min(180, max(30, ctx.left())))
         for model in (MLP, MLP_BATCHED):
             url = predict_url(server, model)
             asyncio.run(drive(url, body, "application/json", 8, 1.0))  # warm-up
@@ -1105,7 +1054,7 @@ def step_bench(ctx: Context, step: Step) -> None:
                     step, f"{label}: no errors", cell["errors"] == 0, _row_text(row)
                 )
     finally:
-        server.stop()
+        server.stop(timeout=20)
     step.figures["cells"] = {
         m: {str(k): v for k, v in r.items()} for m, r in table.items()
     }
@@ -1211,9 +1160,6 @@ def main(argv: list[str] | None = None) -> int:
             "(--rehearse runs the steps on the CPU)"
         )
         return EXIT_NO_GPU
-    sys.path.insert(0, str(HERE))
-    from _bench_env import write_model_package
-
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="deepaas-gpu-check-"))
     site = work / "site"
@@ -1281,7 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
             report.say(f"  ({step.seconds} s)")
     finally:
         if ctx.served is not None:
-            ctx.served.stop()
+            ctx.served.stop(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
     total = time.perf_counter() - began
     header["seconds"] = round(total, 1)
