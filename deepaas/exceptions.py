@@ -110,6 +110,22 @@ class GpuOutOfMemory(ModelError):
     status = 500
 
 
+class GpuContextLost(ModelError):
+    """The model's call hit a CUDA error that leaves its process's GPU unusable.
+
+    A device-side assert, an illegal memory access, an unspecified launch
+    failure and the like corrupt the CUDA context of the process: every
+    later CUDA call in it fails (:mod:`deepaas.model.gpu_faults`).  Its
+    message is ``the GPU failed: <the framework's message>; <what
+    happens>``: a worker process answers it, then exits and is replaced by
+    a fresh one.  The status is 500, the status DEEPaaS 2.x answers for any
+    exception of a model, so that 2.x clients see no change of status; the
+    message says what happened.
+    """
+
+    status = 500
+
+
 class MethodNotImplemented(DeepaasError):
     """The model does not provide the called method (e.g. no ``train``)."""
 

@@ -85,6 +85,8 @@ FAKE_MODELS = {
     "batched-out-of-memory": "tests.fake_models.memory:BatchedOutOfMemory",
     "wraps-out-of-memory": "tests.fake_models.memory:WrapsOutOfMemory",
     "pid": "tests.fake_models.memory:Pid",
+    "gpu-fault": "tests.fake_models.gpu_faults:GpuFault",
+    "batched-gpu-fault": "tests.fake_models.gpu_faults:BatchedGpuFault",
 }
 
 

@@ -24,6 +24,7 @@ from marshmallow import fields
 
 from deepaas.exceptions import (
     DeepaasError,
+    GpuContextLost,
     GpuOutOfMemory,
     MethodNotImplemented,
     ModelError,
@@ -40,6 +41,7 @@ from deepaas.model.description import (
     describe_response_schema,
 )
 from deepaas.model.files import UploadedFile
+from deepaas.model.gpu_faults import gpu_failed_message, is_gpu_context_lost
 from deepaas.model.gpu_memory import is_gpu_out_of_memory, out_of_memory_message
 from deepaas.model.loading import ModelSpec, load_model
 
@@ -110,11 +112,18 @@ def to_json_bytes(value: Any) -> bytes:
 
 def model_error(exc: BaseException) -> ModelError:
     """The domain error for an exception a model raised: a refusal (an aiohttp
-    HTTP error), an exhausted GPU, or else a plain :class:`ModelError`."""
+    HTTP error), a GPU its process can no longer use, an exhausted GPU, or
+    else a plain :class:`ModelError`.
+
+    A lost CUDA context goes first: when a model's error chain holds both,
+    the process must be replaced whatever else went wrong.
+    """
     trace = "".join(traceback.format_exception(exc))
     refusal = model_http_error(exc, traceback=trace)  # web.HTTPBadRequest & co.
     if refusal is not None:
         return refusal
+    if is_gpu_context_lost(exc):
+        return GpuContextLost(gpu_failed_message(exc), traceback=trace)
     if is_gpu_out_of_memory(exc):
         return GpuOutOfMemory(out_of_memory_message(exc), traceback=trace)
     message = str(exc) or type(exc).__name__

@@ -11,6 +11,7 @@ between them is their loop: what they do once started.  What crosses their
 sockets is :mod:`deepaas.engine.processes.wire`.
 """
 
+from deepaas.engine.processes.lost_gpu import GPU_FAILED_EXIT, exit_for_failed_gpu
 from deepaas.engine.processes.prologue import (
     Prologue,
     children_skip_main_module,
@@ -31,10 +32,12 @@ from deepaas.engine.processes.spawn import (
 
 __all__ = [
     "FAILED",
+    "GPU_FAILED_EXIT",
     "READY",
     "Prologue",
     "children_skip_main_module",
     "describe_exit",
+    "exit_for_failed_gpu",
     "freeze_startup_objects",
     "ready_payload",
     "report_ready",

@@ -24,6 +24,7 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol, TypeVar
 
+from deepaas.engine.processes.lost_gpu import GPU_FAILED_EXIT
 from deepaas.engine.processes.prologue import Prologue, freeze_startup_objects
 from deepaas.engine.processes.wire import error_from_wire, start_error
 from deepaas.exceptions import DeepaasError
@@ -161,4 +162,9 @@ def describe_exit(exitcode: int | None) -> str:
             "SIGSEGV": " (a segmentation fault in native code)",
         }
         return f"it was killed by {name}{hints.get(name, '')}"
+    if exitcode == GPU_FAILED_EXIT:
+        return (
+            f"it exited with code {exitcode}: its GPU failed and it could no "
+            "longer use it"
+        )
     return f"it exited with code {exitcode}"
