@@ -41,7 +41,7 @@ from deepaas.api.request_metrics import REQUEST_METRICS, RequestMetrics, bucket_
 from deepaas.api.routes import Route
 from deepaas.api.routing import add_route
 from deepaas.engine.devices import TRAINING_KEY
-from deepaas.engine.executor import Executor
+from deepaas.engine.executor import RESTART_CAUSES, Executor
 
 LOG = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ class EngineCollector(Collector):
             "Worker processes restarted, by cause: timeout (--predict-timeout), "
             "signal (e.g. SIGSEGV, SIGKILL), exit (the process exited), "
             "start_failed (a restarted worker did not come up), cancelled "
-            "(stopped because the prediction job it ran was cancelled).",
+            "(stopped because the prediction job it ran was cancelled), "
+            "gpu_failed (its GPU failed in a call: it exited to be replaced).",
             labels=["model", "cause"],
         )
         timeouts = CounterMetricFamily(
@@ -130,7 +131,7 @@ class EngineCollector(Collector):
             stats = getattr(executor, "stats", None)
             if stats is None:
                 continue
-            for cause in ("timeout", "signal", "exit", "start_failed", "cancelled"):
+            for cause in RESTART_CAUSES:
                 restarts.add_metric([name, cause], stats.restarts.get(cause, 0))
             timeouts.add_metric([name], stats.timeouts)
             out_of_memory.add_metric([name], stats.out_of_memory)

@@ -14,6 +14,12 @@ each input the worker counts in ``progress`` (shared memory): ``2n + 1`` while
 its n-th input is in hand, ``2n + 2`` once answered, so that the batch
 process knows which input was in hand if the worker dies.
 
+An input whose GPU failed (:class:`~deepaas.exceptions.GpuContextLost`:
+every later CUDA call of this process would fail) ends its chunk early: the
+answers so far, that one's included, go back in a shorter ``done``, and the
+worker exits (:func:`deepaas.engine.processes.exit_for_failed_gpu`); the
+batch process hands the chunk's other inputs to a fresh worker.
+
 It ignores SIGINT and SIGTERM (the batch process decides when to stop it)
 and, on Linux, dies with the batch process even when that one is killed
 with SIGKILL.
@@ -26,7 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from deepaas import exceptions
-from deepaas.engine.processes import report_ready, start_child
+from deepaas.engine.processes import exit_for_failed_gpu, report_ready, start_child
 from deepaas.engine.processes.wire import error_to_wire
 from deepaas.provenance.digests import sha256_bytes
 
@@ -39,7 +45,8 @@ def serve(conn: Connection, progress: Any, spec: Any, warm: bool) -> None:
     to the batch process unnamed (``named=False``: the pool names the model).
     """
     from deepaas.batch.calls import PredictCall
-    from deepaas.exceptions import GpuOutOfMemory
+    from deepaas.exceptions import GpuContextLost, GpuOutOfMemory
+    from deepaas.model.gpu_faults import gpu_fault
     from deepaas.model.gpu_memory import recover_from_out_of_memory
 
     loaded = start_child(conn.send, spec.name, lambda: _load(spec, warm), named=False)
@@ -64,6 +71,7 @@ def serve(conn: Connection, progress: Any, spec: Any, warm: bool) -> None:
             continue
         chunk_id, requests, copies = message[1], message[2], message[3]
         results: list[tuple[Any, ...]] = []
+        lost: str | None = None
         for request, own in zip(requests, copies, strict=True):
             # Which input is in hand, for the batch process to blame if this
             # process dies: shared memory, no system call.
@@ -72,7 +80,11 @@ def serve(conn: Connection, progress: Any, spec: Any, warm: bool) -> None:
             results.append(result)
             started += 1
             progress.value = 2 * started
-            if result[0] == "error" and result[1][0] == GpuOutOfMemory.__name__:
+            failed = result[1][0] if result[0] == "error" else None
+            if failed == GpuContextLost.__name__:
+                lost = gpu_fault(result[1][1]) or "CUDA fault"
+                break  # the chunk's other inputs go to a fresh worker
+            if failed == GpuOutOfMemory.__name__:
                 # _one has returned: the call's exception and its frames are
                 # unreferenced, so its cached GPU memory can go back.
                 recover_from_out_of_memory(spec.name, "predict")
@@ -80,6 +92,8 @@ def serve(conn: Connection, progress: Any, spec: Any, warm: bool) -> None:
             conn.send(("done", chunk_id, results))
         except (OSError, EOFError):
             return
+        if lost is not None:
+            exit_for_failed_gpu(spec.name, "predict", lost)
 
 
 def _load(spec: Any, warm: bool) -> tuple[Any, Any]:

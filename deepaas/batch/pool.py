@@ -20,7 +20,11 @@ hand and the next) only while their copies hold less than
 Answers come back chunk by chunk, in the order sent.  When a worker dies,
 the input it had in hand (the worker counts the inputs it starts and
 finishes in shared memory) is recorded as failed, the inputs it had not
-answered are handed out again, and the worker is restarted.  Workers
+answered are handed out again, and the worker is restarted.  A worker
+whose GPU failed (it answered an input with
+:class:`~deepaas.exceptions.GpuContextLost`) answers its chunk up to that
+input and exits: that input keeps its answer, the others go out again, and
+the worker is restarted, as after a crash but blaming no input.  Workers
 ignore SIGTERM and SIGINT: the batch process decides, on those signals,
 whether to wait for the inputs in hand or to stop the workers.
 """
@@ -46,8 +50,14 @@ from deepaas.engine.processes import (
     worker_prologue,
 )
 from deepaas.engine.processes.wire import error_from_wire
-from deepaas.exceptions import DeepaasError, ModelLoadError, WorkerCrashed
+from deepaas.exceptions import (
+    DeepaasError,
+    GpuContextLost,
+    ModelLoadError,
+    WorkerCrashed,
+)
 from deepaas.model.description import ModelDescription
+from deepaas.model.gpu_faults import gpu_fault
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome
 
@@ -89,6 +99,9 @@ class _Worker:
         #: Inputs this process answered: with ``progress``, which one it had
         #: in hand when it died.
         self.answered = 0
+        #: The fault it answered an input with, after which it exits (its
+        #: GPU failed); None while it has not.
+        self.lost_gpu: str | None = None
 
     @property
     def inputs(self) -> int:
@@ -175,6 +188,7 @@ class BatchPool:
         worker.state = "starting"
         worker.pending.clear()
         worker.answered = 0
+        worker.lost_gpu = None
 
     def start(self, timeout: float = 600.0) -> ModelDescription:
         """Start every worker and wait until each has loaded and warmed the model."""
@@ -248,6 +262,8 @@ class BatchPool:
         best: _Worker | None = None
         for worker in self._workers:
             if worker.state != "ready" or len(worker.pending) >= self._window:
+                continue
+            if worker.lost_gpu:  # exiting: its GPU failed
                 continue
             if large and worker.pending:
                 continue
@@ -378,15 +394,23 @@ class BatchPool:
                     chunk_id,
                 )
             total = 0.0
+            answers = message[2]
+            if len(answers) < len(items):
+                # Its GPU failed: it answered up to that input and exits;
+                # the others go to a fresh worker.
+                self.requeued.extend(items[len(answers) :])
+                items = items[: len(answers)]
             worker.answered += len(items)
             results = self._answers
-            for item, answer in zip(items, message[2], strict=True):
+            for item, answer in zip(items, answers, strict=True):
                 self._handouts.pop(item.key, None)
                 outcome: Any
                 if answer[0] == "ok":
                     outcome = PredictOutcome(answer[1], answer[2])
                 else:
                     outcome = error_from_wire(answer[1])
+                    if isinstance(outcome, GpuContextLost):
+                        worker.lost_gpu = gpu_fault(outcome.message) or "CUDA fault"
                 self.digests[item.key] = answer[-2]  # for the provenance record
                 seconds = answer[-1]
                 total += seconds
@@ -424,8 +448,20 @@ class BatchPool:
             )
             LOG.error("%s", worker.failure.message)
             return
-        LOG.error("model %r: worker %d died: %s", self.spec.name, worker.index, how)
         items = [item for _, chunk, _ in pending for item in chunk]
+        if worker.lost_gpu:
+            # It said why (one ERROR line) and answered its input first: the
+            # inputs it had not started go to its replacement.
+            LOG.warning(
+                "model %r: worker %d exited: its GPU failed (%s)",
+                self.spec.name,
+                worker.index,
+                worker.lost_gpu,
+            )
+            self.requeued.extend(items)
+            items = []
+        else:
+            LOG.error("model %r: worker %d died: %s", self.spec.name, worker.index, how)
         # ``progress`` is 2n+1 while the worker's n-th input (0-based, counted
         # since it started) is in hand, 2n+2 once it is answered.
         state = int(worker.progress.value)

@@ -8,6 +8,12 @@ handing out inputs; the inputs in hand get ``term_grace`` seconds to finish,
 then the workers are stopped and every record written so far is flushed, so
 that rerunning the same command resumes where this one stopped.
 
+An input whose GPU failed (:class:`~deepaas.exceptions.GpuContextLost`) is
+recorded as failed; a worker process that saw it is replaced by the pool,
+but with ``workers=0`` the failing process is this one, whose every later
+call would fail: the run stops there with a one-line error, and rerunning
+resumes (in a fresh process, with a fresh GPU context).
+
 The model never gets a user's own file, only copies
 (:mod:`~deepaas.batch.copies`).  A run resumes only its own records: what
 defines it is checked against ``run.json`` (:mod:`~deepaas.batch.runfile`)
@@ -45,10 +51,12 @@ from deepaas.batch.runfile import earlier_run, identity_for, settle_run
 from deepaas.exceptions import (
     ArgumentsInvalid,
     DeepaasError,
+    GpuContextLost,
     GpuOutOfMemory,
     ModelError,
 )
 from deepaas.model.description import ModelDescription
+from deepaas.model.gpu_faults import PROCESS_MUST_RESTART, gpu_fault, restated
 from deepaas.model.gpu_memory import recover_from_out_of_memory
 from deepaas.model.wrapper import (
     PredictOutcome,
@@ -312,8 +320,19 @@ class BatchRun:
                     outcome = call.raw(request[1])
             except DeepaasError as exc:
                 outcome = exc
+            if isinstance(outcome, GpuContextLost):
+                message = restated(outcome.message, PROCESS_MUST_RESTART)
+                outcome = GpuContextLost(message, traceback=outcome.traceback)
             self._record(item, outcome, clock() - begin)
             self._progress.tick()
+            if isinstance(outcome, GpuContextLost):
+                raise DeepaasError(
+                    f"the GPU failed ({gpu_fault(outcome.message) or 'CUDA fault'}) "
+                    f"on input {item.key}, and this process cannot use it any "
+                    "more: the run stops here; rerun the same command to resume "
+                    "(the records written so far are kept; --retry-errors "
+                    "retries the failed input)"
+                )
             if isinstance(outcome, GpuOutOfMemory):
                 outcome = None  # its traceback's frames hold the model's tensors
                 recover_from_out_of_memory(wrapper.name, "predict")

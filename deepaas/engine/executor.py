@@ -31,6 +31,17 @@ from deepaas.model.wrapper import (
     to_json_bytes,
 )
 
+#: Why a worker was restarted (``ExecutorStats.restarts``' keys, and the
+#: ``cause`` label of ``deepaas_worker_restarts_total``).
+RESTART_CAUSES = (
+    "timeout",
+    "signal",
+    "exit",
+    "start_failed",
+    "cancelled",
+    "gpu_failed",
+)
+
 
 @dataclasses.dataclass
 class ExecutorStats:
@@ -44,7 +55,9 @@ class ExecutorStats:
     #: Calls answered 504 for exceeding ``--predict-timeout``.
     timeouts: int = 0
     #: Worker restarts by cause: ``timeout``, ``signal``, ``exit``,
-    #: ``start_failed`` (a restart whose worker did not come up).
+    #: ``start_failed`` (a restart whose worker did not come up),
+    #: ``cancelled``, ``gpu_failed`` (it answered that its GPU failed, and
+    #: exited to be replaced).
     restarts: collections.Counter[str] = dataclasses.field(
         default_factory=collections.Counter
     )

@@ -4,6 +4,13 @@ Used with ``--workers 0``, or for a model declaring ``deepaas_execution =
 "thread"`` or ``"async"``: synchronous calls run in a thread pool, coroutine
 models (and ``"async"`` ones) on the event loop.  No process hop, no
 pickling: the fastest path for light or thread-safe models.
+
+A call whose GPU failed (:class:`~deepaas.exceptions.GpuContextLost`)
+leaves the API process itself unable to use its GPU, and nothing can
+replace it from inside: the call is answered clearly, the log says that the
+process must be restarted, and ``/ready`` turns 503 for the model (its
+``ready`` count drops to 0), so that a load balancer or an orchestrator
+stops sending it calls.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import logging
 import time
 from typing import Any
 
@@ -24,7 +32,14 @@ from deepaas.engine.executor import (
     stall,
 )
 from deepaas.engine.settings import DEFAULT_STALL_TIMEOUT
-from deepaas.exceptions import CallTimeout, DeepaasError, GpuOutOfMemory, QueueFull
+from deepaas.exceptions import (
+    CallTimeout,
+    DeepaasError,
+    GpuContextLost,
+    GpuOutOfMemory,
+    QueueFull,
+)
+from deepaas.model.gpu_faults import PROCESS_MUST_RESTART, gpu_fault, restated
 from deepaas.model.gpu_memory import recover_from_out_of_memory
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import (
@@ -36,6 +51,9 @@ from deepaas.model.wrapper import (
 
 #: Names of the threads that run an in-process model's calls start so.
 MODEL_THREAD_PREFIX = "deepaas-model-"
+
+#: The engine's log, where the pools say what happens to their workers.
+LOG = logging.getLogger("deepaas.engine.workers")
 
 
 class InProcessExecutor(Executor):
@@ -82,6 +100,8 @@ class InProcessExecutor(Executor):
         self._async_predict = False
         self._inline = False
         self._batcher: Batcher | None = None
+        #: The fault after which this process cannot use its GPU (None: none).
+        self._lost_gpu: str | None = None
         self.stats = ExecutorStats()
 
     @property
@@ -162,6 +182,31 @@ class InProcessExecutor(Executor):
         return max(0.0, time.monotonic() - self._last_progress)
 
     async def predict(self, raw: RawArguments, accept: str | None) -> PredictOutcome:
+        try:
+            return await self._predict_recovering(raw, accept)
+        except GpuContextLost as exc:
+            error = self._gpu_failed(exc)
+        raise error
+
+    def _gpu_failed(self, exc: GpuContextLost) -> GpuContextLost:
+        """The answer to a call whose GPU failed, said for this process (which
+        nothing replaces); the first one is logged, and turns /ready 503."""
+        message = restated(exc.message, PROCESS_MUST_RESTART)
+        if self._lost_gpu is None:
+            self._lost_gpu = gpu_fault(exc.message) or "CUDA fault"
+            LOG.error(
+                "model %r: the GPU failed in predict (%s); this process cannot "
+                "use it any more and must be restarted",
+                self.spec.name,
+                self._lost_gpu,
+            )
+        # A copy without the model's own exception and its frames.
+        return GpuContextLost(message, traceback=exc.traceback)
+
+    async def _predict_recovering(
+        self, raw: RawArguments, accept: str | None
+    ) -> PredictOutcome:
+        """Predict; after running out of GPU memory, release what is cached."""
         if self._batcher is not None:
             try:
                 return await self._run(self._batcher.submit, raw, accept)
@@ -227,15 +272,20 @@ class InProcessExecutor(Executor):
             self._pool = None
 
     def status(self) -> dict[str, Any]:
-        ready = 1 if self._wrapper is not None else 0
+        started = 1 if self._wrapper is not None else 0
+        ready = 0 if self._lost_gpu else started
         state: dict[str, Any] = {
             "mode": f"in-process ({self.mode})",
             "workers": 1,
             "ready": ready,
-            "warming": 1 - ready,
+            "warming": 1 - started,
             "busy": self._in_flight,
             "queued": max(0, self._in_flight - self._threads),
             "restarts": 0,
         }
         stall(state, self.stalled_for(), self.stall_timeout)
+        if self._lost_gpu:
+            state["last_error"] = (
+                f"the GPU failed ({self._lost_gpu}); {PROCESS_MUST_RESTART}"
+            )
         return state

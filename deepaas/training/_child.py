@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from deepaas.engine.processes import spawn_child
-from deepaas.exceptions import DeepaasError, ModelError
+from deepaas.exceptions import DeepaasError, GpuContextLost, ModelError
+from deepaas.model.gpu_faults import TRAINING_ENDS, restated
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import RawArguments, load_wrapped, to_json_bytes
 from deepaas.training._jobdir import OUTCOME_UNWRITTEN
@@ -196,8 +197,11 @@ def _train(job: ChildJob) -> dict[str, Any]:
         kwargs = wrapper.parse_train_args(job.raw)
         result = wrapper.call("train", kwargs)
     except ModelError as exc:
-        LOG.error("training failed: %s\n%s", exc.message, exc.traceback.rstrip())
-        return {"status": "error", "message": exc.message}
+        message = exc.message
+        if isinstance(exc, GpuContextLost):  # this process ends anyway
+            message = restated(message, TRAINING_ENDS)
+        LOG.error("training failed: %s\n%s", message, exc.traceback.rstrip())
+        return {"status": "error", "message": message}
     except DeepaasError as exc:
         LOG.error("training failed: %s", exc.message)
         return {"status": "error", "message": exc.message}

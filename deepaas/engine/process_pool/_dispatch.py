@@ -68,13 +68,13 @@ class Dispatcher:
 
     def _fail_waiters_if_hopeless(self) -> None:
         """Never let a waiter hang when no worker is alive or coming back."""
-        if any(w.state in ("idle", "busy", "starting") for w in self._workers):
+        # A retiring worker (its GPU failed) is about to be restarted.
+        alive = ("idle", "busy", "starting", "retiring")
+        if any(w.state in alive for w in self._workers):
             return
         if self._restarting():
             return
-        self.fail_waiters(
-            WorkerCrashed(f"no worker of model {self._model!r} is alive")
-        )
+        self.fail_waiters(WorkerCrashed(f"no worker of model {self._model!r} is alive"))
 
     def can_take(self, worker: WorkerHandle) -> bool:
         """Whether a ready worker may be given one more call now.

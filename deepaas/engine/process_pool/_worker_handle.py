@@ -61,7 +61,9 @@ class WorkerHandle:
         self.env = env
         self.process: Any = None
         self.channel: MessageReader | None = None
-        self.state = "stopped"  # starting | idle | busy | dead | stopped
+        #: starting | idle | busy | retiring (exiting: its GPU failed) | dead
+        #: | stopped
+        self.state = "stopped"
         #: Calls sent and not answered yet, oldest (the running one) first.
         self.sent: collections.deque[SentCall] = collections.deque()
         #: Calls this worker has been given: sent, or about to be.
@@ -84,6 +86,8 @@ class WorkerHandle:
         self.timed_out = False
         #: Killed because the caller of its running call stopped that call.
         self.interrupted = False
+        #: The fault it answered, after which it exits (its GPU failed).
+        self.lost_gpu: str | None = None
         #: Running an interruptible call: it takes no other call meanwhile.
         self.exclusive = False
         #: When it last took a call (time.monotonic()), for stall detection.
@@ -123,8 +127,13 @@ class WorkerHandle:
         A process already started by :meth:`launch` is only connected.
         """
         if self._launched is None:
-            self.launch(context, spec, warm=warm, log_level=log_level,
-                        describe_first=describe_first)
+            self.launch(
+                context,
+                spec,
+                warm=warm,
+                log_level=log_level,
+                describe_first=describe_first,
+            )
         assert self._launched is not None
         (parent_sock, control_parent), self._launched = self._launched, None
         loop = asyncio.get_running_loop()
@@ -163,6 +172,7 @@ class WorkerHandle:
         self.state = "starting"
         self.timed_out = False
         self.interrupted = False
+        self.lost_gpu = None
         self.exclusive = False
         self.sent.clear()
         self.load = 0

@@ -19,13 +19,14 @@ from typing import Any
 from deepaas.engine.batching import run_batch
 from deepaas.engine.executor import jsonable_arguments
 from deepaas.engine.probe import model_facts
-from deepaas.engine.processes import report_ready, start_child
+from deepaas.engine.processes import exit_for_failed_gpu, report_ready, start_child
 from deepaas.engine.processes.wire import (
     BlockingChannel,
     error_to_wire,
     is_wire_error,
 )
-from deepaas.exceptions import DeepaasError, GpuOutOfMemory
+from deepaas.exceptions import DeepaasError, GpuContextLost, GpuOutOfMemory
+from deepaas.model.gpu_faults import gpu_fault
 from deepaas.model.gpu_memory import recover_from_out_of_memory
 from deepaas.model.wrapper import RawArguments, load_wrapped, model_error
 
@@ -150,17 +151,44 @@ def _answer_calls(
             return
         except Exception as exc:  # an answer that cannot be pickled
             channel.send(("error", call_id, error_to_wire(model_error(exc))))
+        # Answered: a worker whose CUDA context is lost leaves now, before
+        # it takes another call, and its pool (which read the same answer)
+        # starts a fresh one.
+        lost = lost_gpu_message(reply)
+        if lost is not None and kind in _PREDICTIONS:
+            exit_for_failed_gpu(wrapper.name, kind, gpu_fault(lost) or "CUDA fault")
         # Out of the except blocks, the failed call's exception, its frames
         # and their tensors are unreferenced: its cached memory can go back.
         if _ran_out_of_gpu_memory(reply):
             recover_from_out_of_memory(wrapper.name, kind)
 
 
+#: The calls that run the model on its GPU.
+_PREDICTIONS = frozenset({"predict", "predict_batch"})
+
+
+def _wire_errors(reply: tuple[Any, ...]) -> list[Any]:
+    """The errors a reply carries: its own, or, for a batch, its answers'."""
+    if reply[0] == "error":
+        return [reply[2]]
+    answers = reply[2]
+    if not isinstance(answers, list):
+        return []
+    return [a for a in answers if is_wire_error(a)]
+
+
 def _ran_out_of_gpu_memory(reply: tuple[Any, ...]) -> bool:
     """Whether a reply (or, for a batch, any of its answers) is a GpuOutOfMemory."""
-    if reply[0] == "error":
-        return bool(reply[2][0] == GpuOutOfMemory.__name__)
-    answers = reply[2]
-    return isinstance(answers, list) and any(
-        is_wire_error(a) and a[0] == GpuOutOfMemory.__name__ for a in answers
-    )
+    return any(e[0] == GpuOutOfMemory.__name__ for e in _wire_errors(reply))
+
+
+def lost_gpu_message(reply: tuple[Any, ...]) -> str | None:
+    """The message of the :class:`GpuContextLost` a reply (or, for a batch,
+    any of its answers) carries, else None.
+
+    The worker reads it to know it must leave, the pool to know why it did.
+    """
+    for error in _wire_errors(reply):
+        if error[0] == GpuContextLost.__name__:
+            return str(error[1])
+    return None

@@ -19,6 +19,11 @@ Design (docs/engine.md tells the whole story):
   queue, and the worker is restarted and re-warmed with exponential backoff
   while the others keep answering.  A call that exceeds ``call_timeout``
   answers :class:`CallTimeout` and its worker is killed and restarted.
+* A worker that answers :class:`~deepaas.exceptions.GpuContextLost` (its
+  CUDA context is broken: every later call would fail) exits once it has
+  answered; the pool, which read the same answer, takes no more calls to
+  it, hands the calls waiting in its socket to the others, and restarts it
+  (cause ``gpu_failed``).
 * Models that offer ``predict_batch`` get a :class:`~deepaas.engine.batching.
   Batcher` in front of the pool.
 * A caller that goes away (its client disconnected) leaves the queue at
@@ -51,6 +56,7 @@ from deepaas.engine.process_pool._dispatch import (
     Dispatcher,
 )
 from deepaas.engine.process_pool._worker_handle import SentCall, WorkerHandle
+from deepaas.engine.process_pool._worker_main import lost_gpu_message
 from deepaas.engine.processes import (
     FAILED,
     READY,
@@ -67,12 +73,17 @@ from deepaas.exceptions import (
     ModelLoadError,
     WorkerCrashed,
 )
+from deepaas.model.gpu_faults import gpu_fault
 from deepaas.model.loading import ModelSpec
 from deepaas.model.wrapper import PredictOutcome, RawArguments
 
 #: The pool's log keeps the name it has always had (log configurations and
 #: filters name it).
 LOG = logging.getLogger("deepaas.engine.workers")
+
+#: Seconds a worker whose GPU failed gets to exit on its own after its
+#: answer, before it is killed (it exits at once unless something hangs).
+LOST_GPU_GRACE = 10.0
 
 
 class RunsInProcess(Exception):
@@ -307,24 +318,51 @@ class ProcessPool(Executor):
                 sent.answer.set_exception(error_from_wire(message[2]))
             else:
                 sent.answer.set_result(message[2])
+        lost = lost_gpu_message(message)
+        if lost is not None:
+            self._retire(worker, gpu_fault(lost) or "CUDA fault")
+            return
         if worker.sent:
             self._start_running(worker, worker.sent[0], now)
         if worker.state == "busy":
             self._dispatch.release(worker)
 
+    def _retire(self, worker: WorkerHandle, fault: str) -> None:
+        """``worker`` answered that its GPU failed, and exits: it takes no more
+        calls, and the ones waiting in its socket go to the others once it
+        has closed it (:meth:`_on_closed`)."""
+        worker.lost_gpu = fault
+        worker.state = "retiring"
+        process = worker.process
+
+        def kill_if_lingering() -> None:
+            if worker.process is process and worker.state == "retiring":
+                LOG.warning(
+                    "model %r: worker %d (pid %s) did not exit after its GPU "
+                    "failed; killing it",
+                    self.spec.name,
+                    worker.index,
+                    process.pid,
+                )
+                worker.kill()
+
+        asyncio.get_running_loop().call_later(LOST_GPU_GRACE, kill_if_lingering)
+
     def _on_closed(self, worker: WorkerHandle, process: Any) -> None:
         """The worker's socket reached end of file: it died or is dying."""
         if worker.process is not process or worker.state in ("dead", "stopped"):
             return
-        was_ready = worker.state in ("idle", "busy")
+        was_ready = worker.state in ("idle", "busy", "retiring")
         worker.state = "dead"
         worker.close_sockets()
         if worker in self._dispatch.idle:
             self._dispatch.idle.remove(worker)
         # Calls waiting in its socket never started: they go to the front of
         # the queue, for another worker or this one once restarted.  The one
-        # it was running (none after a timeout) fails in _after_death.
-        running = 0 if worker.timed_out or worker.interrupted else 1
+        # it was running (none after a timeout, nor once it said its GPU
+        # failed: it read no more calls) fails in _after_death.
+        stopped = worker.timed_out or worker.interrupted or worker.lost_gpu
+        running = 0 if stopped else 1
         while len(worker.sent) > running:
             waiting = worker.sent.pop()
             if not waiting.answer.done():
@@ -353,6 +391,8 @@ class ProcessPool(Executor):
             how = f"it exceeded --predict-timeout ({self._call_timeout:g} s)"
         elif worker.interrupted:
             how = "it was stopped: the call it ran was cancelled"
+        elif worker.lost_gpu:
+            how = f"its GPU failed ({worker.lost_gpu}) and it exited to be replaced"
         self._last_error = f"worker {worker.index} (pid {process.pid}) died: {how}"
         worker.fail_sent(
             WorkerCrashed(
@@ -379,6 +419,21 @@ class ProcessPool(Executor):
                 process.pid,
             )
             self.stats.restarts["cancelled"] += 1
+            await self._restart(worker)
+            return
+        if worker.lost_gpu:
+            # The worker logged the error; a GPU that keeps failing backs
+            # off like a worker that keeps crashing.
+            LOG.warning(
+                "model %r: worker %d (pid %s) exited: its GPU failed (%s); "
+                "restarting it",
+                self.spec.name,
+                worker.index,
+                process.pid,
+                worker.lost_gpu,
+            )
+            self.stats.restarts["gpu_failed"] += 1
+            worker.count_failure(while_serving=True)
             await self._restart(worker)
             return
         LOG.error(
