@@ -74,8 +74,14 @@ def test_torchs_accelerator_error_of_a_device_side_assert_is_recognised() -> Non
             "cudaErrorIllegalAddress: an illegal memory access was encountered",
             "illegal memory access",
         ),
-        ("cudaErrorAssert: device-side assert triggered", "device-side assert triggered"),
-        ("cudaErrorLaunchFailure: unspecified launch failure", "unspecified launch failure"),
+        (
+            "cudaErrorAssert: device-side assert triggered",
+            "device-side assert triggered",
+        ),
+        (
+            "cudaErrorLaunchFailure: unspecified launch failure",
+            "unspecified launch failure",
+        ),
         ("cudaErrorMisalignedAddress: misaligned address", "misaligned address"),
         (
             "INTERNAL: CUDA error: CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory "
@@ -84,9 +90,9 @@ def test_torchs_accelerator_error_of_a_device_side_assert_is_recognised() -> Non
         ),
     ],
     ids=[
-        "assert", "illegal-access", "launch-failure", "misaligned", "illegal-instruction",
-        "ecc", "unknown", "cublas", "cupy-illegal-address", "cupy-assert",
-        "cupy-launch-failure", "cupy-misaligned", "xla-driver",
+        "assert", "illegal-access", "launch-failure", "misaligned",
+        "illegal-instruction", "ecc", "unknown", "cublas", "cupy-illegal-address",
+        "cupy-assert", "cupy-launch-failure", "cupy-misaligned", "xla-driver",
     ],
 )  # fmt: skip
 def test_frameworks_texts_of_a_lost_cuda_context_are_recognised(
