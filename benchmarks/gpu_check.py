@@ -802,12 +802,17 @@ def step_fault(ctx: Context, step: Step) -> None:
     while restarts < expected and time.monotonic() < waited:
         time.sleep(0.5)
         restarts = _restarts(server).get(FAULTS, 0) - restarts_before
+    causes = {
+        labels.get("cause"): value
+        for labels, value in metric_samples(server, "deepaas_worker_restarts_total")
+        if labels.get("model") == FAULTS and value
+    }
     ctx.report.check(
         step,
         f"its worker is {'replaced' if ctx.on_gpu else 'kept (a CPU IndexError)'}"
         " (deepaas_worker_restarts)",
-        restarts == expected,
-        f"+{restarts:g}",
+        restarts == expected and set(causes) <= {"gpu_failed"},
+        f"+{restarts:g}, causes {causes or 'none'}",
     )
     answers = asyncio.run(concurrent_posts(url, reach, calls))
     after = _pids(answers)
