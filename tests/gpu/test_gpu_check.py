@@ -45,6 +45,7 @@ def gpu_check(
     )
 
 
+@pytest.mark.slow
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_3(tmp_path):
     done = gpu_check("--out", str(tmp_path / "out"))
     assert done.returncode == 3, done.stderr
@@ -54,6 +55,7 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_3(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing was started or written
 
 
+@pytest.mark.slow
 def test_a_python_without_the_packages_is_named_in_one_line(tmp_path):
     bare = tmp_path / "bare"
     venv.create(bare, with_pip=False)
@@ -63,18 +65,21 @@ def test_a_python_without_the_packages_is_named_in_one_line(tmp_path):
     assert "lacks packaging" in done.stdout
 
 
+@pytest.mark.slow
 def test_no_such_python_is_one_line(tmp_path):
     done = gpu_check(python=str(tmp_path / "python9"))
     assert (done.returncode, done.stdout.count("\n")) == (2, 1)
     assert "is not a command" in done.stdout
 
 
+@pytest.mark.slow
 def test_an_unknown_step_is_refused():
     done = gpu_check("--steps", "serve,fly")
     assert done.returncode == 2
     assert "unknown step(s) fly" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_step_left_without_time_fails_the_run(tmp_path):
     done = gpu_check(
         "--rehearse", "--steps", "serve", "--budget", "1", "--out", str(tmp_path)

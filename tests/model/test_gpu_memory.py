@@ -147,6 +147,7 @@ print(json.dumps({{
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("before", "torch_loaded"),
     [("", False), ("import torch", True)],
