@@ -32,9 +32,8 @@ too: the class alone says nothing, the text decides.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-from deepaas.model.gpu_memory import MAX_CHAIN_DEPTH
+from deepaas.model.exception_chain import exception_chain, exception_text, one_line
 
 #: What a worker says when it answers such a call (it is then replaced).
 WORKER_REPLACED = "this worker cannot use its GPU any more and is replaced"
@@ -112,38 +111,14 @@ def gpu_fault(text: str) -> str | None:
     return None
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc``, then what it was raised from or while handling, breadth first,
-    up to :data:`~deepaas.model.gpu_memory.MAX_CHAIN_DEPTH` links."""
-    seen: set[int] = set()
-    pending: list[tuple[BaseException, int]] = [(exc, 0)]
-    while pending:
-        current, depth = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if depth < MAX_CHAIN_DEPTH:
-            for linked in (current.__cause__, current.__context__):
-                if linked is not None:
-                    pending.append((linked, depth + 1))
-
-
-def _text(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:  # an exception whose __str__ fails says nothing
-        return ""
-
-
 def context_lost_cause(exc: BaseException) -> BaseException | None:
     """The exception in ``exc``'s chain that reports a sticky CUDA fault.
 
     ``exc`` itself, or one it was raised from or while handling (a model
     that wraps the framework's error in its own); None when none does.
     """
-    for current in _chain(exc):
-        if gpu_fault(_text(current)) is not None:
+    for current in exception_chain(exc):
+        if gpu_fault(exception_text(current)) is not None:
             return current
     return None
 
@@ -160,8 +135,7 @@ def gpu_failed_message(exc: BaseException, consequence: str = WORKER_REPLACED) -
     The framework's text is kept whole (torch's says how to debug it), its
     whitespace collapsed to single spaces.
     """
-    cause = context_lost_cause(exc) or exc
-    text = " ".join(_text(cause).split()) or type(cause).__name__
+    text = one_line(context_lost_cause(exc) or exc)
     return f"the GPU failed: {text}; {consequence}"
 
 

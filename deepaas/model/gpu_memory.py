@@ -23,11 +23,9 @@ import re
 import sys
 from typing import Any
 
-LOG = logging.getLogger(__name__)
+from deepaas.model.exception_chain import exception_chain, exception_text, one_line
 
-#: How many ``__cause__``/``__context__`` links are followed: enough for a
-#: model that wraps the error once or twice, bounded against long chains.
-MAX_CHAIN_DEPTH = 8
+LOG = logging.getLogger(__name__)
 
 #: Exception classes that mean "out of GPU memory", as (module prefix, name).
 _OUT_OF_MEMORY_CLASSES = (
@@ -53,11 +51,7 @@ def _is_out_of_memory_itself(exc: BaseException) -> bool:
                 module == prefix or module.startswith(prefix + ".")
             ):
                 return True
-    try:
-        text = str(exc)
-    except Exception:  # an exception whose __str__ fails says nothing
-        return False
-    return _OUT_OF_MEMORY_TEXT.search(text) is not None
+    return _OUT_OF_MEMORY_TEXT.search(exception_text(exc)) is not None
 
 
 def out_of_memory_cause(exc: BaseException) -> BaseException | None:
@@ -65,21 +59,12 @@ def out_of_memory_cause(exc: BaseException) -> BaseException | None:
 
     ``exc`` itself, or one it was raised from or while handling (a model
     that wraps the framework's error in its own), up to
-    :data:`MAX_CHAIN_DEPTH` links; None when none does.
+    :data:`~deepaas.model.exception_chain.MAX_CHAIN_DEPTH` links; None when
+    none does.
     """
-    seen: set[int] = set()
-    pending: list[tuple[BaseException, int]] = [(exc, 0)]
-    while pending:
-        current, depth = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in exception_chain(exc):
         if _is_out_of_memory_itself(current):
             return current
-        if depth < MAX_CHAIN_DEPTH:
-            for linked in (current.__cause__, current.__context__):
-                if linked is not None:
-                    pending.append((linked, depth + 1))
     return None
 
 
@@ -94,9 +79,7 @@ def out_of_memory_message(exc: BaseException) -> str:
     The framework's text is kept (torch's names the GPU, what was asked and
     what was free), its whitespace collapsed to single spaces.
     """
-    cause = out_of_memory_cause(exc) or exc
-    text = " ".join(str(cause).split()) or type(cause).__name__
-    return f"out of GPU memory: {text}"
+    return f"out of GPU memory: {one_line(out_of_memory_cause(exc) or exc)}"
 
 
 def release_cached_gpu_memory() -> int | None:
@@ -161,7 +144,6 @@ def recover_from_out_of_memory(model: str, method: str) -> int | None:
 
 
 __all__ = [
-    "MAX_CHAIN_DEPTH",
     "is_gpu_out_of_memory",
     "out_of_memory_cause",
     "out_of_memory_message",

@@ -8,6 +8,7 @@ import torch
 from deepaas.engine.processes import GPU_FAILED_EXIT, describe_exit
 from deepaas.engine.processes.wire import error_from_wire, error_to_wire
 from deepaas.exceptions import GpuContextLost, GpuOutOfMemory, ModelError
+from deepaas.model.exception_chain import MAX_CHAIN_DEPTH
 from deepaas.model.gpu_faults import (
     PROCESS_MUST_RESTART,
     gpu_failed_message,
@@ -15,7 +16,6 @@ from deepaas.model.gpu_faults import (
     is_gpu_context_lost,
     restated,
 )
-from deepaas.model.gpu_memory import MAX_CHAIN_DEPTH
 from deepaas.model.wrapper import model_error
 from tests.fake_models.gpu_faults import ASSERT_TEXT, raise_gpu_fault
 from tests.fake_models.memory import raise_out_of_memory

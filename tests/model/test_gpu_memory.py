@@ -12,8 +12,8 @@ import torch
 
 from deepaas.engine.processes.wire import error_from_wire, error_to_wire
 from deepaas.exceptions import GpuOutOfMemory, ModelError
+from deepaas.model.exception_chain import MAX_CHAIN_DEPTH
 from deepaas.model.gpu_memory import (
-    MAX_CHAIN_DEPTH,
     is_gpu_out_of_memory,
     out_of_memory_message,
     recover_from_out_of_memory,
